@@ -1,0 +1,8 @@
+"""goalrl: learn robot skills from images without task labels."""
+
+from goalrl.envs.registration import ENV_IDS, register_envs
+
+__version__ = "0.1.0"
+__all__ = ["ENV_IDS", "register_envs", "__version__"]
+
+register_envs()

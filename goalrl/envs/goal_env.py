@@ -1,0 +1,222 @@
+"""The tabletop scenes as ``gymnasium_robotics`` GoalEnvs with camera images.
+
+Observation dict:
+  observation        (5,) float32  tcp xyz, gripper opening, gripper yaw
+  achieved_goal      (G,) float32  object positions (tcp position for Reach, heights for Grasp)
+  desired_goal       (G,) float32  the same quantities in the goal layout
+  image              (H, W, 3) uint8  camera view now
+  desired_goal_image (H, W, 3) uint8  camera view of the goal layout
+
+Action (4,) or (5,) with ``yaw=True``, each in [-1, 1]: tcp displacement dx, dy, dz
+(scaled by ``max_step`` metres), gripper command (-1 open .. +1 closed), and optional
+yaw rate (scaled by ``max_yaw_step`` rad). Out-of-range values are clipped; a NaN or
+wrongly shaped action raises ``ValueError``. One step is 1/10 s of simulated time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium_robotics.core import GoalEnv
+
+from goalrl.envs.robot import Arm
+from goalrl.envs.scene import CONTROL_HZ, Scene
+from goalrl.envs.tasks import TASKS, Layout, Task, goal_distance, is_success
+
+
+class TabletopGoalEnv(GoalEnv):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
+
+    def __init__(
+        self,
+        task: str | Task = "Push",
+        image_size: int = 64,
+        yaw: bool = False,
+        distance_threshold: float = 0.05,
+        max_step: float = 0.03,
+        max_yaw_step: float = 0.2,
+        render_mode: str | None = "rgb_array",
+    ) -> None:
+        if isinstance(task, str):
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+            task = TASKS[task]
+        if int(image_size) < 8:
+            raise ValueError(f"image_size must be >= 8, got {image_size}")
+        self.task = task
+        self.image_size = int(image_size)
+        self.yaw_control = bool(yaw)
+        self.distance_threshold = float(distance_threshold)
+        self.max_step = float(max_step)
+        self.max_yaw_step = float(max_yaw_step)
+        self.render_mode = render_mode
+
+        self.scene = Scene(self.image_size)
+        self.arm = Arm(self.scene)
+        if task.container:
+            self.scene.load("tray", "tray.urdf", position=(0.0, 0.0, -1.0), fixed=True)
+        for spec in task.objects:
+            self.scene.load(spec.name, spec.urdf, position=(0.0, 0.0, -1.0), rgba=spec.rgba)
+        # every reset starts from this snapshot so physics never depends on earlier episodes
+        self._pristine = self.scene.save()
+
+        img = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        goal = gym.spaces.Box(-10.0, 10.0, (task.goal_dim,), np.float32)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "observation": gym.spaces.Box(-10.0, 10.0, (5,), np.float32),
+                "achieved_goal": goal,
+                "desired_goal": goal,
+                "image": img,
+                "desired_goal_image": img,
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (5 if yaw else 4,), np.float32)
+        self.start_layout: Layout | None = None
+        self.goal_layout: Layout | None = None
+        self.goal = np.zeros(task.goal_dim, np.float32)
+        self.goal_image = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+
+    # ---- gymnasium API ------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.scene.restore(self._pristine)
+        options = options or {}
+        start = options.get("layout") or self.task.sample_layout(self.np_random)
+        goal = options.get("goal_layout") or self.task.sample_goal(self.np_random, start)
+        self.set_goal(goal)
+        self.apply_layout(start)
+        self.start_layout = start
+        obs = self._observation()
+        return obs, self._info(obs)
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        a = self.check_action(action)
+        dyaw = a[4] * self.max_yaw_step if self.yaw_control else 0.0
+        self.arm.command(a[:3] * self.max_step, grip=float(a[3]), delta_yaw=dyaw)
+        self.scene.step_physics()
+        obs = self._observation()
+        info = self._info(obs)
+        reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], info))
+        terminated = bool(self.compute_terminated(obs["achieved_goal"], obs["desired_goal"], info))
+        truncated = bool(self.compute_truncated(obs["achieved_goal"], obs["desired_goal"], info))
+        return obs, reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray:
+        return self.scene.render()
+
+    def close(self) -> None:
+        self.scene.close()
+
+    # ---- GoalEnv: vectorised over leading batch dims --------------------------------------
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> Any:
+        """1.0 where the goal is met, else 0.0 (probability-of-reaching reward)."""
+        return is_success(self.task, achieved_goal, desired_goal, self.distance_threshold).astype(
+            np.float32
+        )
+
+    def compute_terminated(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> Any:
+        """Never: episodes end by the time limit, so a policy may stay at its goal."""
+        return np.zeros(np.shape(achieved_goal)[:-1], dtype=bool)
+
+    def compute_truncated(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> Any:
+        """Never here: gymnasium's TimeLimit wrapper truncates at ``max_episode_steps``."""
+        return np.zeros(np.shape(achieved_goal)[:-1], dtype=bool)
+
+    # ---- scene configuration ------------------------------------------------------------
+    def check_action(self, action: Any) -> np.ndarray:
+        """The action as float64, clipped to [-1, 1]; ValueError for NaN or a wrong shape."""
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            raise ValueError(
+                f"action must have shape {self.action_space.shape} "
+                f"(dx, dy, dz, grip{', yaw' if self.yaw_control else ''}), got shape {a.shape}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or infinite values: {a.tolist()}")
+        return np.clip(a, -1.0, 1.0)
+
+    def apply_layout(self, layout: Layout) -> None:
+        """Teleport the arm and every object into ``layout`` (velocities zeroed)."""
+        if self.task.container:
+            self.scene.set_pose("tray", layout.tray)
+        for spec in self.task.objects:
+            x, y, z, yaw = layout.objects[spec.name]
+            quat = self.scene.client.getQuaternionFromEuler((0.0, 0.0, float(yaw)))
+            self.scene.set_pose(spec.name, np.array([x, y, z]), np.asarray(quat))
+        self.arm.teleport(layout.tcp, layout.yaw, layout.opening)
+
+    def set_goal(self, goal: Layout) -> None:
+        """Make ``goal`` the desired layout; its image is rendered with the scene put in it."""
+        state = self.scene.save()
+        self.apply_layout(goal)
+        self.goal_image = self.scene.render()
+        self.goal = self.task.goal_vector(goal)
+        self.goal_layout = goal
+        self.scene.restore(state)
+        self.scene.forget(state)
+
+    def current_layout(self) -> Layout:
+        objects = {}
+        for spec in self.task.objects:
+            pos, quat = self.scene.pose(spec.name)
+            yaw = self.scene.client.getEulerFromQuaternion(quat)[2]
+            objects[spec.name] = np.array([*pos, yaw])
+        tray = self.scene.position("tray") if self.task.container else None
+        return Layout(
+            tcp=self.arm.tcp_position(),
+            yaw=self.arm.tcp_yaw(),
+            opening=self.arm.opening(),
+            objects=objects,
+            tray=tray,
+        )
+
+    def achieved_goal(self) -> np.ndarray:
+        if self.task.goal == "tcp":
+            return self.arm.tcp_position().astype(np.float32)
+        positions = [self.scene.position(s.name) for s in self.task.objects]
+        if self.task.goal == "lift":
+            return np.array([p[2] for p in positions], dtype=np.float32)
+        return np.concatenate(positions).astype(np.float32)
+
+    def save_state(self) -> dict[str, Any]:
+        """Snapshot of physics and goal (valid in this process) for ``restore_state``."""
+        return {
+            "physics": self.scene.save(),
+            "arm_target": (self.arm.target.copy(), self.arm.target_yaw, self.arm.target_opening),
+            "goal": (self.goal.copy(), self.goal_image.copy(), self.goal_layout),
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.scene.restore(state["physics"])
+        target, yaw, opening = state["arm_target"]
+        self.arm.target, self.arm.target_yaw, self.arm.target_opening = target.copy(), yaw, opening
+        self.arm.drive()
+        goal, image, layout = state["goal"]
+        self.goal, self.goal_image, self.goal_layout = goal.copy(), image.copy(), layout
+
+    def remove_state(self, state: dict[str, Any]) -> None:
+        self.scene.forget(state["physics"])
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {
+            "observation": self.arm.proprio(),
+            "achieved_goal": self.achieved_goal(),
+            "desired_goal": self.goal.copy(),
+            "image": self.scene.render(),
+            "desired_goal_image": self.goal_image.copy(),
+        }
+
+    def _info(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
+        ag, dg = obs["achieved_goal"], obs["desired_goal"]
+        return {
+            "is_success": bool(is_success(self.task, ag, dg, self.distance_threshold)),
+            "distance": float(goal_distance(self.task, ag, dg)),
+        }

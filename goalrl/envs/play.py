@@ -1,0 +1,187 @@
+"""Scripted, noisy "play" policies that make diverse unlabeled data.
+
+A play episode is a sequence of sub-skills chosen at random for the scene: reach a
+random point, push an object toward a random point, pick an object and place it
+elsewhere (or in the tray), and random motion. Each skill is a generator of actions
+over privileged scene state; noise on waypoints and actions makes the data diverse
+and imperfect, as real play data is. Every finished skill is scored, so a dataset
+records how often each sub-skill succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from goalrl.envs.goal_env import TabletopGoalEnv
+from goalrl.envs.tasks import OBJECT_HIGH, OBJECT_LOW, TRAY_FLOOR, ObjectSpec
+
+SKILLS = ("reach", "push", "pick_place", "random")
+# how often each scene starts each skill (skills that need objects are skipped without)
+SKILL_WEIGHTS = {
+    "Reach": {"reach": 0.7, "random": 0.3},
+    "Push": {"push": 0.6, "reach": 0.2, "random": 0.2},
+    "PickPlace": {"pick_place": 0.5, "push": 0.3, "reach": 0.1, "random": 0.1},
+    "Rearrange": {"pick_place": 0.5, "push": 0.3, "reach": 0.1, "random": 0.1},
+    "Grasp": {"pick_place": 1.0},
+}
+
+
+@dataclass
+class SkillStats:
+    attempts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKILLS, 0))
+    successes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKILLS, 0))
+
+    def record(self, skill: str, success: bool) -> None:
+        self.attempts[skill] += 1
+        self.successes[skill] += int(success)
+
+    def merge(self, other: SkillStats) -> None:
+        for k in SKILLS:
+            self.attempts[k] += other.attempts[k]
+            self.successes[k] += other.successes[k]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            k: {
+                "attempts": self.attempts[k],
+                "successes": self.successes[k],
+                "success_rate": self.successes[k] / self.attempts[k] if self.attempts[k] else None,
+            }
+            for k in SKILLS
+            if self.attempts[k]
+        }
+
+
+class PlayPolicy:
+    """Noisy scripted play for a ``TabletopGoalEnv``; call ``reset()`` after each env reset."""
+
+    def __init__(
+        self,
+        env: TabletopGoalEnv,
+        seed: int | None = None,
+        action_noise: float = 0.15,
+        waypoint_noise: float = 0.01,
+        skill_weights: dict[str, float] | None = None,
+    ) -> None:
+        self.env = env
+        self.rng = np.random.default_rng(seed)
+        self.action_noise = action_noise
+        self.waypoint_noise = waypoint_noise
+        weights = skill_weights or SKILL_WEIGHTS[env.task.name]
+        if not env.task.objects:
+            weights = {k: w for k, w in weights.items() if k in ("reach", "random")}
+        self.skills = list(weights)
+        self.probs = np.array([weights[k] for k in self.skills]) / sum(weights.values())
+        self.stats = SkillStats()
+        self._skill: Iterator[np.ndarray] | None = None
+
+    def reset(self) -> None:
+        self._skill = None
+
+    def __call__(self, obs: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Next action (A,) float32 in [-1, 1]."""
+        while True:
+            if self._skill is None:
+                self._skill = self._start(self.rng.choice(self.skills, p=self.probs))
+            try:
+                action = next(self._skill)
+                break
+            except StopIteration:
+                self._skill = None
+        noisy = action + self.rng.normal(0.0, self.action_noise, size=action.shape)
+        noisy[3] = action[3]  # gripper commands stay crisp: noise there only drops objects
+        return np.clip(noisy, -1.0, 1.0).astype(np.float32)
+
+    # ---- skills ---------------------------------------------------------------------------
+    def _start(self, skill: str) -> Iterator[np.ndarray]:
+        if skill == "reach":
+            return self._reach()
+        if skill == "random":
+            return self._random_motion()
+        spec = self.env.task.objects[self.rng.integers(len(self.env.task.objects))]
+        return self._push(spec) if skill == "push" else self._pick_place(spec)
+
+    def _reach(self) -> Iterator[np.ndarray]:
+        ws = self.env.arm.workspace
+        point = self.rng.uniform(np.add(ws.low, [0.03, 0.03, 0.03]), np.subtract(ws.high, 0.03))
+        grip = self.rng.choice([-1.0, 1.0])
+        yield from self._go(point, grip, max_steps=25)
+        self.stats.record("reach", np.linalg.norm(self.env.arm.tcp_position() - point) < 0.03)
+
+    def _random_motion(self) -> Iterator[np.ndarray]:
+        velocity = np.zeros(4)
+        for _ in range(self.rng.integers(5, 15)):
+            velocity = 0.7 * velocity + 0.3 * self.rng.uniform(-1.0, 1.0, size=4)
+            yield self._full_action(velocity[:3], float(np.sign(velocity[3])))
+        self.stats.record("random", True)
+
+    def _push(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
+        obj = self.env.scene.position(spec.name)
+        target = self._random_table_point()
+        direction = target - obj[:2]
+        direction /= max(np.linalg.norm(direction), 1e-6)
+        behind = obj[:2] - direction * (spec.width / 2 + 0.05)
+        low = 0.02
+        yield from self._go(np.array([*behind, 0.1]), 1.0, max_steps=15)
+        yield from self._go(np.array([*behind, low]), 1.0, max_steps=8)
+        # push through: stop with the object's centre at the target
+        end = target - direction * (spec.width / 2 + 0.025)
+        yield from self._go(np.array([*end, low]), 1.0, max_steps=20, tolerance=0.01)
+        yield from self._go(np.array([*end, 0.1]), 1.0, max_steps=6)
+        moved = self.env.scene.position(spec.name)[:2]
+        self.stats.record("push", np.linalg.norm(moved - target) < 0.05)
+
+    def _pick_place(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
+        obj = self.env.scene.position(spec.name)
+        yield from self._go(np.array([obj[0], obj[1], 0.12]), -1.0, max_steps=15)
+        obj = self.env.scene.position(spec.name)  # it may have been nudged
+        yield from self._go(np.array([obj[0], obj[1], max(obj[2], 0.015)]), -1.0, max_steps=8)
+        for _ in range(4):  # close and let the fingers settle on the object
+            yield self._full_action(np.zeros(3), 1.0)
+        here = self.env.arm.tcp_position()
+        yield from self._go(np.array([here[0], here[1], 0.16]), 1.0, max_steps=8)
+        lifted = self.env.scene.position(spec.name)[2] > spec.half_height + 0.05
+        if self.env.task.goal == "lift":
+            self.stats.record("pick_place", lifted)
+            for _ in range(3):  # hold it up: the grasp task's success state
+                yield self._full_action(np.zeros(3), 1.0)
+            return
+        target, z = self._place_target(spec)
+        yield from self._go(np.array([*target, 0.16]), 1.0, max_steps=15)
+        yield from self._go(np.array([*target, z + 0.01]), 1.0, max_steps=8)
+        for _ in range(3):
+            yield self._full_action(np.zeros(3), -1.0)
+        yield from self._go(np.array([*target, 0.14]), -1.0, max_steps=5)
+        placed = np.linalg.norm(self.env.scene.position(spec.name)[:2] - target) < 0.05
+        self.stats.record("pick_place", bool(lifted and placed))
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _place_target(self, spec: ObjectSpec) -> tuple[np.ndarray, float]:
+        if self.env.task.container and self.rng.random() < 0.4:
+            tray = self.env.scene.position("tray")
+            return tray[:2] + self.rng.uniform(-0.03, 0.03, size=2), TRAY_FLOOR + spec.half_height
+        return self._random_table_point(), spec.half_height
+
+    def _random_table_point(self) -> np.ndarray:
+        return self.rng.uniform(OBJECT_LOW + 0.02, OBJECT_HIGH - 0.02)
+
+    def _go(
+        self, point: np.ndarray, grip: float, max_steps: int, tolerance: float = 0.015
+    ) -> Iterator[np.ndarray]:
+        """Move the tcp to a (noisy) waypoint with a proportional controller."""
+        point = point + self.rng.normal(0.0, self.waypoint_noise, size=3)
+        point[2] = max(point[2], self.env.arm.workspace.low[2])
+        for _ in range(max_steps):
+            error = point - self.env.arm.tcp_position()
+            if np.linalg.norm(error) < tolerance:
+                return
+            yield self._full_action(error / self.env.max_step, grip)
+
+    def _full_action(self, xyz: np.ndarray, grip: float) -> np.ndarray:
+        action = np.zeros(self.env.action_space.shape, dtype=np.float64)
+        action[:3] = np.clip(xyz, -1.0, 1.0)
+        action[3] = grip
+        return action
