@@ -121,11 +121,15 @@ class TabletopGoalEnv(GoalEnv):
             np.float32
         )
 
-    def compute_terminated(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> Any:
+    def compute_terminated(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any
+    ) -> Any:
         """Never: episodes end by the time limit, so a policy may stay at its goal."""
         return np.zeros(np.shape(achieved_goal)[:-1], dtype=bool)
 
-    def compute_truncated(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> Any:
+    def compute_truncated(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any
+    ) -> Any:
         """Never here: gymnasium's TimeLimit wrapper truncates at ``max_episode_steps``."""
         return np.zeros(np.shape(achieved_goal)[:-1], dtype=bool)
 

@@ -120,16 +120,22 @@ class PlayPolicy:
 
     def _push(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
         obj = self.env.scene.position(spec.name)
-        target = self._random_table_point()
+        # short pushes (5-15 cm): long ones slide the object off the fingers
+        heading = self.rng.uniform(-np.pi, np.pi)
+        target = obj[:2] + self.rng.uniform(0.05, 0.15) * np.array(
+            [np.cos(heading), np.sin(heading)]
+        )
+        target = np.clip(target, OBJECT_LOW, OBJECT_HIGH)
         direction = target - obj[:2]
         direction /= max(np.linalg.norm(direction), 1e-6)
         behind = obj[:2] - direction * (spec.width / 2 + 0.05)
-        low = 0.02
+        # fingertips touch the object; the wide hand above them stays clear of its top
+        low = max(2 * spec.half_height - 0.0145, self.env.arm.workspace.low[2])
         yield from self._go(np.array([*behind, 0.1]), 1.0, max_steps=15)
         yield from self._go(np.array([*behind, low]), 1.0, max_steps=8)
         # push through: stop with the object's centre at the target
-        end = target - direction * (spec.width / 2 + 0.025)
-        yield from self._go(np.array([*end, low]), 1.0, max_steps=20, tolerance=0.01)
+        end = target - direction * (spec.width / 2 + 0.017)
+        yield from self._go(np.array([*end, low]), 1.0, max_steps=15, tolerance=0.01)
         yield from self._go(np.array([*end, 0.1]), 1.0, max_steps=6)
         moved = self.env.scene.position(spec.name)[:2]
         self.stats.record("push", np.linalg.norm(moved - target) < 0.05)

@@ -24,14 +24,15 @@ FINGER_MAX = 0.045  # opening of one finger, fully open
 ARM_JOINTS = ("yaw", "shoulder", "elbow", "wrist", "roll")
 FINGER_JOINTS = ("finger_left", "finger_right")
 ARM_FORCES = (300.0, 300.0, 200.0, 100.0, 50.0)  # N m per arm joint
-MAX_JOINT_SPEED = 1.5  # rad/s: ~1 m/s at the tcp, fast enough for 3 cm steps at 10 Hz
+# rad/s per arm joint: ~1 m/s at the tcp, enough for 3 cm and 0.2 rad steps at 10 Hz
+MAX_JOINT_SPEED = (1.5, 1.5, 1.5, 3.0, 4.0)
 
 
 @dataclass(frozen=True)
 class Workspace:
     """Box the tool centre point is kept in (world frame, metres)."""
 
-    low: tuple[float, float, float] = (-0.22, -0.28, 0.012)
+    low: tuple[float, float, float] = (-0.22, -0.28, 0.02)  # fingertips 1.75 cm below tcp
     high: tuple[float, float, float] = (0.22, 0.28, 0.32)
 
     def clip(self, xyz: np.ndarray) -> np.ndarray:
@@ -56,7 +57,9 @@ def solve_ik(target: np.ndarray, yaw: float, base: np.ndarray) -> np.ndarray:
     elbow = math.acos(max(-1.0, min(1.0, cos_elbow)))  # >= 0: elbow up
     # link directions are angles from vertical; pitch about y turns +z toward +radial
     towards_wrist = math.atan2(dr, dz)
-    shoulder = towards_wrist - math.atan2(FOREARM * math.sin(elbow), UPPER_ARM + FOREARM * math.cos(elbow))
+    shoulder = towards_wrist - math.atan2(
+        FOREARM * math.sin(elbow), UPPER_ARM + FOREARM * math.cos(elbow)
+    )
     wrist = math.pi - shoulder - elbow  # tool direction pi = straight down
     roll = _wrap(theta_yaw - yaw)
     return np.array([theta_yaw, shoulder, elbow, wrist, roll])
@@ -75,7 +78,10 @@ class Arm:
         self.base = np.asarray(base, dtype=np.float64)
         self.body = scene.load("arm", "arm5.urdf", position=base, fixed=True)
         client = scene.client
-        names = {client.getJointInfo(self.body, j)[1].decode(): j for j in range(client.getNumJoints(self.body))}
+        names = {
+            client.getJointInfo(self.body, j)[1].decode(): j
+            for j in range(client.getNumJoints(self.body))
+        }
         self.arm_joints = [names[n] for n in ARM_JOINTS]
         self.finger_joints = [names[n] for n in FINGER_JOINTS]
         self.tcp_link = names["tcp_joint"]
@@ -98,11 +104,15 @@ class Arm:
 
     def opening(self) -> float:
         """Distance between the fingers' inner faces (m), 0 when closed."""
-        return float(sum(self.scene.client.getJointState(self.body, j)[0] for j in self.finger_joints))
+        return float(
+            sum(self.scene.client.getJointState(self.body, j)[0] for j in self.finger_joints)
+        )
 
     def proprio(self) -> np.ndarray:
         """(5,) float32: tcp xyz, gripper opening, tcp yaw."""
-        return np.concatenate([self.tcp_position(), [self.opening(), self.tcp_yaw()]]).astype(np.float32)
+        return np.concatenate([self.tcp_position(), [self.opening(), self.tcp_yaw()]]).astype(
+            np.float32
+        )
 
     # ---- motion -------------------------------------------------------------------------
     def teleport(self, tcp: np.ndarray, yaw: float = 0.0, opening: float = 2 * FINGER_MAX) -> None:
@@ -129,7 +139,7 @@ class Arm:
         """Send joint targets for the commanded pose; speed limits keep contacts gentle."""
         client = self.scene.client
         q = solve_ik(self.target, self.target_yaw, self.base)
-        for j, angle, force in zip(self.arm_joints, q, ARM_FORCES):
+        for j, angle, force, speed in zip(self.arm_joints, q, ARM_FORCES, MAX_JOINT_SPEED):
             client.setJointMotorControl2(
                 self.body,
                 j,
@@ -137,7 +147,7 @@ class Arm:
                 targetPosition=float(angle),
                 force=force,
                 positionGain=0.3,
-                maxVelocity=MAX_JOINT_SPEED,
+                maxVelocity=speed,
             )
         client.setJointMotorControlArray(
             self.body,

@@ -102,7 +102,9 @@ class Task:
         for spec in self.objects:
             xy = _free_xy(rng, taken, radius=0.045)
             taken.append((xy, 0.045))
-            objects[spec.name] = np.array([xy[0], xy[1], spec.half_height, rng.uniform(-math.pi, math.pi)])
+            objects[spec.name] = np.array(
+                [xy[0], xy[1], spec.half_height, rng.uniform(-math.pi, math.pi)]
+            )
         tcp = np.array([rng.uniform(-0.1, 0.0), rng.uniform(-0.1, 0.1), rng.uniform(0.16, 0.24)])
         return Layout(tcp=tcp, objects=objects, tray=tray)
 
@@ -129,9 +131,7 @@ class Task:
         self._place_goal_objects(rng, goal)
         # the arm hovers near where it left the last object: a plausible end of a push/place
         anchor = goal.objects[self.objects[rng.integers(len(self.objects))].name][:2]
-        goal.tcp = np.array(
-            [*(anchor + rng.uniform(-0.05, 0.05, size=2)), rng.uniform(0.09, 0.16)]
-        )
+        goal.tcp = np.array([*(anchor + rng.uniform(-0.05, 0.05, size=2)), rng.uniform(0.09, 0.16)])
         goal.tcp[:2] = np.clip(goal.tcp[:2], [-0.2, -0.26], [0.2, 0.26])
         goal.opening = 2 * FINGER_MAX
         return goal
@@ -205,7 +205,9 @@ def object_distances(achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
     return np.linalg.norm(diff, axis=-1)
 
 
-def is_success(task: Task, achieved: np.ndarray, desired: np.ndarray, threshold: float) -> np.ndarray:
+def is_success(
+    task: Task, achieved: np.ndarray, desired: np.ndarray, threshold: float
+) -> np.ndarray:
     """(...,) bool: every object within ``threshold`` of its goal, or (lift) any object lifted."""
     if task.goal == "lift":
         return np.any(np.asarray(achieved) >= np.asarray(desired), axis=-1)

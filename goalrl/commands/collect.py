@@ -1,0 +1,191 @@
+"""``goalrl collect``: scripted play episodes from a scene into a dataset.
+
+Episode ``i`` of a dataset uses env seed ``seed + i``, so a collection is the same
+whatever the number of workers, and an interrupted one resumes where it stopped:
+``episodes`` is the total the dataset should hold, finished episodes are kept.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goalrl.envs.play import SkillStats
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
+
+
+@dataclass
+class CollectConfig:
+    env: str = "goalrl/Push-v0"  # registered scene id
+    episodes: int = 20  # total episodes the dataset should hold (resumes if some exist)
+    out: str = "datasets/push"  # dataset folder (created or appended to)
+    workers: int = 1  # parallel simulator processes
+    policy: str = "play"  # play (scripted noisy sub-skills) or random (uniform actions)
+    image_size: int = 64  # camera image side (pixels)
+    seed: int = 0  # episode i uses env seed `seed + i`
+    action_noise: float = 0.15  # std of Gaussian noise added to scripted actions
+    sheet: bool = True  # write <out>/contact_sheet.png of start frames and goal images
+    sheet_episodes: int = 8  # episodes shown on the contact sheet
+
+
+@dataclass
+class CollectedEpisode:
+    episode: Any  # goalrl.data.storage.EpisodeData
+    goal_image: np.ndarray  # (H, W, 3) uint8 goal image the env drew for this seed
+    stats: SkillStats
+
+
+def run_episode(
+    env_id: str, seed: int, image_size: int, policy: str, action_noise: float
+) -> CollectedEpisode:
+    """One play episode, recorded frame by frame (T actions, T+1 frames)."""
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401  (registers the ids in worker processes)
+    from goalrl.data.storage import EpisodeData
+    from goalrl.envs.play import PlayPolicy
+
+    env = gym.make(env_id, image_size=image_size)
+    try:
+        obs, info = env.reset(seed=seed)
+        actor = PlayPolicy(env.unwrapped, seed=seed, action_noise=action_noise)
+        images, proprio, achieved, success = [obs["image"]], [obs["observation"]], [], []
+        achieved.append(obs["achieved_goal"])
+        success.append(info["is_success"])
+        actions, rewards = [], []
+        done = False
+        while not done:
+            if policy == "play":
+                action = actor(obs)
+            else:
+                action = actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+            obs, reward, terminated, truncated, info = env.step(action)
+            actions.append(action)
+            rewards.append(reward)
+            images.append(obs["image"])
+            proprio.append(obs["observation"])
+            achieved.append(obs["achieved_goal"])
+            success.append(info["is_success"])
+            done = terminated or truncated
+        episode = EpisodeData(
+            images=np.stack(images),  # (T+1, H, W, 3)
+            actions=np.stack(actions).astype(np.float32),  # (T, A)
+            proprio=np.stack(proprio).astype(np.float32),  # (T+1, 5)
+            rewards=np.asarray(rewards, dtype=np.float32),  # (T,)
+            success=np.asarray(success, dtype=bool),  # (T+1,)
+            achieved_goal=np.stack(achieved).astype(np.float32),  # (T+1, G)
+            seed=seed,
+            info={
+                "policy": policy,
+                "desired_goal": obs["desired_goal"].tolist(),
+                "skills": actor.stats.summary(),
+            },
+        )
+        return CollectedEpisode(episode, obs["desired_goal_image"], actor.stats)
+    finally:
+        env.close()
+
+
+def _run_episode_args(args: tuple[str, int, int, str, float]) -> CollectedEpisode:
+    return run_episode(*args)
+
+
+def iter_episodes(cfg: CollectConfig, seeds: list[int]) -> Iterator[CollectedEpisode]:
+    """Episodes in seed order, from ``cfg.workers`` processes."""
+    jobs = [(cfg.env, s, cfg.image_size, cfg.policy, cfg.action_noise) for s in seeds]
+    if cfg.workers <= 1:
+        yield from map(_run_episode_args, jobs)
+        return
+    # spawn: pybullet clients and threads must not be inherited through fork
+    with mp.get_context("spawn").Pool(cfg.workers) as pool:
+        yield from pool.imap(_run_episode_args, jobs, chunksize=1)
+
+
+def env_spec(env_id: str, image_size: int) -> dict[str, Any]:
+    """Action/proprio/goal sizes of a scene, read off one instance."""
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401
+
+    env = gym.make(env_id, image_size=image_size)
+    try:
+        space = env.observation_space
+        return {
+            "action_dim": int(env.action_space.shape[0]),
+            "proprio_dim": int(space["observation"].shape[0]),
+            "goal_dim": int(space["achieved_goal"].shape[0]),
+            "max_episode_steps": env.spec.max_episode_steps if env.spec else None,
+        }
+    finally:
+        env.close()
+
+
+def collect(cfg: CollectConfig) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from goalrl.data.storage import DatasetWriter
+    from goalrl.envs.registration import ENV_IDS
+
+    if cfg.env not in ENV_IDS:
+        raise ValueError(f"env={cfg.env!r} is not a goalrl scene; choose one of {list(ENV_IDS)}")
+    if cfg.policy not in ("play", "random"):
+        raise ValueError(f"policy={cfg.policy!r}: choose play or random")
+    if cfg.episodes < 1 or cfg.workers < 1:
+        raise ValueError(f"episodes and workers must be >= 1, got {cfg.episodes}, {cfg.workers}")
+    spec = env_spec(cfg.env, cfg.image_size)
+    out = Path(cfg.out)
+    stats = SkillStats()
+    sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    with DatasetWriter(
+        out,
+        image_shape=(cfg.image_size, cfg.image_size, 3),
+        action_dim=spec["action_dim"],
+        proprio_dim=spec["proprio_dim"],
+        goal_dim=spec["goal_dim"],
+        env_id=cfg.env,
+        source=f"goalrl collect policy={cfg.policy}",
+        fps=10.0,
+    ) as writer:
+        start = writer.num_episodes
+        seeds = [cfg.seed + i for i in range(start, max(start, cfg.episodes))]
+        bar = tqdm(total=len(seeds), desc=f"collect {cfg.env}", unit="ep", disable=None)
+        frames = 0
+        for item in iter_episodes(cfg, seeds):
+            writer.append(item.episode)
+            stats.merge(item.stats)
+            frames += len(item.episode.images)
+            if len(sheet_rows) < cfg.sheet_episodes:
+                ep = item.episode
+                sheet_rows.append((ep.images[0], item.goal_image, ep.images[-1]))
+            bar.update(1)
+        bar.close()
+        total = writer.num_episodes
+    sheet = None
+    if cfg.sheet and sheet_rows:
+        sheet = str(out / "contact_sheet.png")
+        write_contact_sheet(sheet, sheet_rows, ("start", "goal", "end"))
+    return {
+        "env": cfg.env,
+        "out": str(out),
+        "episodes_added": len(seeds),
+        "episodes_total": total,
+        "frames_added": frames,
+        "seeds": [seeds[0], seeds[-1]] if seeds else [],
+        "skills": stats.summary(),
+        "contact_sheet": sheet,
+    }
+
+
+def write_contact_sheet(
+    path: str, rows: list[tuple[np.ndarray, ...]], labels: tuple[str, ...], scale: int = 2
+) -> None:
+    """A PNG grid: one row per episode, one labelled column per image."""
+    from goalrl.data.sheets import image_grid, write_png_atomic
+
+    write_png_atomic(path, image_grid([list(r) for r in rows], labels, scale=scale))

@@ -1,0 +1,49 @@
+"""Scripted play reaches its sub-goals at the rates the README states."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from goalrl.envs.play import PlayPolicy
+
+
+def play(env_id: str, episodes: int, **kw) -> dict:
+    env = gym.make(env_id, image_size=16)
+    policy = PlayPolicy(env.unwrapped, seed=0, **kw)
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=ep)
+        policy.reset()
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(policy(obs))
+            done = terminated or truncated
+    return policy.stats.summary()
+
+
+def test_reach_skill_mostly_succeeds() -> None:
+    stats = play("goalrl/Reach-v0", 6)
+    assert stats["reach"]["attempts"] >= 10
+    assert stats["reach"]["success_rate"] >= 0.8
+
+
+def test_pick_place_lifts_and_places_objects() -> None:
+    stats = play("goalrl/PickPlace-v0", 8, skill_weights={"pick_place": 1.0})
+    assert stats["pick_place"]["attempts"] >= 6
+    assert stats["pick_place"]["success_rate"] >= 0.5
+
+
+def test_grasp_play_succeeds_part_of_the_time() -> None:
+    stats = play("goalrl/Grasp-v0", 6)
+    assert 0.4 <= stats["pick_place"]["success_rate"] <= 1.0
+
+
+def test_push_moves_objects_to_their_targets_often() -> None:
+    stats = play("goalrl/Push-v0", 8, skill_weights={"push": 1.0})
+    assert stats["push"]["attempts"] >= 10
+    assert stats["push"]["success_rate"] >= 0.3
+
+
+def test_rearrange_play_mixes_skills() -> None:
+    stats = play("goalrl/Rearrange-v0", 6)
+    assert sum(s["attempts"] for s in stats.values()) >= 8
+    assert len([k for k, s in stats.items() if s["attempts"]]) >= 3
