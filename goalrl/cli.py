@@ -32,6 +32,12 @@ COMMANDS: dict[str, Command] = {
     "collect": Command(
         "goalrl.commands.collect", "CollectConfig", "collect", "scripted play data from a scene"
     ),
+    "pretrain": Command(
+        "goalrl.commands.pretrain", "PretrainConfig", "run", "goal-conditioned Q pretraining"
+    ),
+    "eval": Command(
+        "goalrl.commands.evaluate", "EvalConfig", "run", "success rate of a checkpoint"
+    ),
     "data info": Command(
         "goalrl.commands.data", "DataInfoConfig", "info", "counts, shapes, sizes (JSON)"
     ),
@@ -86,6 +92,8 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
     function: Callable[[Any], dict[str, Any]] = getattr(module, cmd.function)
     config_name = name.replace(" ", "_")
     ConfigStore.instance().store(name=f"{config_name}_schema", node=getattr(module, cmd.schema))
+    if hasattr(module, "register_configs"):  # config groups (e.g. agent=am|gcbc)
+        module.register_configs()
     result: dict[str, Any] = {}
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
@@ -94,7 +102,7 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
         if summary is not None:
             result["summary"] = summary
             out = OmegaConf.select(cfg, "out", default=None)
-            if out and Path(out).suffix == "":  # a folder (not a file like video.mp4)
+            if out and Path(out).is_dir():  # a folder the command wrote (not a video file)
                 write_json_atomic(Path(out) / "summary.json", summary)
             print(json.dumps(summary, default=_json_default))
 

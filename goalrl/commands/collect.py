@@ -17,7 +17,6 @@ import numpy as np
 
 from goalrl.envs.play import SkillStats
 
-EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
 
 
 @dataclass
