@@ -1,0 +1,112 @@
+"""``goalrl collect`` end to end on a tiny budget: data, summary, contact sheet, resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import last_json, run_goalrl
+
+from goalrl.data.storage import EpisodeDataset
+
+
+def collect(out: Path, *extra: str) -> dict:
+    proc = run_goalrl("collect", "env=goalrl/Reach-v0", "image_size=16", f"out={out}", *extra)
+    return last_json(proc)
+
+
+def test_help_lists_the_subcommands() -> None:
+    out = run_goalrl("--help").stdout
+    for name in ("collect", "pretrain", "eval", "data info", "data import"):
+        assert name in out
+    fields = run_goalrl("collect", "--help").stdout
+    assert "episodes" in fields and "workers" in fields
+
+
+def test_collect_writes_a_dataset_summary_and_contact_sheet(tmp_path: Path) -> None:
+    out = tmp_path / "reach"
+    summary = collect(out, "episodes=2")
+    assert summary["episodes_added"] == 2 and summary["seeds"] == [0, 1]
+    assert json.loads((out / "summary.json").read_text()) == summary
+    ds = EpisodeDataset(out)
+    assert ds.num_episodes == 2 and ds.image_shape == (16, 16, 3)
+    assert list(ds.seeds) == [0, 1]
+    assert ds.meta["env_id"] == "goalrl/Reach-v0"
+    import cv2
+
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[0] > 2 * 16  # two rows of upscaled frames
+    assert summary["skills"]["reach"]["attempts"] >= 1
+
+
+def test_collect_resumes_to_the_requested_total(tmp_path: Path) -> None:
+    out = tmp_path / "reach"
+    collect(out, "episodes=1")
+    summary = collect(out, "episodes=3")
+    assert summary["episodes_added"] == 2 and summary["seeds"] == [1, 2]
+    assert list(EpisodeDataset(out).seeds) == [0, 1, 2]
+
+
+def test_two_workers_collect_the_same_episodes_as_one(tmp_path: Path) -> None:
+    collect(tmp_path / "one", "episodes=2", "workers=1")
+    collect(tmp_path / "two", "episodes=2", "workers=2")
+    a, b = EpisodeDataset(tmp_path / "one"), EpisodeDataset(tmp_path / "two")
+    idx = np.arange(a.num_frames)
+    np.testing.assert_array_equal(a.images(idx), b.images(idx))
+    np.testing.assert_array_equal(a.actions, b.actions)
+
+
+def test_misspelled_override_is_an_error(tmp_path: Path) -> None:
+    proc = run_goalrl("collect", "episdes=2", f"out={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert "episdes" in proc.stderr + proc.stdout
+
+
+def test_unknown_env_is_refused_by_name(tmp_path: Path) -> None:
+    proc = run_goalrl("collect", "env=goalrl/Nope-v0", f"out={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert "goalrl/Nope-v0" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path, sig: int) -> None:
+    out = tmp_path / "push"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "goalrl.cli",
+            "collect",
+            "env=goalrl/Push-v0",
+            "image_size=16",
+            "episodes=200",
+            f"out={out}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until at least two episodes are committed
+        meta = out / "meta.json"
+        if meta.is_file() and json.loads(meta.read_text()).get("num_episodes", 0) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    kept = EpisodeDataset(out).num_episodes
+    assert 2 <= kept < 200
+    summary = collect_push(out, kept + 1)
+    assert summary["episodes_added"] == 1 and summary["seeds"] == [kept, kept]
+
+
+def collect_push(out: Path, total: int) -> dict:
+    proc = run_goalrl(
+        "collect", "env=goalrl/Push-v0", "image_size=16", f"episodes={total}", f"out={out}"
+    )
+    return last_json(proc)
