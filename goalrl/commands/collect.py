@@ -18,7 +18,6 @@ import numpy as np
 from goalrl.envs.play import SkillStats
 
 
-
 @dataclass
 class CollectConfig:
     env: str = "goalrl/Push-v0"  # registered scene id
