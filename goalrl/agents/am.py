@@ -1,0 +1,409 @@
+"""Actionable Models: offline goal-conditioned Q-learning with relabeling, chaining and negatives.
+
+One update on a relabeled batch (see DESIGN.md section 2):
+
+1. Random-shift obs, next obs and goal with **one shift per sample shared by the three images**.
+   The Q-function compares obs with goal; a shared shift keeps their relative geometry (a reached
+   goal stays pixel-identical to the next frame) while still breaking absolute-pixel overfitting.
+   Independent shifts would add up to 2 * pad pixels of position noise between obs and goal,
+   which in a 64x64 image is more than the motion of one step.
+2. Target: y = 1 where the goal is the next frame, else gamma * min_k Q_target,k(o', a*, g), with
+   a* from CEM on the target network maximising the min over the two heads (clipped double Q).
+   Chained samples (goal from another episode) are bootstrap-only whatever ``reached`` says.
+3. Positives: BCE of both online heads on the dataset action against y.
+4. Negatives: N uniform actions per (o, g); one is picked with probability ∝ exp(Q) (Q averaged
+   over heads, no gradient) and trained toward 0 with weight lambda_neg.
+5. Adam step on the online network, then Polyak averaging of the target network.
+
+The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
+``state_dict`` together with both networks and the optimiser so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalrl.agents.augment import sample_shifts, shift_images
+from goalrl.agents.cem import cem_maximize
+from goalrl.agents.losses import (
+    bce_q_loss,
+    negative_loss,
+    polyak_update,
+    q_targets,
+    select_negatives,
+)
+from goalrl.agents.networks import GoalQNetwork
+from goalrl.data import keys as K
+
+
+@dataclass
+class AMConfig:
+    """Hyper-parameters of the Actionable Models agent (batch size lives with the sampler)."""
+
+    gamma: float = 0.9  # discount; Q reads as the discounted probability of reaching g
+    lr: float = 3e-4  # Adam learning rate of the Q network (encoder included)
+    weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
+    max_grad_norm: float = 0.0  # clip the global gradient norm to this value (0 = no clipping)
+    tau: float = 0.005  # Polyak rate of the target network, target <- (1 - tau) target + tau online
+    chaining: bool = True  # the sampler draws chained goals; the agent treats them bootstrap-only
+    negatives: bool = True  # contrastive artificial negatives (pick ∝ exp(Q), train toward 0)
+    num_negatives: int = 16  # N uniform candidate actions per (o, g) for the negative
+    lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term
+    neg_temperature: float = 1.0  # p(candidate) ∝ exp(Q / T); 1.0 is the Actionable Models rule
+    augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
+    pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
+    cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
+    cem_samples: int = 64  # CEM samples per iteration for targets
+    cem_elites: int = 6  # CEM elites for targets
+    act_cem_iterations: int = 3  # CEM iterations when acting (online network)
+    act_cem_samples: int = 128  # CEM samples per iteration when acting
+    act_cem_elites: int = 10  # CEM elites when acting
+    # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
+    embed_dim: int = 128  # D: image/goal embedding width (the goal vector z)
+    proprio_embed_dim: int = 32  # Dp: proprio embedding width (used when use_proprio)
+    fusion_dim: int = 256  # F: width of the fused (o, g) embedding and its MLP
+    head_hidden_dim: int = 128  # H: hidden width of each action head
+    num_q_heads: int = 2  # K: Q heads for clipped double Q (min over heads in targets and acting)
+    use_proprio: bool = False  # feed OBS_PROPRIO/NEXT_OBS_PROPRIO to the encoder if present
+    amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
+
+
+def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """Array or tensor -> tensor on ``device``; may share memory with x, which is never written.
+
+    Read-only arrays (e.g. slices of a memory map) are copied, since torch warns on wrapping them.
+    """
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    arr = np.asarray(x)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.as_tensor(arr, device=device)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_context(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bfloat16 autocast on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor, fallback_seed: int) -> None:
+    """Load a saved generator state; a state from another device type (a GPU run resumed on CPU
+    or back) cannot be loaded, so the generator is reseeded from ``fallback_seed`` instead."""
+    try:
+        generator.set_state(state.cpu())
+    except (RuntimeError, ValueError):
+        warnings.warn(
+            "saved RNG state is from another device type; reseeding the agent's generator",
+            stacklevel=3,
+        )
+        generator.manual_seed(fallback_seed)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values over mask (NaN when the mask is empty); no host sync."""
+    mask = mask.float()
+    return (values * mask).sum() / mask.sum()
+
+
+class AMAgent:
+    """Actionable Models agent: ``update(batch)``, ``act(obs, goal)``, ``q_values``, state dicts."""
+
+    def __init__(
+        self,
+        cfg: AMConfig,
+        image_shape: tuple[int, int, int],
+        action_dim: int,
+        proprio_dim: int | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        seed: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.action_dim = int(action_dim)
+        self.proprio_dim = int(proprio_dim) if (proprio_dim and cfg.use_proprio) else None
+        # Initialise weights from ``seed`` without touching the global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)  # CPU only; CUDA RNG untouched
+            self.q = GoalQNetwork(
+                self.image_shape,
+                self.action_dim,
+                proprio_dim=self.proprio_dim,
+                channels=cfg.conv_channels,
+                embed_dim=cfg.embed_dim,
+                proprio_embed_dim=cfg.proprio_embed_dim,
+                fusion_dim=cfg.fusion_dim,
+                head_hidden_dim=cfg.head_hidden_dim,
+                num_heads=cfg.num_q_heads,
+                stem_stride=cfg.stem_stride,
+            ).to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        # Gradients flow through train_net: the network itself, or DistributedDataParallel(q)
+        # when goalrl.train runs under torchrun (DDP syncs gradients in its backward hooks).
+        self.train_net: torch.nn.Module = self.q
+        self.optimizer = torch.optim.AdamW(
+            self.q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.step = 0
+
+    # --- RNG ---
+
+    def seed(self, seed: int) -> None:
+        """Reseed the agent's generator (augmentation, CEM, negatives, exploration noise)."""
+        self.generator.manual_seed(seed)
+
+    def get_rng_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.cpu())
+
+    # --- batches ---
+
+    def _images(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
+        obs = to_tensor(batch[K.OBS_IMAGE], self.device)  # (B, H, W, 3) uint8
+        next_obs = to_tensor(batch[K.NEXT_OBS_IMAGE], self.device)
+        goal = to_tensor(batch[K.GOAL_IMAGE], self.device)
+        if self.cfg.augment and self.cfg.pad > 0:
+            shifts = sample_shifts(obs.shape[0], self.cfg.pad, self.generator, self.device)
+            # One shift per sample for all three images; shift_images returns new tensors.
+            obs, next_obs, goal = (
+                shift_images(x, shifts, self.cfg.pad, channels_last=True)
+                for x in (obs, next_obs, goal)
+            )
+        return obs, next_obs, goal
+
+    def _proprio(self, batch: Mapping[str, Any], key: str) -> torch.Tensor | None:
+        if self.proprio_dim is None:
+            return None
+        return to_tensor(batch[key], self.device).float()  # (B, P)
+
+    def _score_fn(self, net: GoalQNetwork, e: torch.Tensor):
+        """CEM score: min over heads of the logits (sigmoid is monotone, so argmax is the same)."""
+        return lambda actions: net.head(e, actions).min(dim=-1).values  # (B, N)
+
+    # --- training ---
+
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One gradient step on a relabeled batch; returns ``critic/...`` diagnostics."""
+        cfg, dev = self.cfg, self.device
+        obs, next_obs, goal = self._images(batch)
+        action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
+        chained = (
+            to_tensor(batch[K.CHAINED], dev).bool()
+            if K.CHAINED in batch
+            else torch.zeros(action.shape[0], dtype=torch.bool, device=dev)
+        )  # (B,)
+        reached = to_tensor(batch[K.REACHED], dev).bool() & ~chained  # (B,)
+        proprio = self._proprio(batch, K.OBS_PROPRIO)
+        next_proprio = self._proprio(batch, K.NEXT_OBS_PROPRIO)
+        bsz = action.shape[0]
+
+        # TD target from the target network; no gradient.
+        with torch.no_grad(), autocast_context(dev, cfg.amp):
+            # fuse(encode_obs(o'), encode_goal(g)), one trunk call on the 2B images
+            e_next = self.q_target.encode(next_obs, goal, next_proprio)  # (B, F)
+            _, next_logit = cem_maximize(
+                self._score_fn(self.q_target, e_next),
+                bsz,
+                self.action_dim,
+                iterations=cfg.cem_iterations,
+                samples=cfg.cem_samples,
+                elites=cfg.cem_elites,
+                generator=self.generator,
+                device=dev,
+            )  # (B,) min-over-heads logit at a*
+            next_q = torch.sigmoid(next_logit.float())  # (B,)
+            target = q_targets(reached, next_q, cfg.gamma)  # (B,)
+
+        with autocast_context(dev, cfg.amp):
+            actions = action[:, None]  # (B, 1, A)
+            if cfg.negatives:
+                shape = (bsz, cfg.num_negatives, self.action_dim)
+                u = torch.rand(shape, generator=self.generator, device=dev)  # (B, N, A)
+                cands = 2.0 * u - 1.0  # (B, N, A) uniform in the action box
+                actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N, A)
+            # One forward through train_net (the network, or its DDP wrapper under torchrun):
+            # the images are encoded once and the head scores the data action and candidates.
+            logits = self.train_net(obs, goal, actions, proprio).float()  # (B, 1 [+ N], K)
+            pos_logits = logits[:, 0]  # (B, K)
+            loss_td = bce_q_loss(pos_logits, target[:, None])
+            if cfg.negatives:
+                cand_logits = logits[:, 1:]  # (B, N, K)
+                idx = select_negatives(
+                    cand_logits.detach(), self.generator, temperature=cfg.neg_temperature
+                )  # (B,)
+                neg_logits = cand_logits[torch.arange(bsz, device=dev), idx]  # (B, K)
+                loss_neg = negative_loss(neg_logits, cfg.lambda_neg)
+            else:
+                loss_neg = torch.zeros((), device=dev)
+            loss = loss_td + loss_neg
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q.parameters(), max_norm)
+        self.optimizer.step()
+        polyak_update(self.q_target, self.q, cfg.tau)
+        self.step += 1
+
+        with torch.no_grad():
+            q_pos = torch.sigmoid(pos_logits).mean(dim=-1)  # (B,) mean over heads
+            hindsight = ~chained & ~reached
+            stats = {
+                "critic/loss": loss.detach(),
+                "critic/loss_td": loss_td.detach(),
+                "critic/loss_negatives": loss_neg.detach(),
+                "critic/q_pos": q_pos.mean(),
+                "critic/q_reached": _masked_mean(q_pos, reached),
+                "critic/q_bootstrap": _masked_mean(q_pos, hindsight),
+                "critic/q_chained": _masked_mean(q_pos, chained),
+                "critic/target_mean": target.mean(),
+                "critic/target_bootstrap": _masked_mean(target, hindsight),
+                "critic/target_chained": _masked_mean(target, chained),
+                "critic/next_q": next_q.mean(),
+                "critic/frac_reached": reached.float().mean(),
+                "critic/frac_chained": chained.float().mean(),
+                "critic/grad_norm": grad_norm.detach().float(),
+            }
+            if cfg.negatives:
+                stats["critic/q_neg"] = torch.sigmoid(neg_logits.detach()).mean()
+                stats["critic/q_random"] = torch.sigmoid(cand_logits.detach()).mean()
+            # One device-to-host transfer for all diagnostics.
+            values = torch.stack([v.float() for v in stats.values()]).tolist()
+        return dict(zip(stats.keys(), values, strict=True))
+
+    # --- inference ---
+
+    def _obs_goal(
+        self, obs_image: Any, goal_image: Any, proprio: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        obs = to_tensor(obs_image, self.device)
+        goal = to_tensor(goal_image, self.device)
+        single = obs.ndim == 3
+        if single:
+            obs = obs[None]  # (1, H, W, 3)
+        if goal.ndim == 3:
+            goal = goal[None].expand(obs.shape[0], *goal.shape)  # one goal for every obs
+        prop = None
+        if self.proprio_dim is not None:
+            if proprio is None:
+                raise ValueError("agent uses proprio; pass proprio=(B, P)")
+            prop = to_tensor(proprio, self.device).float()
+            prop = prop[None] if prop.ndim == 1 else prop  # (B, P)
+        return obs, goal, prop, single
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs_image: Any,
+        goal_image: Any,
+        proprio: Any = None,
+        *,
+        explore_std: float = 0.0,
+    ) -> np.ndarray:
+        """Greedy CEM action on the online network, plus optional Gaussian exploration noise.
+
+        obs (B, H, W, 3) -> (B, A); an unbatched obs (H, W, 3) -> (A,). A single goal image is
+        broadcast over a batch of observations. No augmentation at acting time.
+        """
+        cfg = self.cfg
+        obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
+        with autocast_context(self.device, cfg.amp):
+            e = self.q.encode(obs, goal, prop)  # (B, F)
+            best, _ = cem_maximize(
+                self._score_fn(self.q, e),
+                obs.shape[0],
+                self.action_dim,
+                iterations=cfg.act_cem_iterations,
+                samples=cfg.act_cem_samples,
+                elites=cfg.act_cem_elites,
+                generator=self.generator,
+                device=self.device,
+            )  # (B, A)
+        if explore_std > 0:
+            noise = torch.randn(
+                best.shape, generator=self.generator, device=self.generator.device
+            ).to(self.device)
+            best = (best + explore_std * noise).clamp(-1.0, 1.0)
+        out = best.float().cpu().numpy()
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def q_values(
+        self,
+        obs_image: Any,
+        goal_image: Any,
+        actions: Any,
+        proprio: Any = None,
+        *,
+        reduce: str = "min",
+    ) -> np.ndarray:
+        """Q in [0, 1] of actions (B, A) -> (B,), or (B, N, A) -> (B, N), from the online network.
+
+        An unbatched obs (H, W, 3) takes actions (A,) -> scalar or (N, A) -> (N,). ``reduce``:
+        "min" (clipped double Q, as used for acting), "mean", or "none" (adds a trailing head
+        axis).
+        """
+        obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
+        acts = to_tensor(actions, self.device).float()
+        if single:
+            acts = acts[None]  # (1, A) or (1, N, A)
+        squeeze = acts.ndim == 2
+        acts = acts[:, None] if squeeze else acts  # (B, N, A)
+        with autocast_context(self.device, self.cfg.amp):
+            q = torch.sigmoid(self.q(obs, goal, acts, prop).float())  # (B, N, K)
+        if reduce == "min":
+            q = q.min(dim=-1).values
+        elif reduce == "mean":
+            q = q.mean(dim=-1)
+        elif reduce != "none":
+            raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
+        q = q[:, 0] if squeeze else q
+        out = q.cpu().numpy()
+        return out[0] if single else out
+
+    # --- checkpoints ---
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, target network, optimiser, step and RNG state (everything a resume needs)."""
+        return {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rng": self.generator.get_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()`` output; the target net is copied from q if absent."""
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state.get("q_target", state["q"]))
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state.get("step", 0))
+        if "rng" in state:
+            restore_generator(self.generator, state["rng"], fallback_seed=self.step)

@@ -1,0 +1,191 @@
+"""Goal-conditioned behaviour cloning: maximise log pi(a_t | o_t, g) on hindsight-relabeled goals.
+
+The baseline that Actionable Models must beat on the same data. It uses the same Siamese encoder
+and fusion as the Q network, then a diagonal Gaussian with a tanh-squashed mean and an (o, g)-
+dependent std, trained by negative log-likelihood. A Gaussian rather than plain MSE because play
+data is multimodal: the learned std absorbs the spread instead of the loss scale, and the mean is
+still the MSE-optimal action. Acting uses the mean (plus optional exploration noise).
+
+Chained samples (goal from another episode) carry no information about which action leads to the
+goal, so they get weight 0; a sampler configured for AM can be reused as is. Observation and goal
+share one random shift per sample, as in ``am.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalrl.agents.am import autocast_context, resolve_device, restore_generator, to_tensor
+from goalrl.agents.augment import sample_shifts, shift_images
+from goalrl.agents.losses import gaussian_nll
+from goalrl.agents.networks import GaussianPolicyNetwork
+from goalrl.data import keys as K
+
+
+@dataclass
+class GCBCConfig:
+    """Hyper-parameters of goal-conditioned behaviour cloning."""
+
+    lr: float = 3e-4  # Adam learning rate (encoder included)
+    weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
+    max_grad_norm: float = 0.0  # clip the global gradient norm to this value (0 = no clipping)
+    augment: bool = True  # DrQ random shift of obs and goal (one shift per sample)
+    pad: int = 4  # random-shift padding in pixels
+    log_std_min: float = -5.0  # lower bound of the policy's log std
+    log_std_max: float = 1.0  # upper bound of the policy's log std
+    # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
+    embed_dim: int = 128  # D: image/goal embedding width (the goal vector z)
+    proprio_embed_dim: int = 32  # Dp: proprio embedding width (used when use_proprio)
+    fusion_dim: int = 256  # F: width of the fused (o, g) embedding and its MLP
+    use_proprio: bool = False  # feed OBS_PROPRIO to the encoder if present
+    amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
+
+
+class GCBCAgent:
+    """GCBC with the same interface as ``AMAgent``: ``update``, ``act``, state dicts, RNG."""
+
+    def __init__(
+        self,
+        cfg: GCBCConfig,
+        image_shape: tuple[int, int, int],
+        action_dim: int,
+        proprio_dim: int | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        seed: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.action_dim = int(action_dim)
+        self.proprio_dim = int(proprio_dim) if (proprio_dim and cfg.use_proprio) else None
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)  # CPU only; CUDA RNG untouched
+            self.policy = GaussianPolicyNetwork(
+                self.image_shape,
+                self.action_dim,
+                proprio_dim=self.proprio_dim,
+                channels=cfg.conv_channels,
+                embed_dim=cfg.embed_dim,
+                proprio_embed_dim=cfg.proprio_embed_dim,
+                fusion_dim=cfg.fusion_dim,
+                log_std_min=cfg.log_std_min,
+                log_std_max=cfg.log_std_max,
+                stem_stride=cfg.stem_stride,
+            ).to(self.device)
+        # gradients flow through train_net: the policy, or DistributedDataParallel(policy)
+        self.train_net: torch.nn.Module = self.policy
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.step = 0
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def get_rng_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.cpu())
+
+    def _proprio(self, x: Any) -> torch.Tensor | None:
+        if self.proprio_dim is None:
+            return None
+        if x is None:
+            raise ValueError("agent uses proprio; pass proprio=(B, P)")
+        p = to_tensor(x, self.device).float()
+        return p[None] if p.ndim == 1 else p  # (B, P)
+
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One gradient step of Gaussian NLL; returns ``actor/...`` diagnostics."""
+        cfg, dev = self.cfg, self.device
+        obs = to_tensor(batch[K.OBS_IMAGE], dev)  # (B, H, W, 3) uint8
+        goal = to_tensor(batch[K.GOAL_IMAGE], dev)
+        if cfg.augment and cfg.pad > 0:
+            shifts = sample_shifts(obs.shape[0], cfg.pad, self.generator, dev)  # (B, 2)
+            obs = shift_images(obs, shifts, cfg.pad, channels_last=True)
+            goal = shift_images(goal, shifts, cfg.pad, channels_last=True)
+        action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
+        proprio = self._proprio(batch.get(K.OBS_PROPRIO)) if self.proprio_dim else None
+        if K.CHAINED in batch:
+            weight = (~to_tensor(batch[K.CHAINED], dev).bool()).float()  # (B,)
+        else:
+            weight = torch.ones(action.shape[0], device=dev)
+
+        with autocast_context(dev, cfg.amp):
+            mean, log_std = self.train_net(obs, goal, proprio)  # (B, A) each, float32
+        nll = gaussian_nll(action, mean, log_std)  # (B,)
+        loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
+        self.optimizer.step()
+        self.step += 1
+
+        with torch.no_grad():
+            w = weight / weight.sum().clamp_min(1.0)
+            stats = {
+                "actor/loss": loss.detach(),
+                "actor/mse": (((mean - action) ** 2).mean(dim=-1) * w).sum(),
+                "actor/std": (log_std.exp().mean(dim=-1) * w).sum(),
+                "actor/frac_used": weight.mean(),
+                "actor/grad_norm": grad_norm.detach().float(),
+            }
+            values = torch.stack([v.float() for v in stats.values()]).tolist()
+        return dict(zip(stats.keys(), values, strict=True))
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs_image: Any,
+        goal_image: Any,
+        proprio: Any = None,
+        *,
+        explore_std: float = 0.0,
+    ) -> np.ndarray:
+        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one unbatched obs (H, W, 3)."""
+        obs = to_tensor(obs_image, self.device)
+        goal = to_tensor(goal_image, self.device)
+        single = obs.ndim == 3
+        obs = obs[None] if single else obs  # (B, H, W, 3)
+        if goal.ndim == 3:
+            goal = goal[None].expand(obs.shape[0], *goal.shape)
+        with autocast_context(self.device, self.cfg.amp):
+            mean, _ = self.policy(obs, goal, self._proprio(proprio))  # (B, A)
+        if explore_std > 0:
+            noise = torch.randn(
+                mean.shape, generator=self.generator, device=self.generator.device
+            ).to(self.device)
+            mean = (mean + explore_std * noise).clamp(-1.0, 1.0)
+        out = mean.float().cpu().numpy()
+        return out[0] if single else out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Policy, optimiser, step, RNG state and config."""
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rng": self.generator.get_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state.get("step", 0))
+        if "rng" in state:
+            restore_generator(self.generator, state["rng"], fallback_seed=self.step)

@@ -1,0 +1,107 @@
+"""Pure loss pieces of Actionable Models (and GCBC), each testable alone.
+
+Q(o, a, g) = sigmoid(logit) is the discounted probability of reaching g. The TD target is
+y = 1 when the action reaches the goal and gamma * max_a' Q_target(o', a', g) otherwise; the loss is
+binary cross-entropy on logits. Contrastive artificial negatives: among N random actions, pick one
+with probability proportional to exp(Q) and train it toward 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def q_targets(reached: torch.Tensor, next_q_max: torch.Tensor, gamma: float) -> torch.Tensor:
+    """TD targets (B,): 1 where ``reached`` (goal is the next frame), else gamma * next_q_max.
+
+    ``next_q_max`` (B,) is min over the target heads of Q_target(o', a*, g) at the CEM action a*,
+    computed without gradient. Chained samples (goal from another episode) have reached False, so
+    they get the bootstrapped target only. Task rewards in {0, 1} for fine-tuning use the same
+    function with ``reached = reward > 0``.
+    """
+    next_q_max = next_q_max.detach().float()
+    return torch.where(reached.bool(), torch.ones_like(next_q_max), gamma * next_q_max)
+
+
+def bce_q_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean binary cross-entropy of sigmoid(logits) against soft targets in [0, 1].
+
+    Stable for large |logits| (log-sum-exp form). ``targets`` and ``weights`` broadcast against
+    ``logits`` (e.g. logits (B, 2) for two heads, targets (B, 1)); the mean is over all elements
+    of the broadcast product, so a weight of 0 removes a sample and lambda scales a term.
+    """
+    logits = logits.float()
+    targets = targets.float().expand_as(logits)
+    loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    if weights is not None:
+        loss = loss * weights.float()
+    return loss.mean()
+
+
+def select_negatives(
+    neg_logits: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Pick one candidate per row with probability proportional to exp(Q / temperature).
+
+    ``neg_logits`` is (B, N), or (B, N, K) for K heads whose Q values are averaged; Q =
+    sigmoid(logit) lies in [0, 1], so with temperature 1 the most and least likely candidates differ
+    by a factor of at most e (the Actionable Models rule); lower temperatures sharpen the choice.
+    Returns idx (B,) int64. No gradient flows (sampling is discrete).
+    """
+    with torch.no_grad():
+        q = torch.sigmoid(neg_logits.float())
+        if q.ndim == 3:
+            q = q.mean(dim=-1)  # (B, N)
+        probs = torch.softmax(q / temperature, dim=-1)  # (B, N)
+        gen_device = generator.device if generator is not None else probs.device
+        idx = torch.multinomial(probs.to(gen_device), 1, generator=generator)  # (B, 1)
+        return idx[:, 0].to(neg_logits.device)
+
+
+def negative_loss(
+    chosen_logits: torch.Tensor, lambda_neg: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """lambda_neg * BCE pushing the chosen negative actions' Q toward 0; logits (B,) or (B, K)."""
+    return lambda_neg * bce_q_loss(chosen_logits, torch.zeros_like(chosen_logits), weights)
+
+
+def gaussian_nll(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Per-sample negative log-likelihood (B,) of actions (B, A) under a diagonal Gaussian."""
+    z = (actions.float() - mean.float()) * torch.exp(-log_std.float())
+    per_dim = 0.5 * z.square() + log_std.float() + 0.5 * math.log(2 * math.pi)  # (B, A)
+    return per_dim.sum(dim=-1)
+
+
+@torch.no_grad()
+def polyak_update(
+    target: nn.Module | Iterable[torch.Tensor],
+    online: nn.Module | Iterable[torch.Tensor],
+    tau: float,
+) -> None:
+    """In place: target <- (1 - tau) * target + tau * online, parameters and float buffers."""
+    if isinstance(target, nn.Module) and isinstance(online, nn.Module):
+        t_params = list(target.parameters())
+        o_params = list(online.parameters())
+        # Float buffers (e.g. running stats) are averaged too; integer ones are copied.
+        for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
+            if tb.is_floating_point():
+                t_params.append(tb)
+                o_params.append(ob)
+            else:
+                tb.copy_(ob)
+    else:
+        t_params, o_params = list(target), list(online)  # type: ignore[arg-type]
+    if len(t_params) != len(o_params):
+        raise ValueError(f"target has {len(t_params)} tensors, online has {len(o_params)}")
+    if t_params:
+        torch._foreach_lerp_(t_params, [p.detach() for p in o_params], tau)

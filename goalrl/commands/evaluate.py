@@ -1,0 +1,43 @@
+"""``goalrl eval``: roll a checkpoint's policy toward goal images in a scene."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from goalrl.evaluate import EVAL_SEED_OFFSET
+
+
+@dataclass
+class EvalConfig:
+    ckpt: str = "???"  # checkpoint folder (a step folder, or a run folder: its latest)
+    env: str | None = None  # scene id (default: the checkpoint's env)
+    episodes: int = 20  # rollouts, one goal image each
+    out: str = "runs/eval"  # folder for summary.json and videos/
+    videos: int = 2  # rollouts written as MP4 (camera | goal, Q trace)
+    seed: int = EVAL_SEED_OFFSET  # first env seed; collection seeds stay below 1,000,000
+    device: str = "auto"  # auto | cpu | cuda
+
+
+def run(cfg: EvalConfig) -> dict[str, Any]:
+    from pathlib import Path
+
+    from goalrl.distributed import DistInfo, resolve_device
+    from goalrl.evaluate import evaluate_policy
+    from goalrl.train import agent_policy, load_agent
+
+    device = resolve_device(cfg.device, DistInfo())
+    agent, meta = load_agent(cfg.ckpt, device)
+    env_id = cfg.env or meta.get("env_id")
+    if not env_id:
+        raise ValueError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
+    result = evaluate_policy(
+        env_id,
+        agent_policy(agent),
+        cfg.episodes,
+        image_size=meta["image_shape"][0],
+        seed_start=cfg.seed,
+        videos=cfg.videos,
+        video_dir=Path(cfg.out) / "videos",
+    )
+    return {"checkpoint": meta["path"], "step": meta["step"], **result}

@@ -1,0 +1,67 @@
+"""torchrun / DistributedDataParallel plumbing: which rank am I, set up, tear down.
+
+Launch with ``torchrun --nproc_per_node=K -m goalrl.cli pretrain ...``; torchrun sets
+RANK, LOCAL_RANK and WORLD_SIZE. gloo on CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info_from_env() -> DistInfo:
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+    )
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """``auto`` -> cuda:<local_rank> when CUDA is available, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device=cuda but torch sees no CUDA device; use device=cpu or auto")
+        return torch.device("cuda", info.local_rank)
+    if name != "cpu" and not name.startswith("cuda:"):
+        raise ValueError(f"device={name!r}: choose auto, cpu, cuda or cuda:<index>")
+    return torch.device(name)
+
+
+def init_distributed(info: DistInfo, device: torch.device) -> None:
+    if not info.enabled or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,188 @@
+"""Roll a goal-image policy out in a scene: success rate with a 95% interval, final
+distance, and videos of the camera beside the goal image."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
+
+# policy(obs_image (H, W, 3) uint8, goal_image (H, W, 3) uint8, proprio (P,)) -> action (A,),
+# and optionally the Q-value of that action (for the trace in videos)
+Policy = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, float | None]"]
+
+
+@dataclass
+class Rollout:
+    seed: int
+    success: bool  # goal met at the last step
+    final_distance: float  # goal distance at the last step (m)
+    steps: int
+    frames: list[np.ndarray] = field(default_factory=list)  # camera images, (H, W, 3) each
+    goal_image: np.ndarray | None = None
+    q_values: list[float] = field(default_factory=list)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (sane at 0% and 100%, unlike +-1.96 se)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def run_rollout(
+    env: Any,
+    policy: Policy,
+    seed: int,
+    keep_frames: bool = False,
+    goal_image: np.ndarray | None = None,
+    max_steps: int | None = None,
+) -> Rollout:
+    """One episode toward the env's goal for ``seed`` (or toward ``goal_image`` if given)."""
+    obs, info = env.reset(seed=seed)
+    goal = obs["desired_goal_image"] if goal_image is None else goal_image
+    result = Rollout(
+        seed=seed, success=bool(info["is_success"]), final_distance=info["distance"], steps=0
+    )
+    result.goal_image = goal
+    if keep_frames:
+        result.frames.append(obs["image"])
+    done = False
+    while not done and (max_steps is None or result.steps < max_steps):
+        action, q = policy(obs["image"], goal, obs["observation"])
+        obs, _, terminated, truncated, info = env.step(action)
+        result.steps += 1
+        if q is not None:
+            result.q_values.append(float(q))
+        if keep_frames:
+            result.frames.append(obs["image"])
+        done = terminated or truncated
+    result.success = bool(info["is_success"])
+    result.final_distance = float(info["distance"])
+    return result
+
+
+def evaluate_policy(
+    env_id: str,
+    policy: Policy,
+    episodes: int,
+    *,
+    image_size: int = 64,
+    seed_start: int = EVAL_SEED_OFFSET,
+    videos: int = 0,
+    video_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Success rate, its 95% interval and mean final distance over ``episodes`` seeds."""
+    import gymnasium as gym
+    from tqdm import tqdm
+
+    import goalrl  # noqa: F401
+
+    env = gym.make(env_id, image_size=image_size)
+    rollouts = []
+    video_paths = []
+    try:
+        for i in tqdm(range(episodes), desc=f"eval {env_id}", disable=not progress or None):
+            r = run_rollout(env, policy, seed_start + i, keep_frames=i < videos)
+            if i < videos and video_dir is not None:
+                path = Path(video_dir) / f"rollout_seed{r.seed}.mp4"
+                write_rollout_video(path, r)
+                video_paths.append(str(path))
+            r.frames = []
+            rollouts.append(r)
+    finally:
+        env.close()
+    successes = sum(r.success for r in rollouts)
+    low, high = wilson_interval(successes, len(rollouts))
+    return {
+        "env": env_id,
+        "episodes": len(rollouts),
+        "seeds": [seed_start, seed_start + episodes - 1],
+        "success_rate": successes / max(1, len(rollouts)),
+        "ci95": [low, high],
+        "mean_final_distance": float(np.mean([r.final_distance for r in rollouts])),
+        "videos": video_paths,
+    }
+
+
+# ---- videos -------------------------------------------------------------------------------
+def rollout_panels(rollout: Rollout, scale: int = 4, plot_height: int = 48) -> list[np.ndarray]:
+    """Per step: camera | goal side by side (upscaled), with the Q-value trace below."""
+    goal = rollout.goal_image
+    panels = []
+    for t, frame in enumerate(rollout.frames):
+        top = np.concatenate([frame, goal], axis=1)  # (H, 2W, 3)
+        top = cv2.resize(
+            top, (top.shape[1] * scale, top.shape[0] * scale), interpolation=cv2.INTER_NEAREST
+        )
+        trace = q_trace(rollout.q_values[:t], len(rollout.frames) - 1, top.shape[1], plot_height)
+        panel = np.concatenate([top, trace], axis=0)
+        cv2.putText(panel, f"t={t}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        cv2.putText(
+            panel,
+            "goal",
+            (top.shape[1] // 2 + 4, 14),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (255, 255, 255),
+            1,
+        )
+        panels.append(panel)
+    return panels
+
+
+def q_trace(values: list[float], horizon: int, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 strip plotting Q in [0, 1] over the episode so far."""
+    strip = np.full((height, width, 3), 30, dtype=np.uint8)
+    cv2.putText(strip, "Q", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1)
+    if len(values) >= 2:
+        xs = np.linspace(0, width - 1, max(horizon, 2))[: len(values)]
+        ys = (height - 3) - np.clip(values, 0, 1) * (height - 6)
+        pts = np.stack([xs, ys], axis=1).astype(np.int32)[:, None, :]
+        cv2.polylines(strip, [pts], False, (80, 220, 120), 1, cv2.LINE_AA)
+    return strip
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """MP4 (mp4v) or GIF by suffix, written to a temp name and renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not frames:
+        raise ValueError(f"no frames to write to {path}")
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(
+            tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+        )
+    elif path.suffix.lower() == ".mp4":
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"opencv could not open an MP4 writer for {path}")
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        writer.release()
+    else:
+        raise ValueError(f"video {path} must end in .mp4 or .gif")
+    os.replace(tmp, path)
+    return path
+
+
+def write_rollout_video(path: str | Path, rollout: Rollout, fps: float = 10.0) -> Path:
+    return write_video(path, rollout_panels(rollout), fps)

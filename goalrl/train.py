@@ -1,0 +1,337 @@
+"""The training loop, in plain sight: sample relabeled batches, update, log, evaluate, save.
+
+``pretrain(cfg)`` is what ``goalrl pretrain`` runs. One process, or several under
+torchrun (DistributedDataParallel; each rank draws its own sample stream; rank 0 logs,
+evaluates and saves).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalrl.agents import AMAgent, AMConfig, GCBCAgent, GCBCConfig
+from goalrl.checkpoint import load_checkpoint, save_checkpoint
+from goalrl.distributed import (
+    DistInfo,
+    barrier,
+    dist_info_from_env,
+    init_distributed,
+    resolve_device,
+    shutdown,
+)
+from goalrl.evaluate import evaluate_policy
+
+Agent = AMAgent | GCBCAgent
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible data); the message says why."""
+
+
+@dataclass
+class PretrainConfig:
+    data: str = "???"  # dataset folder (goalrl format; see `goalrl data import` for others)
+    out: str = "runs/pretrain"  # run folder: checkpoints/, tb/, videos/, summary.json
+    agent: Any = None  # agent config group: am (Actionable Models) or gcbc (baseline)
+    steps: int = 2000  # gradient updates in total (a resumed run continues to this number)
+    batch_size: int = 128  # transitions per update and per rank
+    goal_mode: str = "uniform"  # hindsight offset k: uniform over the episode rest, or geometric
+    p_chain: float = 0.2  # fraction of goals from other episodes when agent.chaining is on
+    seed: int = 0  # weights, sampling and augmentation (rank r uses stream r of this seed)
+    device: str = "auto"  # auto | cpu | cuda | cuda:<i>
+    amp: bool = True  # bfloat16 autocast when on CUDA (ignored on CPU)
+    threads: int = 0  # torch CPU threads per process (0: torch's default)
+    env: str | None = None  # evaluation scene (default: the dataset's env id)
+    eval_every: int = 0  # evaluate every N updates (0: only at the end)
+    eval_episodes: int = 20  # evaluation rollouts (seeds from 1,000,000 up: never training seeds)
+    videos: int = 2  # rollout videos written by the final evaluation
+    log_every: int = 50  # TensorBoard scalars every N updates
+    save_every: int = 500  # checkpoint every N updates (and at the end)
+    resume: bool = False  # continue from <out>/checkpoints/latest with optimiser and RNG state
+    prefetch: int = 4  # batches read ahead in a background thread
+    max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
+
+
+# ---- agents ---------------------------------------------------------------------------------
+def agent_kind(agent_cfg: Any) -> str:
+    if isinstance(agent_cfg, AMConfig):
+        return "am"
+    if isinstance(agent_cfg, GCBCConfig):
+        return "gcbc"
+    raise TrainingError(f"unknown agent config {type(agent_cfg).__name__}; use agent=am or gcbc")
+
+
+def build_agent(
+    kind: str,
+    agent_cfg: Any,
+    image_shape: tuple[int, int, int],
+    action_dim: int,
+    proprio_dim: int | None,
+    device: torch.device,
+    seed: int,
+) -> Agent:
+    cls = {"am": AMAgent, "gcbc": GCBCAgent}[kind]
+    return cls(agent_cfg, image_shape, action_dim, proprio_dim, device, seed=seed)
+
+
+def config_from_dict(kind: str, values: dict[str, Any]) -> Any:
+    cls = {"am": AMConfig, "gcbc": GCBCConfig}[kind]
+    known = {f for f in cls.__dataclass_fields__}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def load_agent(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Agent, dict[str, Any]]:
+    """Rebuild the agent a checkpoint was saved from (weights only; no training state needed)."""
+    state, meta = load_checkpoint(path, map_location=str(device))
+    kind = meta["agent"]
+    agent = build_agent(
+        kind,
+        config_from_dict(kind, meta["agent_config"]),
+        tuple(meta["image_shape"]),
+        meta["action_dim"],
+        meta.get("proprio_dim"),
+        torch.device(device),
+        seed=0,
+    )
+    agent.load_state_dict(state["agent"])
+    return agent, meta
+
+
+def agent_policy(agent: Agent):
+    """evaluate.Policy over an agent: greedy action and (for Q agents) its Q-value."""
+
+    def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
+        action = agent.act(obs_image, goal_image, proprio)
+        q = None
+        if hasattr(agent, "q_values"):
+            q = float(
+                np.asarray(agent.q_values(obs_image, goal_image, action, proprio=proprio)).min()
+            )
+        return action, q
+
+    return policy
+
+
+# ---- checks before training -----------------------------------------------------------------
+def check_dataset_fits(dataset: Any, env_id: str | None) -> dict[str, Any]:
+    """The eval scene's action/proprio sizes; TrainingError when the dataset does not match."""
+    if env_id is None:
+        return {}
+    from goalrl.commands.collect import env_spec
+
+    spec = env_spec(env_id, dataset.image_shape[0])
+    if spec["action_dim"] != dataset.action_dim:
+        raise TrainingError(
+            f"dataset {dataset.root} has {dataset.action_dim}-d actions but env {env_id} takes "
+            f"{spec['action_dim']}-d actions"
+        )
+    if dataset.image_shape[0] != dataset.image_shape[1]:
+        raise TrainingError(f"dataset {dataset.root} images are not square: {dataset.image_shape}")
+    return spec
+
+
+def check_checkpoint_fits(meta: dict[str, Any], dataset: Any, path: str) -> None:
+    if tuple(meta["image_shape"]) != tuple(dataset.image_shape):
+        raise TrainingError(
+            f"checkpoint {path} was trained on {tuple(meta['image_shape'])} images, "
+            f"dataset {dataset.root} has {tuple(dataset.image_shape)}"
+        )
+    if meta["action_dim"] != dataset.action_dim:
+        raise TrainingError(
+            f"checkpoint {path} has {meta['action_dim']}-d actions, "
+            f"dataset {dataset.root} has {dataset.action_dim}-d"
+        )
+
+
+# ---- the loop -------------------------------------------------------------------------------
+@dataclass
+class RunState:
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from goalrl.data.sampler import GoalBatchSampler
+    from goalrl.data.storage import EpisodeDataset
+
+    info = dist_info_from_env()
+    device = resolve_device(cfg.device, info)
+    init_distributed(info, device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    kind = agent_kind(cfg.agent)
+    if kind == "am" and device.type == "cuda":
+        cfg.agent.amp = cfg.amp
+    try:
+        dataset = EpisodeDataset(cfg.data)
+        env_id = cfg.env or dataset.meta.get("env_id")
+        check_dataset_fits(dataset, env_id)
+        agent = build_agent(
+            kind,
+            cfg.agent,
+            dataset.image_shape,
+            dataset.action_dim,
+            dataset.proprio_dim,
+            device,
+            seed=cfg.seed,  # identical initial weights on every rank
+        )
+        agent.seed(cfg.seed * 1000 + info.rank)  # per-rank augmentation / CEM noise
+        chaining = kind == "am" and cfg.agent.chaining
+        sampler = GoalBatchSampler(
+            dataset,
+            cfg.batch_size,
+            goal_mode=cfg.goal_mode,
+            gamma=getattr(cfg.agent, "gamma", 0.9),
+            p_chain=cfg.p_chain if chaining else 0.0,
+            seed=cfg.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        run = RunState()
+        if cfg.resume and (out / "checkpoints" / "latest").is_file():
+            state, meta = load_checkpoint(out, map_location=str(device))
+            check_checkpoint_fits(meta, dataset, str(out))
+            agent.load_state_dict(state["agent"])
+            sampler.load_state_dict(state["samplers"][info.rank])
+            run.step = int(meta["step"])
+        elif cfg.resume:
+            raise TrainingError(f"resume=true but {out}/checkpoints/latest does not exist")
+        elif info.is_main and (out / "checkpoints" / "latest").is_file():
+            raise TrainingError(
+                f"{out} already holds a run; pass resume=true to continue it or choose another out="
+            )
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            agent.train_net = DDP(
+                agent.train_net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+
+        meta_base = {
+            "agent": kind,
+            "agent_config": asdict(cfg.agent),
+            "train_config": {k: v for k, v in asdict(cfg).items() if k != "agent"},
+            "image_shape": list(dataset.image_shape),
+            "action_dim": dataset.action_dim,
+            "proprio_dim": dataset.proprio_dim,
+            "action_low": dataset.meta.get("action_low"),
+            "action_high": dataset.meta.get("action_high"),
+            "env_id": env_id,
+            "dataset": str(Path(cfg.data).resolve()),
+            "dataset_fingerprint": dataset.fingerprint(),
+            "parent": None,
+        }
+        writer = SummaryWriter(str(out / "tb")) if info.is_main else None
+        batches = sampler.prefetch(depth=cfg.prefetch)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=run.step,
+            desc=f"pretrain {kind}",
+            disable=not info.is_main or None,
+        )
+        last_saved = None
+        t0, step0 = time.perf_counter(), run.step
+        try:
+            while run.step < cfg.steps:
+                batch = next(batches)
+                stats = agent.update(batch)
+                run.step += 1
+                check_finite(stats, run.step, cfg.max_loss, out)
+                bar.update(1)
+                if writer and run.step % cfg.log_every == 0:
+                    for k, v in stats.items():
+                        if math.isfinite(v):
+                            writer.add_scalar(k, v, run.step)
+                    bar.set_postfix(
+                        loss=f"{stats.get('critic/loss', stats.get('actor/loss', 0)):.3f}"
+                    )
+                if run.step % cfg.save_every == 0 or run.step == cfg.steps:
+                    samplers = gather_sampler_states(batches.state_dict(), info)
+                    if info.is_main:
+                        last_saved = save_checkpoint(
+                            out,
+                            run.step,
+                            {"agent": agent.state_dict(), "samplers": samplers},
+                            meta_base,
+                        )
+                    barrier(info)
+                if info.is_main and cfg.eval_every and run.step % cfg.eval_every == 0 and env_id:
+                    result = evaluate_agent(agent, env_id, cfg, dataset.image_shape[0], videos=0)
+                    writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
+                    writer.add_scalar(
+                        "eval/mean_final_distance", result["mean_final_distance"], run.step
+                    )
+        finally:
+            batches.close()
+            bar.close()
+        elapsed = time.perf_counter() - t0
+        summary: dict[str, Any] = {
+            "agent": kind,
+            "steps": run.step,
+            "updates_per_s": (run.step - step0) / elapsed if elapsed > 0 else None,
+            "checkpoint": str(last_saved) if last_saved else None,
+            "tensorboard": str(out / "tb"),
+        }
+        if info.is_main and env_id and cfg.eval_episodes > 0:
+            result = evaluate_agent(agent, env_id, cfg, dataset.image_shape[0], videos=cfg.videos)
+            summary["eval"] = result
+            if writer:
+                writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
+        if writer:
+            writer.close()
+        return summary if info.is_main else {}
+    finally:
+        shutdown(info)
+
+
+def check_finite(stats: dict[str, float], step: int, max_loss: float, out: Path) -> None:
+    loss = stats.get("critic/loss", stats.get("actor/loss"))
+    if loss is None:
+        return
+    if not math.isfinite(loss) or abs(loss) > max_loss:
+        raise TrainingError(
+            f"loss became {loss} at update {step}; stopping. The last good checkpoint is "
+            f"{out / 'checkpoints'} (latest); lower the learning rate or check the data"
+        )
+
+
+def gather_sampler_states(state: dict[str, Any], info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's sampler position (rank 0 saves them all, so any rank can resume)."""
+    if not info.enabled:
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * info.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def evaluate_agent(
+    agent: Agent, env_id: str, cfg: PretrainConfig, image_size: int, videos: int
+) -> dict[str, Any]:
+    """Evaluation that leaves the agent's RNG as it found it (so resumes stay exact)."""
+    rng = agent.get_rng_state()
+    try:
+        return evaluate_policy(
+            env_id,
+            agent_policy(agent),
+            cfg.eval_episodes,
+            image_size=image_size,
+            videos=videos,
+            video_dir=Path(cfg.out) / "videos",
+        )
+    finally:
+        agent.set_rng_state(rng)

@@ -1,0 +1,154 @@
+"""The pretraining loop: end to end, resume, refusal of bad data, NaN stop, torchrun."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from goalrl.agents import AMAgent, AMConfig, GCBCConfig
+from goalrl.commands.collect import CollectConfig, collect
+from goalrl.data.storage import DatasetWriter, EpisodeData
+from goalrl.train import PretrainConfig, TrainingError, load_agent, pretrain
+
+TINY = dict(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16)
+
+
+@pytest.fixture(scope="module")
+def reach_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "reach"
+    collect(
+        CollectConfig(env="goalrl/Reach-v0", episodes=3, out=str(out), image_size=16, sheet=False)
+    )
+    return out
+
+
+def config(data: Path, out: Path, **kw) -> PretrainConfig:
+    defaults = dict(
+        data=str(data),
+        out=str(out),
+        agent=AMConfig(**TINY),
+        steps=6,
+        batch_size=16,
+        eval_episodes=0,
+        videos=0,
+        save_every=3,
+        log_every=2,
+        prefetch=2,
+    )
+    defaults.update(kw)
+    return PretrainConfig(**defaults)
+
+
+def test_pretrain_writes_checkpoints_tensorboard_and_evaluates(reach_data, tmp_path) -> None:
+    summary = pretrain(config(reach_data, tmp_path / "run", eval_episodes=1, videos=1))
+    assert summary["steps"] == 6
+    assert (tmp_path / "run" / "checkpoints" / "step_0000006").is_dir()
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    assert summary["eval"]["episodes"] == 1 and summary["eval"]["seeds"] == [1_000_000, 1_000_000]
+    assert Path(summary["eval"]["videos"][0]).stat().st_size > 0
+    agent, meta = load_agent(tmp_path / "run")
+    assert meta["image_shape"] == [16, 16, 3] and meta["env_id"] == "goalrl/Reach-v0"
+    assert len(meta["dataset_fingerprint"]) > 0 and meta["parent"] is None
+
+
+def test_gcbc_baseline_runs_on_the_same_data(reach_data, tmp_path) -> None:
+    summary = pretrain(
+        config(
+            reach_data,
+            tmp_path / "gcbc",
+            agent=GCBCConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32),
+        )
+    )
+    assert summary["agent"] == "gcbc" and summary["steps"] == 6
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    agent, _ = load_agent(run)
+    return {k: v.clone() for k, v in agent.q.state_dict().items()}
+
+
+def test_resume_reproduces_the_uninterrupted_run(reach_data, tmp_path) -> None:
+    pretrain(config(reach_data, tmp_path / "full", steps=6))
+    pretrain(config(reach_data, tmp_path / "split", steps=3))
+    pretrain(config(reach_data, tmp_path / "split", steps=6, resume=True))
+    full, split = weights(tmp_path / "full"), weights(tmp_path / "split")
+    for k in full:
+        torch.testing.assert_close(full[k], split[k], rtol=0, atol=0, msg=k)
+
+
+def test_existing_run_is_not_overwritten_without_resume(reach_data, tmp_path) -> None:
+    pretrain(config(reach_data, tmp_path / "run", steps=3))
+    with pytest.raises(TrainingError, match="resume=true"):
+        pretrain(config(reach_data, tmp_path / "run", steps=6))
+
+
+def test_dataset_with_wrong_action_size_is_refused(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    with DatasetWriter(
+        tmp_path / "bad", image_shape=(16, 16, 3), action_dim=3, env_id="goalrl/Reach-v0"
+    ) as w:
+        for _ in range(2):
+            w.append(
+                EpisodeData(
+                    images=rng.integers(0, 255, (5, 16, 16, 3), dtype=np.uint8),
+                    actions=rng.uniform(-1, 1, (4, 3)).astype(np.float32),
+                )
+            )
+    with pytest.raises(TrainingError, match="3-d actions but env goalrl/Reach-v0 takes 4-d"):
+        pretrain(config(tmp_path / "bad", tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    reach_data, tmp_path, monkeypatch
+) -> None:
+    real_update = AMAgent.update
+
+    def update(self, batch):
+        stats = real_update(self, batch)
+        if self.step >= 5:
+            stats["critic/loss"] = float("nan")
+        return stats
+
+    monkeypatch.setattr(AMAgent, "update", update)
+    with pytest.raises(TrainingError, match="loss became nan at update 5"):
+        pretrain(config(reach_data, tmp_path / "run", steps=10))
+    latest = (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
+    assert latest == "step_0000003"
+
+
+def test_torchrun_two_processes(reach_data, tmp_path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "goalrl.cli",
+        "pretrain",
+        f"data={reach_data}",
+        f"out={tmp_path / 'ddp'}",
+        "steps=4",
+        "batch_size=8",
+        "eval_episodes=0",
+        "save_every=2",
+        "device=cpu",
+        "agent.conv_channels=[8,8]",
+        "agent.embed_dim=16",
+        "agent.fusion_dim=32",
+        "agent.head_hidden_dim=16",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from goalrl.checkpoint import load_checkpoint
+
+    state, meta = load_checkpoint(tmp_path / "ddp")
+    assert meta["step"] == 4
+    samplers = state["samplers"]
+    assert [s["rank"] for s in samplers] == [0, 1]  # each rank's own stream, saved by rank 0
