@@ -16,9 +16,10 @@ On-disk layout (format ``goalrl-episodes``, version 1)::
       chunks/000001/ ...
       .writer.lock           # flock'ed by the one writer allowed at a time
 
-An episode of T steps is T+1 consecutive frames inside one chunk (episodes never span
-chunks); the next observation of frame i is frame i+1, so no frame is stored twice. A chunk
-grows to ``chunk_frames`` frames (an episode longer than that gets a chunk of its own).
+An episode of T >= 1 steps is T+1 consecutive frames inside one chunk (episodes never span
+chunks; a 1-step episode is 2 frames and one transition; 0-step episodes hold no transition
+and are rejected); the next observation of frame i is frame i+1, so no frame is stored
+twice. A chunk grows to ``chunk_frames`` frames (a longer episode gets a chunk of its own).
 
 Crash safety: every data file is append-only. ``DatasetWriter.append`` writes the episode's
 bytes past the committed end of the chunk files and of ``episodes.jsonl``, fsyncs them, then
@@ -70,6 +71,7 @@ LOCK_FILE = ".writer.lock"
 _CHUNK_NAME = re.compile(r"^\d{6}$")
 _TMP_PREFIX = ".tmp-"
 _FAULT_AROUND_BYTES = 64 << 10  # Linux default fault_around_bytes
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 __all__ = [
     "DatasetError",
@@ -683,7 +685,7 @@ class DatasetWriter:
             self._write_rows(chunk, offset, arrays, specs)
             _pwrite_all(self._ep_fd, line, self._meta["episodes_file"]["bytes"])
             if self.durable:
-                os.fdatasync(self._ep_fd)
+                _fdatasync(self._ep_fd)
             self._commit_meta(meta)  # <- commit point
             self._specs = specs
         return index
@@ -766,7 +768,7 @@ class DatasetWriter:
             os.ftruncate(fds[name], start)  # drop leftovers of an earlier failed append
             _pwrite_all(fds[name], arr.data, start)
             if self.durable:
-                os.fdatasync(fds[name])
+                _fdatasync(fds[name])
 
     def _next_meta(self, specs: dict[str, FieldSpec], arrays: dict[str, np.ndarray],
                    chunk: int, frames: int, line: bytes, seed: int, crcs: dict) -> dict:
@@ -1158,11 +1160,13 @@ class EpisodeDataset:
                 continue
             fd = os.open(path, os.O_RDONLY)
             # random access: stop the kernel reading ahead 128 KiB around every 12 KiB frame
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            if hasattr(os, "posix_fadvise"):  # Linux
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
             self._fds.append(fd)
             if self.read_mode == "mmap":
                 mm = mmap.mmap(fd, avail[c] * spec.row_bytes, prot=mmap.PROT_READ)
-                mm.madvise(mmap.MADV_RANDOM)
+                if hasattr(mmap, "MADV_RANDOM"):
+                    mm.madvise(mmap.MADV_RANDOM)
                 self._mmaps.append(mm)
                 self._mm_arrays.append(np.frombuffer(mm, np.uint8).reshape(-1, *spec.shape))
             else:
@@ -1297,7 +1301,7 @@ class EpisodeDataset:
         # upper bound of what got mapped: on a page fault the kernel also maps up to 64 KiB
         # of neighbouring cached pages ("fault-around"), whatever madvise(MADV_RANDOM) says
         self._mmap_touched += len(local) * (self._frame_bytes + _FAULT_AROUND_BYTES)
-        if self._mmap_touched >= self._mmap_release_bytes:
+        if self._mmap_touched >= self._mmap_release_bytes and hasattr(mmap, "MADV_DONTNEED"):
             # drop this process's mapped pages (they stay in the page cache): RSS stays bounded
             for mm in self._mmaps:
                 if mm is not None:
