@@ -1,6 +1,6 @@
 """Benchmark: relabeled goal-conditioned batches per second, and the memory it takes.
 
-    python bench/sampler.py                 # 10k, 100k and 1M frames at 64x64 (~14 GB disk)
+    python bench/sampler.py                 # 10k, 100k and 1M frames at 64x64 (~12 GB disk, ~5 min)
     python bench/sampler.py --quick         # small sizes, a smoke test (< 1 minute)
     python bench/sampler.py --workdir /data/tmp --sizes 10000,1000000
 
@@ -134,7 +134,10 @@ def worker(root: str, mode: str, batch_size: int, threads: int) -> None:
 
     base = proc_status()
     t0 = time.perf_counter()
-    ds = EpisodeDataset(root, read_mode=mode)
+    if mode == "mmap-keep":  # mmap, never releasing mapped pages
+        ds = EpisodeDataset(root, read_mode="mmap", mmap_release_bytes=1 << 62)
+    else:
+        ds = EpisodeDataset(root, read_mode=mode)
     open_s = time.perf_counter() - t0
     sampler = GoalBatchSampler(ds, batch_size, goal_mode="geometric", gamma=0.9, p_chain=0.2,
                                seed=0)
@@ -208,6 +211,7 @@ class Worker:
         self.proc.wait()
         rate = statistics.median(self.rates)
         return {**self.info, **stats, "rate": rate, "rates": self.rates,
+                "load": os.getloadavg()[0],
                 "batch_ms": 1000 * self.batch_size / rate,
                 "disk_mib": self.disk_read / 2**20}
 
@@ -262,15 +266,15 @@ def damon_note() -> str:
 def fmt_rows(rows: list[dict]) -> list[str]:
     head = ("| frames | episodes | read mode | page cache | transitions/s | ms/batch | "
             "disk read MiB | RSS MiB | anon MiB | file MiB | peak MiB | RSS before open | "
-            "open s |")
-    lines = [head, "|" + "---|" * 13]
+            "open s | load |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
             f"| {r['frames']:,} | {r['episodes']:,} | {r['mode']} | {r['cache']} | "
             f"{r['rate']:,.0f} | {r['batch_ms']:.2f} | {r['disk_mib']:.0f} | {r['rss']:.0f} | "
             f"{r['rss_anon']:.0f} | "
             f"{r['rss_file']:.0f} | {r['rss_peak']:.0f} | {r['rss_before_open']:.0f} | "
-            f"{r['open_s']:.2f} |"
+            f"{r['open_s']:.2f} | {r['load']:.1f} |"
         )
     return lines
 
@@ -301,7 +305,7 @@ EXPLANATION = """\
 ## Reading strategy
 
 Frames live in raw `(N, H, W, 3)` uint8 chunk files. Two strategies are implemented in
-`EpisodeDataset` (`read_mode=`) and measured above:
+`EpisodeDataset` (`read_mode=`); three settings are measured above:
 
 - **pread** (default): one `os.preadv` system call per transition reads frames t and t+1
   (contiguous on disk) and scatters them straight into the obs and next-obs batch arrays, one
@@ -315,6 +319,10 @@ Frames live in raw `(N, H, W, 3)` uint8 chunk files. Two strategies are implemen
   calls `madvise(MADV_DONTNEED)` on its mappings after every 256 MiB read; that drops them
   from the process (the pages stay in the OS page cache), and RSS stays bounded at the cost
   of re-faulting pages.
+- **mmap-keep** (`read_mode="mmap", mmap_release_bytes=huge`): the same, never released. Once
+  the pages are mapped a batch is a plain memory copy; total RSS grows toward the dataset size,
+  but as file-backed page cache (`file` column) that the kernel can reclaim, not as the
+  process's own memory (`anon` column).
 
 pread is the default. Its cost per transition is a system call plus a copy out of the page
 cache, which hardly depends on the dataset size, and its memory is flat by construction. mmap
@@ -322,13 +330,18 @@ has no Python loop, but every first touch of a page is a page fault that maps it
 "fault-around", up to 64 KiB of cached neighbours), the periodic release makes the pages fault
 again, and the work grows with the number of distinct pages touched: it slows down and its
 peak RSS grows with the dataset (see the table), and its RSS depends on a tuning knob.
+mmap-keep is the fastest from RAM and, because mapped pages count as in use, it also resists
+proactive reclaim (below); choose it where a process RSS near the dataset size is acceptable
+(it is page cache, reclaimable), e.g. a dedicated training machine with RAM to spare.
 
 **Flatness.** Nothing in the sampler grows with the dataset except two binary searches over
 the episode boundaries (index sampling is about 0.1 ms per batch at 10k episodes). What does
 grow is the memory the copies read from: 12 GB of page cache spread over RAM at 1M frames
 against 120 MB at 10k, which defeats CPU caches and TLBs (in a VM, nested page tables too).
-That cost belongs to the machine and varied from run to run here; a run with another process
-mapping the files (mlock) made the 1M rows 15% slower again. Compare rows of one run only.
+That cost belongs to the machine and varied from run to run here: over the runs made while
+writing this (some with other jobs on the 2 cores, some with part of the 1M dataset paged out
+to disk, see the `load` and `disk read` columns) pread at 1M frames ran at 0.6 to 0.95 of its
+10k rate. Compare rows of one run only.
 
 **RSS columns.** `RSS` is VmRSS; `anon` (RssAnon) is the process's own heap (numpy arrays,
 torch, Python); `file` (RssFile) is file-backed pages mapped into the process: shared
@@ -366,7 +379,8 @@ def write_report(path: Path, rows: list[dict], gen: list[dict], args: argparse.N
         f"into the page cache, then the read modes run interleaved, {args.rounds} rounds of "
         f"{args.seconds / args.rounds:.1f} s each; the rate is the median round. `disk read` is "
         "what the process fetched from storage (`/proc/self/io`) rather than from the page "
-        "cache.",
+        "cache. `load` is the 1-minute load average as the row finished: the benchmark accounts "
+        "for about 1, more means other processes shared the 2 cores and the row is pessimistic.",
         "",
         *fmt_rows(rows),
         "",
@@ -400,7 +414,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes and short runs")
     p.add_argument("--sizes", default=None, help="comma-separated frame counts")
-    p.add_argument("--modes", default="pread,mmap", help="read modes to measure")
+    p.add_argument("--modes", default="pread,mmap,mmap-keep",
+                   help="read modes to measure (mmap-keep: mmap without releasing pages)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seconds", type=float, default=None, help="measurement time per row")
