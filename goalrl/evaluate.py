@@ -4,7 +4,6 @@ distance, and videos of the camera beside the goal image."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from goalrl.data.sheets import write_video
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
 
@@ -154,34 +155,6 @@ def q_trace(values: list[float], horizon: int, width: int, height: int) -> np.nd
         pts = np.stack([xs, ys], axis=1).astype(np.int32)[:, None, :]
         cv2.polylines(strip, [pts], False, (80, 220, 120), 1, cv2.LINE_AA)
     return strip
-
-
-def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """MP4 (mp4v) or GIF by suffix, written to a temp name and renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not frames:
-        raise ValueError(f"no frames to write to {path}")
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    if path.suffix.lower() == ".gif":
-        from PIL import Image
-
-        images = [Image.fromarray(f) for f in frames]
-        images[0].save(
-            tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
-        )
-    elif path.suffix.lower() == ".mp4":
-        h, w = frames[0].shape[:2]
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise OSError(f"opencv could not open an MP4 writer for {path}")
-        for f in frames:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        writer.release()
-    else:
-        raise ValueError(f"video {path} must end in .mp4 or .gif")
-    os.replace(tmp, path)
-    return path
 
 
 def write_rollout_video(path: str | Path, rollout: Rollout, fps: float = 10.0) -> Path:

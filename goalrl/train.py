@@ -110,13 +110,10 @@ def agent_policy(agent: Agent):
     """evaluate.Policy over an agent: greedy action and (for Q agents) its Q-value."""
 
     def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
-        action = agent.act(obs_image, goal_image, proprio)
-        q = None
-        if hasattr(agent, "q_values"):
-            q = float(
-                np.asarray(agent.q_values(obs_image, goal_image, action, proprio=proprio)).min()
-            )
-        return action, q
+        if isinstance(agent, AMAgent):  # CEM scored the action already: no second pass
+            action, q = agent.act(obs_image, goal_image, proprio, return_q=True)
+            return action, float(q)
+        return agent.act(obs_image, goal_image, proprio), None
 
     return policy
 

@@ -323,17 +323,20 @@ class AMAgent:
         proprio: Any = None,
         *,
         explore_std: float = 0.0,
-    ) -> np.ndarray:
+        return_q: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Greedy CEM action on the online network, plus optional Gaussian exploration noise.
 
         obs (B, H, W, 3) -> (B, A); an unbatched obs (H, W, 3) -> (A,). A single goal image is
-        broadcast over a batch of observations. No augmentation at acting time.
+        broadcast over a batch of observations. No augmentation at acting time. With
+        ``return_q`` also the min-over-heads Q of the greedy action, (B,) or scalar, which CEM
+        computed anyway (before exploration noise).
         """
         cfg = self.cfg
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
         with autocast_context(self.device, cfg.amp):
             e = self.q.encode(obs, goal, prop)  # (B, F)
-            best, _ = cem_maximize(
+            best, best_logit = cem_maximize(
                 self._score_fn(self.q, e),
                 obs.shape[0],
                 self.action_dim,
@@ -349,7 +352,10 @@ class AMAgent:
             ).to(self.device)
             best = (best + explore_std * noise).clamp(-1.0, 1.0)
         out = best.float().cpu().numpy()
-        return out[0] if single else out
+        q = torch.sigmoid(best_logit.float()).cpu().numpy()  # (B,)
+        if single:
+            out, q = out[0], q[0]
+        return (out, q) if return_q else out
 
     @torch.no_grad()
     def q_values(

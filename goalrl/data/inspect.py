@@ -6,14 +6,13 @@ Behind ``goalrl data info`` and ``goalrl data show``. Everything here reads thro
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from goalrl.data.sheets import write_png_atomic
+from goalrl.data.sheets import write_png_atomic, write_video
 from goalrl.data.storage import CHUNKS_DIR, DatasetError, EpisodeDataset
 
 LABEL_H = 14  # pixels of the column-label strip on a contact sheet
@@ -153,22 +152,8 @@ def episode_video(path: str | Path, episode: int, out_mp4: str | Path, *,
         frames = ds.episode(episode).images  # (T+1, H, W, 3)
         rate = float(fps or ds.meta.get("fps") or 10.0)
     h, w = frames.shape[1] * scale, frames.shape[2] * scale
-    out = Path(out_mp4).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.mp4")  # suffix picks the container
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), rate, (w, h))
-    if not writer.isOpened():
-        raise OSError(f"{out}: OpenCV could not open an mp4v video writer")
-    try:
-        for f in frames:
-            big = cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST)
-            writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    if not tmp.is_file() or tmp.stat().st_size == 0:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"{out}: the video writer produced no file")
-    os.replace(tmp, out)
+    big = [cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in frames]
+    out = write_video(out_mp4, big, rate)
     return {
         "out": str(out.resolve()),  # MP4 written
         "episode": int(episode),  # episode shown

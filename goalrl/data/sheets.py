@@ -1,4 +1,7 @@
-"""Contact sheets: grids of labelled frames written as PNG."""
+"""Pictures and videos on disk: contact-sheet grids (PNG) and frame sequences (MP4/GIF).
+
+Every writer goes through a temp file and a rename, so no half-written file is left.
+"""
 
 from __future__ import annotations
 
@@ -52,3 +55,36 @@ def write_png_atomic(path: str | Path, image: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(buf.tobytes())
     os.replace(tmp, path)
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """(H, W, 3) uint8 RGB frames as MP4 (mp4v) or GIF, chosen by the suffix of ``path``."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(frames) == 0:
+        raise ValueError(f"no frames to write to {path}")
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")  # suffix picks the format
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(
+            tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+        )
+    elif path.suffix.lower() == ".mp4":
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"{path}: OpenCV could not open an mp4v video writer")
+        try:
+            for f in frames:
+                writer.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+    else:
+        raise ValueError(f"video {path} must end in .mp4 or .gif")
+    if not tmp.is_file() or tmp.stat().st_size == 0:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"{path}: the video writer produced no file")
+    os.replace(tmp, path)
+    return path

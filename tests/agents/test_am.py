@@ -247,3 +247,19 @@ def test_rng_state_from_another_device_type_reseeds_with_warning() -> None:
     state["rng"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator state
     with pytest.warns(UserWarning, match="another device type"):
         agent.load_state_dict(state)
+
+
+def test_act_returns_the_q_value_of_its_action() -> None:
+    agent = AMAgent(
+        AMConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16),
+        (16, 16, 3),
+        4,
+        seed=0,
+    )
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    goal = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    action, q = agent.act(obs, goal, return_q=True)
+    assert action.shape == (4,) and np.ndim(q) == 0
+    expected = agent.q_values(obs, goal, action[None], reduce="min")
+    np.testing.assert_allclose(q, np.asarray(expected).reshape(-1)[0], rtol=1e-5, atol=1e-6)
