@@ -1,7 +1,10 @@
 """torchrun / DistributedDataParallel plumbing: which rank am I, set up, tear down.
 
 Launch with ``torchrun --nproc_per_node=K -m goalrl.cli pretrain ...``; torchrun sets
-RANK, LOCAL_RANK and WORLD_SIZE. gloo on CPU, nccl on CUDA.
+RANK, LOCAL_RANK and WORLD_SIZE. Under SLURM, hydra's submitit launcher
+(``--multirun hydra/launcher=slurm``, configs/hydra/launcher/slurm.yaml) starts one task
+per rank instead; those tasks carry no torchrun variables, so they are derived from the
+submitit job environment (first host of the job as master). gloo on CPU, nccl on CUDA.
 """
 
 from __future__ import annotations
@@ -29,11 +32,21 @@ class DistInfo:
 
 
 def dist_info_from_env() -> DistInfo:
+    if "RANK" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR"):
+        export_submitit_env()
     return DistInfo(
         rank=int(os.environ.get("RANK", 0)),
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
     )
+
+
+def export_submitit_env() -> None:
+    """Set MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK from a submitit (SLURM) task."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    # CUDA_VISIBLE_DEVICES is left alone: resolve_device picks cuda:<LOCAL_RANK> itself
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:

@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Sets up goalrl and runs the main job on a small built-in default: collect a few episodes
-# of scripted play in the Push scene and write a contact sheet of them.
+# Sets up goalrl and runs the main job on a small built-in default, end to end:
+#   1. collect unlabeled scripted play in the Reach scene (no task labels),
+#   2. pretrain an Actionable Models goal-conditioned Q-function on it,
+#   3. evaluate the CEM policy toward held-out goal images (env seeds from 1,000,000 up),
+# leaving rollout videos (camera | goal image, Q trace) and summary.json files.
+# About 5 minutes on 2 idle CPU cores once the venv exists. Usage: demo.sh [out_dir]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=$("$repo/scripts/venv.sh")
 out=${1:-$repo/runs/demo}
-"$venv/bin/goalrl" collect env=goalrl/Push-v0 episodes=8 workers=2 out="$out/data"
-"$venv/bin/goalrl" data show path="$out/data" out="$out/episodes.png"
-echo "demo outputs in $out: data/contact_sheet.png (start, goal, end), episodes.png"
+goalrl="$venv/bin/goalrl"
+rm -rf "$out/pretrain" "$out/eval"  # a demo run always starts fresh; the data is reused
+"$goalrl" collect env=goalrl/Reach-v0 episodes=150 workers=2 out="$out/data"
+"$goalrl" pretrain data="$out/data" out="$out/pretrain" steps=2000 batch_size=64 \
+  eval_every=1000 eval_episodes=10 videos=0
+"$goalrl" eval ckpt="$out/pretrain" episodes=20 videos=3 out="$out/eval"
+echo
+echo "demo outputs in $out:"
+echo "  data/contact_sheet.png   start frames and goal images of the play data"
+echo "  pretrain/                checkpoints/, tb/ (tensorboard --logdir $out), summary.json"
+echo "  eval/summary.json        success rate (95% interval) on held-out goal images"
+echo "  eval/videos/*.mp4        rollouts: camera view beside the goal image, Q-value trace"

@@ -1,0 +1,508 @@
+"""Benchmark: what `goalrl pretrain` learns, and how fast it updates.
+
+    pip install -e '.[bench]'                      # matplotlib and the d3rlpy peer
+    python bench/pretrain.py speed                 # updates/s, CEM latency, scaling, d3rlpy CQL
+    python bench/pretrain.py success --profile cpu # AM, ablations, GCBC on Push and Rearrange
+    python bench/pretrain.py success --profile gpu # the same with the GPU budget (on CUDA)
+    python bench/pretrain.py report                # rewrite the markdown from saved results
+
+Each part saves its measurements as JSON next to the report
+(``docs/benchmarks/pretrain_<part>_<profile or device>.json``); every run rewrites
+``docs/benchmarks/pretrain.md`` and ``pretrain.png`` from all the JSON files present, so the
+CPU and GPU parts can be run on different machines and end up in one report.
+
+**speed**: the agent's ``update`` on batches already sampled (the sampler's own rate is in
+sampler.md: ~150k transitions/s, far above what an update consumes), so both sides of the
+peer comparison time the learner alone. The peer is d3rlpy 2.8.0's CQL with its default
+pixel encoder on the same kind of input: observation and goal stacked as 6 channels, 64x64,
+4-d actions.
+
+**success**: collects play data with ``goalrl collect`` (once, into --workdir), trains each
+method with the same data, batch size, update budget and seed, and evaluates the CEM/actor
+policy on held-out goal images (env seeds from 1,000,000 up; collection used 0..N-1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DOCS = REPO / "docs" / "benchmarks"
+
+IMAGE = 64
+ACTION_DIM = 4
+TARGET_SPEEDUP = 10.0  # goalrl update vs d3rlpy CQL update at the same batch size
+TARGET_ACT_MS = 20.0  # CEM action selection for one env on CPU
+TARGET_GPU_UPS = 200.0  # updates/s at batch 256 on a GPU
+TARGET_PUSH = 0.80  # AM success on Push
+TARGET_MARGIN = 0.20  # AM minus GCBC, both scenes
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_before": os.getloadavg()[0],
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def synthetic_batch(rng: np.random.Generator, batch: int, size: int) -> dict[str, np.ndarray]:
+    """A relabeled batch with the sampler's keys: (B, H, W, 3) uint8 images, (B, A) actions."""
+    from goalrl.data import keys as K
+
+    def img() -> np.ndarray:
+        return rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+
+    return {
+        K.OBS_IMAGE: img(),
+        K.NEXT_OBS_IMAGE: img(),
+        K.GOAL_IMAGE: img(),
+        K.ACTION: rng.uniform(-1, 1, (batch, ACTION_DIM)).astype(np.float32),
+        K.REACHED: rng.random(batch) < 0.1,
+        K.CHAINED: rng.random(batch) < 0.2,
+    }
+
+
+def time_updates(update, batches: list, seconds: float, min_updates: int = 3) -> float:
+    """Updates/s of ``update`` cycling over ``batches`` (one untimed warm-up update first)."""
+    update(batches[0])
+    n, t0 = 0, time.perf_counter()
+    while n < min_updates or time.perf_counter() - t0 < seconds:
+        update(batches[n % len(batches)])
+        n += 1
+    if _cuda_sync is not None:
+        _cuda_sync()
+    return n / (time.perf_counter() - t0)
+
+
+_cuda_sync = None
+
+
+def make_agent(kind: str, size: int, device: str, **overrides: Any):
+    from goalrl.agents.am import AMAgent, AMConfig
+    from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
+
+    if kind == "gcbc":
+        return GCBCAgent(GCBCConfig(**overrides), (size, size, 3), ACTION_DIM, device=device)
+    cfg = AMConfig(pad=max(1, size // 16), amp=device.startswith("cuda"), **overrides)
+    return AMAgent(cfg, (size, size, 3), ACTION_DIM, device=device)
+
+
+# ------------------------------------------------------------------------------- speed
+
+
+def goalrl_ups(kind: str, batch: int, size: int, device: str, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    agent = make_agent(kind, size, device)
+    batches = [synthetic_batch(rng, batch, size) for _ in range(4)]
+    return time_updates(agent.update, batches, seconds)
+
+
+def d3rlpy_cql_ups(batch: int, device: str, updates: int) -> float | None:
+    """d3rlpy 2.8.0 CQL, default pixel encoder, (6, 64, 64) uint8 obs+goal, 4-d actions."""
+    try:
+        import d3rlpy
+    except ImportError:
+        return None
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    rng = np.random.default_rng(0)
+    n = 1000
+    obs = rng.integers(0, 256, (n, 6, IMAGE, IMAGE), dtype=np.uint8)  # (N, 6, H, W)
+    dataset = d3rlpy.dataset.MDPDataset(
+        observations=obs,
+        actions=rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32),
+        rewards=(rng.random(n) < 0.1).astype(np.float32),
+        terminals=(np.arange(n) % 50 == 49).astype(np.float32),
+    )
+    cql = d3rlpy.algos.CQLConfig(
+        batch_size=batch, observation_scaler=d3rlpy.preprocessing.PixelObservationScaler()
+    ).create(device="cuda:0" if device.startswith("cuda") else "cpu:0")
+    cql.build_with_dataset(dataset)
+    batches = [dataset.sample_transition_batch(batch) for _ in range(2)]
+    return time_updates(cql.update, batches, seconds=0.0, min_updates=updates)
+
+
+def cem_latency_ms(size: int, device: str, calls: int) -> dict[str, float]:
+    """Wall time of agent.act for one env (one obs, one goal), default acting CEM."""
+    rng = np.random.default_rng(0)
+    agent = make_agent("am", size, device)
+    obs = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    goal = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    for _ in range(5):
+        agent.act(obs, goal)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        agent.act(obs, goal)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
+
+
+def run_speed(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    global _cuda_sync
+    device = args.device
+    if device.startswith("cuda"):
+        _cuda_sync = torch.cuda.synchronize
+    secs = 3.0 if args.quick else args.seconds
+    result: dict[str, Any] = {"machine": machine(device), "rows": [], "scaling": []}
+    for batch in (128, 256):
+        row: dict[str, Any] = {"batch": batch}
+        row["am_ups"] = goalrl_ups("am", batch, IMAGE, device, secs)
+        row["gcbc_ups"] = goalrl_ups("gcbc", batch, IMAGE, device, secs)
+        if not args.no_peer:
+            row["d3rlpy_cql_ups"] = d3rlpy_cql_ups(batch, device, 1 if args.quick else 4)
+        result["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    result["act"] = cem_latency_ms(IMAGE, device, 50 if args.quick else 300)
+    print(json.dumps({"act": result["act"]}), flush=True)
+    for batch, size in scaling_grid(args.quick):
+        ups = goalrl_ups("am", batch, size, device, secs / 2)
+        point = {"batch": batch, "image": size, "am_ups": ups, "ms_per_update": 1e3 / ups}
+        result["scaling"].append(point)
+        print(json.dumps(point), flush=True)
+    result["machine"]["load_after"] = os.getloadavg()[0]
+    return result
+
+
+def scaling_grid(quick: bool) -> list[tuple[int, int]]:
+    if quick:
+        return [(64, 64), (128, 64), (128, 32)]
+    batches = [(b, IMAGE) for b in (32, 64, 128, 256, 512)]
+    sizes = [(128, s) for s in (32, 48, 96, 128)]
+    return batches + sizes
+
+
+# ------------------------------------------------------------------------------- success
+
+
+@dataclass(frozen=True)
+class Profile:
+    steps: int
+    batch_size: int
+    eval_episodes: int
+    eval_points: int  # evaluations along the run (the last one is the reported figure)
+    episodes: dict[str, int]  # play episodes collected per scene
+
+
+PROFILES = {
+    "cpu": Profile(steps=2000, batch_size=128, eval_episodes=40, eval_points=2,
+                   episodes={"push": 400, "rearrange": 300}),
+    "gpu": Profile(steps=30000, batch_size=256, eval_episodes=100, eval_points=6,
+                   episodes={"push": 2000, "rearrange": 2000}),
+    "smoke": Profile(steps=20, batch_size=16, eval_episodes=2, eval_points=1,
+                     episodes={"push": 4, "rearrange": 4}),
+}
+SCENES = {"push": "goalrl/Push-v0", "rearrange": "goalrl/Rearrange-v0"}
+METHODS = {  # name -> (agent kind, AMConfig overrides)
+    "AM": ("am", {}),
+    "AM, no chaining": ("am", {"chaining": False}),
+    "AM, no negatives": ("am", {"negatives": False}),
+    "GCBC": ("gcbc", {}),
+}
+
+
+def ensure_data(scene: str, episodes: int, workdir: Path) -> Path:
+    from goalrl.commands.collect import CollectConfig, collect
+
+    out = workdir / "data" / f"{scene}-{episodes}"
+    collect(CollectConfig(env=SCENES[scene], episodes=episodes, out=str(out), workers=2,
+                          image_size=IMAGE, sheet=False))  # resumes: a no-op when complete
+    return out
+
+
+def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[str, Any]:
+    from goalrl.agents.am import AMConfig
+    from goalrl.agents.gcbc import GCBCConfig
+    from goalrl.train import PretrainConfig, pretrain
+
+    kind, overrides = METHODS[method]
+    agent = AMConfig(**overrides) if kind == "am" else GCBCConfig()
+    slug = method.lower().replace(", ", "-").replace(" ", "-")
+    out = Path(args.workdir) / f"runs-{args.profile}" / f"{scene}-{slug}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)  # a bench run is always a fresh run
+    cfg = PretrainConfig(
+        data=str(data), out=str(out), agent=agent, steps=prof.steps,
+        batch_size=prof.batch_size, seed=args.seed, device=args.device,
+        eval_every=prof.steps // prof.eval_points, eval_episodes=prof.eval_episodes,
+        videos=1, save_every=prof.steps, log_every=100,
+    )
+    t0 = time.perf_counter()
+    summary = pretrain(cfg)
+    return {
+        "scene": scene,
+        "method": method,
+        "success_rate": summary["eval"]["success_rate"],
+        "ci95": summary["eval"]["ci95"],
+        "mean_final_distance": summary["eval"]["mean_final_distance"],
+        "curve": summary["eval_curve"],
+        "updates_per_s": summary["updates_per_s"],
+        "minutes": (time.perf_counter() - t0) / 60,
+        "run": str(out),
+    }
+
+
+def run_success(args: argparse.Namespace) -> dict[str, Any]:
+    prof = PROFILES[args.profile]
+    scenes = args.scenes.split(",")
+    methods = [m for m in METHODS if args.methods is None or m in args.methods.split(";")]
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {
+        "machine": machine(args.device), "profile": args.profile,
+        "config": {**prof.__dict__, "seed": args.seed}, "runs": [],
+    }
+    for scene in scenes:
+        t_collect = time.perf_counter()
+        data = ensure_data(scene, prof.episodes[scene], Path(args.workdir))
+        result.setdefault("collect_minutes", {})[scene] = (time.perf_counter() - t_collect) / 60
+        for method in methods:
+            run = train_one(scene, method, data, prof, args)
+            result["runs"].append(run)
+            print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
+    result["total_minutes"] = (time.perf_counter() - t0) / 60
+    result["machine"]["load_after"] = os.getloadavg()[0]
+    return result
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def load_results() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(DOCS.glob("pretrain_*.json"))}
+
+
+def fmt(x: float | None, spec: str = ".1f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def speed_section(name: str, res: dict[str, Any]) -> list[str]:
+    m = res["machine"]
+    where = m.get("gpu") or f"CPU, {m['cpus']} cores, {m['threads']} torch threads"
+    lines = [
+        f"### Update speed: {where} (`{name}.json`)",
+        "",
+        f"torch {m['torch']}; load average {m['load_before']:.2f} before, "
+        f"{m.get('load_after', float('nan')):.2f} after. 64x64 images, 4-d actions, "
+        "batches pre-sampled (learner only).",
+        "",
+        "| batch | goalrl AM updates/s | goalrl GCBC updates/s | d3rlpy 2.8.0 CQL updates/s "
+        "| AM / CQL |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in res["rows"]:
+        peer = r.get("d3rlpy_cql_ups")
+        ratio = r["am_ups"] / peer if peer else None
+        lines.append(
+            f"| {r['batch']} | {r['am_ups']:.1f} | {r['gcbc_ups']:.1f} | {fmt(peer, '.3f')} "
+            f"| {fmt(ratio, '.0f')}x |"
+        )
+    act = res["act"]
+    lines += [
+        "",
+        f"CEM action selection for one env (3 iterations x 128 samples, image encoded once): "
+        f"median **{act['median_ms']:.2f} ms**, p95 {act['p95_ms']:.2f} ms "
+        f"(target at most {TARGET_ACT_MS:.0f} ms on CPU).",
+        "",
+        "How an AM update grows with batch size (64x64) and image size (batch 128):",
+        "",
+        "| batch | image | updates/s | ms/update |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {p['batch']} | {p['image']} | {p['am_ups']:.1f} | {p['ms_per_update']:.1f} |"
+        for p in res["scaling"]
+    ]
+    return lines + [""]
+
+
+def success_section(name: str, res: dict[str, Any]) -> list[str]:
+    m, c = res["machine"], res["config"]
+    where = m.get("gpu") or f"CPU ({m['cpus']} cores)"
+    lines = [
+        f"### Success on held-out goal images: {res['profile']} profile, {where} (`{name}.json`)",
+        "",
+        f"{c['steps']} updates at batch {c['batch_size']} per method, seed {c['seed']}; play data "
+        + ", ".join(f"{k}: {v} episodes" for k, v in c["episodes"].items())
+        + f"; {c['eval_episodes']} evaluation episodes (env seeds from 1,000,000 up). "
+        f"Total wall time {res['total_minutes']:.1f} min, load average "
+        f"{m['load_before']:.2f} before and {m.get('load_after', float('nan')):.2f} after.",
+        "",
+        "| scene | method | success | 95% interval | mean final distance (m) | updates/s "
+        "| minutes |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in res["runs"]:
+        lo, hi = r["ci95"]
+        lines.append(
+            f"| {r['scene']} | {r['method']} | {100 * r['success_rate']:.0f}% "
+            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_final_distance']:.3f} "
+            f"| {r['updates_per_s']:.1f} | {r['minutes']:.1f} |"
+        )
+    lines += ["", *success_verdicts(res), ""]
+    return lines
+
+
+def success_verdicts(res: dict[str, Any]) -> list[str]:
+    by = {(r["scene"], r["method"]): r["success_rate"] for r in res["runs"]}
+    out = []
+    if ("push", "AM") in by:
+        ok = by[("push", "AM")] >= TARGET_PUSH
+        out.append(f"- AM on Push: {100 * by[('push', 'AM')]:.0f}% against a "
+                   f"{100 * TARGET_PUSH:.0f}% target: **{'met' if ok else 'not met'}**.")
+    for scene in SCENES:
+        if (scene, "AM") in by and (scene, "GCBC") in by:
+            gap = by[(scene, "AM")] - by[(scene, "GCBC")]
+            ok = gap >= TARGET_MARGIN
+            out.append(f"- AM minus GCBC on {scene}: {100 * gap:+.0f} points against a "
+                       f"+{100 * TARGET_MARGIN:.0f} target: **{'met' if ok else 'not met'}**.")
+    return out
+
+
+def speed_verdicts(res: dict[str, Any]) -> list[str]:
+    out = []
+    for r in res["rows"]:
+        peer = r.get("d3rlpy_cql_ups")
+        if peer:
+            ratio = r["am_ups"] / peer
+            out.append(f"- Batch {r['batch']}: AM {r['am_ups']:.1f} updates/s vs CQL "
+                       f"{peer:.3f}: {ratio:.0f}x (target {TARGET_SPEEDUP:.0f}x): "
+                       f"**{'met' if ratio >= TARGET_SPEEDUP else 'not met'}**.")
+        if res["machine"]["device"].startswith("cuda") and r["batch"] == 256:
+            ok = r["am_ups"] >= TARGET_GPU_UPS
+            out.append(f"- GPU batch 256: {r['am_ups']:.0f} updates/s (target "
+                       f"{TARGET_GPU_UPS:.0f}): **{'met' if ok else 'not met'}**.")
+    if not res["machine"]["device"].startswith("cuda"):
+        ok = res["act"]["median_ms"] <= TARGET_ACT_MS
+        out.append(f"- CEM act {res['act']['median_ms']:.2f} ms (target {TARGET_ACT_MS:.0f} ms): "
+                   f"**{'met' if ok else 'not met'}**.")
+    return out
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    succ = [(k, v) for k, v in results.items() if "runs" in v]
+    if not succ:
+        return False
+    fig, axes = plt.subplots(len(succ), 2, figsize=(10, 3.6 * len(succ)), squeeze=False)
+    for row, (_name, res) in zip(axes, succ):
+        for ax, scene in zip(row, SCENES):
+            runs = [r for r in res["runs"] if r["scene"] == scene]
+            for r in runs:
+                steps = [0] + [p["step"] for p in r["curve"]]
+                rates = [0.0] + [100 * p["success_rate"] for p in r["curve"]]
+                ax.plot(steps, rates, marker="o", label=r["method"])
+            ax.set_title(f"{SCENES[scene]} ({res['profile']} profile)")
+            ax.set_xlabel("updates")
+            ax.set_ylabel("success on held-out goals (%)")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+            if runs:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    os.replace(tmp, path)
+    plt.close(fig)
+    return True
+
+
+def write_report() -> Path:
+    results = load_results()
+    lines = [
+        "# Pretraining benchmark",
+        "",
+        "Written by `bench/pretrain.py` from the JSON files beside this report. "
+        "Rerun a part with `python bench/pretrain.py speed` or "
+        "`python bench/pretrain.py success --profile cpu|gpu`.",
+        "",
+    ]
+    verdicts: list[str] = []
+    for name, res in results.items():
+        if "rows" in res:
+            verdicts += [f"{v} ({name})" for v in speed_verdicts(res)]
+    if verdicts:
+        lines += ["## Targets", "", *verdicts, ""]
+    if plot(results, DOCS / "pretrain.png"):
+        lines += ["![Success on held-out goal images along training](pretrain.png)", ""]
+    for name, res in results.items():
+        lines += success_section(name, res) if "runs" in res else speed_section(name, res)
+    path = DOCS / "pretrain.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+def save(name: str, result: dict[str, Any]) -> None:
+    DOCS.mkdir(parents=True, exist_ok=True)
+    path = DOCS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("part", choices=["speed", "success", "report"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    p.add_argument("--scenes", default="push,rearrange")
+    p.add_argument("--methods", default=None, help="';'-separated subset of: " + "; ".join(METHODS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default=str(REPO / "runs" / "bench-pretrain"))
+    p.add_argument("--seconds", type=float, default=20.0, help="timing window per speed cell")
+    p.add_argument("--quick", action="store_true", help="short speed timings (a smoke test)")
+    p.add_argument("--no-peer", action="store_true", help="skip the d3rlpy CQL timing")
+    p.add_argument("--no-save", action="store_true", help="print only; keep docs/ untouched")
+    args = p.parse_args()
+    tag = "cuda" if args.device.startswith("cuda") else "cpu"
+    if args.part == "speed":
+        result = run_speed(args)
+        name = f"pretrain_speed_{tag}"
+    elif args.part == "success":
+        result = run_success(args)
+        name = f"pretrain_success_{args.profile}"
+    if args.part != "report" and not args.no_save:
+        save(name, result)
+    if not args.no_save:
+        print(write_report().read_text())
+
+
+if __name__ == "__main__":
+    main()
