@@ -38,6 +38,18 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(
         "goalrl.commands.evaluate", "EvalConfig", "run", "success rate of a checkpoint"
     ),
+    "finetune": Command(
+        "goalrl.commands.finetune", "FinetuneConfig", "run", "task fine-tuning (offline, online)"
+    ),
+    "command": Command(
+        "goalrl.commands.command", "CommandConfig", "run", "drive the arm to a goal image (video)"
+    ),
+    "goal": Command(
+        "goalrl.commands.command", "GoalConfig", "goal", "goal image PNG captured from a scene"
+    ),
+    "serve": Command(
+        "goalrl.commands.serve", "ServeConfig", "run", "local web page to command the arm"
+    ),
     "data info": Command(
         "goalrl.commands.data", "DataInfoConfig", "info", "counts, shapes, sizes (JSON)"
     ),
@@ -99,7 +111,7 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
     def app(cfg: Any) -> None:
         summary = function(OmegaConf.to_object(cfg))
-        if summary is not None:
+        if summary:  # None, or {} from a non-zero rank: rank 0 alone writes the summary
             result["summary"] = summary
             out = OmegaConf.select(cfg, "out", default=None)
             if out and Path(out).is_dir():  # a folder the command wrote (not a video file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +76,8 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_reproduces_the_uninterrupted_run(reach_data, tmp_path) -> None:
     pretrain(config(reach_data, tmp_path / "full", steps=6))
-    pretrain(config(reach_data, tmp_path / "split", steps=3))
+    # resume=true with nothing to resume starts fresh (a requeued SLURM job's first run)
+    pretrain(config(reach_data, tmp_path / "split", steps=3, resume=True))
     pretrain(config(reach_data, tmp_path / "split", steps=6, resume=True))
     full, split = weights(tmp_path / "full"), weights(tmp_path / "split")
     for k in full:
@@ -122,33 +125,62 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     assert latest == "step_0000003"
 
 
-def test_torchrun_two_processes(reach_data, tmp_path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29531",
-        "-m",
-        "goalrl.cli",
-        "pretrain",
-        f"data={reach_data}",
-        f"out={tmp_path / 'ddp'}",
+def ddp_overrides(data: Path, out: Path) -> list[str]:
+    return [
+        f"data={data}",
+        f"out={out}",
         "steps=4",
         "batch_size=8",
         "eval_episodes=0",
         "save_every=2",
         "device=cpu",
+        "threads=1",  # two ranks on two cores: no intra-op threads waiting on each other
         "agent.conv_channels=[8,8]",
         "agent.embed_dim=16",
         "agent.fusion_dim=32",
         "agent.head_hidden_dim=16",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def assert_two_rank_run(out: Path) -> None:
     from goalrl.checkpoint import load_checkpoint
 
-    state, meta = load_checkpoint(tmp_path / "ddp")
+    state, meta = load_checkpoint(out)
     assert meta["step"] == 4
     samplers = state["samplers"]
     assert [s["rank"] for s in samplers] == [0, 1]  # each rank's own stream, saved by rank 0
+
+
+def test_torchrun_two_processes(reach_data, tmp_path) -> None:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port=29531", "-m", "goalrl.cli", "pretrain"]
+    cmd = launcher + ddp_overrides(reach_data, tmp_path / "ddp")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_two_rank_run(tmp_path / "ddp")
+
+
+def test_submitit_launcher_two_ranks(reach_data, tmp_path) -> None:
+    """The SLURM path (one task per rank, ranks from the submitit job environment), run by
+    submitit's local executor through configs/hydra/launcher/local_ranks.yaml."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = tmp_path / "slurm"
+    cmd = [sys.executable, "-m", "goalrl.cli", "pretrain", "--multirun",
+           "hydra/launcher=local_ranks", *ddp_overrides(reach_data, out)]
+    # submitit's job processes outlive a killed launcher, so the whole process group goes
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # leftovers only; a clean run left none
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert_two_rank_run(out)
+    logs = sorted((out / "launcher" / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2  # two tasks, one per rank
+    summary = (out / "summary.json").read_text()
+    assert '"steps": 4' in summary  # rank 0's summary, not rank 1's empty one

@@ -1,0 +1,109 @@
+"""``goalrl command`` (drive the arm toward a goal image) and ``goalrl goal`` (make one).
+
+``goalrl goal env=goalrl/Push-v0 seed=1000003 out=goal.png`` renders the goal state of
+episode ``seed`` (a state the scene can reach) and writes it as a PNG that also carries
+that state, so ``goalrl command ckpt=runs/am goal=goal.png out=run.mp4`` can report
+success and distance in metres. Any other picture works as a goal too; then only the
+image distance is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from goalrl.evaluate import EVAL_SEED_OFFSET
+
+
+@dataclass
+class CommandConfig:
+    ckpt: str = "???"  # checkpoint folder (a step folder, or a run folder: its latest)
+    goal: str = "???"  # goal image file, any size (PNG, JPEG, ...); `goalrl goal` makes one
+    out: str = "runs/command.mp4"  # video: camera | goal side by side, Q trace (.mp4/.gif/.webm)
+    env: str | None = None  # scene id (default: the checkpoint's; another scene is refused)
+    seed: int | None = None  # start state: env seed (default: the goal's capture seed, else 1e6)
+    max_steps: int | None = None  # step budget (default: the scene's episode length)
+    stop_on_success: bool = True  # stop once a goal of known state is met
+    fps: float = 10.0  # video frame rate (one step is 0.1 s of simulated time)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 1  # torch CPU threads while acting (0: torch's default; 1 is fastest)
+
+
+@dataclass
+class GoalConfig:
+    out: str = "???"  # PNG to write (carries the pictured scene state in a text chunk)
+    env: str | None = None  # scene id (default: the checkpoint's, when ckpt is given)
+    ckpt: str | None = None  # take the scene and image size from this checkpoint
+    seed: int = EVAL_SEED_OFFSET  # episode whose goal is rendered (>= 1e6: never training data)
+    image_size: int | None = None  # pixels (default: the checkpoint's, else 64)
+    start: str | None = None  # also write the episode's start view (PNG) here
+
+
+def run(cfg: CommandConfig) -> dict[str, Any]:
+    from goalrl.reacher import GoalReacher, check_video_path
+
+    check_video_path(cfg.out)  # before minutes of work, not after
+    with GoalReacher(
+        cfg.ckpt,
+        cfg.env,
+        device=cfg.device,
+        max_steps=cfg.max_steps,
+        stop_on_success=cfg.stop_on_success,
+        threads=cfg.threads,
+    ) as arm:
+        goal = arm.goal(cfg.goal)
+        seed = cfg.seed if cfg.seed is not None else goal.seed
+        seed = EVAL_SEED_OFFSET if seed is None else seed
+        arm.reset(seed)
+        result = arm.reach(goal)
+        video = result.write_video(cfg.out, fps=cfg.fps)
+        return {
+            "env": arm.env_id,
+            "checkpoint": arm.checkpoint,
+            "goal": cfg.goal,
+            "video": str(video),
+            **result.summary(),
+        }
+
+
+def goal(cfg: GoalConfig) -> dict[str, Any]:
+    from goalrl.checkpoint import read_meta
+    from goalrl.data.sheets import write_png_atomic
+    from goalrl.goal_image import save_goal_png
+    from goalrl.reacher import SceneMismatchError, capture_goal, checkpoint_scenes
+
+    env_id, size = cfg.env, cfg.image_size
+    if cfg.ckpt is not None:
+        meta = read_meta(cfg.ckpt)
+        scenes = checkpoint_scenes(meta)
+        if env_id is not None and scenes and env_id not in scenes:
+            raise SceneMismatchError(
+                f"checkpoint {cfg.ckpt} was trained for {' and '.join(scenes)}, not {env_id}"
+            )
+        env_id = env_id or (scenes[0] if scenes else None)
+        size = size or int(meta["image_shape"][0])
+    if env_id is None:
+        raise ValueError("pass env=goalrl/<Scene>-v0 (or ckpt=<checkpoint> to use its scene)")
+    size = int(size or 64)
+    if size < 8:
+        raise ValueError(f"image_size must be >= 8, got {size}")
+    g = capture_goal(env_id, cfg.seed, size)
+    path = save_goal_png(cfg.out, g)
+    summary: dict[str, Any] = {
+        "goal": str(path),
+        "env": env_id,
+        "seed": cfg.seed,
+        "image_size": size,
+        "state_known": True,
+    }
+    if cfg.start is not None:
+        import gymnasium as gym
+
+        env = gym.make(env_id, image_size=size)
+        try:
+            obs, _ = env.reset(seed=cfg.seed)
+        finally:
+            env.close()
+        write_png_atomic(cfg.start, obs["image"])
+        summary["start"] = cfg.start
+    return summary
