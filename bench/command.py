@@ -53,7 +53,8 @@ def brief_checkpoint(root: Path, env: str, episodes: int, steps: int) -> Path:
 
 def action_latency(ckpt: Path, steps: int, seed: int, threads: int) -> dict:
     """Per-step action-selection times and the control rate over ``steps`` steps."""
-    from goalrl.reacher import GoalReacher, write_browser_video
+    from goalrl.data.sheets import write_browser_video
+    from goalrl.reacher import GoalReacher
 
     times, steps_done, wall = [], 0, 0.0
     with GoalReacher(ckpt, device="cpu", stop_on_success=False, threads=threads) as arm:

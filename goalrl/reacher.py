@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from goalrl.checkpoint import CheckpointError
+from goalrl.data.sheets import check_video_path, write_video
 from goalrl.evaluate import EVAL_SEED_OFFSET, Rollout, rollout_panels
 from goalrl.goal_image import Goal, GoalImageError, load_goal
-
-VIDEO_SUFFIXES = (".mp4", ".gif", ".webm")
 
 
 class SceneMismatchError(ValueError):
@@ -106,80 +105,10 @@ class ReachResult:
         return rollout_panels(rollout, scale=scale)
 
     def write_video(self, path: str | Path, fps: float = 10.0) -> Path:
-        """MP4 (mp4v, as ``goalrl eval`` writes), GIF or WebM (VP8) by the suffix of ``path``;
-        ``write_browser_video(stem, result.panels())`` writes what browsers play."""
-        path = Path(path)
-        check_video_path(path)
-        if path.suffix.lower() == ".webm":
-            return write_webm(path, self.panels(), fps)
-        from goalrl.data.sheets import write_video
-
+        """``panels()`` as MP4 (H.264), WebM (VP8) or GIF by the suffix of ``path``
+        (``goalrl.data.sheets.write_video``)."""
+        check_video_path(path)  # before drawing the panels
         return write_video(path, self.panels(), fps)
-
-
-def check_video_path(path: str | Path) -> None:
-    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"video {path} must end in {', '.join(VIDEO_SUFFIXES)}")
-
-
-def write_webm(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """(H, W, 3) uint8 frames as WebM/VP8 via PyAV (temp file + rename)."""
-    options = {"deadline": "realtime", "cpu-used": "8"}
-    return _write_av(path, frames, fps, "libvpx", "webm", options)
-
-
-def write_h264(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """(H, W, 3) uint8 frames as MP4/H.264 via PyAV: what browsers play (mp4v is not), and
-    ~100x faster to encode here than VP8."""
-    options = {"preset": "veryfast", "crf": "18"}
-    return _write_av(path, frames, fps, "libx264", "mp4", options, {"movflags": "+faststart"})
-
-
-def write_browser_video(stem: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """``<stem>.mp4`` (H.264) when PyAV has libx264, else ``<stem>.webm`` (VP8)."""
-    import av
-
-    try:
-        av.codec.Codec("libx264", "w")
-    except Exception:  # a PyAV build without x264
-        return write_webm(Path(f"{stem}.webm"), frames, fps)
-    return write_h264(Path(f"{stem}.mp4"), frames, fps)
-
-
-def _write_av(
-    path: str | Path,
-    frames: list[np.ndarray],
-    fps: float,
-    codec: str,
-    fmt: str,
-    options: dict[str, str],
-    container_options: dict[str, str] | None = None,
-) -> Path:
-    import os
-    from fractions import Fraction
-
-    import av
-
-    path = Path(path)
-    if not frames:
-        raise ValueError(f"no frames to write to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    h, w = frames[0].shape[:2]
-    h, w = h - h % 2, w - w % 2  # yuv420p needs even sizes
-    try:
-        with av.open(str(tmp), mode="w", format=fmt, options=container_options or {}) as out:
-            stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = options
-            for f in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")
-                out.mux(stream.encode(frame))
-            out.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def checkpoint_scenes(meta: dict[str, Any]) -> list[str]:

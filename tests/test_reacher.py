@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_reacher import ENV, SIZE, TINY_AGENT, relabelled_copy, tiny_checkpoint  # noqa: E402
 
 from goalrl.checkpoint import CheckpointError  # noqa: E402
+from goalrl.data.sheets import write_browser_video  # noqa: E402
 from goalrl.goal_image import (  # noqa: E402
     Goal,
     GoalImageError,
@@ -31,7 +32,6 @@ from goalrl.reacher import (  # noqa: E402
     GoalReacher,
     SceneMismatchError,
     capture_goal,
-    write_browser_video,
 )
 
 RNG = np.random.default_rng(0)

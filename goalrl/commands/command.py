@@ -40,7 +40,8 @@ class GoalConfig:
 
 
 def run(cfg: CommandConfig) -> dict[str, Any]:
-    from goalrl.reacher import GoalReacher, check_video_path
+    from goalrl.data.sheets import check_video_path
+    from goalrl.reacher import GoalReacher
 
     check_video_path(cfg.out)  # before minutes of work, not after
     with GoalReacher(

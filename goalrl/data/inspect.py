@@ -142,7 +142,7 @@ def contact_sheet(path: str | Path, out_png: str | Path, *, max_episodes: int = 
 
 def episode_video(path: str | Path, episode: int, out_mp4: str | Path, *,
                   fps: float | None = None, scale: int = 4) -> dict:
-    """Write one episode's frames as an MP4 (OpenCV, mp4v), upscaled ``scale``x (nearest)."""
+    """Write one episode's frames as an MP4 (H.264), upscaled ``scale``x (nearest)."""
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     with EpisodeDataset(Path(path).expanduser()) as ds:

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from goalrl.data.sheets import write_browser_video
 from goalrl.goal_image import Goal, save_goal_png
-from goalrl.reacher import GoalReacher, ReachResult, StepInfo, write_browser_video
+from goalrl.reacher import GoalReacher, ReachResult, StepInfo
 
 STEP_PERIOD_S = 0.1  # one env step is 0.1 s of simulated time; realtime pacing sleeps to it
 

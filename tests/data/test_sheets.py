@@ -1,12 +1,14 @@
-"""The shared PNG/MP4/GIF writers: readable output, clear errors, no partial files."""
+"""The shared PNG/MP4/WebM/GIF writers: readable output, clear errors, no partial files."""
 
 from __future__ import annotations
 
+import av
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from goalrl.data import sheets
 from goalrl.data.sheets import image_grid, write_png_atomic, write_video
 
 
@@ -25,8 +27,37 @@ def test_mp4_and_gif_decode_with_every_frame(tmp_path) -> None:
     assert gif.n_frames == 5
 
 
+def decoded(path) -> tuple[str, list]:
+    with av.open(str(path)) as container:
+        codec = container.streams.video[0].codec_context.name
+        return codec, list(container.decode(video=0))
+
+
+def test_mp4_is_h264_that_browsers_play(tmp_path) -> None:
+    odd = [np.full((15, 17, 3), 40 * i, np.uint8) for i in range(5)]  # cropped to even
+    codec, decoded_frames = decoded(write_video(tmp_path / "v.mp4", odd, fps=12.5))
+    assert codec == "h264"
+    assert len(decoded_frames) == 5
+    assert (decoded_frames[0].height, decoded_frames[0].width) == (14, 16)
+    assert list(tmp_path.iterdir()) == [tmp_path / "v.mp4"]  # no temp file left
+
+
+def test_webm_is_vp8(tmp_path) -> None:
+    codec, decoded_frames = decoded(write_video(tmp_path / "v.webm", frames()))
+    assert codec == "vp8"
+    assert len(decoded_frames) == 5
+
+
+def test_mp4_falls_back_to_mp4v_without_libx264(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sheets, "_has_encoder", lambda codec: False)
+    codec, decoded_frames = decoded(write_video(tmp_path / "v.mp4", frames()))
+    assert codec == "mpeg4"
+    assert len(decoded_frames) == 5
+    assert sheets.write_browser_video(tmp_path / "page", frames()).suffix == ".webm"
+
+
 def test_bad_video_requests_are_refused_without_leftovers(tmp_path) -> None:
-    with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
+    with pytest.raises(ValueError, match=r"v\.avi must end in \.mp4, \.gif, \.webm"):
         write_video(tmp_path / "v.avi", frames())
     with pytest.raises(ValueError, match="no frames"):
         write_video(tmp_path / "v.mp4", [])
