@@ -252,7 +252,7 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
 
         shutil.rmtree(out)  # a bench run is always a fresh run
     cfg = PretrainConfig(
-        data=str(data), out=str(out), agent=agent, steps=prof.steps,
+        data=str(data), out=str(out), agent=agent, steps=prof.steps, threads=args.threads,
         batch_size=prof.batch_size, seed=args.seed, device=args.device,
         eval_every=prof.steps // prof.eval_points, eval_episodes=prof.eval_episodes,
         videos=1, save_every=prof.steps, log_every=100,
@@ -272,6 +272,23 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
     }
 
 
+def still_reference(scene: str, episodes: int) -> dict[str, Any]:
+    """Success of an arm that never moves, on the same held-out goals: the floor that goal
+    images already satisfied at the start (object placed within 5 cm by chance) give."""
+    from goalrl.evaluate import evaluate_policy
+
+    def still(obs_image, goal_image, proprio):
+        return np.zeros(ACTION_DIM, dtype=np.float32), None
+
+    res = evaluate_policy(SCENES[scene], still, episodes, image_size=IMAGE, progress=False)
+    return {
+        "scene": scene, "method": "arm stays still (reference)",
+        "success_rate": res["success_rate"], "ci95": res["ci95"],
+        "mean_final_distance": res["mean_final_distance"], "curve": [],
+        "updates_per_s": None, "minutes": None, "run": None,
+    }
+
+
 def run_success(args: argparse.Namespace) -> dict[str, Any]:
     prof = PROFILES[args.profile]
     scenes = args.scenes.split(",")
@@ -279,16 +296,27 @@ def run_success(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     result: dict[str, Any] = {
         "machine": machine(args.device), "profile": args.profile,
-        "config": {**prof.__dict__, "seed": args.seed}, "runs": [],
+        "config": {**prof.__dict__, "seed": args.seed, "jobs": args.jobs, "threads": args.threads},
+        "runs": [],
     }
+    data = {}
     for scene in scenes:
         t_collect = time.perf_counter()
-        data = ensure_data(scene, prof.episodes[scene], Path(args.workdir))
+        data[scene] = ensure_data(scene, prof.episodes[scene], Path(args.workdir))
         result.setdefault("collect_minutes", {})[scene] = (time.perf_counter() - t_collect) / 60
-        for method in methods:
-            run = train_one(scene, method, data, prof, args)
-            result["runs"].append(run)
-            print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
+    # One process per scene, each with --threads torch threads (default 1): on 2 cores two
+    # single-threaded learners beat one two-threaded learner that waits on its own threads.
+    jobs = [(scene, method, data[scene], prof, args) for scene in scenes for method in methods]
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+            runs = pool.starmap(train_one, jobs, chunksize=1)
+    else:
+        runs = [train_one(*job) for job in jobs]
+    result["runs"] = runs + [still_reference(scene, prof.eval_episodes) for scene in scenes]
+    for run in runs:
+        print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
     result["total_minutes"] = (time.perf_counter() - t0) / 60
     result["machine"]["load_after"] = os.getloadavg()[0]
     return result
@@ -354,6 +382,7 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
         f"{c['steps']} updates at batch {c['batch_size']} per method, seed {c['seed']}; play data "
         + ", ".join(f"{k}: {v} episodes" for k, v in c["episodes"].items())
         + f"; {c['eval_episodes']} evaluation episodes (env seeds from 1,000,000 up). "
+        f"{c['jobs']} runs at a time, {c['threads']} torch thread(s) each. "
         f"Total wall time {res['total_minutes']:.1f} min, load average "
         f"{m['load_before']:.2f} before and {m.get('load_after', float('nan')):.2f} after.",
         "",
@@ -366,7 +395,7 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {r['scene']} | {r['method']} | {100 * r['success_rate']:.0f}% "
             f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_final_distance']:.3f} "
-            f"| {r['updates_per_s']:.1f} | {r['minutes']:.1f} |"
+            f"| {fmt(r['updates_per_s'])} | {fmt(r['minutes'])} |"
         )
     lines += ["", *success_verdicts(res), ""]
     return lines
@@ -422,7 +451,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
     fig, axes = plt.subplots(len(succ), 2, figsize=(10, 3.6 * len(succ)), squeeze=False)
     for row, (_name, res) in zip(axes, succ):
         for ax, scene in zip(row, SCENES):
-            runs = [r for r in res["runs"] if r["scene"] == scene]
+            runs = [r for r in res["runs"] if r["scene"] == scene and r["curve"]]
             for r in runs:
                 steps = [0] + [p["step"] for p in r["curve"]]
                 rates = [0.0] + [100 * p["success_rate"] for p in r["curve"]]
@@ -462,6 +491,9 @@ def write_report() -> Path:
         lines += ["![Success on held-out goal images along training](pretrain.png)", ""]
     for name, res in results.items():
         lines += success_section(name, res) if "runs" in res else speed_section(name, res)
+    notes = DOCS / "pretrain_notes.md"  # the reading of the figures, written by hand
+    if notes.is_file():
+        lines += ["## Reading the figures", "", notes.read_text().strip(), ""]
     path = DOCS / "pretrain.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines))
@@ -485,6 +517,8 @@ def main() -> None:
     p.add_argument("--scenes", default="push,rearrange")
     p.add_argument("--methods", default=None, help="';'-separated subset of: " + "; ".join(METHODS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2, help="training runs in parallel (success)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (success)")
     p.add_argument("--workdir", default=str(REPO / "runs" / "bench-pretrain"))
     p.add_argument("--seconds", type=float, default=20.0, help="timing window per speed cell")
     p.add_argument("--quick", action="store_true", help="short speed timings (a smoke test)")
