@@ -171,6 +171,8 @@ def run_speed(args: argparse.Namespace) -> dict[str, Any]:
     device = args.device
     if device.startswith("cuda"):
         _cuda_sync = torch.cuda.synchronize
+    if args.threads > 0:  # one thread is robust on shared cores; 0 keeps torch's default
+        torch.set_num_threads(args.threads)
     secs = 3.0 if args.quick else args.seconds
     result: dict[str, Any] = {"machine": machine(device), "rows": [], "scaling": []}
     for batch in (128, 256):
@@ -397,6 +399,8 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
             f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_final_distance']:.3f} "
             f"| {fmt(r['updates_per_s'])} | {fmt(r['minutes'])} |"
         )
+    if res.get("note"):
+        lines += ["", f"Note: {res['note']}."]
     lines += ["", *success_verdicts(res), ""]
     return lines
 
@@ -448,21 +452,30 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
     succ = [(k, v) for k, v in results.items() if "runs" in v]
     if not succ:
         return False
-    fig, axes = plt.subplots(len(succ), 2, figsize=(10, 3.6 * len(succ)), squeeze=False)
-    for row, (_name, res) in zip(axes, succ):
-        for ax, scene in zip(row, SCENES):
-            runs = [r for r in res["runs"] if r["scene"] == scene and r["curve"]]
-            for r in runs:
-                steps = [0] + [p["step"] for p in r["curve"]]
-                rates = [0.0] + [100 * p["success_rate"] for p in r["curve"]]
-                ax.plot(steps, rates, marker="o", label=r["method"])
-            ax.set_title(f"{SCENES[scene]} ({res['profile']} profile)")
-            ax.set_xlabel("updates")
-            ax.set_ylabel("success on held-out goals (%)")
-            ax.set_ylim(0, 100)
-            ax.grid(alpha=0.3)
-            if runs:
-                ax.legend(fontsize=8)
+    # per profile: a row of success curves and a row of final-distance curves, one column
+    # per scene; only measured points (no made-up value at step 0)
+    fig, axes = plt.subplots(2 * len(succ), 2, figsize=(10, 6.6 * len(succ)), squeeze=False)
+    for i, (_name, res) in enumerate(succ):
+        for col, scene in enumerate(SCENES):
+            runs = [r for r in res["runs"] if r["scene"] == scene]
+            for row, key, label in ((2 * i, "success_rate", "success on held-out goals (%)"),
+                                    (2 * i + 1, "mean_final_distance", "mean final distance (m)")):
+                ax = axes[row][col]
+                scale = 100 if key == "success_rate" else 1
+                for r in runs:
+                    if r["curve"]:
+                        ax.plot([p["step"] for p in r["curve"]],
+                                [scale * p[key] for p in r["curve"]], marker="o", label=r["method"])
+                    else:  # a reference without training: a flat line
+                        ax.axhline(scale * r[key], color="grey", ls="--", label=r["method"])
+                ax.set_title(f"{SCENES[scene]} ({res['profile']} profile)")
+                ax.set_xlabel("updates")
+                ax.set_ylabel(label)
+                if key == "success_rate":
+                    ax.set_ylim(0, 100)
+                ax.grid(alpha=0.3)
+                if runs:
+                    ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -518,7 +531,8 @@ def main() -> None:
     p.add_argument("--methods", default=None, help="';'-separated subset of: " + "; ".join(METHODS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="training runs in parallel (success)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run (success)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per process (0: torch's default, all cores)")
     p.add_argument("--workdir", default=str(REPO / "runs" / "bench-pretrain"))
     p.add_argument("--seconds", type=float, default=20.0, help="timing window per speed cell")
     p.add_argument("--quick", action="store_true", help="short speed timings (a smoke test)")
@@ -528,7 +542,7 @@ def main() -> None:
     tag = "cuda" if args.device.startswith("cuda") else "cpu"
     if args.part == "speed":
         result = run_speed(args)
-        name = f"pretrain_speed_{tag}"
+        name = f"pretrain_speed_{tag}_{args.threads or 'default'}threads"
     elif args.part == "success":
         result = run_success(args)
         name = f"pretrain_success_{args.profile}"
