@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from goalrl.agents import AMAgent, AMConfig, GCBCAgent, GCBCConfig
+from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import load_checkpoint, save_checkpoint
 from goalrl.distributed import (
     DistInfo,
@@ -28,7 +29,7 @@ from goalrl.distributed import (
 )
 from goalrl.evaluate import evaluate_policy
 
-Agent = AMAgent | GCBCAgent
+Agent = AMAgent | GCBCAgent | TaskQAgent  # task: fine-tuned (goalrl/finetune.py)
 
 
 class TrainingError(RuntimeError):
@@ -54,7 +55,9 @@ class PretrainConfig:
     videos: int = 2  # rollout videos written by the final evaluation
     log_every: int = 50  # TensorBoard scalars every N updates
     save_every: int = 500  # checkpoint every N updates (and at the end)
-    resume: bool = False  # continue from <out>/checkpoints/latest with optimiser and RNG state
+    # continue from <out>/checkpoints/latest with optimiser and RNG state; with no checkpoint
+    # there yet it starts fresh, so a requeued SLURM job can always pass resume=true
+    resume: bool = False
     prefetch: int = 4  # batches read ahead in a background thread
     max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
 
@@ -77,11 +80,13 @@ def build_agent(
     device: torch.device,
     seed: int,
 ) -> Agent:
-    cls = {"am": AMAgent, "gcbc": GCBCAgent}[kind]
+    cls = {"am": AMAgent, "gcbc": GCBCAgent, "task": TaskQAgent}[kind]
     return cls(agent_cfg, image_shape, action_dim, proprio_dim, device, seed=seed)
 
 
 def config_from_dict(kind: str, values: dict[str, Any]) -> Any:
+    if kind == "task":  # nested: the task config holds the network's AMConfig
+        return TaskQConfig.from_dict(values)
     cls = {"am": AMConfig, "gcbc": GCBCConfig}[kind]
     known = {f for f in cls.__dataclass_fields__}
     return cls(**{k: v for k, v in values.items() if k in known})
@@ -110,7 +115,8 @@ def agent_policy(agent: Agent):
     """evaluate.Policy over an agent: greedy action and (for Q agents) its Q-value."""
 
     def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
-        if isinstance(agent, AMAgent):  # CEM scored the action already: no second pass
+        # CEM scored the action already: no second pass. A task agent ignores the goal image.
+        if isinstance(agent, (AMAgent, TaskQAgent)):
             action, q = agent.act(obs_image, goal_image, proprio, return_q=True)
             return action, float(q)
         return agent.act(obs_image, goal_image, proprio), None
@@ -204,9 +210,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             agent.load_state_dict(state["agent"])
             sampler.load_state_dict(state["samplers"][info.rank])
             run.step = int(meta["step"])
-        elif cfg.resume:
-            raise TrainingError(f"resume=true but {out}/checkpoints/latest does not exist")
-        elif info.is_main and (out / "checkpoints" / "latest").is_file():
+        elif info.is_main and not cfg.resume and (out / "checkpoints" / "latest").is_file():
             raise TrainingError(
                 f"{out} already holds a run; pass resume=true to continue it or choose another out="
             )
@@ -271,6 +275,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                     writer.add_scalar(
                         "eval/mean_final_distance", result["mean_final_distance"], run.step
                     )
+                    run.history.append(eval_point(run.step, result))
         finally:
             batches.close()
             bar.close()
@@ -281,10 +286,13 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             "updates_per_s": (run.step - step0) / elapsed if elapsed > 0 else None,
             "checkpoint": str(last_saved) if last_saved else None,
             "tensorboard": str(out / "tb"),
+            "eval_curve": run.history,  # success at each eval_every step of this process
         }
         if info.is_main and env_id and cfg.eval_episodes > 0:
             result = evaluate_agent(agent, env_id, cfg, dataset.image_shape[0], videos=cfg.videos)
             summary["eval"] = result
+            if not run.history or run.history[-1]["step"] != run.step:
+                run.history.append(eval_point(run.step, result))
             if writer:
                 writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
         if writer:
@@ -292,6 +300,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         return summary if info.is_main else {}
     finally:
         shutdown(info)
+
+
+def eval_point(step: int, result: dict[str, Any]) -> dict[str, float]:
+    return {
+        "step": step,
+        "success_rate": result["success_rate"],
+        "mean_final_distance": result["mean_final_distance"],
+    }
 
 
 def check_finite(stats: dict[str, float], step: int, max_loss: float, out: Path) -> None:

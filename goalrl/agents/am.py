@@ -206,8 +206,12 @@ class AMAgent:
 
     # --- training ---
 
-    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One gradient step on a relabeled batch; returns ``critic/...`` diagnostics."""
+    def loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The Actionable Models loss of a relabeled batch (with gradient) and its diagnostics.
+
+        No optimiser step: ``update`` takes it, and a fine-tuning agent adds it as an auxiliary
+        term to its own loss (goalrl.agents.task_q). Diagnostics are 0-d tensors, no host sync.
+        """
         cfg, dev = self.cfg, self.device
         obs, next_obs, goal = self._images(batch)
         action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
@@ -261,14 +265,6 @@ class AMAgent:
                 loss_neg = torch.zeros((), device=dev)
             loss = loss_td + loss_neg
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q.parameters(), max_norm)
-        self.optimizer.step()
-        polyak_update(self.q_target, self.q, cfg.tau)
-        self.step += 1
-
         with torch.no_grad():
             q_pos = torch.sigmoid(pos_logits).mean(dim=-1)  # (B,) mean over heads
             hindsight = ~chained & ~reached
@@ -286,13 +282,25 @@ class AMAgent:
                 "critic/next_q": next_q.mean(),
                 "critic/frac_reached": reached.float().mean(),
                 "critic/frac_chained": chained.float().mean(),
-                "critic/grad_norm": grad_norm.detach().float(),
             }
             if cfg.negatives:
                 stats["critic/q_neg"] = torch.sigmoid(neg_logits.detach()).mean()
                 stats["critic/q_random"] = torch.sigmoid(cand_logits.detach()).mean()
-            # One device-to-host transfer for all diagnostics.
-            values = torch.stack([v.float() for v in stats.values()]).tolist()
+        return loss, stats
+
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One gradient step on a relabeled batch; returns ``critic/...`` diagnostics."""
+        loss, stats = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q.parameters(), max_norm)
+        self.optimizer.step()
+        polyak_update(self.q_target, self.q, self.cfg.tau)
+        self.step += 1
+        stats["critic/grad_norm"] = grad_norm.detach().float()
+        # One device-to-host transfer for all diagnostics.
+        values = torch.stack([v.float() for v in stats.values()]).tolist()
         return dict(zip(stats.keys(), values, strict=True))
 
     # --- inference ---

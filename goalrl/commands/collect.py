@@ -24,10 +24,13 @@ class CollectConfig:
     episodes: int = 20  # total episodes the dataset should hold (resumes if some exist)
     out: str = "datasets/push"  # dataset folder (created or appended to)
     workers: int = 1  # parallel simulator processes
-    policy: str = "play"  # play (scripted noisy sub-skills) or random (uniform actions)
+    # play (scripted noisy sub-skills), random (uniform actions), or grasp (one noisy scripted
+    # grasp-and-lift attempt per episode, succeeding part of the time: reward-labeled task data)
+    policy: str = "play"
     image_size: int = 64  # camera image side (pixels)
     seed: int = 0  # episode i uses env seed `seed + i`
     action_noise: float = 0.15  # std of Gaussian noise added to scripted actions
+    waypoint_noise: float | None = None  # std (m) of scripted waypoints (None: 0.01; grasp 0.03)
     sheet: bool = True  # write <out>/contact_sheet.png of start frames and goal images
     sheet_episodes: int = 8  # episodes shown on the contact sheet
 
@@ -40,26 +43,33 @@ class CollectedEpisode:
 
 
 def run_episode(
-    env_id: str, seed: int, image_size: int, policy: str, action_noise: float
+    env_id: str,
+    seed: int,
+    image_size: int,
+    policy: str,
+    action_noise: float,
+    waypoint_noise: float | None = None,
 ) -> CollectedEpisode:
     """One play episode, recorded frame by frame (T actions, T+1 frames)."""
     import gymnasium as gym
 
     import goalrl  # noqa: F401  (registers the ids in worker processes)
     from goalrl.data.storage import EpisodeData
-    from goalrl.envs.play import PlayPolicy
+    from goalrl.envs.play import GraspAttemptPolicy, PlayPolicy
 
     env = gym.make(env_id, image_size=image_size)
     try:
         obs, info = env.reset(seed=seed)
-        actor = PlayPolicy(env.unwrapped, seed=seed, action_noise=action_noise)
+        noise = {} if waypoint_noise is None else {"waypoint_noise": waypoint_noise}
+        scripted = GraspAttemptPolicy if policy == "grasp" else PlayPolicy
+        actor = scripted(env.unwrapped, seed=seed, action_noise=action_noise, **noise)
         images, proprio, achieved, success = [obs["image"]], [obs["observation"]], [], []
         achieved.append(obs["achieved_goal"])
         success.append(info["is_success"])
         actions, rewards = [], []
         done = False
         while not done:
-            if policy == "play":
+            if policy in ("play", "grasp"):
                 action = actor(obs)
             else:
                 action = actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
@@ -90,13 +100,16 @@ def run_episode(
         env.close()
 
 
-def _run_episode_args(args: tuple[str, int, int, str, float]) -> CollectedEpisode:
+def _run_episode_args(args: tuple[str, int, int, str, float, float | None]) -> CollectedEpisode:
     return run_episode(*args)
 
 
 def iter_episodes(cfg: CollectConfig, seeds: list[int]) -> Iterator[CollectedEpisode]:
     """Episodes in seed order, from ``cfg.workers`` processes."""
-    jobs = [(cfg.env, s, cfg.image_size, cfg.policy, cfg.action_noise) for s in seeds]
+    jobs = [
+        (cfg.env, s, cfg.image_size, cfg.policy, cfg.action_noise, cfg.waypoint_noise)
+        for s in seeds
+    ]
     if cfg.workers <= 1:
         yield from map(_run_episode_args, jobs)
         return
@@ -132,8 +145,8 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
 
     if cfg.env not in ENV_IDS:
         raise ValueError(f"env={cfg.env!r} is not a goalrl scene; choose one of {list(ENV_IDS)}")
-    if cfg.policy not in ("play", "random"):
-        raise ValueError(f"policy={cfg.policy!r}: choose play or random")
+    if cfg.policy not in ("play", "random", "grasp"):
+        raise ValueError(f"policy={cfg.policy!r}: choose play, random or grasp")
     if cfg.episodes < 1 or cfg.workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {cfg.episodes}, {cfg.workers}")
     spec = env_spec(cfg.env, cfg.image_size)

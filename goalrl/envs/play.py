@@ -191,3 +191,62 @@ class PlayPolicy:
         action[:3] = np.clip(xyz, -1.0, 1.0)
         action[3] = grip
         return action
+
+
+
+class GraspAttemptPolicy(PlayPolicy):
+    """One noisy scripted grasp-and-lift attempt per episode, then hold the lift point.
+
+    Reward-labeled grasp data for fine-tuning (``goalrl collect policy=grasp``). Noise on the
+    approach waypoints (``waypoint_noise``, metres) makes it miss the object part of the time;
+    a grasp that holds lifts the object well clear of the task's threshold (to ``lift_z``) and
+    keeps it there (the hold servos to a fixed point, so action noise does not accumulate), so
+    success and failure differ visibly: object up in the gripper, or still on the table.
+    """
+
+    def __init__(
+        self,
+        env: TabletopGoalEnv,
+        seed: int | None = None,
+        action_noise: float = 0.15,
+        waypoint_noise: float = 0.03,
+        lift_z: float = 0.2,
+    ) -> None:
+        if not env.task.objects:
+            raise ValueError(f"scene {env.task.name} has no object to grasp")
+        super().__init__(env, seed, action_noise, waypoint_noise, {"pick_place": 1.0})
+        self.lift_z = lift_z
+        self._hold_point: np.ndarray | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._hold_point = None
+
+    def _start(self, skill: str) -> Iterator[np.ndarray]:
+        if self._hold_point is not None:
+            return self._hold()
+        spec = self.env.task.objects[self.rng.integers(len(self.env.task.objects))]
+        return self._grasp(spec)
+
+    def _grasp(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
+        obj = self.env.scene.position(spec.name)
+        yield from self._go(np.array([obj[0], obj[1], 0.12]), -1.0, max_steps=15)
+        obj = self.env.scene.position(spec.name)  # it may have been nudged
+        yield from self._go(np.array([obj[0], obj[1], max(obj[2], 0.015)]), -1.0, max_steps=8)
+        for _ in range(4):  # close and let the fingers settle on the object
+            yield self._full_action(np.zeros(3), 1.0)
+        here = self.env.arm.tcp_position()
+        self._hold_point = np.array([here[0], here[1], self.lift_z])
+        yield from self._hold(max_steps=10, tolerance=0.01)
+        self.stats.record("pick_place", self.env.scene.position(spec.name)[2]
+                          > spec.half_height + 0.05)
+
+    def _hold(self, max_steps: int | None = None, tolerance: float = 0.0) -> Iterator[np.ndarray]:
+        """Servo the closed gripper to the lift point (no waypoint noise)."""
+        steps = 0
+        while max_steps is None or steps < max_steps:
+            error = self._hold_point - self.env.arm.tcp_position()
+            if np.linalg.norm(error) < tolerance:
+                return
+            yield self._full_action(error / self.env.max_step, 1.0)
+            steps += 1

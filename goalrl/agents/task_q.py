@@ -1,0 +1,435 @@
+"""Task fine-tuning of a pretrained goal-conditioned Q: a learned task embedding in place of g.
+
+The pretrained network sees the goal only as a vector z = encode_goal(g) (B, D), fused with the
+observation features (goalrl.agents.networks). Fine-tuning keeps every weight and swaps z for
+one learned vector z_task (D,), initialised from the mean goal embedding of the labeled data's
+successful final frames (for Grasp: an object held up), so before any update Q(o, a; z_task)
+already reads "how likely does this action lead to a state like those?". One update:
+
+1. Random-shift o and o' with one shift per sample (as in pretraining).
+2. Task TD target y = 1 where r_t = 1, else gamma * min_k Q_target,k(o', a*; z_task_target),
+   a* from CEM on the target network: the same ``q_targets`` rule as goal reaching, with the
+   task reward as the "reached" event. The Grasp scene never terminates (episodes end by the
+   time limit), so o' is bootstrapped on every transition, the last one included.
+   **Monte-Carlo floor** (``mc_floor``, as in MCAC): y is raised to the discounted return G_t
+   the data's own action achieved from o_t. What the logged behaviour achieved is a lower
+   bound on the best value, and the floor carries a late reward back along a whole labeled
+   trajectory at once, instead of one step per target-network update (with tens of episodes
+   and a slow target network, the value at the grasp itself otherwise lags far behind).
+3. Conservative term (CQL-style, the contrastive negative of Actionable Models): among N
+   uniform actions pick one with probability ∝ exp(Q / T) and push its Q toward 0. A low T
+   (default 0.1) picks nearly the best candidate, the action CEM would exploit.
+   **Calibration (Cal-QL)**: the pushed-down Q is floored at the Monte-Carlo return G_t of the
+   logged behaviour from o_t, i.e. the negative's loss is taken on max(Q(o, a~), G_t), so no
+   gradient pushes it below a value the data shows to be achievable. An offline Q then stays
+   on the scale of real returns and online fine-tuning does not start by un-learning an
+   overly pessimistic value (the dip Cal-QL removes).
+4. Auxiliary goal reaching: ``AMAgent.loss`` on a relabeled batch of the unlabeled data,
+   weighted by ``aux_weight`` (0 turns it off), so fine-tuning does not erase pretraining.
+5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
+   averaging of the target network and of z_task's target copy.
+
+The agent composes an ``AMAgent`` (network, target network, RNG, auxiliary loss) instead of
+copying its code; acting and Q-values ignore any goal image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalrl.agents.am import (
+    AMAgent,
+    AMConfig,
+    _masked_mean,
+    autocast_context,
+    restore_generator,
+    to_tensor,
+)
+from goalrl.agents.augment import sample_shifts, shift_images
+from goalrl.agents.cem import cem_maximize
+from goalrl.agents.losses import (
+    bce_q_loss,
+    negative_loss,
+    polyak_update,
+    q_targets,
+    select_negatives,
+)
+from goalrl.data import keys as K
+from goalrl.data.task import MC_RETURN, ONLINE
+
+# AMConfig fields that fix the network's shape: a checkpoint's values are the only valid ones
+ARCHITECTURE_FIELDS = (
+    "conv_channels",
+    "stem_stride",
+    "embed_dim",
+    "proprio_embed_dim",
+    "fusion_dim",
+    "head_hidden_dim",
+    "num_q_heads",
+    "use_proprio",
+)
+
+
+@dataclass
+class TaskQConfig:
+    """Hyper-parameters of task fine-tuning (network shape, CEM and augmentation: ``am``)."""
+
+    gamma: float = 0.9  # discount of the task Q (a discounted probability of success)
+    lr: float = 3e-4  # Adam learning rate of the network (encoder included)
+    z_lr: float = 1e-3  # Adam learning rate of the task embedding z_task
+    weight_decay: float = 0.0  # AdamW decoupled weight decay of the network (never of z_task)
+    max_grad_norm: float = 0.0  # clip the global gradient norm (0 = no clipping)
+    tau: float = 0.005  # Polyak rate of the target network and of z_task's target copy
+    conservative: bool = True  # push down Q of sampled actions (contrastive negative, CQL-style)
+    num_negatives: int = 64  # N uniform candidate actions per observation
+    lambda_neg: float = 1.0  # weight of the conservative term
+    # p(candidate) ∝ exp(Q / T); 0.1 picks nearly the highest-Q candidate, as CQL's soft maximum
+    # does: the greedy CEM policy exploits exactly those actions (AM's T = 1 is near uniform)
+    neg_temperature: float = 0.1
+    calibrate: bool = True  # Cal-QL: floor the pushed-down Q at the data's Monte-Carlo return
+    mc_floor: bool = True  # raise TD targets to the Monte-Carlo return of the logged action
+    aux_weight: float = 1.0  # weight of the goal-reaching loss on unlabeled data (0 = off)
+    # network shape, CEM, augmentation and the auxiliary loss; with init=<ckpt> the shape comes
+    # from the checkpoint, and its other values unless overridden here
+    am: AMConfig = field(default_factory=AMConfig)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TaskQConfig:
+        """Rebuild from ``asdict`` output (checkpoint metadata); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)} - {"am"}
+        am_known = {f.name for f in fields(AMConfig)}
+        am = AMConfig(**{k: v for k, v in dict(values.get("am", {})).items() if k in am_known})
+        return cls(**{k: v for k, v in values.items() if k in known}, am=am)
+
+
+def calibrated_negative_loss(
+    chosen_logits: torch.Tensor, lambda_neg: float, floor: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Conservative loss on chosen negative logits (B, K), floored at Q = ``floor`` (B,).
+
+    Without a floor this is ``negative_loss`` (BCE toward 0). With one (Cal-QL), the loss is
+    taken on max(logit, logit(floor)): where Q is already below the Monte-Carlo return the term
+    is constant and has no gradient, above it the gradient is unchanged.
+    """
+    if floor is not None:
+        eps = 1e-6
+        floor_logit = torch.logit(floor.float().clamp(eps, 1 - eps))  # (B,)
+        chosen_logits = torch.maximum(chosen_logits.float(), floor_logit[:, None])  # (B, K)
+    return negative_loss(chosen_logits, lambda_neg)
+
+
+class TaskQAgent:
+    """Q(o, a; z_task): ``update(batch, aux_batch)``, ``act(obs)``, ``q_values``, state dicts."""
+
+    def __init__(
+        self,
+        cfg: TaskQConfig,
+        image_shape: tuple[int, int, int],
+        action_dim: int,
+        proprio_dim: int | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        seed: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        # network, target network, generator and the auxiliary loss live in the goal agent
+        self.goal_agent = AMAgent(cfg.am, image_shape, action_dim, proprio_dim, device, seed=seed)
+        self.goal_agent.optimizer = None  # the task agent's optimiser steps the shared network
+        self.device = self.goal_agent.device
+        self.image_shape = self.goal_agent.image_shape
+        self.action_dim = self.goal_agent.action_dim
+        self.proprio_dim = self.goal_agent.proprio_dim
+        self.q = self.goal_agent.q
+        self.q_target = self.goal_agent.q_target
+        self.generator = self.goal_agent.generator
+        dim = cfg.am.embed_dim
+        self.z = torch.nn.Parameter(torch.zeros(dim, device=self.device))  # (D,) task embedding
+        self.z_target = torch.zeros(dim, device=self.device)  # (D,) its Polyak-averaged copy
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": list(self.q.parameters()), "lr": cfg.lr},
+                {"params": [self.z], "lr": cfg.z_lr, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+        )
+        self.step = 0
+
+    # --- RNG (shared with the goal agent: one stream to save and restore) ---
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def get_rng_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.cpu())
+
+    # --- initialisation ---
+
+    def load_pretrained(self, agent_state: Mapping[str, Any]) -> None:
+        """Weights of a pretrained AM agent (or of a task agent, z_task included).
+
+        The target network starts equal to the online one; the optimiser starts fresh.
+        """
+        self.q.load_state_dict(agent_state["q"])
+        self.q_target.load_state_dict(agent_state["q"])
+        if "z" in agent_state:
+            self.set_task_embedding(agent_state["z"])
+
+    def set_task_embedding(self, z: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.z.copy_(torch.as_tensor(z, device=self.device).float())
+            self.z_target.copy_(self.z)
+
+    @torch.no_grad()
+    def init_task_embedding(self, images: np.ndarray, chunk: int = 256) -> torch.Tensor:
+        """z_task = mean of encode_goal over success frames (M, H, W, 3); returns z (D,).
+
+        The mean of the goal embeddings of the frames that show the task done is the goal
+        vector closest (in squared distance) to all of them: the pretrained Q already knows how
+        to reach states like those.
+        """
+        if len(images) == 0:
+            raise ValueError("no success frames to initialise the task embedding from")
+        total = torch.zeros(self.cfg.am.embed_dim, device=self.device)
+        for i in range(0, len(images), chunk):
+            x = to_tensor(images[i : i + chunk], self.device)  # (m, H, W, 3)
+            total += self.q.encode_goal(x).float().sum(dim=0)
+        z = total / len(images)  # (D,)
+        self.set_task_embedding(z)
+        return z
+
+    # --- training ---
+
+    def _images(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = to_tensor(batch[K.OBS_IMAGE], self.device)  # (B, H, W, 3) uint8
+        next_obs = to_tensor(batch[K.NEXT_OBS_IMAGE], self.device)
+        am = self.cfg.am
+        if am.augment and am.pad > 0:
+            shifts = sample_shifts(obs.shape[0], am.pad, self.generator, self.device)
+            obs, next_obs = (
+                shift_images(x, shifts, am.pad, channels_last=True) for x in (obs, next_obs)
+            )
+        return obs, next_obs
+
+    def _embed(self, net: torch.nn.Module, obs: torch.Tensor, prop: Any, z: torch.Tensor):
+        """e (B, F) = fuse(encode_obs(o), z_task broadcast to (B, D))."""
+        h = net.encode_obs(obs, prop)  # (B, D + Dp)
+        return net.fuse(h, z.to(h.dtype).expand(obs.shape[0], -1))
+
+    def update(
+        self, batch: Mapping[str, Any], aux_batch: Mapping[str, Any] | None = None
+    ) -> dict[str, float]:
+        """One gradient step on a reward-labeled batch (+ the auxiliary goal-reaching batch).
+
+        ``batch``: OBS_IMAGE, NEXT_OBS_IMAGE (B, H, W, 3), ACTION (B, A), REWARD (B,), and
+        MC_RETURN (B,) for ``calibrate`` and ``mc_floor``; proprio keys if the network uses them.
+        ``aux_batch``: a relabeled GoalBatchSampler batch, used when ``aux_weight`` > 0.
+        """
+        cfg, am, dev = self.cfg, self.cfg.am, self.device
+        obs, next_obs = self._images(batch)
+        action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
+        rewarded = to_tensor(batch[K.REWARD], dev).float() > 0  # (B,)
+        prop = self.goal_agent._proprio(batch, K.OBS_PROPRIO)
+        next_prop = self.goal_agent._proprio(batch, K.NEXT_OBS_PROPRIO)
+        need_mc = cfg.mc_floor or (cfg.conservative and cfg.calibrate)
+        mc = to_tensor(batch[MC_RETURN], dev).float() if need_mc else None  # (B,)
+        floor = mc if cfg.conservative and cfg.calibrate else None
+        bsz = action.shape[0]
+
+        with torch.no_grad(), autocast_context(dev, am.amp):
+            e_next = self._embed(self.q_target, next_obs, next_prop, self.z_target)  # (B, F)
+            _, next_logit = cem_maximize(
+                self.goal_agent._score_fn(self.q_target, e_next),
+                bsz,
+                self.action_dim,
+                iterations=am.cem_iterations,
+                samples=am.cem_samples,
+                elites=am.cem_elites,
+                generator=self.generator,
+                device=dev,
+            )  # (B,)
+            next_q = torch.sigmoid(next_logit.float())  # (B,)
+            td_target = q_targets(rewarded, next_q, cfg.gamma)  # (B,)
+            target = torch.maximum(td_target, mc) if cfg.mc_floor else td_target  # (B,)
+
+        with autocast_context(dev, am.amp):
+            actions = action[:, None]  # (B, 1, A)
+            if cfg.conservative:
+                shape = (bsz, cfg.num_negatives, self.action_dim)
+                u = torch.rand(shape, generator=self.generator, device=dev)  # (B, N, A)
+                actions = torch.cat([actions, 2.0 * u - 1.0], dim=1)  # (B, 1 + N, A)
+            e = self._embed(self.q, obs, prop, self.z)  # (B, F)
+            logits = self.q.head(e, actions).float()  # (B, 1 [+ N], K)
+            pos_logits = logits[:, 0]  # (B, K)
+            loss_td = bce_q_loss(pos_logits, target[:, None])
+            if cfg.conservative:
+                cand_logits = logits[:, 1:]  # (B, N, K)
+                idx = select_negatives(
+                    cand_logits.detach(), self.generator, temperature=cfg.neg_temperature
+                )  # (B,)
+                neg_logits = cand_logits[torch.arange(bsz, device=dev), idx]  # (B, K)
+                loss_neg = calibrated_negative_loss(neg_logits, cfg.lambda_neg, floor)
+            else:
+                loss_neg = torch.zeros((), device=dev)
+            loss = loss_td + loss_neg
+            aux_stats: dict[str, torch.Tensor] = {}
+            if aux_batch is not None and cfg.aux_weight > 0:
+                aux_loss, aux_stats = self.goal_agent.loss(aux_batch)
+                loss = loss + cfg.aux_weight * aux_loss
+
+        with torch.no_grad():
+            q_pos = torch.sigmoid(pos_logits).mean(dim=-1)  # (B,)
+            stats: dict[str, torch.Tensor] = {
+                "task/loss": loss.detach(),
+                "task/loss_td": loss_td.detach(),
+                "task/loss_conservative": loss_neg.detach(),
+                "task/q_data": q_pos.mean(),
+                "task/q_rewarded": _masked_mean(q_pos, rewarded),
+                "task/target_mean": target.mean(),
+                "task/td_target_mean": td_target.mean(),
+                "task/next_q": next_q.mean(),
+                "task/frac_rewarded": rewarded.float().mean(),
+            }
+            if cfg.conservative:
+                q_neg = torch.sigmoid(neg_logits.detach()).mean(dim=-1)  # (B,)
+                stats["task/q_neg"] = q_neg.mean()
+                stats["task/q_random"] = torch.sigmoid(cand_logits.detach()).mean()
+                if floor is not None:
+                    stats["task/mc_return"] = floor.mean()
+                    stats["task/frac_floored"] = (q_neg < floor).float().mean()
+            if ONLINE in batch:
+                stats["task/frac_online"] = to_tensor(batch[ONLINE], dev).float().mean()
+            for k, v in aux_stats.items():
+                stats["aux/" + k.split("/", 1)[-1]] = v
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [*self.q.parameters(), self.z]
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        polyak_update(self.q_target, self.q, cfg.tau)
+        polyak_update([self.z_target], [self.z], cfg.tau)
+        self.step += 1
+        stats["task/grad_norm"] = grad_norm.detach().float()
+        stats["task/z_norm"] = self.z.detach().norm()
+        values = torch.stack([v.float() for v in stats.values()]).tolist()  # one host sync
+        return dict(zip(stats.keys(), values, strict=True))
+
+    # --- inference ---
+
+    def _obs(self, obs_image: Any, proprio: Any) -> tuple[torch.Tensor, Any, bool]:
+        obs = to_tensor(obs_image, self.device)
+        single = obs.ndim == 3
+        obs = obs[None] if single else obs  # (B, H, W, 3)
+        prop = None
+        if self.proprio_dim is not None:
+            if proprio is None:
+                raise ValueError("agent uses proprio; pass proprio=(B, P)")
+            prop = to_tensor(proprio, self.device).float()
+            prop = prop[None] if prop.ndim == 1 else prop  # (B, P)
+        return obs, prop, single
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs_image: Any,
+        goal_image: Any = None,
+        proprio: Any = None,
+        *,
+        explore_std: float = 0.0,
+        return_q: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Greedy CEM action for the task, plus optional Gaussian exploration noise.
+
+        Same signature as ``AMAgent.act`` so evaluation and command code can drive either;
+        ``goal_image`` is ignored (the task embedding stands in for it). obs (B, H, W, 3) ->
+        (B, A); (H, W, 3) -> (A,).
+        """
+        am = self.cfg.am
+        obs, prop, single = self._obs(obs_image, proprio)
+        with autocast_context(self.device, am.amp):
+            e = self._embed(self.q, obs, prop, self.z)  # (B, F)
+            best, best_logit = cem_maximize(
+                self.goal_agent._score_fn(self.q, e),
+                obs.shape[0],
+                self.action_dim,
+                iterations=am.act_cem_iterations,
+                samples=am.act_cem_samples,
+                elites=am.act_cem_elites,
+                generator=self.generator,
+                device=self.device,
+            )  # (B, A)
+        if explore_std > 0:
+            noise = torch.randn(best.shape, generator=self.generator, device=self.generator.device)
+            best = (best + explore_std * noise.to(self.device)).clamp(-1.0, 1.0)
+        out = best.float().cpu().numpy()
+        q = torch.sigmoid(best_logit.float()).cpu().numpy()  # (B,)
+        if single:
+            out, q = out[0], q[0]
+        return (out, q) if return_q else out
+
+    @torch.no_grad()
+    def q_values(
+        self,
+        obs_image: Any,
+        goal_image: Any,
+        actions: Any,
+        proprio: Any = None,
+        *,
+        reduce: str = "min",
+    ) -> np.ndarray:
+        """Task Q in [0, 1] of actions (B, A) -> (B,) or (B, N, A) -> (B, N); goal ignored."""
+        obs, prop, single = self._obs(obs_image, proprio)
+        acts = to_tensor(actions, self.device).float()
+        acts = acts[None] if single else acts  # (B, A) or (B, N, A)
+        squeeze = acts.ndim == 2
+        acts = acts[:, None] if squeeze else acts  # (B, N, A)
+        with autocast_context(self.device, self.cfg.am.amp):
+            e = self._embed(self.q, obs, prop, self.z)
+            q = torch.sigmoid(self.q.head(e, acts).float())  # (B, N, K)
+        if reduce == "min":
+            q = q.min(dim=-1).values
+        elif reduce == "mean":
+            q = q.mean(dim=-1)
+        elif reduce != "none":
+            raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
+        q = q[:, 0] if squeeze else q
+        out = q.cpu().numpy()
+        return out[0] if single else out
+
+    # --- checkpoints ---
+
+    def state_dict(self) -> dict[str, Any]:
+        """Network, target, task embedding (and its target), optimiser, step, RNG, config."""
+        return {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "z": self.z.detach().clone(),
+            "z_target": self.z_target.clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rng": self.generator.get_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state.get("q_target", state["q"]))
+        with torch.no_grad():
+            self.z.copy_(state["z"].to(self.device))
+            self.z_target.copy_(state.get("z_target", state["z"]).to(self.device))
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state.get("step", 0))
+        if "rng" in state:
+            restore_generator(self.generator, state["rng"], fallback_seed=self.step)
+

@@ -1,0 +1,158 @@
+"""TaskQAgent: the task embedding stands in for the goal, calibration, updates, state round trip."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from goalrl.agents.am import AMAgent, AMConfig
+from goalrl.agents.losses import negative_loss
+from goalrl.agents.task_q import TaskQAgent, TaskQConfig, calibrated_negative_loss
+from goalrl.checkpoint import load_checkpoint, save_checkpoint
+from goalrl.data import keys as K
+from goalrl.data.task import MC_RETURN
+
+SIZE, A, P = 16, 4, 5
+TINY_AM = dict(
+    conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16, cem_samples=16,
+    cem_elites=4, act_cem_samples=32, act_cem_elites=4, num_negatives=4, pad=2,
+)
+
+
+def cfg(**overrides) -> TaskQConfig:
+    am = AMConfig(**{**TINY_AM, **overrides.pop("am", {})})
+    return TaskQConfig(num_negatives=4, am=am, **overrides)
+
+
+def images(b: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (b, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def task_batch(b: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        K.OBS_IMAGE: images(b, seed),
+        K.NEXT_OBS_IMAGE: images(b, seed + 1),
+        K.ACTION: rng.uniform(-1, 1, (b, A)).astype(np.float32),
+        K.REWARD: (np.arange(b) % 3 == 0).astype(np.float32),
+        MC_RETURN: np.linspace(0, 1, b).astype(np.float32),
+        K.OBS_PROPRIO: rng.normal(size=(b, P)).astype(np.float32),
+        K.NEXT_OBS_PROPRIO: rng.normal(size=(b, P)).astype(np.float32),
+    }
+
+
+def goal_batch(b: int = 8, seed: int = 5) -> dict[str, np.ndarray]:
+    batch = task_batch(b, seed)
+    batch[K.GOAL_IMAGE] = images(b, seed + 2)
+    batch[K.REACHED] = np.arange(b) % 4 == 0
+    batch[K.CHAINED] = np.arange(b) % 4 == 1
+    return batch
+
+
+def test_calibration_floors_the_pushed_down_q_at_the_mc_return() -> None:
+    logits = torch.tensor([[-3.0, -2.5], [2.0, 1.0], [0.0, 0.5]], requires_grad=True)  # (B, K)
+    floor = torch.tensor([0.5, 0.5, 0.0])  # (B,) MC returns
+    plain = negative_loss(logits, 0.7)
+    assert torch.equal(calibrated_negative_loss(logits, 0.7), plain)
+    calibrated = calibrated_negative_loss(logits, 0.7, floor)
+    (g_cal,) = torch.autograd.grad(calibrated, logits)
+    (g_plain,) = torch.autograd.grad(negative_loss(logits, 0.7), logits)
+    # row 0: Q = sigmoid(-3) < 0.5 = G: not pushed any lower; rows 1-2: above the floor (a
+    # zero return floors nothing): the gradient is that of the plain conservative term
+    assert torch.all(g_cal[0] == 0)
+    torch.testing.assert_close(g_cal[1:], g_plain[1:])
+    assert calibrated > plain  # the floored row costs the BCE of Q = 0.5
+
+
+def test_config_round_trips_through_checkpoint_metadata() -> None:
+    c = cfg(aux_weight=0.0, calibrate=False, am=dict(use_proprio=True))
+    assert TaskQConfig.from_dict(asdict(c)) == c
+
+
+def test_task_q_equals_the_goal_q_with_that_goal_embedding() -> None:
+    """Swapping z for encode_goal(g) reproduces the pretrained Q(o, a, g) exactly."""
+    pre = AMAgent(AMConfig(**TINY_AM), (SIZE, SIZE, 3), A, seed=3)
+    agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    agent.load_pretrained({"q": pre.q.state_dict()})
+    obs, goal = images(4, 0), images(1, 1)
+    acts = np.random.default_rng(0).uniform(-1, 1, (4, 6, A)).astype(np.float32)
+    agent.init_task_embedding(goal)  # the mean over one frame is its embedding
+    expected = pre.q_values(obs, goal[0], acts, reduce="none")
+    got = agent.q_values(obs, None, acts, reduce="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_task_embedding_is_the_mean_goal_embedding_of_success_frames() -> None:
+    agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    frames = images(5, 7)
+    z = agent.init_task_embedding(frames, chunk=2)  # chunks sum like one pass
+    with torch.no_grad():
+        expected = agent.q.encode_goal(torch.as_tensor(frames)).mean(dim=0)
+    torch.testing.assert_close(z, expected)
+    torch.testing.assert_close(agent.z.detach(), expected)
+    torch.testing.assert_close(agent.z_target, expected)
+
+
+@pytest.mark.parametrize("use_proprio", [False, True])
+@pytest.mark.parametrize(
+    "overrides", [{}, dict(calibrate=False), dict(conservative=False), dict(aux_weight=0.0)]
+)
+def test_update_reports_finite_diagnostics(use_proprio, overrides) -> None:
+    c = cfg(am=dict(use_proprio=use_proprio), **overrides)
+    agent = TaskQAgent(c, (SIZE, SIZE, 3), A, proprio_dim=P, seed=0)
+    batch, aux = task_batch(), goal_batch()
+    before = copy.deepcopy((batch, aux))
+    z0 = agent.z.detach().clone()
+    info = agent.update(batch, aux)
+    assert all(np.isfinite(v) for k, v in info.items() if k != "task/q_rewarded")
+    assert ("aux/loss" in info) == (c.aux_weight > 0)
+    assert ("task/frac_floored" in info) == (c.conservative and c.calibrate)
+    assert ("task/q_neg" in info) == c.conservative
+    assert not torch.equal(agent.z.detach(), z0)  # the task embedding learns
+    assert agent.step == 1
+    for b, b0 in zip((batch, aux), before, strict=True):
+        for k in b:
+            np.testing.assert_array_equal(b[k], b0[k], err_msg=k)  # inputs are not mutated
+
+
+@pytest.mark.parametrize("mc_floor", [False, True])
+def test_targets_are_floored_at_the_monte_carlo_return(mc_floor) -> None:
+    agent = TaskQAgent(cfg(mc_floor=mc_floor, calibrate=False), (SIZE, SIZE, 3), A, seed=0)
+    batch = task_batch()
+    batch[K.REWARD][:] = 0.0
+    batch[MC_RETURN][:] = 0.95  # above gamma * Q' for an untrained net (Q' <= 1, gamma 0.9)
+    info = agent.update(batch)
+    assert info["task/td_target_mean"] < 0.9
+    assert info["task/target_mean"] == (pytest.approx(0.95) if mc_floor
+                                        else info["task/td_target_mean"])
+
+
+def test_act_ignores_the_goal_image_and_explores_inside_the_box() -> None:
+    agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    obs = images(3, 0)
+    state = agent.get_rng_state()
+    a1 = agent.act(obs, images(1, 1)[0])
+    agent.set_rng_state(state)
+    a2 = agent.act(obs, None)
+    np.testing.assert_array_equal(a1, a2)
+    single, q = agent.act(obs[0], None, explore_std=5.0, return_q=True)
+    assert single.shape == (A,) and np.all(np.abs(single) <= 1.0) and 0.0 <= q <= 1.0
+
+
+def test_state_round_trips_through_a_checkpoint(tmp_path) -> None:
+    agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    agent.init_task_embedding(images(3, 4))
+    agent.update(task_batch())
+    save_checkpoint(tmp_path, agent.step, {"agent": agent.state_dict()}, {"agent": "task"})
+    state, _ = load_checkpoint(tmp_path)
+    other = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=1)
+    other.load_state_dict(state["agent"])
+    acts = np.random.default_rng(0).uniform(-1, 1, (2, 5, A)).astype(np.float32)
+    obs = images(2, 9)
+    np.testing.assert_array_equal(other.q_values(obs, None, acts), agent.q_values(obs, None, acts))
+    assert other.step == 1
+    assert other.update(task_batch(seed=3)) == agent.update(task_batch(seed=3))

@@ -1,0 +1,192 @@
+"""The fine-tuning loop: lineage, task embedding init, offline-to-online switch, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from goalrl.agents import AMConfig, GCBCConfig
+from goalrl.agents.task_q import TaskQAgent, TaskQConfig
+from goalrl.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
+from goalrl.commands.collect import CollectConfig, collect
+from goalrl.data.storage import EpisodeDataset
+from goalrl.finetune import FinetuneConfig, finetune, success_frame_indices
+from goalrl.train import PretrainConfig, TrainingError, agent_policy, load_agent, pretrain
+
+TINY = dict(
+    conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16, cem_samples=16,
+    cem_elites=4, act_cem_iterations=2, act_cem_samples=32, act_cem_elites=4, num_negatives=4,
+    pad=2,
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ft")
+    paths = {"play": root / "play", "grasp": root / "grasp", "pre": root / "pre"}
+    common = dict(env="goalrl/Grasp-v0", image_size=16, sheet=False)
+    collect(CollectConfig(episodes=3, out=str(paths["play"]), **common))
+    # some of the 4 labeled attempts succeed (seeds 0-3: 2 of 4 at this noise)
+    collect(CollectConfig(episodes=4, out=str(paths["grasp"]), policy="grasp",
+                          waypoint_noise=0.02, **common))
+    pretrain(PretrainConfig(data=str(paths["play"]), out=str(paths["pre"]),
+                            agent=AMConfig(**TINY), steps=3, batch_size=16, eval_episodes=0,
+                            videos=0, prefetch=2))
+    return paths
+
+
+def config(paths: dict[str, Path], out: Path, **kw) -> FinetuneConfig:
+    defaults = dict(
+        init=str(paths["pre"]),
+        data=str(paths["grasp"]),
+        out=str(out),
+        steps=3,
+        batch_size=16,
+        eval_episodes=0,
+        videos=0,
+        log_every=1,
+        prefetch=2,
+        agent=TaskQConfig(num_negatives=4, am=AMConfig(**TINY)),
+    )
+    defaults.update(kw)
+    return FinetuneConfig(**defaults)
+
+
+def test_labeled_grasp_data_records_rewards_and_success(data) -> None:
+    ds = EpisodeDataset(data["grasp"])
+    assert ds.rewards is not None and ds.success is not None
+    final = ds.success[ds.episode_ends]
+    assert 0 < final.sum() < ds.num_episodes  # the scripted grasps succeed part of the time
+    assert ds.meta["source"] == "goalrl collect policy=grasp"
+
+
+def test_finetuned_checkpoint_records_parent_and_task_and_evaluates(data, tmp_path) -> None:
+    summary = finetune(config(data, tmp_path / "ft", eval_episodes=1, videos=1))
+    meta = json.loads((resolve_checkpoint(tmp_path / "ft") / "meta.json").read_text())
+    assert meta["parent"] == checkpoint_hash(data["pre"]) == summary["parent"]
+    assert meta["parent_checkpoint"] == str(resolve_checkpoint(data["pre"]))
+    assert meta["task"] == meta["env_id"] == "goalrl/Grasp-v0" and meta["agent"] == "task"
+    assert meta["aux_dataset"] == str(data["play"].resolve())
+    assert [p["step"] for p in summary["curve"]] == [0, 3]
+    assert Path(summary["eval"]["videos"][0]).stat().st_size > 0
+    assert list((tmp_path / "ft" / "tb").glob("events.out.tfevents.*"))
+    agent, meta = load_agent(tmp_path / "ft")
+    assert isinstance(agent, TaskQAgent) and agent.cfg.am.embed_dim == 16
+    obs = np.zeros((16, 16, 3), np.uint8)
+    action, q = agent_policy(agent)(obs, obs, np.zeros(5, np.float32))
+    assert action.shape == (4,) and 0 <= q <= 1
+    # a fine-tuned checkpoint can itself be fine-tuned further: its hash is the next parent
+    child = finetune(config(data, tmp_path / "ft2", init=str(tmp_path / "ft"), aux_data="none"))
+    assert child["parent"] == checkpoint_hash(tmp_path / "ft") != summary["parent"]
+    assert child["task_embedding_init"] == "init checkpoint"
+
+
+def test_task_embedding_starts_at_the_mean_embedding_of_success_frames(data, tmp_path) -> None:
+    frozen = TaskQConfig(lr=0.0, z_lr=0.0, num_negatives=4, am=AMConfig(**TINY))
+    summary = finetune(config(data, tmp_path / "ft", steps=1, agent=frozen))
+    assert summary["task_embedding_init"] == "success frames"
+    state, _ = load_checkpoint(tmp_path / "ft")
+    pre, _ = load_agent(data["pre"])
+    ds = EpisodeDataset(data["grasp"])
+    idx = ds.episode_ends[ds.success[ds.episode_ends]]  # final frames of successful episodes
+    assert len(idx) == 2
+    np.testing.assert_array_equal(success_frame_indices(ds), idx)
+    with torch.no_grad():
+        expected = pre.q.encode_goal(torch.as_tensor(ds.images(idx))).mean(dim=0)
+    torch.testing.assert_close(state["agent"]["z"], expected)
+
+
+def test_offline_then_online_phase_collects_policy_episodes(data, tmp_path) -> None:
+    out = tmp_path / "ft"
+    summary = finetune(
+        config(data, out, steps=2, online_steps=4, updates_per_episode=2, eval_episodes=1,
+               eval_every=2, online_ratio=0.25, aux_data="none")
+    )
+    assert [(p["step"], p["phase"]) for p in summary["curve"]] == [
+        (0, "init"), (2, "offline"), (4, "online"), (6, "online")
+    ]
+    assert summary["online_episodes"] == 2 and summary["aux_data"] is None
+    online = EpisodeDataset(out / "online")
+    assert online.num_episodes == 2 and online.rewards is not None
+    assert online.success is not None and online.meta["env_id"] == "goalrl/Grasp-v0"
+    assert min(online.seeds) >= 500_000 and max(online.seeds) < 1_000_000  # not eval seeds
+    assert Path(summary["offline_checkpoint"]).name == "step_0000002"
+    off_meta = json.loads((Path(summary["offline_checkpoint"]) / "meta.json").read_text())
+    end_meta = json.loads((Path(summary["checkpoint"]) / "meta.json").read_text())
+    assert (off_meta["phase"], end_meta["phase"]) == ("offline", "online")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    frac = {e.step: e.value for e in acc.Scalars("task/frac_online")}
+    assert frac[1] == frac[2] == 0.0 and frac[3] == frac[6] == 0.25  # mixed after the switch
+    assert "task/frac_floored" in acc.Tags()["scalars"]  # calibration on by default
+
+
+def test_scratch_run_uses_no_pretraining_data(data, tmp_path) -> None:
+    summary = finetune(config(data, tmp_path / "ft", init="none"))
+    assert summary["parent"] is None and summary["aux_data"] is None
+    meta = json.loads((resolve_checkpoint(tmp_path / "ft") / "meta.json").read_text())
+    assert meta["parent"] is None and meta["task"] == "goalrl/Grasp-v0"
+
+
+def edited_checkpoint(src: Path, dst: Path, **changes) -> Path:
+    step = resolve_checkpoint(src)
+    shutil.copytree(step, dst)
+    meta = json.loads((dst / "meta.json").read_text())
+    meta.update(changes)
+    (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_mismatched_checkpoints_are_refused_before_training(data, tmp_path) -> None:
+    out = tmp_path / "ft"
+    big = tmp_path / "grasp24"
+    collect(CollectConfig(env="goalrl/Grasp-v0", episodes=1, out=str(big), image_size=24,
+                          policy="grasp", sheet=False))
+    with pytest.raises(TrainingError, match=r"meta.json: field 'image_shape' is \[16, 16, 3\] "
+                                            r"but the labeled dataset .*grasp24 has \[24, 24, 3\]"):
+        finetune(config(data, out, data=str(big)))
+    five = edited_checkpoint(data["pre"], tmp_path / "five", action_dim=5)
+    with pytest.raises(TrainingError, match=r"five/meta.json: field 'action_dim' is 5 but task "
+                                            r"goalrl/Grasp-v0 takes 4-d actions"):
+        finetune(config(data, out, init=str(five)))
+    prop = edited_checkpoint(
+        data["pre"], tmp_path / "prop", proprio_dim=7,
+        agent_config={**AMConfig(**TINY).__dict__, "use_proprio": True},
+    )
+    with pytest.raises(TrainingError, match="field 'proprio_dim' is 7"):
+        finetune(config(data, out, init=str(prop)))
+    wide = TaskQConfig(am=AMConfig(**{**TINY, "embed_dim": 32}))
+    with pytest.raises(TrainingError, match=r"field 'agent_config.embed_dim' is 16 but "
+                                            r"agent.am.embed_dim=32"):
+        finetune(config(data, out, agent=wide))
+    gcbc = tmp_path / "gcbc"
+    pretrain(PretrainConfig(data=str(data["play"]), out=str(gcbc), steps=1, batch_size=8,
+                            agent=GCBCConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32),
+                            eval_episodes=0, videos=0, prefetch=1))
+    with pytest.raises(TrainingError, match="field 'agent' is 'gcbc'"):
+        finetune(config(data, out, init=str(gcbc)))
+    assert not out.exists()  # refused before anything was written
+
+
+def test_unlabeled_data_is_refused(data, tmp_path) -> None:
+    from goalrl.data.storage import DatasetError, DatasetWriter, EpisodeData
+
+    with DatasetWriter(tmp_path / "plain", image_shape=(16, 16, 3), action_dim=4,
+                       env_id="goalrl/Grasp-v0") as w:
+        w.append(EpisodeData(images=np.zeros((3, 16, 16, 3), np.uint8),
+                             actions=np.zeros((2, 4), np.float32)))
+    with pytest.raises(DatasetError, match="neither per-step 'rewards' nor per-frame"):
+        finetune(config(data, tmp_path / "ft", data=str(tmp_path / "plain")))
+
+
+def test_existing_run_is_not_overwritten(data, tmp_path) -> None:
+    finetune(config(data, tmp_path / "ft", steps=1, aux_data="none"))
+    with pytest.raises(TrainingError, match="already holds a fine-tuning run"):
+        finetune(config(data, tmp_path / "ft", steps=1, aux_data="none"))
