@@ -269,7 +269,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                             meta_base,
                         )
                     barrier(info)
-                if info.is_main and cfg.eval_every and run.step % cfg.eval_every == 0 and env_id:
+                # the last step's evaluation is the final one below (with videos), not run twice
+                if (
+                    info.is_main
+                    and cfg.eval_every
+                    and run.step % cfg.eval_every == 0
+                    and run.step < cfg.steps
+                    and env_id
+                ):
                     result = evaluate_agent(agent, env_id, cfg, dataset.image_shape[0], videos=0)
                     writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
                     writer.add_scalar(
@@ -291,8 +298,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         if info.is_main and env_id and cfg.eval_episodes > 0:
             result = evaluate_agent(agent, env_id, cfg, dataset.image_shape[0], videos=cfg.videos)
             summary["eval"] = result
-            if not run.history or run.history[-1]["step"] != run.step:
-                run.history.append(eval_point(run.step, result))
+            run.history.append(eval_point(run.step, result))
             if writer:
                 writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
         if writer:

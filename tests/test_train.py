@@ -47,8 +47,13 @@ def config(data: Path, out: Path, **kw) -> PretrainConfig:
 
 
 def test_pretrain_writes_checkpoints_tensorboard_and_evaluates(reach_data, tmp_path) -> None:
-    summary = pretrain(config(reach_data, tmp_path / "run", eval_episodes=1, videos=1))
+    summary = pretrain(
+        config(reach_data, tmp_path / "run", eval_episodes=1, videos=1, eval_every=3)
+    )
     assert summary["steps"] == 6
+    # one point per eval_every, the final evaluation not repeated
+    assert [p["step"] for p in summary["eval_curve"]] == [3, 6]
+    assert summary["eval_curve"][-1]["success_rate"] == summary["eval"]["success_rate"]
     assert (tmp_path / "run" / "checkpoints" / "step_0000006").is_dir()
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert summary["eval"]["episodes"] == 1 and summary["eval"]["seeds"] == [1_000_000, 1_000_000]

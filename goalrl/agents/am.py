@@ -124,6 +124,21 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum()
 
 
+def q_output(q: torch.Tensor, reduce: str, *, squeeze: bool, single: bool) -> np.ndarray:
+    """(B, N, K) per-head Q -> numpy, heads reduced by "min" (clipped double Q, as used for
+    acting), "mean" or "none"; the N axis dropped when one action per obs was asked for
+    (``squeeze``), the B axis when the call was unbatched (``single``)."""
+    if reduce == "min":
+        q = q.min(dim=-1).values
+    elif reduce == "mean":
+        q = q.mean(dim=-1)
+    elif reduce != "none":
+        raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
+    q = q[:, 0] if squeeze else q
+    out = q.cpu().numpy()
+    return out[0] if single else out
+
+
 class AMAgent:
     """Actionable Models agent: ``update(batch)``, ``act(obs, goal)``, ``q_values``, state dicts."""
 
@@ -389,15 +404,7 @@ class AMAgent:
         acts = acts[:, None] if squeeze else acts  # (B, N, A)
         with autocast_context(self.device, self.cfg.amp):
             q = torch.sigmoid(self.q(obs, goal, acts, prop).float())  # (B, N, K)
-        if reduce == "min":
-            q = q.min(dim=-1).values
-        elif reduce == "mean":
-            q = q.mean(dim=-1)
-        elif reduce != "none":
-            raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
-        q = q[:, 0] if squeeze else q
-        out = q.cpu().numpy()
-        return out[0] if single else out
+        return q_output(q, reduce, squeeze=squeeze, single=single)
 
     # --- checkpoints ---
 

@@ -47,6 +47,7 @@ from goalrl.agents.am import (
     AMConfig,
     _masked_mean,
     autocast_context,
+    q_output,
     restore_generator,
     to_tensor,
 )
@@ -396,15 +397,7 @@ class TaskQAgent:
         with autocast_context(self.device, self.cfg.am.amp):
             e = self._embed(self.q, obs, prop, self.z)
             q = torch.sigmoid(self.q.head(e, acts).float())  # (B, N, K)
-        if reduce == "min":
-            q = q.min(dim=-1).values
-        elif reduce == "mean":
-            q = q.mean(dim=-1)
-        elif reduce != "none":
-            raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
-        q = q[:, 0] if squeeze else q
-        out = q.cpu().numpy()
-        return out[0] if single else out
+        return q_output(q, reduce, squeeze=squeeze, single=single)
 
     # --- checkpoints ---
 
