@@ -11,8 +11,9 @@ One update on a relabeled batch (see DESIGN.md section 2):
    a* from CEM on the target network maximising the min over the two heads (clipped double Q).
    Chained samples (goal from another episode) are bootstrap-only whatever ``reached`` says.
 3. Positives: BCE of both online heads on the dataset action against y.
-4. Negatives: N uniform actions per (o, g); one is picked with probability ∝ exp(Q) (Q averaged
-   over heads, no gradient) and trained toward 0 with weight lambda_neg.
+4. Negatives: N candidate actions per (o, g) (uniform and/or other rows' data actions); one is
+   picked with probability ∝ exp(Q) (Q averaged over heads, no gradient) and trained
+   toward 0 with weight lambda_neg.
 5. Adam step on the online network, then Polyak averaging of the target network.
 
 The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
@@ -35,6 +36,7 @@ from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
+    negative_candidates,
     negative_loss,
     polyak_update,
     q_targets,
@@ -55,7 +57,10 @@ class AMConfig:
     tau: float = 0.005  # Polyak rate of the target network, target <- (1 - tau) target + tau online
     chaining: bool = True  # the sampler draws chained goals; the agent treats them bootstrap-only
     negatives: bool = True  # contrastive artificial negatives (pick ∝ exp(Q), train toward 0)
-    num_negatives: int = 16  # N uniform candidate actions per (o, g) for the negative
+    num_negatives: int = 16  # N candidate actions per (o, g) for the negative
+    # where candidates come from: uniform | batch (other rows' data actions) | mixed (half each);
+    # see losses.negative_candidates for why uniform alone is easy to game
+    neg_source: str = "mixed"
     lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term
     neg_temperature: float = 1.0  # p(candidate) ∝ exp(Q / T); 1.0 is the Actionable Models rule
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
@@ -260,9 +265,9 @@ class AMAgent:
         with autocast_context(dev, cfg.amp):
             actions = action[:, None]  # (B, 1, A)
             if cfg.negatives:
-                shape = (bsz, cfg.num_negatives, self.action_dim)
-                u = torch.rand(shape, generator=self.generator, device=dev)  # (B, N, A)
-                cands = 2.0 * u - 1.0  # (B, N, A) uniform in the action box
+                cands = negative_candidates(
+                    action, cfg.num_negatives, cfg.neg_source, self.generator
+                )  # (B, N, A)
                 actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N, A)
             # One forward through train_net (the network, or its DDP wrapper under torchrun):
             # the images are encoded once and the head scores the data action and candidates.

@@ -45,6 +45,45 @@ def bce_q_loss(
     return loss.mean()
 
 
+NEGATIVE_SOURCES = ("uniform", "batch", "mixed")
+
+
+def negative_candidates(
+    actions: torch.Tensor,
+    num: int,
+    source: str = "mixed",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """N candidate negative actions per row: actions (B, A) in [-1, 1] -> (B, N, A).
+
+    "uniform": uniform in the action box, as in Actionable Models. "batch": the data actions of
+    other rows of the batch (never the row's own), i.e. draws from the dataset's action marginal.
+    Uniform candidates alone leave a shortcut: scripted data has a binary gripper (exactly +-1)
+    that uniform candidates almost never hit, so the Q-function can reject every negative by the
+    gripper value alone and never learn which *motion* fits (o, g). Batch candidates share the
+    data's action statistics, so only their fit to (o, g) tells them apart. "mixed": the first
+    half of the N candidates from the batch, the rest uniform (covers the whole box for CEM).
+    """
+    if source not in NEGATIVE_SOURCES:
+        raise ValueError(f"negative source must be one of {NEGATIVE_SOURCES}, got {source!r}")
+    bsz, adim = actions.shape
+    dev = actions.device
+    gen_device = generator.device if generator is not None else dev
+    n_batch = {"uniform": 0, "batch": num, "mixed": (num + 1) // 2}[source]
+    if bsz < 2:
+        n_batch = 0  # no other row to borrow from
+    parts = []
+    if n_batch:
+        # offset 1..B-1 from the row itself, so a row never draws its own action
+        offset = torch.randint(1, bsz, (bsz, n_batch), generator=generator, device=gen_device)
+        rows = (torch.arange(bsz, device=gen_device)[:, None] + offset) % bsz  # (B, n_batch)
+        parts.append(actions[rows.to(dev)])  # (B, n_batch, A)
+    if num - n_batch:
+        u = torch.rand((bsz, num - n_batch, adim), generator=generator, device=gen_device)
+        parts.append((2.0 * u - 1.0).to(dev, actions.dtype))  # (B, N - n_batch, A)
+    return torch.cat(parts, dim=1)
+
+
 def select_negatives(
     neg_logits: torch.Tensor,
     generator: torch.Generator | None = None,

@@ -17,8 +17,9 @@ already reads "how likely does this action lead to a state like those?". One upd
    trajectory at once, instead of one step per target-network update (with tens of episodes
    and a slow target network, the value at the grasp itself otherwise lags far behind).
 3. Conservative term (CQL-style, the contrastive negative of Actionable Models): among N
-   uniform actions pick one with probability ∝ exp(Q / T) and push its Q toward 0. A low T
-   (default 0.1) picks nearly the best candidate, the action CEM would exploit.
+   candidate actions (uniform, and other rows' data actions) pick one with probability
+   ∝ exp(Q / T) and push its Q toward 0. A low T (default 0.1) picks nearly the best
+   candidate, the action CEM would exploit.
    **Calibration (Cal-QL)**: the pushed-down Q is floored at the Monte-Carlo return G_t of the
    logged behaviour from o_t, i.e. the negative's loss is taken on max(Q(o, a~), G_t), so no
    gradient pushes it below a value the data shows to be achievable. An offline Q then stays
@@ -55,6 +56,7 @@ from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
+    negative_candidates,
     negative_loss,
     polyak_update,
     q_targets,
@@ -87,7 +89,8 @@ class TaskQConfig:
     max_grad_norm: float = 0.0  # clip the global gradient norm (0 = no clipping)
     tau: float = 0.005  # Polyak rate of the target network and of z_task's target copy
     conservative: bool = True  # push down Q of sampled actions (contrastive negative, CQL-style)
-    num_negatives: int = 64  # N uniform candidate actions per observation
+    num_negatives: int = 64  # N candidate actions per observation
+    neg_source: str = "mixed"  # uniform | batch | mixed, as AMConfig.neg_source
     lambda_neg: float = 1.0  # weight of the conservative term
     # p(candidate) ∝ exp(Q / T); 0.1 picks nearly the highest-Q candidate, as CQL's soft maximum
     # does: the greedy CEM policy exploits exactly those actions (AM's T = 1 is near uniform)
@@ -264,9 +267,10 @@ class TaskQAgent:
         with autocast_context(dev, am.amp):
             actions = action[:, None]  # (B, 1, A)
             if cfg.conservative:
-                shape = (bsz, cfg.num_negatives, self.action_dim)
-                u = torch.rand(shape, generator=self.generator, device=dev)  # (B, N, A)
-                actions = torch.cat([actions, 2.0 * u - 1.0], dim=1)  # (B, 1 + N, A)
+                cands = negative_candidates(
+                    action, cfg.num_negatives, cfg.neg_source, self.generator
+                )  # (B, N, A)
+                actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N, A)
             e = self._embed(self.q, obs, prop, self.z)  # (B, F)
             logits = self.q.head(e, actions).float()  # (B, 1 [+ N], K)
             pos_logits = logits[:, 0]  # (B, K)

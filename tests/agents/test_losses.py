@@ -11,6 +11,7 @@ from torch import nn
 from goalrl.agents.losses import (
     bce_q_loss,
     gaussian_nll,
+    negative_candidates,
     negative_loss,
     polyak_update,
     q_targets,
@@ -115,3 +116,50 @@ def test_polyak_update_on_tensor_lists() -> None:
     t, o = [torch.zeros(3)], [torch.ones(3)]
     polyak_update(t, o, 0.1)
     torch.testing.assert_close(t[0], torch.full((3,), 0.1))
+
+
+def _distinct_actions(rows: int) -> torch.Tensor:
+    """(rows, 4) actions whose first entry names the row; gripper exactly +-1 as in play data."""
+    a = torch.zeros(rows, 4)
+    a[:, 0] = torch.linspace(-0.9, 0.9, rows)
+    a[:, 3] = torch.where(torch.arange(rows) % 2 == 0, 1.0, -1.0)
+    return a
+
+
+def test_batch_negatives_are_other_rows_data_actions() -> None:
+    actions = _distinct_actions(8)
+    cands = negative_candidates(actions, 2000, "batch", torch.Generator().manual_seed(0))
+    assert cands.shape == (8, 2000, 4)
+    # every candidate is some row's action, never the row's own
+    match = (cands[:, :, None, :] == actions[None, None]).all(-1)  # (B, N, B)
+    assert match.sum(-1).eq(1).all()
+    owner = match.float().argmax(-1)  # (B, N)
+    assert not (owner == torch.arange(8)[:, None]).any()
+    # all 7 other rows drawn about equally often: within 35% of 2000/7 (about 6 sigma)
+    counts = torch.stack([torch.bincount(owner[r], minlength=8) for r in range(8)])
+    others = counts[~torch.eye(8, dtype=torch.bool)]
+    assert others.min() > 0.65 * 2000 / 7 and others.max() < 1.35 * 2000 / 7
+
+
+def test_uniform_and_mixed_negatives() -> None:
+    actions = _distinct_actions(16)
+    gen = torch.Generator().manual_seed(1)
+    uni = negative_candidates(actions, 64, "uniform", gen)
+    assert uni.shape == (16, 64, 4) and uni.abs().max() <= 1.0
+    # uniform candidates almost never carry a data gripper value (the shortcut batch ones close)
+    assert (uni[..., 3].abs() == 1.0).float().mean() < 0.01
+    assert uni.std() > 0.5  # spread over the box, not copies of the data
+    mixed = negative_candidates(actions, 5, "mixed", gen)
+    assert mixed.shape == (16, 5, 4)
+    assert (mixed[:, :3, 3].abs() == 1.0).all()  # first ceil(N/2) from the batch
+    assert (mixed[:, 3:, 3].abs() < 1.0).all()
+
+
+def test_negative_candidates_edge_cases() -> None:
+    one = negative_candidates(_distinct_actions(1), 4, "batch", torch.Generator().manual_seed(0))
+    assert one.shape == (1, 4, 4) and (one[..., 3].abs() < 1.0).all()  # falls back to uniform
+    with pytest.raises(ValueError, match="negative source"):
+        negative_candidates(_distinct_actions(4), 4, "policy")
+    a = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))
+    b = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b)
