@@ -227,6 +227,8 @@ METHODS = {  # name -> (agent kind, AMConfig overrides)
     "AM": ("am", {}),
     "AM, no chaining": ("am", {"chaining": False}),
     "AM, no negatives": ("am", {"negatives": False}),
+    # negatives drawn uniformly in the action box only, as in the paper (see neg_source)
+    "AM, uniform negatives": ("am", {"neg_source": "uniform"}),
     "GCBC": ("gcbc", {}),
 }
 

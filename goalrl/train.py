@@ -43,7 +43,9 @@ class PretrainConfig:
     agent: Any = None  # agent config group: am (Actionable Models) or gcbc (baseline)
     steps: int = 2000  # gradient updates in total (a resumed run continues to this number)
     batch_size: int = 128  # transitions per update and per rank
-    goal_mode: str = "uniform"  # hindsight offset k: uniform over the episode rest, or geometric
+    # hindsight offset k: geometric (P(k) ∝ gamma^(k-1), more near goals, whose targets carry the
+    # clearest action signal) or uniform over the rest of the episode
+    goal_mode: str = "geometric"
     p_chain: float = 0.2  # fraction of goals from other episodes when agent.chaining is on
     seed: int = 0  # weights, sampling and augmentation (rank r uses stream r of this seed)
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>

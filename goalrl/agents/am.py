@@ -54,13 +54,15 @@ class AMConfig:
     lr: float = 3e-4  # Adam learning rate of the Q network (encoder included)
     weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
     max_grad_norm: float = 0.0  # clip the global gradient norm to this value (0 = no clipping)
-    tau: float = 0.005  # Polyak rate of the target network, target <- (1 - tau) target + tau online
+    # Polyak rate of the target network, target <- (1 - tau) target + tau online; 0.02 lets values
+    # travel back along a trajectory within a few thousand updates (0.005 lagged on CPU budgets)
+    tau: float = 0.02
     chaining: bool = True  # the sampler draws chained goals; the agent treats them bootstrap-only
     negatives: bool = True  # contrastive artificial negatives (pick ∝ exp(Q), train toward 0)
     num_negatives: int = 16  # N candidate actions per (o, g) for the negative
     # where candidates come from: uniform | batch (other rows' data actions) | mixed (half each);
     # see losses.negative_candidates for why uniform alone is easy to game
-    neg_source: str = "mixed"
+    neg_source: str = "batch"
     lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term
     neg_temperature: float = 1.0  # p(candidate) ∝ exp(Q / T); 1.0 is the Actionable Models rule
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
