@@ -23,16 +23,24 @@ The agent holds its own torch.Generator (augmentation, CEM, negatives, explorati
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from goalrl.agents.augment import sample_shifts, shift_images
+from goalrl.agents.base import (
+    SeededAgent,
+    add_exploration,
+    autocast_context,
+    batch_images,
+    batch_proprio,
+    q_output,
+    resolve_device,
+    to_tensor,
+)
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
@@ -85,68 +93,13 @@ class AMConfig:
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
 
 
-def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
-    """Array or tensor -> tensor on ``device``; may share memory with x, which is never written.
-
-    Read-only arrays (e.g. slices of a memory map) are copied, since torch warns on wrapping them.
-    """
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    arr = np.asarray(x)
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return torch.as_tensor(arr, device=device)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def autocast_context(device: torch.device, enabled: bool) -> AbstractContextManager:
-    """bfloat16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def restore_generator(generator: torch.Generator, state: torch.Tensor, fallback_seed: int) -> None:
-    """Load a saved generator state; a state from another device type (a GPU run resumed on CPU
-    or back) cannot be loaded, so the generator is reseeded from ``fallback_seed`` instead."""
-    try:
-        generator.set_state(state.cpu())
-    except (RuntimeError, ValueError):
-        warnings.warn(
-            "saved RNG state is from another device type; reseeding the agent's generator",
-            stacklevel=3,
-        )
-        generator.manual_seed(fallback_seed)
-
-
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values over mask (NaN when the mask is empty); no host sync."""
     mask = mask.float()
     return (values * mask).sum() / mask.sum()
 
 
-def q_output(q: torch.Tensor, reduce: str, *, squeeze: bool, single: bool) -> np.ndarray:
-    """(B, N, K) per-head Q -> numpy, heads reduced by "min" (clipped double Q, as used for
-    acting), "mean" or "none"; the N axis dropped when one action per obs was asked for
-    (``squeeze``), the B axis when the call was unbatched (``single``)."""
-    if reduce == "min":
-        q = q.min(dim=-1).values
-    elif reduce == "mean":
-        q = q.mean(dim=-1)
-    elif reduce != "none":
-        raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
-    q = q[:, 0] if squeeze else q
-    out = q.cpu().numpy()
-    return out[0] if single else out
-
-
-class AMAgent:
+class AMAgent(SeededAgent):
     """Actionable Models agent: ``update(batch)``, ``act(obs, goal)``, ``q_values``, state dicts."""
 
     def __init__(
@@ -189,18 +142,6 @@ class AMAgent:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.step = 0
-
-    # --- RNG ---
-
-    def seed(self, seed: int) -> None:
-        """Reseed the agent's generator (augmentation, CEM, negatives, exploration noise)."""
-        self.generator.manual_seed(seed)
-
-    def get_rng_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_rng_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state.cpu())
 
     # --- batches ---
 
@@ -330,20 +271,8 @@ class AMAgent:
     def _obs_goal(
         self, obs_image: Any, goal_image: Any, proprio: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-        obs = to_tensor(obs_image, self.device)
-        goal = to_tensor(goal_image, self.device)
-        single = obs.ndim == 3
-        if single:
-            obs = obs[None]  # (1, H, W, 3)
-        if goal.ndim == 3:
-            goal = goal[None].expand(obs.shape[0], *goal.shape)  # one goal for every obs
-        prop = None
-        if self.proprio_dim is not None:
-            if proprio is None:
-                raise ValueError("agent uses proprio; pass proprio=(B, P)")
-            prop = to_tensor(proprio, self.device).float()
-            prop = prop[None] if prop.ndim == 1 else prop  # (B, P)
-        return obs, goal, prop, single
+        obs, goal, single = batch_images(obs_image, goal_image, self.device)
+        return obs, goal, batch_proprio(proprio, self.proprio_dim, self.device), single
 
     @torch.no_grad()
     def act(
@@ -362,13 +291,22 @@ class AMAgent:
         ``return_q`` also the min-over-heads Q of the greedy action, (B,) or scalar, which CEM
         computed anyway (before exploration noise).
         """
-        cfg = self.cfg
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
-        with autocast_context(self.device, cfg.amp):
+        with autocast_context(self.device, self.cfg.amp):
             e = self.q.encode(obs, goal, prop)  # (B, F)
+        return self.act_on_embedding(e, single, explore_std=explore_std, return_q=return_q)
+
+    @torch.no_grad()
+    def act_on_embedding(
+        self, e: torch.Tensor, single: bool, *, explore_std: float = 0.0, return_q: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """CEM over the head of the online network for fused embeddings e (B, F); the acting
+        half of ``act``, shared with the task agent (whose e comes from its task embedding)."""
+        cfg = self.cfg
+        with autocast_context(self.device, cfg.amp):
             best, best_logit = cem_maximize(
                 self._score_fn(self.q, e),
-                obs.shape[0],
+                e.shape[0],
                 self.action_dim,
                 iterations=cfg.act_cem_iterations,
                 samples=cfg.act_cem_samples,
@@ -376,11 +314,7 @@ class AMAgent:
                 generator=self.generator,
                 device=self.device,
             )  # (B, A)
-        if explore_std > 0:
-            noise = torch.randn(
-                best.shape, generator=self.generator, device=self.generator.device
-            ).to(self.device)
-            best = (best + explore_std * noise).clamp(-1.0, 1.0)
+        best = add_exploration(best, explore_std, self.generator)
         out = best.float().cpu().numpy()
         q = torch.sigmoid(best_logit.float()).cpu().numpy()  # (B,)
         if single:
@@ -404,13 +338,23 @@ class AMAgent:
         axis).
         """
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
+        with autocast_context(self.device, self.cfg.amp):
+            e = self.q.encode(obs, goal, prop)  # (B, F)
+        return self.q_on_embedding(e, actions, single, reduce=reduce)
+
+    @torch.no_grad()
+    def q_on_embedding(
+        self, e: torch.Tensor, actions: Any, single: bool, *, reduce: str = "min"
+    ) -> np.ndarray:
+        """Q in [0, 1] of actions for fused embeddings e (B, F); the scoring half of
+        ``q_values``, shared with the task agent."""
         acts = to_tensor(actions, self.device).float()
         if single:
             acts = acts[None]  # (1, A) or (1, N, A)
         squeeze = acts.ndim == 2
         acts = acts[:, None] if squeeze else acts  # (B, N, A)
         with autocast_context(self.device, self.cfg.amp):
-            q = torch.sigmoid(self.q(obs, goal, acts, prop).float())  # (B, N, K)
+            q = torch.sigmoid(self.q.head(e, acts).float())  # (B, N, K)
         return q_output(q, reduce, squeeze=squeeze, single=single)
 
     # --- checkpoints ---
@@ -420,18 +364,11 @@ class AMAgent:
         return {
             "q": self.q.state_dict(),
             "q_target": self.q_target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "rng": self.generator.get_state(),
-            "config": asdict(self.cfg),
+            **self.training_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore ``state_dict()`` output; the target net is copied from q if absent."""
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state.get("q_target", state["q"]))
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state.get("step", 0))
-        if "rng" in state:
-            restore_generator(self.generator, state["rng"], fallback_seed=self.step)
+        self.load_training_state(state)

@@ -14,14 +14,22 @@ share one random shift per sample, as in ``am.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from goalrl.agents.am import autocast_context, resolve_device, restore_generator, to_tensor
 from goalrl.agents.augment import sample_shifts, shift_images
+from goalrl.agents.base import (
+    SeededAgent,
+    add_exploration,
+    autocast_context,
+    batch_images,
+    batch_proprio,
+    resolve_device,
+    to_tensor,
+)
 from goalrl.agents.losses import gaussian_nll
 from goalrl.agents.networks import GaussianPolicyNetwork
 from goalrl.data import keys as K
@@ -48,7 +56,7 @@ class GCBCConfig:
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
 
 
-class GCBCAgent:
+class GCBCAgent(SeededAgent):
     """GCBC with the same interface as ``AMAgent``: ``update``, ``act``, state dicts, RNG."""
 
     def __init__(
@@ -89,22 +97,8 @@ class GCBCAgent:
         self.generator.manual_seed(seed)
         self.step = 0
 
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-
-    def get_rng_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_rng_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state.cpu())
-
     def _proprio(self, x: Any) -> torch.Tensor | None:
-        if self.proprio_dim is None:
-            return None
-        if x is None:
-            raise ValueError("agent uses proprio; pass proprio=(B, P)")
-        p = to_tensor(x, self.device).float()
-        return p[None] if p.ndim == 1 else p  # (B, P)
+        return batch_proprio(x, self.proprio_dim, self.device)
 
     def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
         """One gradient step of Gaussian NLL; returns ``actor/...`` diagnostics."""
@@ -156,36 +150,16 @@ class GCBCAgent:
         explore_std: float = 0.0,
     ) -> np.ndarray:
         """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one unbatched obs (H, W, 3)."""
-        obs = to_tensor(obs_image, self.device)
-        goal = to_tensor(goal_image, self.device)
-        single = obs.ndim == 3
-        obs = obs[None] if single else obs  # (B, H, W, 3)
-        if goal.ndim == 3:
-            goal = goal[None].expand(obs.shape[0], *goal.shape)
+        obs, goal, single = batch_images(obs_image, goal_image, self.device)
         with autocast_context(self.device, self.cfg.amp):
             mean, _ = self.policy(obs, goal, self._proprio(proprio))  # (B, A)
-        if explore_std > 0:
-            noise = torch.randn(
-                mean.shape, generator=self.generator, device=self.generator.device
-            ).to(self.device)
-            mean = (mean + explore_std * noise).clamp(-1.0, 1.0)
-        out = mean.float().cpu().numpy()
+        out = add_exploration(mean, explore_std, self.generator).float().cpu().numpy()
         return out[0] if single else out
 
     def state_dict(self) -> dict[str, Any]:
         """Policy, optimiser, step, RNG state and config."""
-        return {
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "rng": self.generator.get_state(),
-            "config": asdict(self.cfg),
-        }
+        return {"policy": self.policy.state_dict(), **self.training_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state.get("step", 0))
-        if "rng" in state:
-            restore_generator(self.generator, state["rng"], fallback_seed=self.step)
+        self.load_training_state(state)

@@ -37,22 +37,15 @@ copying its code; acting and Q-values ignore any goal image.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from goalrl.agents.am import (
-    AMAgent,
-    AMConfig,
-    _masked_mean,
-    autocast_context,
-    q_output,
-    restore_generator,
-    to_tensor,
-)
+from goalrl.agents.am import AMAgent, AMConfig, _masked_mean
 from goalrl.agents.augment import sample_shifts, shift_images
+from goalrl.agents.base import SeededAgent, autocast_context, batch_images, batch_proprio, to_tensor
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
@@ -127,7 +120,7 @@ def calibrated_negative_loss(
     return negative_loss(chosen_logits, lambda_neg)
 
 
-class TaskQAgent:
+class TaskQAgent(SeededAgent):
     """Q(o, a; z_task): ``update(batch, aux_batch)``, ``act(obs)``, ``q_values``, state dicts."""
 
     def __init__(
@@ -163,17 +156,6 @@ class TaskQAgent:
             weight_decay=cfg.weight_decay,
         )
         self.step = 0
-
-    # --- RNG (shared with the goal agent: one stream to save and restore) ---
-
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-
-    def get_rng_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_rng_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state.cpu())
 
     # --- initialisation ---
 
@@ -332,16 +314,15 @@ class TaskQAgent:
     # --- inference ---
 
     def _obs(self, obs_image: Any, proprio: Any) -> tuple[torch.Tensor, Any, bool]:
-        obs = to_tensor(obs_image, self.device)
-        single = obs.ndim == 3
-        obs = obs[None] if single else obs  # (B, H, W, 3)
-        prop = None
-        if self.proprio_dim is not None:
-            if proprio is None:
-                raise ValueError("agent uses proprio; pass proprio=(B, P)")
-            prop = to_tensor(proprio, self.device).float()
-            prop = prop[None] if prop.ndim == 1 else prop  # (B, P)
-        return obs, prop, single
+        obs, _, single = batch_images(obs_image, None, self.device)
+        return obs, batch_proprio(proprio, self.proprio_dim, self.device), single
+
+    @torch.no_grad()
+    def _task_embedding(self, obs_image: Any, proprio: Any) -> tuple[torch.Tensor, bool]:
+        """e (B, F) = fuse(encode_obs(o), z_task) for acting and scoring; and ``single``."""
+        obs, prop, single = self._obs(obs_image, proprio)
+        with autocast_context(self.device, self.cfg.am.amp):
+            return self._embed(self.q, obs, prop, self.z), single
 
     @torch.no_grad()
     def act(
@@ -357,30 +338,13 @@ class TaskQAgent:
 
         Same signature as ``AMAgent.act`` so evaluation and command code can drive either;
         ``goal_image`` is ignored (the task embedding stands in for it). obs (B, H, W, 3) ->
-        (B, A); (H, W, 3) -> (A,).
+        (B, A); (H, W, 3) -> (A,). The network and generator are the goal agent's, so its CEM
+        acting does the rest.
         """
-        am = self.cfg.am
-        obs, prop, single = self._obs(obs_image, proprio)
-        with autocast_context(self.device, am.amp):
-            e = self._embed(self.q, obs, prop, self.z)  # (B, F)
-            best, best_logit = cem_maximize(
-                self.goal_agent._score_fn(self.q, e),
-                obs.shape[0],
-                self.action_dim,
-                iterations=am.act_cem_iterations,
-                samples=am.act_cem_samples,
-                elites=am.act_cem_elites,
-                generator=self.generator,
-                device=self.device,
-            )  # (B, A)
-        if explore_std > 0:
-            noise = torch.randn(best.shape, generator=self.generator, device=self.generator.device)
-            best = (best + explore_std * noise.to(self.device)).clamp(-1.0, 1.0)
-        out = best.float().cpu().numpy()
-        q = torch.sigmoid(best_logit.float()).cpu().numpy()  # (B,)
-        if single:
-            out, q = out[0], q[0]
-        return (out, q) if return_q else out
+        e, single = self._task_embedding(obs_image, proprio)
+        return self.goal_agent.act_on_embedding(
+            e, single, explore_std=explore_std, return_q=return_q
+        )
 
     @torch.no_grad()
     def q_values(
@@ -393,15 +357,8 @@ class TaskQAgent:
         reduce: str = "min",
     ) -> np.ndarray:
         """Task Q in [0, 1] of actions (B, A) -> (B,) or (B, N, A) -> (B, N); goal ignored."""
-        obs, prop, single = self._obs(obs_image, proprio)
-        acts = to_tensor(actions, self.device).float()
-        acts = acts[None] if single else acts  # (B, A) or (B, N, A)
-        squeeze = acts.ndim == 2
-        acts = acts[:, None] if squeeze else acts  # (B, N, A)
-        with autocast_context(self.device, self.cfg.am.amp):
-            e = self._embed(self.q, obs, prop, self.z)
-            q = torch.sigmoid(self.q.head(e, acts).float())  # (B, N, K)
-        return q_output(q, reduce, squeeze=squeeze, single=single)
+        e, single = self._task_embedding(obs_image, proprio)
+        return self.goal_agent.q_on_embedding(e, actions, single, reduce=reduce)
 
     # --- checkpoints ---
 
@@ -412,10 +369,7 @@ class TaskQAgent:
             "q_target": self.q_target.state_dict(),
             "z": self.z.detach().clone(),
             "z_target": self.z_target.clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "rng": self.generator.get_state(),
-            "config": asdict(self.cfg),
+            **self.training_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -424,9 +378,4 @@ class TaskQAgent:
         with torch.no_grad():
             self.z.copy_(state["z"].to(self.device))
             self.z_target.copy_(state.get("z_target", state["z"]).to(self.device))
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state.get("step", 0))
-        if "rng" in state:
-            restore_generator(self.generator, state["rng"], fallback_seed=self.step)
-
+        self.load_training_state(state)

@@ -1,0 +1,145 @@
+"""What every goalrl agent shares: tensors in, devices, autocast, RNG and resume plumbing.
+
+Each agent owns one ``torch.Generator`` (augmentation, CEM, negatives, exploration noise) so a
+resumed run continues exactly; ``SeededAgent`` gives them the same seed/state methods and the
+same save/restore of optimiser, step and RNG. The input helpers turn arrays (or tensors, batched
+or not) into the (B, ...) tensors the networks take.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """Array or tensor -> tensor on ``device``; may share memory with x, which is never written.
+
+    Read-only arrays (e.g. slices of a memory map) are copied, since torch warns on wrapping them.
+    """
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    arr = np.asarray(x)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.as_tensor(arr, device=device)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_context(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bfloat16 autocast on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor, fallback_seed: int) -> None:
+    """Load a saved generator state; a state from another device type (a GPU run resumed on CPU
+    or back) cannot be loaded, so the generator is reseeded from ``fallback_seed`` instead."""
+    try:
+        generator.set_state(state.cpu())
+    except (RuntimeError, ValueError):
+        warnings.warn(
+            "saved RNG state is from another device type; reseeding the agent's generator",
+            stacklevel=3,
+        )
+        generator.manual_seed(fallback_seed)
+
+
+def batch_images(
+    obs_image: Any, goal_image: Any, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """obs (B, H, W, 3) or one (H, W, 3) -> (B, H, W, 3), with ``single`` telling which; a single
+    goal image is broadcast over the batch; goal None stays None (task agents have no goal)."""
+    obs = to_tensor(obs_image, device)
+    single = obs.ndim == 3
+    obs = obs[None] if single else obs  # (B, H, W, 3)
+    goal = None
+    if goal_image is not None:
+        goal = to_tensor(goal_image, device)
+        if goal.ndim == 3:
+            goal = goal[None].expand(obs.shape[0], *goal.shape)  # one goal for every obs
+    return obs, goal, single
+
+
+def batch_proprio(proprio: Any, proprio_dim: int | None, device: torch.device) -> Any:
+    """(B, P) float proprio for an agent that uses it (a (P,) vector gets a batch axis), None for
+    one that does not; ValueError when the agent needs it and none was passed."""
+    if proprio_dim is None:
+        return None
+    if proprio is None:
+        raise ValueError("agent uses proprio; pass proprio=(B, P)")
+    p = to_tensor(proprio, device).float()
+    return p[None] if p.ndim == 1 else p  # (B, P)
+
+
+def add_exploration(actions: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian exploration noise of ``std`` on (B, A) actions, clipped to the [-1, 1] box."""
+    if std <= 0:
+        return actions
+    noise = torch.randn(actions.shape, generator=generator, device=generator.device)
+    return (actions + std * noise.to(actions.device)).clamp(-1.0, 1.0)
+
+
+def q_output(q: torch.Tensor, reduce: str, *, squeeze: bool, single: bool) -> np.ndarray:
+    """(B, N, K) per-head Q -> numpy, heads reduced by "min" (clipped double Q, as used for
+    acting), "mean" or "none"; the N axis dropped when one action per obs was asked for
+    (``squeeze``), the B axis when the call was unbatched (``single``)."""
+    if reduce == "min":
+        q = q.min(dim=-1).values
+    elif reduce == "mean":
+        q = q.mean(dim=-1)
+    elif reduce != "none":
+        raise ValueError(f"reduce must be 'min', 'mean' or 'none', got {reduce!r}")
+    q = q[:, 0] if squeeze else q
+    out = q.cpu().numpy()
+    return out[0] if single else out
+
+
+class SeededAgent:
+    """RNG and resume plumbing; subclasses set ``cfg`` (a dataclass), ``generator``,
+    ``optimizer`` and ``step``."""
+
+    cfg: Any
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+    step: int
+
+    def seed(self, seed: int) -> None:
+        """Reseed the agent's generator (augmentation, CEM, negatives, exploration noise)."""
+        self.generator.manual_seed(seed)
+
+    def get_rng_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.cpu())
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimiser, step, RNG state and config: the part of a state dict every agent has."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rng": self.generator.get_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``training_state`` saved; each part is optional (weights-only files)."""
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state.get("step", 0))
+        if "rng" in state:
+            restore_generator(self.generator, state["rng"], fallback_seed=self.step)
