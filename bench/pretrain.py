@@ -216,13 +216,16 @@ class Profile:
 
 PROFILES = {
     "cpu": Profile(steps=2000, batch_size=128, eval_episodes=40, eval_points=2,
-                   episodes={"push": 400, "rearrange": 300}),
+                   episodes={"push": 400, "rearrange": 300, "reach": 150}),
     "gpu": Profile(steps=30000, batch_size=256, eval_episodes=100, eval_points=6,
-                   episodes={"push": 2000, "rearrange": 2000}),
+                   episodes={"push": 2000, "rearrange": 2000, "reach": 1000}),
     "smoke": Profile(steps=20, batch_size=16, eval_episodes=2, eval_points=1,
-                     episodes={"push": 4, "rearrange": 4}),
+                     episodes={"push": 4, "rearrange": 4, "reach": 4}),
 }
-SCENES = {"push": "goalrl/Push-v0", "rearrange": "goalrl/Rearrange-v0"}
+# push and rearrange carry the targets; reach (tcp to a goal pose, no objects) is the scene
+# where a CPU budget already learns, so the methods can be compared there: --scenes reach
+SCENES = {"push": "goalrl/Push-v0", "rearrange": "goalrl/Rearrange-v0", "reach": "goalrl/Reach-v0"}
+DEFAULT_SCENES = "push,rearrange"
 METHODS = {  # name -> (agent kind, AMConfig overrides)
     "AM": ("am", {}),
     "AM, no chaining": ("am", {"chaining": False}),
@@ -414,7 +417,7 @@ def success_verdicts(res: dict[str, Any]) -> list[str]:
         ok = by[("push", "AM")] >= TARGET_PUSH
         out.append(f"- AM on Push: {100 * by[('push', 'AM')]:.0f}% against a "
                    f"{100 * TARGET_PUSH:.0f}% target: **{'met' if ok else 'not met'}**.")
-    for scene in SCENES:
+    for scene in DEFAULT_SCENES.split(","):  # the scenes the targets name
         if (scene, "AM") in by and (scene, "GCBC") in by:
             gap = by[(scene, "AM")] - by[(scene, "GCBC")]
             ok = gap >= TARGET_MARGIN
@@ -456,9 +459,15 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
         return False
     # per profile: a row of success curves and a row of final-distance curves, one column
     # per scene; only measured points (no made-up value at step 0)
-    fig, axes = plt.subplots(2 * len(succ), 2, figsize=(10, 6.6 * len(succ)), squeeze=False)
+    def scenes_of(res: dict[str, Any]) -> list[str]:
+        return [s for s in SCENES if any(r["scene"] == s for r in res["runs"])]
+
+    ncols = max(len(scenes_of(res)) for _, res in succ)
+    fig, axes = plt.subplots(
+        2 * len(succ), ncols, figsize=(5 * ncols, 6.6 * len(succ)), squeeze=False
+    )
     for i, (_name, res) in enumerate(succ):
-        for col, scene in enumerate(SCENES):
+        for col, scene in enumerate(scenes_of(res)):
             runs = [r for r in res["runs"] if r["scene"] == scene]
             for row, key, label in ((2 * i, "success_rate", "success on held-out goals (%)"),
                                     (2 * i + 1, "mean_final_distance", "mean final distance (m)")):
@@ -529,7 +538,7 @@ def main() -> None:
     p.add_argument("part", choices=["speed", "success", "report"])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
-    p.add_argument("--scenes", default="push,rearrange")
+    p.add_argument("--scenes", default=DEFAULT_SCENES, help="comma-separated: " + ",".join(SCENES))
     p.add_argument("--methods", default=None, help="';'-separated subset of: " + "; ".join(METHODS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="training runs in parallel (success)")
@@ -548,6 +557,8 @@ def main() -> None:
     elif args.part == "success":
         result = run_success(args)
         name = f"pretrain_success_{args.profile}"
+        if args.scenes != DEFAULT_SCENES:  # a scene subset gets its own file beside the main one
+            name += "_" + args.scenes.replace(",", "_")
     if args.part != "report" and not args.no_save:
         save(name, result)
     if not args.no_save:
