@@ -467,6 +467,9 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
         2 * len(succ), ncols, figsize=(5 * ncols, 6.6 * len(succ)), squeeze=False
     )
     for i, (_name, res) in enumerate(succ):
+        for col in range(len(scenes_of(res)), ncols):  # a result with fewer scenes
+            axes[2 * i][col].axis("off")
+            axes[2 * i + 1][col].axis("off")
         for col, scene in enumerate(scenes_of(res)):
             runs = [r for r in res["runs"] if r["scene"] == scene]
             for row, key, label in ((2 * i, "success_rate", "success on held-out goals (%)"),

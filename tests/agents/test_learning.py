@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from goalrl.agents import AMAgent, AMConfig, GCBCAgent, GCBCConfig
+from goalrl.data import keys as K
 
 EPISODES = 1000
 ENCODER = dict(conv_channels=[16, 32], embed_dim=64, fusion_dim=128, pad=1, lr=1e-3)
@@ -57,3 +58,30 @@ def test_gcbc_learns_to_move_toward_the_goal(one_thread: None) -> None:
     assert rate > 0.85, (
         f"GCBC improves the distance from {rate:.0%} of states (chance {chance:.0%})"
     )
+
+
+def _with_binary_gripper(batch: dict, rng: np.random.Generator) -> dict:
+    """Append a gripper dimension that is exactly +-1 (as in scripted play) and moves nothing."""
+    action = batch[K.ACTION]
+    grip = rng.choice([-1.0, 1.0], size=(len(action), 1)).astype(np.float32)
+    return {**batch, K.ACTION: np.concatenate([action, grip], axis=1)}
+
+
+@pytest.mark.parametrize("neg_source", ["batch", "uniform"])
+def test_am_negatives_with_a_binary_gripper(one_thread: None, neg_source: str) -> None:
+    """Uniform negatives almost never have a gripper of exactly +-1, so a Q-function can reject
+    them all by that value alone and learn nothing about motion; negatives drawn from the
+    batch's data actions close that shortcut (goalrl.agents.losses.negative_candidates)."""
+    cfg = AMConfig(**ENCODER, head_hidden_dim=64, tau=0.05, neg_source=neg_source)
+    agent = AMAgent(cfg, (dots.SIZE, dots.SIZE, 3), 3, seed=0)
+    rng = np.random.default_rng(0)
+    states, actions = dots.collect(EPISODES, 16, rng)
+    for _ in range(500):
+        batch = dots.sample_batch(states, actions, 128, rng, p_chain=0.2)
+        agent.update(_with_binary_gripper(batch, rng))
+    s, g = dots.eval_pairs(np.random.default_rng(1000), 400)
+    rate = dots.improvement_rate(s, g, agent.act(dots.render(s), dots.render(g))[:, :2])
+    if neg_source == "batch":
+        assert rate > 0.85, f"batch negatives: greedy actions improve {rate:.0%} of states"
+    else:
+        assert rate < 0.75, f"uniform negatives unexpectedly learned motion ({rate:.0%})"
