@@ -266,29 +266,28 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 # Hand-written diagnosis of a recorded run (shown under its profile; update it with the run).
 NOTES = {
-    "cpu": """What the run shows (diagnosed from this run's checkpoints, 2026-11-21; the
-pipeline is deterministic, a repeat with the same commands gave identical weights):
+    "cpu": """What the run shows (rerun on 2026-11-21, after pretraining switched to negatives
+drawn from the batch's data actions, geometric hindsight goals and tau 0.02; fine-tuning's
+conservative candidates are now half batch actions, half uniform):
 
-- Neither init learned to grasp in this budget: every curve stays at 0-7% (0-2 of 30
-  episodes), so the differences between inits and calibration settings are noise, and the
-  dip target cannot be tested (there is no success to lose at the switch).
-- The pretrained goal-conditioned Q moves the gripper toward where the goal image shows it
-  but hovers there instead of descending and closing: 0% goal-reaching success on
-  Grasp-v0 goal images after 15,000 updates at batch 64 (the pretraining benchmark's AM
-  runs on Push and Rearrange are also at their floor on CPU budgets).
-- After the offline phase (pretrained, calibrated) the greedy policy runs a grasp
-  sequence, descending with the gripper open, closing at the bottom and lifting, but off
-  target: in the two evaluation episodes inspected it closed about 2 cm from one object
-  (knocking it over) and about 15 cm from the other. From the start states of 6 labeled
-  episodes its first action points away from the object in 3 (with a positive x component
-  in 5 of 6): the Q-function has not learned to locate the object in the image from 40
-  labeled episodes plus the auxiliary play data.
-- The Monte-Carlo floor of the TD targets (`agent.mc_floor`) fixes one measurable
-  problem: in a side run without it (same data and pretraining), Q of the logged action at
-  the moment of the grasp was 0.11-0.30 against data returns of 0.43-0.66 after 1,500
-  updates; with it, 0.40-0.63.
-- The online phase never found a success (0 of 75 policy episodes per run), so it had no
-  positive example to learn from.
+- Neither init learned to grasp in this budget. Every curve stays at 0-7% (0-2 of 30
+  episodes), so the differences between inits and calibration settings are noise. The dip
+  target cannot be tested, because there is no success to lose at the switch.
+- The pretrained goal-conditioned Q reaches 0% of Grasp-v0 goal images after 15,000 updates
+  at batch 64. The pretraining benchmark's AM runs on Push and Rearrange are also at their
+  floor on CPU budgets; only Reach is learned there.
+- The online phase found few successes: 3 of 75 policy episodes (pretrained, calibrated),
+  1 of 75 (pretrained, uncalibrated), and none from scratch. That is too few positive
+  examples to learn from in 1,500 online updates.
+- The previous run had uniform negatives and the same data and budget. It also reached 0-7%
+  in every configuration. Its checkpoints were inspected; this run's were not.
+  - After the offline phase its greedy policy descended with the gripper open, closed at
+    the bottom and lifted, but off target: about 2 cm from one object (knocking it over)
+    and about 15 cm from the other, in the two episodes inspected.
+  - Its first action pointed away from the object from 3 of 6 labeled start states.
+  - In a side run of that version without the Monte-Carlo floor of the TD targets
+    (`agent.mc_floor`), Q of the logged action at the moment of the grasp was 0.11-0.30
+    against data returns of 0.43-0.66 after 1,500 updates. With the floor it was 0.40-0.63.
 """,
 }
 
