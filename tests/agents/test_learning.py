@@ -71,7 +71,8 @@ def _with_binary_gripper(batch: dict, rng: np.random.Generator) -> dict:
 def test_am_negatives_with_a_binary_gripper(one_thread: None, neg_source: str) -> None:
     """Uniform negatives almost never have a gripper of exactly +-1, so a Q-function can reject
     them all by that value alone and learn nothing about motion; negatives drawn from the
-    batch's data actions close that shortcut (goalrl.agents.losses.negative_candidates)."""
+    batch's data actions close that shortcut (goalrl.agents.losses.negative_candidates).
+    Seeds 0 and 1: batch 99.5-100% of states improved, uniform 46-48% (chance about 43%)."""
     cfg = AMConfig(**ENCODER, head_hidden_dim=64, tau=0.05, neg_source=neg_source)
     agent = AMAgent(cfg, (dots.SIZE, dots.SIZE, 3), 3, seed=0)
     rng = np.random.default_rng(0)
