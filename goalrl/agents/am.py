@@ -38,12 +38,12 @@ from goalrl.agents.base import (
     batch_images,
     batch_proprio,
     q_output,
-    resolve_device,
     to_tensor,
 )
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
+    check_neg_source,
     negative_candidates,
     negative_loss,
     polyak_update,
@@ -112,15 +112,10 @@ class AMAgent(SeededAgent):
         *,
         seed: int = 0,
     ) -> None:
-        self.cfg = cfg
-        self.device = resolve_device(device)
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.action_dim = int(action_dim)
-        self.proprio_dim = int(proprio_dim) if (proprio_dim and cfg.use_proprio) else None
-        # Initialise weights from ``seed`` without touching the global torch RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)  # CPU only; CUDA RNG untouched
-            self.q = GoalQNetwork(
+        check_neg_source(cfg.neg_source)
+        self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
+        self.q = self.build_seeded(
+            lambda: GoalQNetwork(
                 self.image_shape,
                 self.action_dim,
                 proprio_dim=self.proprio_dim,
@@ -131,7 +126,9 @@ class AMAgent(SeededAgent):
                 head_hidden_dim=cfg.head_hidden_dim,
                 num_heads=cfg.num_q_heads,
                 stem_stride=cfg.stem_stride,
-            ).to(self.device)
+            ).to(self.device),
+            seed,
+        )
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         # Gradients flow through train_net: the network itself, or DistributedDataParallel(q)
         # when goalrl.train runs under torchrun (DDP syncs gradients in its backward hooks).
@@ -139,9 +136,6 @@ class AMAgent(SeededAgent):
         self.optimizer = torch.optim.AdamW(
             self.q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self.step = 0
 
     # --- batches ---
 

@@ -109,13 +109,44 @@ def q_output(q: torch.Tensor, reduce: str, *, squeeze: bool, single: bool) -> np
 
 
 class SeededAgent:
-    """RNG and resume plumbing; subclasses set ``cfg`` (a dataclass), ``generator``,
-    ``optimizer`` and ``step``."""
+    """RNG and resume plumbing; subclasses call ``_setup`` first and then set ``optimizer``."""
 
     cfg: Any
+    device: torch.device
+    image_shape: tuple[int, int, int]
+    action_dim: int
+    proprio_dim: int | None
     generator: torch.Generator
     optimizer: torch.optim.Optimizer
     step: int
+
+    def _setup(
+        self,
+        cfg: Any,
+        image_shape: tuple[int, int, int],
+        action_dim: int,
+        proprio_dim: int | None,
+        device: str | torch.device,
+        seed: int,
+    ) -> None:
+        """Config, device, shapes (proprio only when ``cfg.use_proprio``), a generator seeded
+        with ``seed`` and step 0."""
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.action_dim = int(action_dim)
+        self.proprio_dim = int(proprio_dim) if (proprio_dim and cfg.use_proprio) else None
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.step = 0
+
+    @staticmethod
+    def build_seeded(make: Any, seed: int) -> Any:
+        """``make()`` with weights initialised from ``seed``, leaving the global torch RNG as it
+        was (CPU generator only; the CUDA RNG is untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            return make()
 
     def seed(self, seed: int) -> None:
         """Reseed the agent's generator (augmentation, CEM, negatives, exploration noise)."""

@@ -27,7 +27,6 @@ from goalrl.agents.base import (
     autocast_context,
     batch_images,
     batch_proprio,
-    resolve_device,
     to_tensor,
 )
 from goalrl.agents.losses import gaussian_nll
@@ -69,14 +68,9 @@ class GCBCAgent(SeededAgent):
         *,
         seed: int = 0,
     ) -> None:
-        self.cfg = cfg
-        self.device = resolve_device(device)
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.action_dim = int(action_dim)
-        self.proprio_dim = int(proprio_dim) if (proprio_dim and cfg.use_proprio) else None
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)  # CPU only; CUDA RNG untouched
-            self.policy = GaussianPolicyNetwork(
+        self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
+        self.policy = self.build_seeded(
+            lambda: GaussianPolicyNetwork(
                 self.image_shape,
                 self.action_dim,
                 proprio_dim=self.proprio_dim,
@@ -87,15 +81,14 @@ class GCBCAgent(SeededAgent):
                 log_std_min=cfg.log_std_min,
                 log_std_max=cfg.log_std_max,
                 stem_stride=cfg.stem_stride,
-            ).to(self.device)
+            ).to(self.device),
+            seed,
+        )
         # gradients flow through train_net: the policy, or DistributedDataParallel(policy)
         self.train_net: torch.nn.Module = self.policy
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self.step = 0
 
     def _proprio(self, x: Any) -> torch.Tensor | None:
         return batch_proprio(x, self.proprio_dim, self.device)

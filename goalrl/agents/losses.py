@@ -48,6 +48,12 @@ def bce_q_loss(
 NEGATIVE_SOURCES = ("uniform", "batch", "mixed")
 
 
+def check_neg_source(source: str) -> None:
+    """ValueError naming the field unless ``source`` is one of NEGATIVE_SOURCES."""
+    if source not in NEGATIVE_SOURCES:
+        raise ValueError(f"agent.neg_source must be one of {NEGATIVE_SOURCES}, got {source!r}")
+
+
 def negative_candidates(
     actions: torch.Tensor,
     num: int,
@@ -64,8 +70,7 @@ def negative_candidates(
     data's action statistics, so only their fit to (o, g) tells them apart. "mixed": the first
     half of the N candidates from the batch, the rest uniform (covers the whole box for CEM).
     """
-    if source not in NEGATIVE_SOURCES:
-        raise ValueError(f"negative source must be one of {NEGATIVE_SOURCES}, got {source!r}")
+    check_neg_source(source)
     bsz, adim = actions.shape
     dev = actions.device
     gen_device = generator.device if generator is not None else dev

@@ -49,6 +49,7 @@ from goalrl.agents.base import SeededAgent, autocast_context, batch_images, batc
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
+    check_neg_source,
     negative_candidates,
     negative_loss,
     polyak_update,
@@ -133,14 +134,14 @@ class TaskQAgent(SeededAgent):
         *,
         seed: int = 0,
     ) -> None:
+        check_neg_source(cfg.neg_source)
         self.cfg = cfg
         # network, target network, generator and the auxiliary loss live in the goal agent
         self.goal_agent = AMAgent(cfg.am, image_shape, action_dim, proprio_dim, device, seed=seed)
         self.goal_agent.optimizer = None  # the task agent's optimiser steps the shared network
-        self.device = self.goal_agent.device
-        self.image_shape = self.goal_agent.image_shape
-        self.action_dim = self.goal_agent.action_dim
-        self.proprio_dim = self.goal_agent.proprio_dim
+        g = self.goal_agent
+        self.device, self.image_shape = g.device, g.image_shape
+        self.action_dim, self.proprio_dim = g.action_dim, g.proprio_dim
         self.q = self.goal_agent.q
         self.q_target = self.goal_agent.q_target
         self.generator = self.goal_agent.generator

@@ -263,3 +263,8 @@ def test_act_returns_the_q_value_of_its_action() -> None:
     assert action.shape == (4,) and np.ndim(q) == 0
     expected = agent.q_values(obs, goal, action[None], reduce="min")
     np.testing.assert_allclose(q, np.asarray(expected).reshape(-1)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_negative_source_is_refused_when_the_agent_is_built() -> None:
+    with pytest.raises(ValueError, match="agent.neg_source.*'policy'"):
+        AMAgent(tiny_cfg(neg_source="policy"), (SIZE, SIZE, 3), A)

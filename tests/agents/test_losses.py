@@ -158,7 +158,7 @@ def test_uniform_and_mixed_negatives() -> None:
 def test_negative_candidates_edge_cases() -> None:
     one = negative_candidates(_distinct_actions(1), 4, "batch", torch.Generator().manual_seed(0))
     assert one.shape == (1, 4, 4) and (one[..., 3].abs() < 1.0).all()  # falls back to uniform
-    with pytest.raises(ValueError, match="negative source"):
+    with pytest.raises(ValueError, match="agent.neg_source"):
         negative_candidates(_distinct_actions(4), 4, "policy")
     a = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))
     b = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))

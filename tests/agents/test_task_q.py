@@ -156,3 +156,8 @@ def test_state_round_trips_through_a_checkpoint(tmp_path) -> None:
     np.testing.assert_array_equal(other.q_values(obs, None, acts), agent.q_values(obs, None, acts))
     assert other.step == 1
     assert other.update(task_batch(seed=3)) == agent.update(task_batch(seed=3))
+
+
+def test_unknown_negative_source_is_refused_when_the_task_agent_is_built() -> None:
+    with pytest.raises(ValueError, match="agent.neg_source.*'nearby'"):
+        TaskQAgent(cfg(neg_source="nearby"), (SIZE, SIZE, 3), A)
