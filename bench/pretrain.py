@@ -272,6 +272,7 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
         "success_rate": summary["eval"]["success_rate"],
         "ci95": summary["eval"]["ci95"],
         "mean_final_distance": summary["eval"]["mean_final_distance"],
+        "mean_final_arm_distance": summary["eval"].get("mean_final_arm_distance"),
         "curve": summary["eval_curve"],
         "updates_per_s": summary["updates_per_s"],
         "minutes": (time.perf_counter() - t0) / 60,
@@ -291,7 +292,8 @@ def still_reference(scene: str, episodes: int) -> dict[str, Any]:
     return {
         "scene": scene, "method": "arm stays still (reference)",
         "success_rate": res["success_rate"], "ci95": res["ci95"],
-        "mean_final_distance": res["mean_final_distance"], "curve": [],
+        "mean_final_distance": res["mean_final_distance"],
+        "mean_final_arm_distance": res.get("mean_final_arm_distance"), "curve": [],
         "updates_per_s": None, "minutes": None, "run": None,
     }
 
@@ -393,15 +395,16 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
         f"Total wall time {res['total_minutes']:.1f} min, load average "
         f"{m['load_before']:.2f} before and {m.get('load_after', float('nan')):.2f} after.",
         "",
-        "| scene | method | success | 95% interval | mean final distance (m) | updates/s "
-        "| minutes |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "| scene | method | success | 95% interval | mean final distance (m) "
+        "| arm to the pictured arm (m) | updates/s | minutes |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in res["runs"]:
         lo, hi = r["ci95"]
         lines.append(
             f"| {r['scene']} | {r['method']} | {100 * r['success_rate']:.0f}% "
             f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_final_distance']:.3f} "
+            f"| {fmt(r.get('mean_final_arm_distance'), '.3f')} "
             f"| {fmt(r['updates_per_s'])} | {fmt(r['minutes'])} |"
         )
     if res.get("note"):

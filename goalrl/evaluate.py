@@ -27,6 +27,9 @@ class Rollout:
     success: bool  # goal met at the last step
     final_distance: float  # goal distance at the last step (m)
     steps: int
+    # tcp to the arm pose pictured in the goal image at the last step (m); None when the env
+    # does not report it. Low arm and high goal distance: the policy copied the arm only.
+    final_arm_distance: float | None = None
     frames: list[np.ndarray] = field(default_factory=list)  # camera images, (H, W, 3) each
     goal_image: np.ndarray | None = None
     q_values: list[float] = field(default_factory=list)
@@ -72,6 +75,7 @@ def run_rollout(
         done = terminated or truncated
     result.success = bool(info["is_success"])
     result.final_distance = float(info["distance"])
+    result.final_arm_distance = info.get("arm_distance")
     return result
 
 
@@ -115,8 +119,16 @@ def evaluate_policy(
         "success_rate": successes / max(1, len(rollouts)),
         "ci95": [low, high],
         "mean_final_distance": float(np.mean([r.final_distance for r in rollouts])),
+        "mean_final_arm_distance": mean_or_none([r.final_arm_distance for r in rollouts]),
         "videos": video_paths,
     }
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    """Mean of the values, or None when any is missing (an env that does not report it)."""
+    if not values or any(v is None for v in values):
+        return None
+    return float(np.mean(values))
 
 
 # ---- videos -------------------------------------------------------------------------------

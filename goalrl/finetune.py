@@ -32,7 +32,13 @@ import torch
 
 from goalrl.agents import AMConfig
 from goalrl.agents.task_q import ARCHITECTURE_FIELDS, TaskQAgent, TaskQConfig
-from goalrl.train import TrainingError, check_dataset_fits, check_finite, evaluate_agent
+from goalrl.train import (
+    TrainingError,
+    check_dataset_fits,
+    check_finite,
+    evaluate_agent,
+    log_eval,
+)
 
 ONLINE_SEED_OFFSET = 500_000  # online episodes use env seeds from here (eval seeds: 1,000,000+)
 Q_AGENTS = ("am", "task")  # checkpoint kinds with a Q network to fine-tune
@@ -379,8 +385,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         result = evaluate_agent(agent, cfg.task, cfg, image_size, videos=videos)
         curve.append({"step": step, "phase": phase, "success_rate": result["success_rate"],
                       "ci95": result["ci95"]})
-        writer.add_scalar("eval/success_rate", result["success_rate"], step)
-        writer.add_scalar("eval/mean_final_distance", result["mean_final_distance"], step)
+        log_eval(writer, result, step)
         return result
 
     total = cfg.steps + cfg.online_steps

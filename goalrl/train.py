@@ -280,10 +280,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                     and env_id
                 ):
                     result = evaluate_agent(agent, env_id, cfg, dataset.image_shape[0], videos=0)
-                    writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
-                    writer.add_scalar(
-                        "eval/mean_final_distance", result["mean_final_distance"], run.step
-                    )
+                    log_eval(writer, result, run.step)
                     run.history.append(eval_point(run.step, result))
         finally:
             batches.close()
@@ -302,7 +299,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             summary["eval"] = result
             run.history.append(eval_point(run.step, result))
             if writer:
-                writer.add_scalar("eval/success_rate", result["success_rate"], run.step)
+                log_eval(writer, result, run.step)
         if writer:
             writer.close()
         return summary if info.is_main else {}
@@ -310,12 +307,20 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         shutdown(info)
 
 
-def eval_point(step: int, result: dict[str, Any]) -> dict[str, float]:
+def eval_point(step: int, result: dict[str, Any]) -> dict[str, float | None]:
     return {
         "step": step,
         "success_rate": result["success_rate"],
         "mean_final_distance": result["mean_final_distance"],
+        "mean_final_arm_distance": result.get("mean_final_arm_distance"),
     }
+
+
+def log_eval(writer: Any, result: dict[str, Any], step: int) -> None:
+    """TensorBoard scalars of an evaluation (``evaluate_policy``'s result)."""
+    for key in ("success_rate", "mean_final_distance", "mean_final_arm_distance"):
+        if result.get(key) is not None:
+            writer.add_scalar(f"eval/{key}", result[key], step)
 
 
 def check_finite(stats: dict[str, float], step: int, max_loss: float, out: Path) -> None:

@@ -46,6 +46,14 @@ def config(data: Path, out: Path, **kw) -> PretrainConfig:
     return PretrainConfig(**defaults)
 
 
+def scalar_tags(event_file: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(event_file))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
 def test_pretrain_writes_checkpoints_tensorboard_and_evaluates(reach_data, tmp_path) -> None:
     summary = pretrain(
         config(reach_data, tmp_path / "run", eval_episodes=1, videos=1, eval_every=3)
@@ -55,7 +63,12 @@ def test_pretrain_writes_checkpoints_tensorboard_and_evaluates(reach_data, tmp_p
     assert [p["step"] for p in summary["eval_curve"]] == [3, 6]
     assert summary["eval_curve"][-1]["success_rate"] == summary["eval"]["success_rate"]
     assert (tmp_path / "run" / "checkpoints" / "step_0000006").is_dir()
-    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    assert events
+    assert {"eval/success_rate", "eval/mean_final_distance", "eval/mean_final_arm_distance"} <= (
+        scalar_tags(events[0])
+    )
+    assert summary["eval_curve"][0]["mean_final_arm_distance"] >= 0.0
     assert summary["eval"]["episodes"] == 1 and summary["eval"]["seeds"] == [1_000_000, 1_000_000]
     assert Path(summary["eval"]["videos"][0]).stat().st_size > 0
     agent, meta = load_agent(tmp_path / "run")

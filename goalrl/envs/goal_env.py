@@ -220,7 +220,13 @@ class TabletopGoalEnv(GoalEnv):
 
     def _info(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
         ag, dg = obs["achieved_goal"], obs["desired_goal"]
-        return {
+        info = {
             "is_success": bool(is_success(self.task, ag, dg, self.distance_threshold)),
             "distance": float(goal_distance(self.task, ag, dg)),
         }
+        if self.goal_layout is not None:
+            # the arm pictured in the goal image is not part of the goal, but how close the
+            # arm gets to it tells a policy that copies the arm from one that moves objects
+            tcp_error = self.arm.tcp_position() - self.goal_layout.tcp
+            info["arm_distance"] = float(np.linalg.norm(tcp_error))
+        return info

@@ -191,3 +191,17 @@ def test_async_vector_env_runs() -> None:
 def test_unknown_task_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown task 'Nope'"):
         TabletopGoalEnv("Nope")
+
+
+def test_info_reports_the_arm_distance_to_the_pictured_arm() -> None:
+    env = make("goalrl/Push-v0")
+    _, info = env.reset(seed=2)
+    u = env.unwrapped
+    expected = np.linalg.norm(u.arm.tcp_position() - u.goal_layout.tcp)
+    assert info["arm_distance"] == pytest.approx(expected) and expected > 0.05
+    # the arm teleported into the pictured pose: arm distance ~0, the object still far
+    u.arm.teleport(u.goal_layout.tcp, u.goal_layout.yaw, u.goal_layout.opening)
+    _, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
+    assert info["arm_distance"] < 0.01
+    assert info["distance"] > 0.05 and not info["is_success"]
+    env.close()
