@@ -280,17 +280,41 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
     }
 
 
-def still_reference(scene: str, episodes: int) -> dict[str, Any]:
-    """Success of an arm that never moves, on the same held-out goals: the floor that goal
-    images already satisfied at the start (object placed within 5 cm by chance) give."""
-    from goalrl.evaluate import evaluate_policy
+def reference_rows(scene: str, episodes: int) -> list[dict[str, Any]]:
+    """Policies without training on the same held-out goals, to read the learners against.
+
+    - an arm that never moves: the floor that goals already met at the start (object placed
+      within 5 cm by chance) give;
+    - on Push, a noise-free scripted pusher that reads the goal layout (``GoalPushPolicy``):
+      what the scene allows a policy with privileged state in one episode.
+    """
+    import gymnasium as gym
+
+    from goalrl.envs.play import GoalPushPolicy
+    from goalrl.evaluate import EVAL_SEED_OFFSET, evaluate_policy, run_rollout, summarize_rollouts
 
     def still(obs_image, goal_image, proprio):
         return np.zeros(ACTION_DIM, dtype=np.float32), None
 
-    res = evaluate_policy(SCENES[scene], still, episodes, image_size=IMAGE, progress=False)
+    rows = [reference_row(scene, "arm stays still (reference)", evaluate_policy(
+        SCENES[scene], still, episodes, image_size=IMAGE, progress=False))]
+    if scene == "push":
+        env = gym.make(SCENES[scene], image_size=IMAGE)
+        pusher = GoalPushPolicy(env.unwrapped, seed=0)
+        rollouts = []
+        for i in range(episodes):
+            pusher.reset()  # its skill generator starts at the first action, after env.reset
+            policy = lambda o, g, p: (pusher(), None)  # noqa: E731
+            rollouts.append(run_rollout(env, policy, EVAL_SEED_OFFSET + i))
+        env.close()
+        rows.append(reference_row(scene, "scripted pusher, privileged state (reference)",
+                                  summarize_rollouts(SCENES[scene], rollouts)))
+    return rows
+
+
+def reference_row(scene: str, method: str, res: dict[str, Any]) -> dict[str, Any]:
     return {
-        "scene": scene, "method": "arm stays still (reference)",
+        "scene": scene, "method": method,
         "success_rate": res["success_rate"], "ci95": res["ci95"],
         "mean_final_distance": res["mean_final_distance"],
         "mean_final_arm_distance": res.get("mean_final_arm_distance"), "curve": [],
@@ -323,7 +347,9 @@ def run_success(args: argparse.Namespace) -> dict[str, Any]:
             runs = pool.starmap(train_one, jobs, chunksize=1)
     else:
         runs = [train_one(*job) for job in jobs]
-    result["runs"] = runs + [still_reference(scene, prof.eval_episodes) for scene in scenes]
+    result["runs"] = runs + [
+        row for scene in scenes for row in reference_rows(scene, prof.eval_episodes)
+    ]
     for run in runs:
         print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
     result["total_minutes"] = (time.perf_counter() - t0) / 60
@@ -479,12 +505,14 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
                                     (2 * i + 1, "mean_final_distance", "mean final distance (m)")):
                 ax = axes[row][col]
                 scale = 100 if key == "success_rate" else 1
+                ref_styles = iter(["--", ":", "-."])
                 for r in runs:
                     if r["curve"]:
                         ax.plot([p["step"] for p in r["curve"]],
                                 [scale * p[key] for p in r["curve"]], marker="o", label=r["method"])
                     else:  # a reference without training: a flat line
-                        ax.axhline(scale * r[key], color="grey", ls="--", label=r["method"])
+                        ax.axhline(scale * r[key], color="grey", ls=next(ref_styles, "--"),
+                                   label=r["method"])
                 ax.set_title(f"{SCENES[scene]} ({res['profile']} profile)")
                 ax.set_xlabel("updates")
                 ax.set_ylabel(label)

@@ -110,17 +110,22 @@ def evaluate_policy(
             rollouts.append(r)
     finally:
         env.close()
+    return {**summarize_rollouts(env_id, rollouts), "videos": video_paths}
+
+
+def summarize_rollouts(env_id: str, rollouts: list[Rollout]) -> dict[str, Any]:
+    """Success rate with its 95% interval and mean final distances of finished rollouts."""
     successes = sum(r.success for r in rollouts)
     low, high = wilson_interval(successes, len(rollouts))
+    seeds = [r.seed for r in rollouts]
     return {
         "env": env_id,
         "episodes": len(rollouts),
-        "seeds": [seed_start, seed_start + episodes - 1],
+        "seeds": [min(seeds), max(seeds)] if seeds else [],
         "success_rate": successes / max(1, len(rollouts)),
         "ci95": [low, high],
         "mean_final_distance": float(np.mean([r.final_distance for r in rollouts])),
         "mean_final_arm_distance": mean_or_none([r.final_arm_distance for r in rollouts]),
-        "videos": video_paths,
     }
 
 
