@@ -486,47 +486,61 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
     succ = [(k, v) for k, v in results.items() if "runs" in v]
     if not succ:
         return False
-    # per profile: a row of success curves and a row of final-distance curves, one column
-    # per scene; only measured points (no made-up value at step 0)
+    # per profile: a row of curves per metric (success, object distance, and the arm's
+    # distance to the pictured arm where the runs recorded it), one column per scene; only
+    # measured points (no made-up value at step 0)
     def scenes_of(res: dict[str, Any]) -> list[str]:
         return [s for s in SCENES if any(r["scene"] == s for r in res["runs"])]
 
+    def metrics_of(res: dict[str, Any]) -> list[tuple[str, str]]:
+        metrics = [("success_rate", "success on held-out goals (%)"),
+                   ("mean_final_distance", "mean final goal distance (m)")]
+        if any(r.get("mean_final_arm_distance") is not None for r in res["runs"]):
+            metrics.append(("mean_final_arm_distance", "arm to the pictured arm (m)"))
+        return metrics
+
     ncols = max(len(scenes_of(res)) for _, res in succ)
-    fig, axes = plt.subplots(
-        2 * len(succ), ncols, figsize=(5 * ncols, 6.6 * len(succ)), squeeze=False
-    )
-    for i, (_name, res) in enumerate(succ):
+    nrows = sum(len(metrics_of(res)) for _, res in succ)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.3 * nrows), squeeze=False)
+    row0 = 0
+    for _name, res in succ:
+        metrics = metrics_of(res)
         for col in range(len(scenes_of(res)), ncols):  # a result with fewer scenes
-            axes[2 * i][col].axis("off")
-            axes[2 * i + 1][col].axis("off")
+            for k in range(len(metrics)):
+                axes[row0 + k][col].axis("off")
         for col, scene in enumerate(scenes_of(res)):
             runs = [r for r in res["runs"] if r["scene"] == scene]
-            for row, key, label in ((2 * i, "success_rate", "success on held-out goals (%)"),
-                                    (2 * i + 1, "mean_final_distance", "mean final distance (m)")):
-                ax = axes[row][col]
-                scale = 100 if key == "success_rate" else 1
-                ref_styles = iter(["--", ":", "-."])
-                for r in runs:
-                    if r["curve"]:
-                        ax.plot([p["step"] for p in r["curve"]],
-                                [scale * p[key] for p in r["curve"]], marker="o", label=r["method"])
-                    else:  # a reference without training: a flat line
-                        ax.axhline(scale * r[key], color="grey", ls=next(ref_styles, "--"),
-                                   label=r["method"])
-                ax.set_title(f"{SCENES[scene]} ({res['profile']} profile)")
-                ax.set_xlabel("updates")
-                ax.set_ylabel(label)
-                if key == "success_rate":
-                    ax.set_ylim(0, 100)
-                ax.grid(alpha=0.3)
-                if runs:
-                    ax.legend(fontsize=7)
+            for k, (key, label) in enumerate(metrics):
+                plot_metric(axes[row0 + k][col], runs, key, label)
+                axes[row0 + k][col].set_title(f"{SCENES[scene]} ({res['profile']} profile)")
+        row0 += len(metrics)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     os.replace(tmp, path)
     plt.close(fig)
     return True
+
+
+def plot_metric(ax: Any, runs: list[dict[str, Any]], key: str, label: str) -> None:
+    """One metric of one scene: a curve per trained run, a flat line per reference."""
+    scale = 100 if key == "success_rate" else 1
+    ref_styles = iter(["--", ":", "-."])
+    for r in runs:
+        if r["curve"]:
+            points = [(p["step"], p.get(key)) for p in r["curve"] if p.get(key) is not None]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, [scale * v for v in values], marker="o", label=r["method"])
+        elif r.get(key) is not None:  # a reference without training: a flat line
+            ax.axhline(scale * r[key], color="grey", ls=next(ref_styles, "--"), label=r["method"])
+    ax.set_xlabel("updates")
+    ax.set_ylabel(label)
+    if key == "success_rate":
+        ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(fontsize=7)
 
 
 def write_report() -> Path:
