@@ -65,6 +65,10 @@ class ReachResult:
     action_ms: list[float] = field(default_factory=list)  # action-selection time per step
     seed: int | None = None  # env seed of the episode start (None: continued from before)
     notes: list[str] = field(default_factory=list)  # goal conversions and warnings
+    # tcp to the arm pose in the goal image (m), at the last step and before the first;
+    # None when the goal is only a picture
+    final_arm_distance: float | None = None
+    start_arm_distance: float | None = None
 
     @property
     def goal_state_known(self) -> bool:
@@ -76,6 +80,8 @@ class ReachResult:
             "success": self.success,
             "final_distance": self.final_distance,
             "start_distance": self.start_distance,
+            "final_arm_distance": self.final_arm_distance,
+            "start_arm_distance": self.start_arm_distance,
             "image_distance": round(self.image_distance, 5),
             "start_image_distance": round(self.start_image_distance, 5),
             "goal_state_known": self.goal_state_known,
@@ -324,8 +330,8 @@ class GoalReacher:
         obs = self._obs
         frames = [obs["image"].copy()] if keep_frames else []
         start_image_distance = image_distance(obs["image"], goal.image)
-        success, distance = self._measure() if known else (None, None)
-        start_distance = distance
+        success, distance, arm_distance = self._measure() if known else (None, None, None)
+        start_distance, start_arm_distance = distance, arm_distance
         reached_at = 0 if success else None
         q_values: list[float] = []
         action_ms: list[float] = []
@@ -345,7 +351,7 @@ class GoalReacher:
             if keep_frames:
                 frames.append(obs["image"].copy())
             if known:
-                success, distance = self._measure()
+                success, distance, arm_distance = self._measure()
                 if success and reached_at is None:
                     reached_at = steps
             if on_step is not None:
@@ -356,6 +362,8 @@ class GoalReacher:
             success=success,
             final_distance=distance,
             start_distance=start_distance,
+            final_arm_distance=arm_distance,
+            start_arm_distance=start_arm_distance,
             image_distance=image_distance(obs["image"], goal.image),
             start_image_distance=start_image_distance,
             steps=steps,
@@ -382,7 +390,8 @@ class GoalReacher:
         self.core.set_goal(goal.layout)
         return notes
 
-    def _measure(self) -> tuple[bool, float]:
+    def _measure(self) -> tuple[bool, float, float | None]:
+        """Goal met, goal distance and arm distance to the pictured arm, now."""
         from goalrl.envs.tasks import goal_distance, is_success
 
         achieved, desired = self.core.achieved_goal(), self.core.goal
@@ -390,6 +399,7 @@ class GoalReacher:
         return (
             bool(is_success(task, achieved, desired, threshold)),
             float(goal_distance(task, achieved, desired)),
+            self.core.arm_distance(),
         )
 
     def close(self) -> None:

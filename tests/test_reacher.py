@@ -195,6 +195,11 @@ def test_reach_a_captured_goal_round_trip(arm) -> None:
     _, info = env.reset(seed=seed)
     env.close()
     assert result.start_distance == pytest.approx(info["distance"], abs=1e-6)
+    assert result.start_arm_distance == pytest.approx(info["arm_distance"], abs=1e-6)
+    tcp = arm.core.arm.tcp_position()
+    assert result.final_arm_distance == pytest.approx(
+        float(np.linalg.norm(tcp - goal.layout.tcp)), abs=1e-6
+    )
     json.dumps(result.summary())  # JSON-able as it is
 
 
@@ -206,6 +211,7 @@ def test_chained_commands_continue_from_where_the_last_ended(arm) -> None:
     np.testing.assert_array_equal(second.frames[0], first.frames[-1])
     assert second.seed is None and second.steps == 2
     assert second.success is None and second.final_distance is None  # state unknown
+    assert second.final_arm_distance is None and second.start_arm_distance is None
     assert 0.0 <= second.image_distance <= 1.0
     assert any("resized from 30x40" in n for n in second.notes)
 

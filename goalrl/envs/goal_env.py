@@ -224,9 +224,17 @@ class TabletopGoalEnv(GoalEnv):
             "is_success": bool(is_success(self.task, ag, dg, self.distance_threshold)),
             "distance": float(goal_distance(self.task, ag, dg)),
         }
-        if self.goal_layout is not None:
-            # the arm pictured in the goal image is not part of the goal, but how close the
-            # arm gets to it tells a policy that copies the arm from one that moves objects
-            tcp_error = self.arm.tcp_position() - self.goal_layout.tcp
-            info["arm_distance"] = float(np.linalg.norm(tcp_error))
+        arm = self.arm_distance()
+        if arm is not None:
+            info["arm_distance"] = arm
         return info
+
+    def arm_distance(self) -> float | None:
+        """Metres from the tcp to the arm pose pictured in the goal image (None: no goal yet).
+
+        The pictured arm is not part of the goal, but how close the arm gets to it tells a
+        policy that copies the arm from one that moves the objects.
+        """
+        if self.goal_layout is None:
+            return None
+        return float(np.linalg.norm(self.arm.tcp_position() - self.goal_layout.tcp))
