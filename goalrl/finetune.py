@@ -222,32 +222,14 @@ def success_frame_images(dataset: Any) -> np.ndarray:
 
 def record_episode(env: Any, agent: TaskQAgent, seed: int, explore_std: float) -> Any:
     """One episode of the current policy with exploration noise, as EpisodeData."""
-    from goalrl.data.storage import EpisodeData
+    from goalrl.data.recording import record_rollout
 
-    obs, info = env.reset(seed=seed)
-    images, proprio, achieved = [obs["image"]], [obs["observation"]], [obs["achieved_goal"]]
-    success, actions, rewards = [info["is_success"]], [], []
-    done = False
-    while not done:
-        action = agent.act(obs["image"], None, obs["observation"], explore_std=explore_std)
-        obs, reward, terminated, truncated, info = env.step(action)
-        actions.append(action)
-        rewards.append(reward)
-        images.append(obs["image"])
-        proprio.append(obs["observation"])
-        achieved.append(obs["achieved_goal"])
-        success.append(info["is_success"])
-        done = terminated or truncated
-    return EpisodeData(
-        images=np.stack(images),  # (T+1, H, W, 3)
-        actions=np.stack(actions).astype(np.float32),  # (T, A)
-        proprio=np.stack(proprio).astype(np.float32),  # (T+1, P)
-        rewards=np.asarray(rewards, dtype=np.float32),  # (T,)
-        success=np.asarray(success, dtype=bool),  # (T+1,)
-        achieved_goal=np.stack(achieved).astype(np.float32),  # (T+1, G)
-        seed=seed,
-        info={"policy": "finetune-online", "explore_std": explore_std, "step": agent.step},
-    )
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return agent.act(obs["image"], None, obs["observation"], explore_std=explore_std)
+
+    episode, _ = record_rollout(env, act, seed)
+    episode.info = {"policy": "finetune-online", "explore_std": explore_std, "step": agent.step}
+    return episode
 
 
 class OnlineCollector:

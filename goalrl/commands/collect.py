@@ -54,47 +54,26 @@ def run_episode(
     import gymnasium as gym
 
     import goalrl  # noqa: F401  (registers the ids in worker processes)
-    from goalrl.data.storage import EpisodeData
+    from goalrl.data.recording import record_rollout
     from goalrl.envs.play import GraspAttemptPolicy, PlayPolicy
 
     env = gym.make(env_id, image_size=image_size)
     try:
-        obs, info = env.reset(seed=seed)
         noise = {} if waypoint_noise is None else {"waypoint_noise": waypoint_noise}
         scripted = GraspAttemptPolicy if policy == "grasp" else PlayPolicy
         actor = scripted(env.unwrapped, seed=seed, action_noise=action_noise, **noise)
-        images, proprio, achieved, success = [obs["image"]], [obs["observation"]], [], []
-        achieved.append(obs["achieved_goal"])
-        success.append(info["is_success"])
-        actions, rewards = [], []
-        done = False
-        while not done:
+
+        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
             if policy in ("play", "grasp"):
-                action = actor(obs)
-            else:
-                action = actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
-            obs, reward, terminated, truncated, info = env.step(action)
-            actions.append(action)
-            rewards.append(reward)
-            images.append(obs["image"])
-            proprio.append(obs["observation"])
-            achieved.append(obs["achieved_goal"])
-            success.append(info["is_success"])
-            done = terminated or truncated
-        episode = EpisodeData(
-            images=np.stack(images),  # (T+1, H, W, 3)
-            actions=np.stack(actions).astype(np.float32),  # (T, A)
-            proprio=np.stack(proprio).astype(np.float32),  # (T+1, 5)
-            rewards=np.asarray(rewards, dtype=np.float32),  # (T,)
-            success=np.asarray(success, dtype=bool),  # (T+1,)
-            achieved_goal=np.stack(achieved).astype(np.float32),  # (T+1, G)
-            seed=seed,
-            info={
-                "policy": policy,
-                "desired_goal": obs["desired_goal"].tolist(),
-                "skills": actor.stats.summary(),
-            },
-        )
+                return actor(obs)
+            return actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+
+        episode, obs = record_rollout(env, act, seed)
+        episode.info = {
+            "policy": policy,
+            "desired_goal": obs["desired_goal"].tolist(),
+            "skills": actor.stats.summary(),
+        }
         return CollectedEpisode(episode, obs["desired_goal_image"], actor.stats)
     finally:
         env.close()

@@ -146,12 +146,7 @@ class PlayPolicy:
         yield from self._go(np.array([*end, 0.1]), 1.0, max_steps=6)
 
     def _pick_place(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
-        obj = self.env.scene.position(spec.name)
-        yield from self._go(np.array([obj[0], obj[1], 0.12]), -1.0, max_steps=15)
-        obj = self.env.scene.position(spec.name)  # it may have been nudged
-        yield from self._go(np.array([obj[0], obj[1], max(obj[2], 0.015)]), -1.0, max_steps=8)
-        for _ in range(4):  # close and let the fingers settle on the object
-            yield self._full_action(np.zeros(3), 1.0)
+        yield from self._close_on(spec)
         here = self.env.arm.tcp_position()
         yield from self._go(np.array([here[0], here[1], 0.16]), 1.0, max_steps=8)
         lifted = self.env.scene.position(spec.name)[2] > spec.half_height + 0.05
@@ -170,6 +165,15 @@ class PlayPolicy:
         self.stats.record("pick_place", bool(lifted and placed))
 
     # ---- helpers --------------------------------------------------------------------------
+    def _close_on(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
+        """Open hand above the object, down onto it, then close the fingers on it."""
+        obj = self.env.scene.position(spec.name)
+        yield from self._go(np.array([obj[0], obj[1], 0.12]), -1.0, max_steps=15)
+        obj = self.env.scene.position(spec.name)  # it may have been nudged
+        yield from self._go(np.array([obj[0], obj[1], max(obj[2], 0.015)]), -1.0, max_steps=8)
+        for _ in range(4):  # close and let the fingers settle on the object
+            yield self._full_action(np.zeros(3), 1.0)
+
     def _place_target(self, spec: ObjectSpec) -> tuple[np.ndarray, float]:
         if self.env.task.container and self.rng.random() < 0.4:
             tray = self.env.scene.position("tray")
@@ -281,12 +285,7 @@ class GraspAttemptPolicy(PlayPolicy):
         return self._grasp(spec)
 
     def _grasp(self, spec: ObjectSpec) -> Iterator[np.ndarray]:
-        obj = self.env.scene.position(spec.name)
-        yield from self._go(np.array([obj[0], obj[1], 0.12]), -1.0, max_steps=15)
-        obj = self.env.scene.position(spec.name)  # it may have been nudged
-        yield from self._go(np.array([obj[0], obj[1], max(obj[2], 0.015)]), -1.0, max_steps=8)
-        for _ in range(4):  # close and let the fingers settle on the object
-            yield self._full_action(np.zeros(3), 1.0)
+        yield from self._close_on(spec)
         here = self.env.arm.tcp_position()
         self._hold_point = np.array([here[0], here[1], self.lift_z])
         yield from self._hold(max_steps=10, tolerance=0.01)
