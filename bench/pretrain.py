@@ -301,11 +301,14 @@ def reference_rows(scene: str, episodes: int) -> list[dict[str, Any]]:
     if scene == "push":
         env = gym.make(SCENES[scene], image_size=IMAGE)
         pusher = GoalPushPolicy(env.unwrapped, seed=0)
+
+        def push(obs_image, goal_image, proprio):
+            return pusher(), None
+
         rollouts = []
         for i in range(episodes):
             pusher.reset()  # its skill generator starts at the first action, after env.reset
-            policy = lambda o, g, p: (pusher(), None)  # noqa: E731
-            rollouts.append(run_rollout(env, policy, EVAL_SEED_OFFSET + i))
+            rollouts.append(run_rollout(env, push, EVAL_SEED_OFFSET + i))
         env.close()
         rows.append(reference_row(scene, "scripted pusher, privileged state (reference)",
                                   summarize_rollouts(SCENES[scene], rollouts)))
