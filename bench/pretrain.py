@@ -215,8 +215,10 @@ class Profile:
 
 
 PROFILES = {
+    # play data is cheap to collect (minutes) while updates are the budget, so the CPU profile
+    # trains on as many episodes as the GPU one: more pushes seen, same cost per update
     "cpu": Profile(steps=2000, batch_size=128, eval_episodes=40, eval_points=2,
-                   episodes={"push": 400, "rearrange": 300, "reach": 150}),
+                   episodes={"push": 2000, "rearrange": 2000, "reach": 150}),
     "gpu": Profile(steps=30000, batch_size=256, eval_episodes=100, eval_points=6,
                    episodes={"push": 2000, "rearrange": 2000, "reach": 1000}),
     "smoke": Profile(steps=20, batch_size=16, eval_episodes=2, eval_points=1,

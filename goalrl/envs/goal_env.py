@@ -38,6 +38,7 @@ class TabletopGoalEnv(GoalEnv):
         max_step: float = 0.03,
         max_yaw_step: float = 0.2,
         render_mode: str | None = "rgb_array",
+        goal_source: str | None = None,
     ) -> None:
         if isinstance(task, str):
             if task not in TASKS:
@@ -46,6 +47,7 @@ class TabletopGoalEnv(GoalEnv):
         if int(image_size) < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.task = task
+        self.goal_source = _check_goal_source(task, goal_source)
         self.image_size = int(image_size)
         self.yaw_control = bool(yaw)
         self.distance_threshold = float(distance_threshold)
@@ -87,7 +89,7 @@ class TabletopGoalEnv(GoalEnv):
         self.scene.restore(self._pristine)
         options = options or {}
         start = options.get("layout") or self.task.sample_layout(self.np_random)
-        goal = options.get("goal_layout") or self.task.sample_goal(self.np_random, start)
+        goal = options.get("goal_layout") or self._sample_goal(start)
         self.set_goal(goal)
         self.apply_layout(start)
         self.start_layout = start
@@ -97,10 +99,7 @@ class TabletopGoalEnv(GoalEnv):
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        a = self.check_action(action)
-        dyaw = a[4] * self.max_yaw_step if self.yaw_control else 0.0
-        self.arm.command(a[:3] * self.max_step, grip=float(a[3]), delta_yaw=dyaw)
-        self.scene.step_physics()
+        self.actuate(action)
         obs = self._observation()
         info = self._info(obs)
         reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], info))
@@ -146,8 +145,28 @@ class TabletopGoalEnv(GoalEnv):
             raise ValueError(f"action contains NaN or infinite values: {a.tolist()}")
         return np.clip(a, -1.0, 1.0)
 
+    def actuate(self, action: Any) -> None:
+        """Apply one action for one control step of physics (no rendering, no observation)."""
+        a = self.check_action(action)
+        dyaw = a[4] * self.max_yaw_step if self.yaw_control else 0.0
+        self.arm.command(a[:3] * self.max_step, grip=float(a[3]), delta_yaw=dyaw)
+        self.scene.step_physics()
+
+    def _sample_goal(self, start: Layout) -> Layout:
+        """The episode's goal: a future state of a scripted skill, or a drawn configuration."""
+        if self.goal_source == "play":
+            from goalrl.envs.play import play_goal  # play.py imports this module
+
+            # 1.5x the success radius: the start itself never counts as reached
+            goal = play_goal(self, start, self.np_random, 1.5 * self.distance_threshold)
+            self.scene.restore(self._pristine)
+            if goal is not None:
+                return goal
+        return self.task.sample_goal(self.np_random, start)
+
     def apply_layout(self, layout: Layout) -> None:
         """Teleport the arm and every object into ``layout`` (velocities zeroed)."""
+        self.scene.clear_contacts()  # the layout then simulates the same whatever came before
         if self.task.container:
             self.scene.set_pose("tray", layout.tray)
         for spec in self.task.objects:
@@ -238,3 +257,20 @@ class TabletopGoalEnv(GoalEnv):
         if self.goal_layout is None:
             return None
         return float(np.linalg.norm(self.arm.tcp_position() - self.goal_layout.tcp))
+
+
+GOAL_SOURCES = ("play", "layout")
+
+
+def _check_goal_source(task: Task, goal_source: str | None) -> str:
+    """``play`` where the task names goal skills (the default there), else ``layout``."""
+    if goal_source is None:
+        return "play" if task.goal_skills else "layout"
+    if goal_source not in GOAL_SOURCES:
+        raise ValueError(f"goal_source must be one of {GOAL_SOURCES}, got {goal_source!r}")
+    if goal_source == "play" and not task.goal_skills:
+        raise ValueError(
+            f"goal_source='play' needs a scene with goal skills; {task.name} has none "
+            f"(its goals come from goal_source='layout')"
+        )
+    return goal_source

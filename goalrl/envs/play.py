@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from goalrl.envs.goal_env import TabletopGoalEnv
-from goalrl.envs.tasks import OBJECT_HIGH, OBJECT_LOW, TRAY_FLOOR, ObjectSpec
+from goalrl.envs.tasks import OBJECT_HIGH, OBJECT_LOW, TRAY_FLOOR, Layout, ObjectSpec
 
 SKILLS = ("reach", "push", "pick_place", "random")
 # how often each scene starts each skill (skills that need objects are skipped without)
@@ -85,7 +85,7 @@ class PlayPolicy:
         """Next action (A,) float32 in [-1, 1]."""
         while True:
             if self._skill is None:
-                self._skill = self._start(self.rng.choice(self.skills, p=self.probs))
+                self._skill = self.draw_skill()
             try:
                 action = next(self._skill)
                 break
@@ -94,6 +94,10 @@ class PlayPolicy:
         noisy = action + self.rng.normal(0.0, self.action_noise, size=action.shape)
         noisy[3] = action[3]  # gripper commands stay crisp: noise there only drops objects
         return np.clip(noisy, -1.0, 1.0).astype(np.float32)
+
+    def draw_skill(self) -> Iterator[np.ndarray]:
+        """One skill of the mix, drawn by the weights: a generator of noise-free actions."""
+        return self._start(self.rng.choice(self.skills, p=self.probs))
 
     # ---- skills ---------------------------------------------------------------------------
     def _start(self, skill: str) -> Iterator[np.ndarray]:
@@ -201,6 +205,49 @@ class PlayPolicy:
         action[3] = grip
         return action
 
+
+
+GOAL_MARGIN = 0.03  # m: how far outside the object region a goal may leave an object
+
+
+def play_goal(
+    env: TabletopGoalEnv,
+    start: Layout,
+    rng: np.random.Generator,
+    min_move: float,
+    tries: int = 20,
+) -> Layout | None:
+    """A goal that is a reachable future state of ``start``, or None if none was found.
+
+    From ``start``, one noise-free scripted skill of the scene's ``goal_skills`` (push, or
+    pick-and-place) runs in the simulator for at most one episode's steps, without
+    rendering; its end state (objects where the skill left them, arm where it finished) is
+    the goal. A skill that moved no object by at least ``min_move`` (m), or left one more
+    than ``GOAL_MARGIN`` outside the object region or below the surface, is redrawn, so the
+    start never already counts as reached. Leaves the scene in a simulated state: the
+    caller puts it back.
+    """
+    weights = dict(env.task.goal_skills)
+    for _ in range(tries):
+        env.apply_layout(start)
+        policy = PlayPolicy(env, seed=int(rng.integers(2**32)), action_noise=0.0,
+                            waypoint_noise=0.0, skill_weights=weights)
+        for _, action in zip(range(env.task.max_episode_steps), policy.draw_skill()):
+            env.actuate(action)
+        end = env.current_layout()
+        moved = max(
+            float(np.linalg.norm(end.objects[name][:2] - start.objects[name][:2]))
+            for name in end.objects
+        )
+        on_table = all(
+            pose[2] > 0.0
+            and np.all(pose[:2] > OBJECT_LOW - GOAL_MARGIN)
+            and np.all(pose[:2] < OBJECT_HIGH + GOAL_MARGIN)
+            for pose in end.objects.values()
+        )
+        if moved >= min_move and on_table:
+            return end
+    return None
 
 
 class GoalPushPolicy(PlayPolicy):

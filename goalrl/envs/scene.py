@@ -52,6 +52,7 @@ class Scene:
             self.camera.fov_deg, 1.0, self.camera.near, self.camera.far
         )
         self.bodies: dict[str, int] = {}
+        self._movable: list[int] = []  # bodies without a fixed base (ids)
         self.load("table", "table.urdf", fixed=True)
 
     # ---- bodies -------------------------------------------------------------------------
@@ -70,8 +71,26 @@ class Scene:
         body = self.client.loadURDF(asset_path(urdf), basePosition=position, useFixedBase=fixed)
         if rgba is not None:
             self.client.changeVisualShape(body, -1, rgbaColor=rgba)
+        # restoreState does not restore bullet's sleeping (deactivation) state, so a body asleep
+        # in one history and awake in another makes the same restored state diverge
+        self.client.changeDynamics(body, -1, activationState=p.ACTIVATION_STATE_DISABLE_SLEEPING)
         self.bodies[name] = body
+        if not fixed:
+            self._movable.append(body)
         return body
+
+    def clear_contacts(self) -> None:
+        """Drop bullet's cached contact manifolds of every movable body.
+
+        Contacts warm-start the solver and survive teleports and restoreState, so the same
+        layout would otherwise simulate differently after different histories. Parking the
+        bodies apart, far below the table, and running collision detection removes their
+        overlapping pairs and with them the caches; callers then teleport the bodies back.
+        """
+        for i, body in enumerate(self._movable):
+            self.client.resetBasePositionAndOrientation(body, (10.0 * (i + 1), 0.0, -10.0),
+                                                        (0.0, 0.0, 0.0, 1.0))
+        self.client.performCollisionDetection()
 
     def set_pose(self, name: str, position: np.ndarray, quat: np.ndarray | None = None) -> None:
         """Teleport body ``name`` and zero its velocity."""

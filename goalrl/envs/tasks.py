@@ -80,6 +80,10 @@ class Task:
     max_episode_steps: int = 50
     p_in_tray: float = 0.0  # Rearrange: chance that a goal puts an object in the tray
     p_lifted_goal: float = 0.0  # PickPlace: chance that the goal holds the object in the air
+    # scripted skills (and weights) whose end states are this scene's goals by default: a goal
+    # is then a reachable future state of the start (goalrl.envs.play.play_goal); empty: goals
+    # come from ``sample_goal``
+    goal_skills: tuple[tuple[str, float], ...] = ()
 
     @property
     def goal_dim(self) -> int:
@@ -109,7 +113,11 @@ class Task:
         return Layout(tcp=tcp, objects=objects, tray=tray)
 
     def sample_goal(self, rng: np.random.Generator, start: Layout) -> Layout:
-        """A reachable goal configuration for an episode that starts at ``start``."""
+        """A goal configuration drawn directly (no simulation) for an episode from ``start``.
+
+        Objects anywhere on the table and the arm near one of them: reachable configurations,
+        but not necessarily within one episode (``goal_source="layout"`` of the env).
+        """
         goal = start.copy()
         if self.goal == "tcp":
             goal.tcp = np.array(
@@ -223,7 +231,10 @@ def goal_distance(task: Task, achieved: np.ndarray, desired: np.ndarray) -> np.n
 
 TASKS: dict[str, Task] = {
     "Reach": Task("Reach", objects=(), goal="tcp", max_episode_steps=30),
-    "Push": Task("Push", objects=(CUBE_RED,), goal="place", max_episode_steps=50),
+    "Push": Task(
+        "Push", objects=(CUBE_RED,), goal="place", max_episode_steps=50,
+        goal_skills=(("push", 1.0),),
+    ),
     "PickPlace": Task(
         "PickPlace", objects=(CUBE_RED,), goal="place", max_episode_steps=60, p_lifted_goal=0.5
     ),
@@ -234,6 +245,7 @@ TASKS: dict[str, Task] = {
         container=True,
         max_episode_steps=80,
         p_in_tray=0.35,
+        goal_skills=(("pick_place", 0.6), ("push", 0.4)),
     ),
     "Grasp": Task(
         "Grasp",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from goalrl.envs.play import PlayPolicy
@@ -70,3 +71,53 @@ def test_goal_pusher_refuses_scenes_it_cannot_solve() -> None:
     env = gym.make("goalrl/Rearrange-v0", image_size=16)
     with pytest.raises(ValueError, match="Rearrange"):
         GoalPushPolicy(env.unwrapped)
+
+
+# ---- goals as future states of scripted skills ------------------------------------------------
+def test_goals_are_reachable_future_states_not_the_start() -> None:
+    for env_id, max_move in [("goalrl/Push-v0", 0.25), ("goalrl/Rearrange-v0", 0.6)]:
+        env = gym.make(env_id, image_size=16)
+        u = env.unwrapped
+        assert u.goal_source == "play"
+        for seed in range(4):
+            _, info = env.reset(seed=seed)
+            start, goal = u.start_layout, u.goal_layout
+            moved = sorted(
+                float(np.linalg.norm(goal.objects[n][:2] - start.objects[n][:2]))
+                for n in goal.objects
+            )
+            assert 1.5 * u.distance_threshold <= moved[-1] <= max_move, (env_id, seed, moved)
+            assert not info["is_success"]  # the start never already counts as reached
+            if len(moved) > 1:
+                assert moved[0] < 0.01  # one skill moved one object: some other stayed put
+            # at rest on the table: every object above the surface, within its rest height
+            for spec in u.task.objects:
+                assert 0.0 < goal.objects[spec.name][2] < spec.half_height + 0.02
+
+
+def test_play_goal_depends_only_on_its_inputs() -> None:
+    from goalrl.envs.play import play_goal
+
+    env = gym.make("goalrl/Rearrange-v0", image_size=16)
+    u = env.unwrapped
+    env.reset(seed=3)
+    start = u.start_layout.copy()
+    first = play_goal(u, start, np.random.default_rng(0), min_move=0.075)
+    for a in np.random.default_rng(1).uniform(-1, 1, (20, 4)):  # another history in between
+        env.step(a)
+    again = play_goal(u, start, np.random.default_rng(0), min_move=0.075)
+    assert first is not None and again is not None
+    np.testing.assert_array_equal(first.tcp, again.tcp)
+    for name in first.objects:
+        np.testing.assert_array_equal(first.objects[name], again.objects[name])
+
+
+def test_goal_source_layout_and_bad_values() -> None:
+    env = gym.make("goalrl/Push-v0", image_size=16, goal_source="layout")
+    assert env.unwrapped.goal_source == "layout"
+    env.reset(seed=0)
+    assert gym.make("goalrl/Reach-v0", image_size=16).unwrapped.goal_source == "layout"
+    with pytest.raises(ValueError, match="Reach has none"):
+        gym.make("goalrl/Reach-v0", image_size=16, goal_source="play")
+    with pytest.raises(ValueError, match="'futures'"):
+        gym.make("goalrl/Push-v0", image_size=16, goal_source="futures")

@@ -205,3 +205,23 @@ def test_info_reports_the_arm_distance_to_the_pictured_arm() -> None:
     assert info["arm_distance"] < 0.01
     assert info["distance"] > 0.05 and not info["is_success"]
     env.close()
+
+
+def test_a_layout_simulates_the_same_whatever_came_before() -> None:
+    """Cached contacts survive teleports; apply_layout clears them (Scene.clear_contacts)."""
+    env = make("goalrl/Rearrange-v0")
+    u: TabletopGoalEnv = env.unwrapped
+    env.reset(seed=0)
+    layout = u.start_layout.copy()
+    push = np.array([0.0, 0.0, -1.0, 1.0])  # down onto whatever lies below the gripper
+
+    def simulate() -> np.ndarray:
+        u.apply_layout(layout)
+        for _ in range(15):
+            u.actuate(push)
+        return np.concatenate([u.scene.position(s.name) for s in u.task.objects])
+
+    first = simulate()
+    for a in np.random.default_rng(2).uniform(-1, 1, (25, 4)):
+        u.actuate(a)  # objects now rest in other places with other contacts
+    np.testing.assert_array_equal(first, simulate())
