@@ -61,7 +61,8 @@ def test_goal_pusher_reaches_most_push_goals() -> None:
     for seed in range(6):
         pusher.reset()
         rollouts.append(run_rollout(env, lambda o, g, p: (pusher(), None), seed))
-    assert sum(r.success for r in rollouts) >= 4  # measured: seeds 2-5 succeed, 0-1 end at 5-6 cm
+    # measured: all six succeed (0.1-2.4 cm); layout goals (goal_source=layout) are harder
+    assert sum(r.success for r in rollouts) >= 5
     assert max(r.final_distance for r in rollouts) < 0.1
 
 
