@@ -102,7 +102,8 @@ def main() -> None:
 `python bench/env_speed.py --steps {args.steps} --image-size {args.image_size}` on
 {platform.machine()} with {os.cpu_count()} cores, {time.strftime("%Y-%m-%d")}.
 Random actions, {args.image_size}x{args.image_size} images (TinyRenderer), 24 physics
-substeps per step; resets included where episodes end.
+substeps per step; resets included where episodes end (in Push and Rearrange a
+reset also simulates the scripted skill whose end state is the goal).
 
 {table}
 
