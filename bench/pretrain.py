@@ -282,38 +282,53 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
     }
 
 
-def reference_rows(scene: str, episodes: int) -> list[dict[str, Any]]:
-    """Policies without training on the same held-out goals, to read the learners against.
+def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dict[str, Any]]:
+    """Policies read against the learners on the same held-out goals.
 
     - an arm that never moves: the floor that goals already met at the start (object placed
       within 5 cm by chance) give;
+    - GCBC on privileged state (``state_reference.py``) with the learners' data, hindsight
+      goals and update budget: whether the budget allows the task when the object's
+      coordinates are given, not seen;
     - on Push, a noise-free scripted pusher that reads the goal layout (``GoalPushPolicy``):
       what the scene allows a policy with privileged state in one episode.
     """
     import gymnasium as gym
+    import torch
+    from state_reference import state_policy, train_state_gcbc
 
+    from goalrl.data.storage import EpisodeDataset
     from goalrl.envs.play import GoalPushPolicy
     from goalrl.evaluate import EVAL_SEED_OFFSET, evaluate_policy, run_rollout, summarize_rollouts
 
     def still(obs_image, goal_image, proprio):
         return np.zeros(ACTION_DIM, dtype=np.float32), None
 
-    rows = [reference_row(scene, "arm stays still (reference)", evaluate_policy(
-        SCENES[scene], still, episodes, image_size=IMAGE, progress=False))]
-    if scene == "push":
+    def rollouts_of(make_policy) -> dict[str, Any]:
         env = gym.make(SCENES[scene], image_size=IMAGE)
-        pusher = GoalPushPolicy(env.unwrapped, seed=0)
-
-        def push(obs_image, goal_image, proprio):
-            return pusher(), None
-
+        policy, before_episode = make_policy(env.unwrapped)
         rollouts = []
-        for i in range(episodes):
-            pusher.reset()  # its skill generator starts at the first action, after env.reset
-            rollouts.append(run_rollout(env, push, EVAL_SEED_OFFSET + i))
+        for i in range(prof.eval_episodes):
+            before_episode()
+            rollouts.append(run_rollout(env, policy, EVAL_SEED_OFFSET + i))
         env.close()
+        return summarize_rollouts(SCENES[scene], rollouts)
+
+    rows = [reference_row(scene, "arm stays still (reference)", evaluate_policy(
+        SCENES[scene], still, prof.eval_episodes, image_size=IMAGE, progress=False))]
+    torch.set_num_threads(1)
+    with EpisodeDataset(data) as ds:
+        net = train_state_gcbc(ds, prof.steps, prof.batch_size, seed=seed)
+    rows.append(reference_row(scene, "GCBC on privileged state (reference)", rollouts_of(
+        lambda env: (state_policy(net, env), lambda: None))))
+    if scene == "push":
+        def pusher_policy(env):
+            pusher = GoalPushPolicy(env, seed=0)
+            # its skill generator starts at the first action, after env.reset
+            return (lambda obs_image, goal_image, proprio: (pusher(), None)), pusher.reset
+
         rows.append(reference_row(scene, "scripted pusher, privileged state (reference)",
-                                  summarize_rollouts(SCENES[scene], rollouts)))
+                                  rollouts_of(pusher_policy)))
     return rows
 
 
@@ -353,7 +368,7 @@ def run_success(args: argparse.Namespace) -> dict[str, Any]:
     else:
         runs = [train_one(*job) for job in jobs]
     result["runs"] = runs + [
-        row for scene in scenes for row in reference_rows(scene, prof.eval_episodes)
+        row for scene in scenes for row in reference_rows(scene, data[scene], prof, args.seed)
     ]
     for run in runs:
         print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)

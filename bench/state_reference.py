@@ -1,0 +1,81 @@
+"""A privileged-state reference learner for the pretraining benchmark.
+
+Goal-conditioned behaviour cloning on low-dimensional state instead of images, trained on the
+same play data with the same hindsight goals and the same update budget as the image
+learners:
+
+    state s_t = [proprio (tcp xyz, opening, yaw), achieved_goal (every object's xyz)]
+    goal  g   = [tcp xyz, achieved_goal] of the goal frame: what a goal image pictures
+
+It reads the objects' coordinates that an image learner has to find in pixels, so it tells
+whether a result is limited by vision or by the data and the update budget: when even this
+learner stays at the floor, more updates (or a GPU) come before any change to the encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from goalrl.data.sampler import episode_ends, sample_hindsight_goals, sample_transitions
+from goalrl.data.storage import EpisodeDataset
+
+
+def state_features(ds: EpisodeDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame state (N, P + G) and goal features (N, 3 + G) of a dataset, float32."""
+    if ds.proprio_dim is None or ds.goal_dim is None:
+        raise ValueError(f"{ds.root}: the state reference needs proprio and achieved_goal")
+    proprio = np.asarray(ds.proprio, dtype=np.float32)  # (N, P), tcp xyz first
+    achieved = np.asarray(ds.achieved_goal, dtype=np.float32)  # (N, G)
+    return np.concatenate([proprio, achieved], 1), np.concatenate([proprio[:, :3], achieved], 1)
+
+
+def goal_features(env: Any) -> np.ndarray:
+    """The goal of a (unwrapped) goalrl env as ``state_features`` builds it: (3 + G,)."""
+    return np.concatenate([env.goal_layout.tcp, env.goal]).astype(np.float32)
+
+
+def mlp(in_dim: int, out_dim: int, hidden: int = 256) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, out_dim), nn.Tanh(),
+    )
+
+
+def train_state_gcbc(
+    ds: EpisodeDataset, steps: int, batch_size: int, *, lr: float = 3e-4, gamma: float = 0.9,
+    seed: int = 0,
+) -> nn.Module:
+    """An MLP pi(s, g) -> a in [-1, 1], fitted by mean squared error on hindsight goals."""
+    states, goals = state_features(ds)
+    actions = torch.from_numpy(np.asarray(ds.actions, dtype=np.float32))  # (N, A)
+    starts, lengths = np.asarray(ds.episode_starts), np.asarray(ds.episode_lengths)
+    ends = episode_ends(starts, lengths)  # (E,)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    net = mlp(states.shape[1] + goals.shape[1], actions.shape[1])
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        t = sample_transitions(rng, starts, lengths, batch_size)  # (B,)
+        end = ends[np.searchsorted(starts, t, side="right") - 1]  # (B,) its episode's end
+        g = sample_hindsight_goals(rng, t, end, "geometric", gamma)  # (B,)
+        x = torch.from_numpy(np.concatenate([states[t], goals[g]], 1))  # (B, S + G')
+        loss = ((net(x) - actions[t]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def state_policy(net: nn.Module, env: Any):
+    """An ``evaluate.Policy`` that reads the (unwrapped) env's state instead of the images."""
+
+    @torch.no_grad()
+    def act(obs_image: Any, goal_image: Any, proprio: Any) -> tuple[np.ndarray, None]:
+        s = np.concatenate([env.arm.proprio(), env.achieved_goal(), goal_features(env)])
+        return net(torch.from_numpy(s.astype(np.float32))[None])[0].numpy(), None
+
+    return act
