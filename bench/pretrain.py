@@ -318,7 +318,9 @@ def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dic
         SCENES[scene], still, prof.eval_episodes, image_size=IMAGE, progress=False))]
     torch.set_num_threads(1)
     with EpisodeDataset(data) as ds:
-        net = train_state_gcbc(ds, prof.steps, prof.batch_size, seed=seed)
+        from goalrl.agents.gcbc import GCBCConfig
+
+        net = train_state_gcbc(ds, prof.steps, prof.batch_size, lr=GCBCConfig().lr, seed=seed)
     rows.append(reference_row(scene, "GCBC on privileged state (reference)", rollouts_of(
         lambda env: (state_policy(net, env), lambda: None))))
     if scene == "push":

@@ -6,6 +6,12 @@ dependent std, trained by negative log-likelihood. A Gaussian rather than plain 
 data is multimodal: the learned std absorbs the spread instead of the loss scale, and the mean is
 still the MSE-optimal action. Acting uses the mean (plus optional exploration noise).
 
+The NLL is beta-weighted (``nll_beta``, Seitzer et al. 2022). Plain NLL divides the mean's
+gradient by the predicted variance, so the samples the policy cannot explain yet get the least
+push: on Push those are the ones that depend on where the small object is, while the arm's own
+motion is learned first and with a small std. The policy then copies the pictured arm and never
+learns the object. beta 1 gives the mean the squared-error gradient of every sample.
+
 Chained samples (goal from another episode) carry no information about which action leads to the
 goal, so they get weight 0; a sampler configured for AM can be reused as is. Observation and goal
 share one random shift per sample, as in ``am.py``.
@@ -45,6 +51,8 @@ class GCBCConfig:
     pad: int = 4  # random-shift padding in pixels
     log_std_min: float = -5.0  # lower bound of the policy's log std
     log_std_max: float = 1.0  # upper bound of the policy's log std
+    # beta-NLL weight (losses.gaussian_nll): 0 is plain NLL, 1 gives the mean an MSE gradient
+    nll_beta: float = 1.0
     # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
     conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
@@ -111,7 +119,7 @@ class GCBCAgent(SeededAgent):
 
         with autocast_context(dev, cfg.amp):
             mean, log_std = self.train_net(obs, goal, proprio)  # (B, A) each, float32
-        nll = gaussian_nll(action, mean, log_std)  # (B,)
+        nll = gaussian_nll(action, mean, log_std, cfg.nll_beta)  # (B,)
         loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
 
         self.optimizer.zero_grad(set_to_none=True)

@@ -119,10 +119,22 @@ def negative_loss(
     return lambda_neg * bce_q_loss(chosen_logits, torch.zeros_like(chosen_logits), weights)
 
 
-def gaussian_nll(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """Per-sample negative log-likelihood (B,) of actions (B, A) under a diagonal Gaussian."""
-    z = (actions.float() - mean.float()) * torch.exp(-log_std.float())
-    per_dim = 0.5 * z.square() + log_std.float() + 0.5 * math.log(2 * math.pi)  # (B, A)
+def gaussian_nll(
+    actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, beta: float = 0.0
+) -> torch.Tensor:
+    """Per-sample negative log-likelihood (B,) of actions (B, A) under a diagonal Gaussian.
+
+    ``beta > 0`` gives the beta-NLL of Seitzer et al. (2022): each dimension's NLL is scaled by
+    a constant (no gradient) var**beta. Plain NLL (beta 0) divides the mean's gradient by the
+    variance, so samples the net is still unsure about (high std) barely move the mean and
+    stay unlearned; beta 1 gives the mean the plain squared-error gradient while the std is
+    still fitted.
+    """
+    log_std = log_std.float()
+    z = (actions.float() - mean.float()) * torch.exp(-log_std)
+    per_dim = 0.5 * z.square() + log_std + 0.5 * math.log(2 * math.pi)  # (B, A)
+    if beta:
+        per_dim = per_dim * torch.exp(2.0 * beta * log_std).detach()  # var ** beta
     return per_dim.sum(dim=-1)
 
 

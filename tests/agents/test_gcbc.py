@@ -93,9 +93,19 @@ def test_resume_continues_exactly() -> None:
 
 
 def test_nll_decreases_on_a_fixed_batch() -> None:
-    agent = GCBCAgent(tiny_cfg(augment=False, lr=3e-3), (SIZE, SIZE, 3), A)
+    agent = GCBCAgent(tiny_cfg(augment=False, lr=3e-3, nll_beta=0.0), (SIZE, SIZE, 3), A)
     batch = make_batch()
     first = agent.update(batch)["actor/loss"]
     for _ in range(30):
         last = agent.update(batch)["actor/loss"]
     assert last < first - 0.5
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_mean_fits_a_fixed_batch_whatever_the_nll_beta(beta: float) -> None:
+    agent = GCBCAgent(tiny_cfg(augment=False, lr=3e-3, nll_beta=beta), (SIZE, SIZE, 3), A)
+    batch = make_batch()
+    first = agent.update(batch)["actor/mse"]
+    for _ in range(30):
+        last = agent.update(batch)["actor/mse"]
+    assert last < 0.5 * first

@@ -163,3 +163,19 @@ def test_negative_candidates_edge_cases() -> None:
     a = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))
     b = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b)
+
+
+def test_beta_nll_gives_the_mean_a_squared_error_gradient() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, mu0 = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    log_std = torch.randn(6, 3, generator=g)  # very different stds per sample
+
+    def mean_grad(beta: float) -> torch.Tensor:
+        mu = mu0.clone().requires_grad_(True)
+        gaussian_nll(a, mu, log_std, beta).sum().backward()
+        return mu.grad
+
+    torch.testing.assert_close(mean_grad(1.0), mu0 - a)  # d/dmu of 0.5 (a - mu)^2: no 1/var
+    torch.testing.assert_close(mean_grad(0.0), (mu0 - a) * torch.exp(-2 * log_std))
+    # beta 0 is the plain NLL; any beta keeps the loss's minimiser in mu at the action
+    torch.testing.assert_close(gaussian_nll(a, mu0, log_std, 0.0), gaussian_nll(a, mu0, log_std))
