@@ -217,8 +217,8 @@ class Profile:
 PROFILES = {
     # play data is cheap to collect (minutes) while updates are the budget, so the CPU profile
     # trains on as many episodes as the GPU one: more pushes seen, same cost per update.
-    # 4,000 updates: ten runs, two at a time, take about 36 min on 2 cores, plus ~10 min
-    # of collection; at 2,000 even GCBC on privileged state stays at the Push floor
+    # 4,000 updates: ten runs, two at a time, took 32 min on 2 cores, plus ~10 min of
+    # collection; at 2,000 even GCBC on privileged state reaches only 5% of Push goals
     "cpu": Profile(steps=4000, batch_size=128, eval_episodes=40, eval_points=2,
                    episodes={"push": 2000, "rearrange": 2000, "reach": 150}),
     "gpu": Profile(steps=30000, batch_size=256, eval_episodes=100, eval_points=6,
@@ -297,7 +297,7 @@ def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dic
     """
     import gymnasium as gym
     import torch
-    from state_reference import state_policy, train_state_gcbc
+    from state_reference import evaluate_state_gcbc, train_state_gcbc
 
     from goalrl.data.storage import EpisodeDataset
     from goalrl.envs.play import GoalPushPolicy
@@ -306,33 +306,27 @@ def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dic
     def still(obs_image, goal_image, proprio):
         return np.zeros(ACTION_DIM, dtype=np.float32), None
 
-    def rollouts_of(make_policy) -> dict[str, Any]:
-        env = gym.make(SCENES[scene], image_size=IMAGE)
-        policy, before_episode = make_policy(env.unwrapped)
-        rollouts = []
-        for i in range(prof.eval_episodes):
-            before_episode()
-            rollouts.append(run_rollout(env, policy, EVAL_SEED_OFFSET + i))
-        env.close()
-        return summarize_rollouts(SCENES[scene], rollouts)
-
     rows = [reference_row(scene, "arm stays still (reference)", evaluate_policy(
         SCENES[scene], still, prof.eval_episodes, image_size=IMAGE, progress=False))]
     torch.set_num_threads(1)
     with EpisodeDataset(data) as ds:
-        from goalrl.agents.gcbc import GCBCConfig
-
-        net = train_state_gcbc(ds, prof.steps, prof.batch_size, lr=GCBCConfig().lr, seed=seed)
-    rows.append(reference_row(scene, "GCBC on privileged state (reference)", rollouts_of(
-        lambda env: (state_policy(net, env), lambda: None))))
+        net = train_state_gcbc(ds, prof.steps, prof.batch_size, seed=seed)
+    rows.append(reference_row(scene, "GCBC on privileged state (reference)", evaluate_state_gcbc(
+        net, SCENES[scene], prof.eval_episodes, image_size=IMAGE)))
     if scene == "push":
-        def pusher_policy(env):
-            pusher = GoalPushPolicy(env, seed=0)
-            # its skill generator starts at the first action, after env.reset
-            return (lambda obs_image, goal_image, proprio: (pusher(), None)), pusher.reset
+        env = gym.make(SCENES[scene], image_size=IMAGE)
+        pusher = GoalPushPolicy(env.unwrapped, seed=0)
 
+        def push(obs_image, goal_image, proprio):
+            return pusher(), None
+
+        rollouts = []
+        for i in range(prof.eval_episodes):
+            pusher.reset()  # its skill generator starts at the first action, after env.reset
+            rollouts.append(run_rollout(env, push, EVAL_SEED_OFFSET + i))
+        env.close()
         rows.append(reference_row(scene, "scripted pusher, privileged state (reference)",
-                                  rollouts_of(pusher_policy)))
+                                  summarize_rollouts(SCENES[scene], rollouts)))
     return rows
 
 

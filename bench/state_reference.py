@@ -30,7 +30,13 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from goalrl.data.sampler import episode_ends, sample_hindsight_goals, sample_transitions
+from goalrl.agents.gcbc import GCBCConfig
+from goalrl.data.sampler import (
+    episode_ends,
+    episode_of,
+    sample_hindsight_goals,
+    sample_transitions,
+)
 from goalrl.data.storage import EpisodeDataset
 
 
@@ -69,8 +75,8 @@ class StateGCBC(nn.Module):
 
 
 def train_state_gcbc(
-    ds: EpisodeDataset, steps: int, batch_size: int, *, lr: float = 3e-4, gamma: float = 0.9,
-    seed: int = 0,
+    ds: EpisodeDataset, steps: int, batch_size: int, *, lr: float = GCBCConfig.lr,
+    gamma: float = 0.9, seed: int = 0,
 ) -> nn.Module:
     """An MLP pi(s, g) -> a in [-1, 1], fitted by mean squared error on hindsight goals.
 
@@ -86,7 +92,7 @@ def train_state_gcbc(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(steps):
         t = sample_transitions(rng, starts, lengths, batch_size)  # (B,)
-        end = ends[np.searchsorted(starts, t, side="right") - 1]  # (B,) its episode's end
+        end = ends[episode_of(t, starts)]  # (B,) the last frame of each one's episode
         g = sample_hindsight_goals(rng, t, end, "geometric", gamma)  # (B,)
         x = torch.from_numpy(np.concatenate([states[t], goals[g]], 1))  # (B, S + G')
         loss = ((net(x) - actions[t]) ** 2).mean()
@@ -107,14 +113,19 @@ def state_policy(net: nn.Module, env: Any):
     return act
 
 
-def evaluate_state_gcbc(net: nn.Module, env_id: str, episodes: int) -> dict[str, Any]:
-    """Rollouts of ``state_policy`` on the held-out goals of ``goalrl eval``."""
+def evaluate_state_gcbc(
+    net: nn.Module, env_id: str, episodes: int, image_size: int = 32
+) -> dict[str, Any]:
+    """Rollouts of ``state_policy`` on the held-out goals of ``goalrl eval``.
+
+    The policy never looks at the images, so their size changes only the render cost.
+    """
     import gymnasium as gym
 
     import goalrl  # noqa: F401  (registers the scenes)
     from goalrl.evaluate import EVAL_SEED_OFFSET, run_rollout, summarize_rollouts
 
-    env = gym.make(env_id, image_size=32)  # the policy never looks at the images
+    env = gym.make(env_id, image_size=image_size)
     policy = state_policy(net, env.unwrapped)
     rollouts = [run_rollout(env, policy, EVAL_SEED_OFFSET + i) for i in range(episodes)]
     env.close()
@@ -126,7 +137,7 @@ def main() -> None:
     p.add_argument("--data", required=True, help="a goalrl play dataset with proprio")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=GCBCConfig.lr, help="as image GCBC's default")
     p.add_argument("--episodes", type=int, default=40, help="evaluation episodes")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

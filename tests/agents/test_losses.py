@@ -177,5 +177,5 @@ def test_beta_nll_gives_the_mean_a_squared_error_gradient() -> None:
 
     torch.testing.assert_close(mean_grad(1.0), mu0 - a)  # d/dmu of 0.5 (a - mu)^2: no 1/var
     torch.testing.assert_close(mean_grad(0.0), (mu0 - a) * torch.exp(-2 * log_std))
-    # beta 0 is the plain NLL; any beta keeps the loss's minimiser in mu at the action
+    # beta 0 is the plain NLL, the default
     torch.testing.assert_close(gaussian_nll(a, mu0, log_std, 0.0), gaussian_nll(a, mu0, log_std))

@@ -1,0 +1,67 @@
+"""bench/state_reference.py: the privileged-state GCBC reference reads the same features in
+training (from a dataset) as in the simulator (from the env), and refuses data without state."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import goalrl  # noqa: F401
+from goalrl.data.recording import record_rollout
+from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
+
+_spec = importlib.util.spec_from_file_location(
+    "state_reference", Path(__file__).resolve().parents[1] / "bench" / "state_reference.py"
+)
+state_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(state_reference)
+
+
+def _push_dataset(root: Path, episodes: int = 2) -> EpisodeDataset:
+    env = gym.make("goalrl/Push-v0", image_size=16, max_episode_steps=6)
+    rng = np.random.default_rng(0)
+    with DatasetWriter(root, image_shape=(16, 16, 3), action_dim=4, proprio_dim=5, goal_dim=3,
+                       env_id="goalrl/Push-v0", durable=False) as writer:
+        for seed in range(episodes):
+            episode, _ = record_rollout(
+                env, lambda obs: rng.uniform(-1, 1, 4).astype(np.float32), seed
+            )
+            writer.append(episode)
+    env.close()
+    return EpisodeDataset(root)
+
+
+def test_dataset_and_env_features_agree(tmp_path) -> None:
+    with _push_dataset(tmp_path / "push") as ds:
+        states, goals = state_reference.state_features(ds)
+        net = state_reference.train_state_gcbc(ds, steps=3, batch_size=8)
+    assert states.shape == (ds.num_frames, 5 + 3) and goals.shape == (ds.num_frames, 3 + 3)
+    env = gym.make("goalrl/Push-v0", image_size=16)
+    u = env.unwrapped
+    obs, _ = env.reset(seed=0)  # the dataset's first episode starts here
+    np.testing.assert_allclose(states[0], np.concatenate([obs["observation"],
+                                                          obs["achieved_goal"]]), atol=1e-6)
+    # the env's goal is built like a goal frame: pictured tcp, then the objects
+    np.testing.assert_allclose(state_reference.goal_features(u)[:3], u.goal_layout.tcp,
+                               atol=1e-6)
+    np.testing.assert_allclose(state_reference.goal_features(u)[3:], obs["desired_goal"])
+    action, _ = state_reference.state_policy(net, u)(obs["image"], None, None)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1.0)
+    env.close()
+    summary = state_reference.evaluate_state_gcbc(net, "goalrl/Push-v0", episodes=1,
+                                                  image_size=16)
+    assert summary["episodes"] == 1 and summary["seeds"] == [1_000_000, 1_000_000]
+
+
+def test_dataset_without_state_is_refused(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "plain", image_shape=(16, 16, 3), action_dim=4,
+                       durable=False) as writer:
+        writer.append(EpisodeData(images=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+                                  actions=rng.uniform(-1, 1, (3, 4)).astype(np.float32)))
+    with EpisodeDataset(tmp_path / "plain") as ds, pytest.raises(ValueError, match="plain"):
+        state_reference.train_state_gcbc(ds, steps=1, batch_size=2)
