@@ -10,10 +10,12 @@ One update on a relabeled batch (see DESIGN.md section 2):
 2. Target: y = 1 where the goal is the next frame, else gamma * min_k Q_target,k(o', a*, g), with
    a* from CEM on the target network maximising the min over the two heads (clipped double Q).
    Chained samples (goal from another episode) are bootstrap-only whatever ``reached`` says.
+   With ``mc_floor`` a hindsight target is raised to gamma^(k-1) for a goal k steps ahead.
 3. Positives: BCE of both online heads on the dataset action against y.
-4. Negatives: N candidate actions per (o, g) (uniform and/or other rows' data actions); one is
-   picked with probability ∝ exp(Q) (Q averaged over heads, no gradient) and trained
-   toward 0 with weight lambda_neg.
+4. Negatives: N candidate actions per (o, g) (uniform and/or other rows' data actions, plus
+   with ``policy_negative`` the target network's CEM action at (o, g)); one is picked with
+   probability ∝ exp(Q) (Q averaged over heads, no gradient) and trained toward 0 with weight
+   lambda_neg.
 5. Adam step on the online network, then Polyak averaging of the target network.
 
 The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
@@ -47,6 +49,7 @@ from goalrl.agents.losses import (
     negative_candidates,
     negative_loss,
     polyak_update,
+    hindsight_floor,
     q_targets,
     select_negatives,
 )
@@ -73,6 +76,12 @@ class AMConfig:
     neg_source: str = "batch"
     lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term
     neg_temperature: float = 1.0  # p(candidate) ∝ exp(Q / T); 1.0 is the Actionable Models rule
+    # also offer the greedy action itself, argmax_a Q_target(o, a, g) by CEM, as a candidate:
+    # CEM acts on exactly the actions the Q-function overrates, which other candidates rarely hit
+    policy_negative: bool = False
+    # raise hindsight targets to gamma^(k-1), the value the logged actions achieved toward a goal
+    # k steps ahead (losses.hindsight_floor); needs the sampler's OFFSET key
+    mc_floor: bool = False
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
@@ -97,6 +106,11 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values over mask (NaN when the mask is empty); no host sync."""
     mask = mask.float()
     return (values * mask).sum() / mask.sum()
+
+
+def _cat_optional(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """torch.cat([a, b]) for optional proprio tensors (None when the agent has none)."""
+    return None if a is None else torch.cat([a, b])
 
 
 class AMAgent(SeededAgent):
@@ -157,6 +171,16 @@ class AMAgent(SeededAgent):
             return None
         return to_tensor(batch[key], self.device).float()  # (B, P)
 
+    def _offset(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Hindsight offsets k (B,) for ``mc_floor``; -1 marks chained goals."""
+        if K.OFFSET not in batch:
+            raise KeyError(
+                f"agent.mc_floor needs the batch key {K.OFFSET!r} (hindsight offset k), which "
+                "goalrl's relabeling sampler provides; this batch has only "
+                f"{sorted(batch)}"
+            )
+        return to_tensor(batch[K.OFFSET], self.device)  # (B,)
+
     def _score_fn(self, net: GoalQNetwork, e: torch.Tensor):
         """CEM score: min over heads of the logits (sigmoid is monotone, so argmax is the same)."""
         return lambda actions: net.head(e, actions).min(dim=-1).values  # (B, N)
@@ -184,20 +208,28 @@ class AMAgent(SeededAgent):
 
         # TD target from the target network; no gradient.
         with torch.no_grad(), autocast_context(dev, cfg.amp):
-            # fuse(encode_obs(o'), encode_goal(g)), one trunk call on the 2B images
-            e_next = self.q_target.encode(next_obs, goal, next_proprio)  # (B, F)
-            _, next_logit = cem_maximize(
-                self._score_fn(self.q_target, e_next),
-                bsz,
+            greedy_obs = cfg.negatives and cfg.policy_negative
+            # Rows to maximise over: (o', g), and with policy_negative also (o, g) -> (R, F).
+            states = torch.cat([next_obs, obs]) if greedy_obs else next_obs
+            goals = torch.cat([goal, goal]) if greedy_obs else goal
+            props = _cat_optional(next_proprio, proprio) if greedy_obs else next_proprio
+            # fuse(encode_obs(o'), encode_goal(g)), one trunk call on the 2R images
+            e_max = self.q_target.encode(states, goals, props)  # (R, F)
+            best, best_logit = cem_maximize(
+                self._score_fn(self.q_target, e_max),
+                e_max.shape[0],
                 self.action_dim,
                 iterations=cfg.cem_iterations,
                 samples=cfg.cem_samples,
                 elites=cfg.cem_elites,
                 generator=self.generator,
                 device=dev,
-            )  # (B,) min-over-heads logit at a*
-            next_q = torch.sigmoid(next_logit.float())  # (B,)
+            )  # (R, A) a*, (R,) min-over-heads logit at a*
+            next_q = torch.sigmoid(best_logit[:bsz].float())  # (B,)
             target = q_targets(reached, next_q, cfg.gamma)  # (B,)
+            if cfg.mc_floor:
+                target = torch.maximum(target, hindsight_floor(self._offset(batch), cfg.gamma))
+            greedy = best[bsz:, None] if greedy_obs else None  # (B, 1, A) greedy action at o
 
         with autocast_context(dev, cfg.amp):
             actions = action[:, None]  # (B, 1, A)
@@ -205,7 +237,9 @@ class AMAgent(SeededAgent):
                 cands = negative_candidates(
                     action, cfg.num_negatives, cfg.neg_source, self.generator
                 )  # (B, N, A)
-                actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N, A)
+                if greedy is not None:
+                    cands = torch.cat([cands, greedy.to(cands.dtype)], dim=1)  # (B, N + 1, A)
+                actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N [+ 1], A)
             # One forward through train_net (the network, or its DDP wrapper under torchrun):
             # the images are encoded once and the head scores the data action and candidates.
             logits = self.train_net(obs, goal, actions, proprio).float()  # (B, 1 [+ N], K)
@@ -243,6 +277,8 @@ class AMAgent(SeededAgent):
             if cfg.negatives:
                 stats["critic/q_neg"] = torch.sigmoid(neg_logits.detach()).mean()
                 stats["critic/q_random"] = torch.sigmoid(cand_logits.detach()).mean()
+            if greedy is not None:
+                stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()
         return loss, stats
 
     def update(self, batch: Mapping[str, Any]) -> dict[str, float]:

@@ -28,6 +28,19 @@ def q_targets(reached: torch.Tensor, next_q_max: torch.Tensor, gamma: float) -> 
     return torch.where(reached.bool(), torch.ones_like(next_q_max), gamma * next_q_max)
 
 
+def hindsight_floor(offset: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Lower bound (B,) on Q*(o_t, a_t, g) for a hindsight goal g = o_{t+k}: gamma**(k - 1).
+
+    ``offset`` (B,) is k >= 1 for goals from the sample's own episode and -1 for chained goals,
+    which get 0 (no bound: nothing in the data reaches them from o_t). The logged behaviour
+    reached g from o_t by taking a_t and then k - 1 more steps, so the discounted probability
+    of reaching it can be no lower; a target raised to this floor carries a distant goal's
+    value back at once instead of one bootstrap step per target-network lag.
+    """
+    k = offset.float()
+    return torch.where(k >= 1, torch.pow(gamma, (k - 1).clamp_min(0)), torch.zeros_like(k))
+
+
 def bce_q_loss(
     logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -125,6 +125,75 @@ def test_targets_reached_chained_bootstrapped(monkeypatch: pytest.MonkeyPatch) -
     assert info["critic/target_bootstrap"] == pytest.approx(0.4)
 
 
+@pytest.mark.parametrize("use_proprio", [False, True])
+def test_policy_negative_offers_the_greedy_action_at_obs(
+    monkeypatch: pytest.MonkeyPatch, use_proprio: bool
+) -> None:
+    """One CEM call maximises over (o', g) rows then (o, g) rows: the first half sets the TD
+    target, the second half's action joins the negative candidates (last column)."""
+    import goalrl.agents.am as am_module
+
+    b = 4
+    calls = []
+
+    def fake_cem(score_fn, batch_size, action_dim, **kwargs):
+        calls.append(batch_size)
+        rows = torch.arange(batch_size, dtype=torch.float32)
+        best = (rows[:, None] / 10).expand(batch_size, action_dim).clone()  # row i -> i / 10
+        logits = torch.where(rows < b, 0.0, 5.0)  # next-obs rows: Q 0.5; obs rows: ~0.99
+        return best, logits
+
+    monkeypatch.setattr(am_module, "cem_maximize", fake_cem)
+    cfg = tiny_cfg(policy_negative=True, augment=False, gamma=0.8, use_proprio=use_proprio)
+    agent = AMAgent(cfg, (SIZE, SIZE, 3), A, proprio_dim=P)
+    seen = []
+    net = agent.train_net
+    agent.train_net = lambda obs, goal, actions, prop: seen.append(actions) or net(  # type: ignore[assignment]
+        obs, goal, actions, prop
+    )
+    batch = make_batch(b, proprio=use_proprio)
+    batch[K.REACHED] = np.zeros(b, bool)
+    info = agent.update(batch)
+    assert calls == [2 * b]
+    assert info["critic/target_bootstrap"] == pytest.approx(0.8 * 0.5)  # from rows [:B] only
+    actions = seen[0]  # (B, 1 + N + 1, A)
+    assert actions.shape == (b, 1 + cfg.num_negatives + 1, A)
+    expected = (torch.arange(b, 2 * b, dtype=torch.float32) / 10)[:, None].expand(b, A)
+    torch.testing.assert_close(actions[:, -1], expected)
+    assert "critic/q_greedy" in info and np.isfinite(info["critic/q_greedy"])
+
+
+def test_greedy_candidate_scores_at_least_the_random_ones() -> None:
+    """With the real CEM the greedy candidate is the target net's maximiser at (o, g); at the
+    first update the target equals the online net, so it outscores the random candidates."""
+    cfg = tiny_cfg(policy_negative=True, neg_source="uniform", augment=False)
+    info = AMAgent(cfg, (SIZE, SIZE, 3), A).update(make_batch(16))
+    assert info["critic/q_greedy"] > info["critic/q_random"]
+
+
+def test_mc_floor_raises_hindsight_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With mc_floor a goal k steps ahead targets max(gamma * next Q, gamma^(k-1)); chained
+    goals keep the bootstrap; a batch without offsets is refused by name."""
+    import goalrl.agents.am as am_module
+
+    def fake_cem(score_fn, batch_size, action_dim, **kwargs):
+        return torch.zeros(batch_size, action_dim), torch.zeros(batch_size)  # next Q = 0.5
+
+    monkeypatch.setattr(am_module, "cem_maximize", fake_cem)
+    agent = AMAgent(tiny_cfg(negatives=False, gamma=0.8, mc_floor=True), (SIZE, SIZE, 3), A)
+    batch = make_batch(4)
+    batch[K.REACHED] = np.array([True, False, False, False])
+    batch[K.CHAINED] = np.array([False, False, False, True])
+    batch[K.OFFSET] = np.array([1, 2, 5, -1])
+    _, stats = agent.loss(batch)
+    # targets: 1 (reached), max(0.4, 0.8) = 0.8, max(0.4, 0.8^4 = 0.4096), 0.4 (chained)
+    assert float(stats["critic/target_bootstrap"]) == pytest.approx((0.8 + 0.8**4) / 2)
+    assert float(stats["critic/target_chained"]) == pytest.approx(0.4)
+    del batch[K.OFFSET]
+    with pytest.raises(KeyError, match=K.OFFSET):
+        agent.loss(batch)
+
+
 def test_target_network_follows_by_polyak() -> None:
     agent = AMAgent(tiny_cfg(tau=0.5), (SIZE, SIZE, 3), A)
     q0 = [p.clone() for p in agent.q_target.parameters()]

@@ -14,6 +14,7 @@ from goalrl.agents.losses import (
     negative_candidates,
     negative_loss,
     polyak_update,
+    hindsight_floor,
     q_targets,
     select_negatives,
 )
@@ -25,6 +26,12 @@ def test_q_targets_hand_computed() -> None:
     next_q = torch.tensor([0.3, 0.5, 0.8, 0.0])
     y = q_targets(reached, next_q, gamma=0.9)
     torch.testing.assert_close(y, torch.tensor([1.0, 0.45, 0.72, 0.0]))
+
+
+def test_hindsight_floor_hand_computed() -> None:
+    offset = torch.tensor([1, 2, 5, -1])  # next frame, 2 and 5 steps ahead, chained
+    floor = hindsight_floor(offset, 0.8)
+    torch.testing.assert_close(floor, torch.tensor([1.0, 0.8, 0.8**4, 0.0]))
 
 
 def test_q_targets_detach_and_dtype() -> None:
