@@ -236,6 +236,10 @@ METHODS = {  # name -> (agent kind, AMConfig overrides)
     "AM, no negatives": ("am", {"negatives": False}),
     # negatives drawn uniformly in the action box only, as in the paper (see neg_source)
     "AM, uniform negatives": ("am", {"neg_source": "uniform"}),
+    # the paper's targets and negatives: no Monte-Carlo floor, no greedy-action negative, and
+    # candidates picked ∝ exp(Q) at temperature 1 (goalrl's defaults until 2026-11-21)
+    "AM, paper targets": ("am", {"mc_floor": False, "policy_negative": False,
+                                 "neg_temperature": 1.0}),
     "GCBC": ("gcbc", {}),
 }
 

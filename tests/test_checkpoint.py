@@ -23,7 +23,7 @@ TINY = dict(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=1
 def batch(seed: int = 0, b: int = 8) -> dict:
     rng = np.random.default_rng(seed)
     img = lambda: rng.integers(0, 255, (b, 16, 16, 3), dtype=np.uint8)  # noqa: E731
-    return {
+    out = {
         "obs_image": img(),
         "next_obs_image": img(),
         "goal_image": img(),
@@ -31,6 +31,8 @@ def batch(seed: int = 0, b: int = 8) -> dict:
         "reached": rng.random(b) < 0.3,
         "chained": rng.random(b) < 0.2,
     }
+    out["offset"] = np.select([out["chained"], out["reached"]], [-1, 1], 3)
+    return out
 
 
 def test_saved_agent_gives_identical_outputs_and_training(tmp_path) -> None:

@@ -46,10 +46,10 @@ from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
     check_neg_source,
+    hindsight_floor,
     negative_candidates,
     negative_loss,
     polyak_update,
-    hindsight_floor,
     q_targets,
     select_negatives,
 )
@@ -75,13 +75,17 @@ class AMConfig:
     # see losses.negative_candidates for why uniform alone is easy to game
     neg_source: str = "batch"
     lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term
-    neg_temperature: float = 1.0  # p(candidate) ∝ exp(Q / T); 1.0 is the Actionable Models rule
+    # p(candidate) ∝ exp(Q / T). T = 1 is the Actionable Models rule, but Q in [0, 1] then
+    # picks nearly uniformly (at most a factor e apart); 0.05 picks mostly the best candidates,
+    # the actions CEM would exploit (docs/pretrain_notes.md: with T = 1, the greedy action
+    # copied the pictured arm on Push)
+    neg_temperature: float = 0.05
     # also offer the greedy action itself, argmax_a Q_target(o, a, g) by CEM, as a candidate:
     # CEM acts on exactly the actions the Q-function overrates, which other candidates rarely hit
-    policy_negative: bool = False
+    policy_negative: bool = True
     # raise hindsight targets to gamma^(k-1), the value the logged actions achieved toward a goal
     # k steps ahead (losses.hindsight_floor); needs the sampler's OFFSET key
-    mc_floor: bool = False
+    mc_floor: bool = True
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target

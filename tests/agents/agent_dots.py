@@ -73,6 +73,7 @@ def sample_batch(
         K.ACTION: actions[e, t],
         K.REACHED: (k == 1) & ~chained,
         K.CHAINED: chained,
+        K.OFFSET: np.where(chained, -1, k),
     }
 
 

@@ -41,6 +41,8 @@ def make_batch(b: int = 8, seed: int = 0, proprio: bool = False) -> dict[str, np
         K.ACTION: rng.uniform(-1, 1, (b, A)).astype(np.float32),
         K.REACHED: np.arange(b) % 4 == 0,
         K.CHAINED: np.arange(b) % 4 == 1,
+        # as the sampler: 1 for the next frame, -1 for chained goals, k >= 2 otherwise
+        K.OFFSET: np.select([np.arange(b) % 4 == 0, np.arange(b) % 4 == 1], [1, -1], 3),
     }
     if proprio:
         batch[K.OBS_PROPRIO] = rng.normal(size=(b, P)).astype(np.float32)
@@ -55,6 +57,7 @@ EXPECTED_KEYS = {
     "critic/q_pos",
     "critic/q_neg",
     "critic/q_random",
+    "critic/q_greedy",
     "critic/q_reached",
     "critic/q_bootstrap",
     "critic/q_chained",
@@ -113,7 +116,8 @@ def test_targets_reached_chained_bootstrapped(monkeypatch: pytest.MonkeyPatch) -
         return torch.zeros(batch_size, action_dim), torch.zeros(batch_size)
 
     monkeypatch.setattr(am_module, "cem_maximize", fake_cem)
-    agent = AMAgent(tiny_cfg(negatives=False, augment=False, gamma=0.8), (SIZE, SIZE, 3), A)
+    cfg = tiny_cfg(negatives=False, augment=False, gamma=0.8, mc_floor=False)
+    agent = AMAgent(cfg, (SIZE, SIZE, 3), A)
     batch = make_batch(4)
     batch[K.REACHED] = np.array([True, True, False, False])
     batch[K.CHAINED] = np.array([False, True, True, False])
@@ -144,7 +148,9 @@ def test_policy_negative_offers_the_greedy_action_at_obs(
         return best, logits
 
     monkeypatch.setattr(am_module, "cem_maximize", fake_cem)
-    cfg = tiny_cfg(policy_negative=True, augment=False, gamma=0.8, use_proprio=use_proprio)
+    cfg = tiny_cfg(
+        policy_negative=True, augment=False, gamma=0.8, use_proprio=use_proprio, mc_floor=False
+    )
     agent = AMAgent(cfg, (SIZE, SIZE, 3), A, proprio_dim=P)
     seen = []
     net = agent.train_net

@@ -11,10 +11,10 @@ from torch import nn
 from goalrl.agents.losses import (
     bce_q_loss,
     gaussian_nll,
+    hindsight_floor,
     negative_candidates,
     negative_loss,
     polyak_update,
-    hindsight_floor,
     q_targets,
     select_negatives,
 )

@@ -50,6 +50,7 @@ def goal_batch(b: int = 8, seed: int = 5) -> dict[str, np.ndarray]:
     batch[K.GOAL_IMAGE] = images(b, seed + 2)
     batch[K.REACHED] = np.arange(b) % 4 == 0
     batch[K.CHAINED] = np.arange(b) % 4 == 1
+    batch[K.OFFSET] = np.select([np.arange(b) % 4 == 0, np.arange(b) % 4 == 1], [1, -1], 4)
     return batch
 
 
