@@ -76,13 +76,16 @@ def synthetic_batch(rng: np.random.Generator, batch: int, size: int) -> dict[str
     def img() -> np.ndarray:
         return rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
 
+    reached, chained = rng.random(batch) < 0.1, rng.random(batch) < 0.2
     return {
         K.OBS_IMAGE: img(),
         K.NEXT_OBS_IMAGE: img(),
         K.GOAL_IMAGE: img(),
         K.ACTION: rng.uniform(-1, 1, (batch, ACTION_DIM)).astype(np.float32),
-        K.REACHED: rng.random(batch) < 0.1,
-        K.CHAINED: rng.random(batch) < 0.2,
+        K.REACHED: reached,
+        K.CHAINED: chained,
+        # hindsight offset k: 1 when reached, -1 when chained, else 2..20
+        K.OFFSET: np.select([chained, reached], [-1, 1], rng.integers(2, 21, batch)),
     }
 
 
