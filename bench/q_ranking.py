@@ -18,12 +18,13 @@ gives a policy that goes to the pictured arm and leaves the object where it was.
     python bench/q_ranking.py --ckpt <run>/checkpoints/step_0005000 --data <play dataset>
 
 Assumes the goalrl scenes' action layout: a[:3] is a tcp displacement in units of the env's
-``max_step`` (0.03 m), a[3] the gripper; proprio[:3] is the tcp position.
+default ``max_step``, a[3] the gripper; proprio[:3] is the tcp position.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -32,9 +33,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from goalrl.data.storage import EpisodeDataset
+from goalrl.envs.goal_env import TabletopGoalEnv
 from goalrl.train import load_agent
 
-MAX_STEP = 0.03  # metres per unit action (goalrl.envs.goal_env default)
+# metres per unit action: the scenes' default, read from the env so the two cannot drift apart
+MAX_STEP = inspect.signature(TabletopGoalEnv).parameters["max_step"].default
 
 
 def object_moving_pairs(

@@ -215,10 +215,9 @@ class AMAgent(SeededAgent):
             greedy_obs = cfg.negatives and cfg.policy_negative
             # Rows to maximise over: (o', g), and with policy_negative also (o, g) -> (R, F).
             states = torch.cat([next_obs, obs]) if greedy_obs else next_obs
-            goals = torch.cat([goal, goal]) if greedy_obs else goal
             props = _cat_optional(next_proprio, proprio) if greedy_obs else next_proprio
-            # fuse(encode_obs(o'), encode_goal(g)), one trunk call on the 2R images
-            e_max = self.q_target.encode(states, goals, props)  # (R, F)
+            # fuse(encode_obs(o'), encode_goal(g)), one trunk call; each goal encoded once
+            e_max = self.q_target.encode(states, goal, props)  # (R, F)
             best, best_logit = cem_maximize(
                 self._score_fn(self.q_target, e_max),
                 e_max.shape[0],

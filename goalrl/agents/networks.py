@@ -179,10 +179,18 @@ class ObsGoalEncoder(nn.Module):
         goal_image: torch.Tensor,
         proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """fuse(encode_obs(o), encode_goal(g)) with one trunk call on the 2B stacked images."""
-        both = self.image(torch.cat([obs_image, goal_image], dim=0))  # (2B, D)
-        h_img, z = both.chunk(2, dim=0)  # (B, D) each
-        return self.fuse(self._with_proprio(h_img, proprio), z)  # (B, F)
+        """fuse(encode_obs(o), encode_goal(g)) with one trunk call on the stacked images.
+
+        obs (mB, ...) may stack m batches of observations for the same B goals (e.g. o' and o
+        in AM's target pass): each goal image is then encoded once and its z reused m times.
+        """
+        b, rows = goal_image.shape[0], obs_image.shape[0]
+        if rows % b:
+            raise ValueError(f"obs rows ({rows}) must be a multiple of goal rows ({b})")
+        both = self.image(torch.cat([obs_image, goal_image], dim=0))  # (mB + B, D)
+        h_img, z = both[:rows], both[rows:]  # (mB, D), (B, D)
+        z = z.repeat(rows // b, 1)  # (mB, D): goal i for rows i, B + i, ...
+        return self.fuse(self._with_proprio(h_img, proprio), z)  # (mB, F)
 
 
 class EnsembleActionHead(nn.Module):

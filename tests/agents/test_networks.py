@@ -48,6 +48,21 @@ def test_q_network_shapes(size: tuple[int, int], proprio_dim: int | None) -> Non
     assert net(obs, goal, torch.zeros(b, a), prop).shape == (b, 2)
 
 
+@pytest.mark.parametrize("proprio_dim", [None, 5])
+def test_encode_stacked_observations_reuses_each_goal(proprio_dim: int | None) -> None:
+    """obs (2B) for B goals == encoding each half against the goals separately."""
+    b = 3
+    net = GoalQNetwork((16, 16, 3), 4, proprio_dim=proprio_dim, head_hidden_dim=16, **TINY)
+    o1, o2, goal = _images(b, 16, 16, seed=1), _images(b, 16, 16, seed=2), _images(b, 16, 16, 3)
+    p1 = torch.randn(b, proprio_dim) if proprio_dim else None
+    p2 = torch.randn(b, proprio_dim) if proprio_dim else None
+    both = net.encode(torch.cat([o1, o2]), goal, None if p1 is None else torch.cat([p1, p2]))
+    separate = torch.cat([net.encode(o1, goal, p1), net.encode(o2, goal, p2)])
+    torch.testing.assert_close(both, separate)
+    with pytest.raises(ValueError, match="multiple of goal rows"):
+        net.encode(o1[:2], goal)
+
+
 def test_head_evaluates_each_action_independently() -> None:
     net = GoalQNetwork((16, 16, 3), 2, head_hidden_dim=16, num_heads=3, **TINY)
     e = net.encode(_images(4, 16, 16), _images(4, 16, 16, seed=1))
