@@ -266,29 +266,37 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 # Hand-written diagnosis of a recorded run (shown under its profile; update it with the run).
 NOTES = {
-    "cpu": """What the run shows (rerun on 2026-11-21, after pretraining switched to negatives
-drawn from the batch's data actions, geometric hindsight goals and tau 0.02; fine-tuning's
-conservative candidates are now half batch actions, half uniform):
+    "cpu": """What the run shows (rerun on 2026-11-21 with the current pretraining defaults:
+the Monte-Carlo floor of hindsight targets, the greedy action as a negative, negatives picked
+at temperature 0.05; same play and labeled data as the run before):
 
-- Neither init learned to grasp in this budget. Every curve stays at 0-7% (0-2 of 30
-  episodes), so the differences between inits and calibration settings are noise. The dip
-  target cannot be tested, because there is no success to lose at the switch.
-- The pretrained goal-conditioned Q reaches 0% of Grasp-v0 goal images after 15,000 updates
-  at batch 64. The pretraining benchmark's AM runs on Push and Rearrange are also at their
-  floor on CPU budgets; only Reach is learned there.
-- The online phase found few successes: 3 of 75 policy episodes (pretrained, calibrated),
-  1 of 75 (pretrained, uncalibrated), and none from scratch. That is too few positive
-  examples to learn from in 1,500 online updates.
-- The previous run had uniform negatives and the same data and budget. It also reached 0-7%
-  in every configuration. Its checkpoints were inspected; this run's were not.
-  - After the offline phase its greedy policy descended with the gripper open, closed at
-    the bottom and lifted, but off target: about 2 cm from one object (knocking it over)
-    and about 15 cm from the other, in the two episodes inspected.
-  - Its first action pointed away from the object from 3 of 6 labeled start states.
-  - In a side run of that version without the Monte-Carlo floor of the TD targets
-    (`agent.mc_floor`), Q of the logged action at the moment of the grasp was 0.11-0.30
-    against data returns of 0.43-0.66 after 1,500 updates. With the floor it was 0.40-0.63.
-""",
+- Pretraining now does something on this scene: the goal-conditioned Q reaches **25%** of
+  Grasp-v0 goal images (5 of 20; 0% in the run before, with the paper's targets).
+- Fine-tuning does not inherit it. Every fine-tuned curve starts at 0% and stays at 0-13%
+  (0-4 of 30 episodes). Pretrained ends the offline phase at 7% (calibrated) and 10%
+  (uncalibrated), scratch at 0% and 3%; the 95% intervals overlap, so that is not evidence
+  of a difference. The online phase found 1 and 3 successes in 75 policy episodes from the
+  pretrained inits and none from scratch, too few positives to learn from.
+- Why the start is 0%, probed on the pretrained checkpoint without any fine-tuning
+  (`python bench/task_goal_probe.py --ckpt <workdir>/pretrain --data <workdir>/grasp
+  --episodes 20`; 20 Grasp-v0 episodes per row):
+
+  | goal embedding given to the pretrained Q | success | final distance |
+  |---|---:|---:|
+  | the env's goal image of this episode | 25% (11-47%) | 0.074 m |
+  | mean of the 19 success frames (fine-tuning's initial task vector) | 0% | 0.100 m |
+  | an MLP from the observation to its episode's success frame | 0% | 0.099 m |
+  | the success frame with the highest greedy Q, chosen every step | 0% | 0.099 m |
+
+  A Grasp-v0 goal image shows *this* scene with one object lifted straight up. The
+  labeled success frames show other scenes, objects elsewhere. The pretrained Q reaches the
+  first kind and none of the second, alone or averaged, and 19 successful episodes are too
+  few to learn a goal proposal from the observation (the MLP fits its training pairs and
+  misses held-out scenes by as much as the mean does). So the single task vector starts
+  where scratch starts, and 1,500 offline updates on 40 episodes do not close that gap.
+- Not tried: a goal proposal trained on more data (the play data has lifted objects but no
+  labels), or a larger labeled set.
+""""",
 }
 
 
