@@ -13,9 +13,10 @@ One update on a relabeled batch (see DESIGN.md section 2):
    With ``mc_floor`` a hindsight target is raised to gamma^(k-1) for a goal k steps ahead.
 3. Positives: BCE of both online heads on the dataset action against y.
 4. Negatives: N candidate actions per (o, g) (uniform and/or other rows' data actions, plus
-   with ``policy_negative`` the target network's CEM action at (o, g)); one is picked with
-   probability ∝ exp(Q) (Q averaged over heads, no gradient) and trained toward 0 with weight
-   lambda_neg.
+   with ``policy_negative`` the target network's greedy CEM action: by default the one step 2
+   found at (o', g), one step from o, or with ``policy_negative_state="current"`` that of a
+   second CEM at (o, g)); one is picked with probability ∝ exp(Q) (Q averaged over heads, no
+   gradient) and trained toward 0 with weight lambda_neg.
 5. Adam step on the online network, then Polyak averaging of the target network.
 
 The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
@@ -56,6 +57,8 @@ from goalrl.agents.losses import (
 from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
 
+POLICY_NEGATIVE_STATES = ("next", "current")  # AMConfig.policy_negative_state
+
 
 @dataclass
 class AMConfig:
@@ -80,9 +83,12 @@ class AMConfig:
     # the actions CEM would exploit (docs/pretrain_notes.md: with T = 1, the greedy action
     # copied the pictured arm on Push)
     neg_temperature: float = 0.05
-    # also offer the greedy action itself, argmax_a Q_target(o, a, g) by CEM, as a candidate:
+    # also offer the greedy action itself, argmax_a Q_target(., a, g) by CEM, as a candidate:
     # CEM acts on exactly the actions the Q-function overrates, which other candidates rarely hit
     policy_negative: bool = True
+    # whose greedy action: "next" reuses the TD target's CEM at (o', g), free, and one step away
+    # from o; "current" runs a second CEM at (o, g) itself, about 40% more time per update
+    policy_negative_state: str = "next"
     # raise hindsight targets to gamma^(k-1), the value the logged actions achieved toward a goal
     # k steps ahead (losses.hindsight_floor); needs the sampler's OFFSET key
     mc_floor: bool = True
@@ -131,6 +137,11 @@ class AMAgent(SeededAgent):
         seed: int = 0,
     ) -> None:
         check_neg_source(cfg.neg_source)
+        if cfg.policy_negative_state not in POLICY_NEGATIVE_STATES:
+            raise ValueError(
+                f"agent.policy_negative_state={cfg.policy_negative_state!r}: expected one of "
+                f"{', '.join(POLICY_NEGATIVE_STATES)}"
+            )
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
         self.q = self.build_seeded(
             lambda: GoalQNetwork(
@@ -212,8 +223,9 @@ class AMAgent(SeededAgent):
 
         # TD target from the target network; no gradient.
         with torch.no_grad(), autocast_context(dev, cfg.amp):
-            greedy_obs = cfg.negatives and cfg.policy_negative
-            # Rows to maximise over: (o', g), and with policy_negative also (o, g) -> (R, F).
+            policy_negative = cfg.negatives and cfg.policy_negative
+            greedy_obs = policy_negative and cfg.policy_negative_state == "current"
+            # Rows to maximise over: (o', g), and for a greedy action at o also (o, g) -> (R, F).
             states = torch.cat([next_obs, obs]) if greedy_obs else next_obs
             props = _cat_optional(next_proprio, proprio) if greedy_obs else next_proprio
             # fuse(encode_obs(o'), encode_goal(g)), one trunk call; each goal encoded once
@@ -232,7 +244,9 @@ class AMAgent(SeededAgent):
             target = q_targets(reached, next_q, cfg.gamma)  # (B,)
             if cfg.mc_floor:
                 target = torch.maximum(target, hindsight_floor(self._offset(batch), cfg.gamma))
-            greedy = best[bsz:, None] if greedy_obs else None  # (B, 1, A) greedy action at o
+            # (B, 1, A) the greedy action at o (second half of the rows), or at o' (first half)
+            greedy = best[bsz:, None] if greedy_obs else best[:bsz, None]
+            greedy = greedy if policy_negative else None
 
         with autocast_context(dev, cfg.amp):
             actions = action[:, None]  # (B, 1, A)

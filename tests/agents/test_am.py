@@ -129,12 +129,15 @@ def test_targets_reached_chained_bootstrapped(monkeypatch: pytest.MonkeyPatch) -
     assert info["critic/target_bootstrap"] == pytest.approx(0.4)
 
 
-@pytest.mark.parametrize("use_proprio", [False, True])
-def test_policy_negative_offers_the_greedy_action_at_obs(
-    monkeypatch: pytest.MonkeyPatch, use_proprio: bool
+@pytest.mark.parametrize(
+    ("state", "use_proprio"), [("current", False), ("current", True), ("next", True)]
+)
+def test_policy_negative_offers_the_greedy_action(
+    monkeypatch: pytest.MonkeyPatch, state: str, use_proprio: bool
 ) -> None:
-    """One CEM call maximises over (o', g) rows then (o, g) rows: the first half sets the TD
-    target, the second half's action joins the negative candidates (last column)."""
+    """"current": one CEM call maximises over (o', g) rows then (o, g) rows; the first half
+    sets the TD target, the second half's action joins the negative candidates (last column).
+    "next": CEM runs on the (o', g) rows only, and their action is the candidate."""
     import goalrl.agents.am as am_module
 
     b = 4
@@ -149,7 +152,8 @@ def test_policy_negative_offers_the_greedy_action_at_obs(
 
     monkeypatch.setattr(am_module, "cem_maximize", fake_cem)
     cfg = tiny_cfg(
-        policy_negative=True, augment=False, gamma=0.8, use_proprio=use_proprio, mc_floor=False
+        policy_negative=True, policy_negative_state=state, augment=False, gamma=0.8,
+        use_proprio=use_proprio, mc_floor=False,
     )
     agent = AMAgent(cfg, (SIZE, SIZE, 3), A, proprio_dim=P)
     seen = []
@@ -160,11 +164,12 @@ def test_policy_negative_offers_the_greedy_action_at_obs(
     batch = make_batch(b, proprio=use_proprio)
     batch[K.REACHED] = np.zeros(b, bool)
     info = agent.update(batch)
-    assert calls == [2 * b]
+    assert calls == ([2 * b] if state == "current" else [b])
     assert info["critic/target_bootstrap"] == pytest.approx(0.8 * 0.5)  # from rows [:B] only
     actions = seen[0]  # (B, 1 + N + 1, A)
     assert actions.shape == (b, 1 + cfg.num_negatives + 1, A)
-    expected = (torch.arange(b, 2 * b, dtype=torch.float32) / 10)[:, None].expand(b, A)
+    rows = torch.arange(b, 2 * b) if state == "current" else torch.arange(b)
+    expected = (rows.float() / 10)[:, None].expand(b, A)
     torch.testing.assert_close(actions[:, -1], expected)
     assert "critic/q_greedy" in info and np.isfinite(info["critic/q_greedy"])
 
@@ -172,9 +177,16 @@ def test_policy_negative_offers_the_greedy_action_at_obs(
 def test_greedy_candidate_scores_at_least_the_random_ones() -> None:
     """With the real CEM the greedy candidate is the target net's maximiser at (o, g); at the
     first update the target equals the online net, so it outscores the random candidates."""
-    cfg = tiny_cfg(policy_negative=True, neg_source="uniform", augment=False)
+    cfg = tiny_cfg(
+        policy_negative=True, policy_negative_state="current", neg_source="uniform", augment=False
+    )
     info = AMAgent(cfg, (SIZE, SIZE, 3), A).update(make_batch(16))
     assert info["critic/q_greedy"] > info["critic/q_random"]
+
+
+def test_unknown_policy_negative_state_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="policy_negative_state='prev'"):
+        AMAgent(tiny_cfg(policy_negative_state="prev"), (SIZE, SIZE, 3), A)
 
 
 def test_mc_floor_raises_hindsight_targets(monkeypatch: pytest.MonkeyPatch) -> None:
