@@ -55,7 +55,8 @@ def main() -> None:
 --image-size {args.image_size}` on {platform.machine()} with {os.cpu_count()} cores,
 {time.strftime("%Y-%m-%d")}: the real `goalrl collect` path (scripted play,
 {args.image_size}x{args.image_size} rendering, atomic dataset appends), worker start-up
-included.
+included. Push and Rearrange resets simulate the goal's scripted skill, so those scenes
+collect more slowly than their step rate alone would give.
 
 {table}
 """
