@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def main() -> None:
                        for i in range(0, len(frames), 256)])  # (M, Dh)
     regressor = fit_goal_regressor(h, z_success[inverse])
 
-    def policy_toward(z_of: callable):
+    def policy_toward(z_of: Callable[[torch.Tensor], torch.Tensor]):
         def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
             with torch.no_grad():
                 p = None if agent.proprio_dim is None else torch.as_tensor(proprio[None]).float()

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
+from bench_modules import load_bench
 
 from goalrl.agents.am import AMAgent, AMConfig
 from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_pretrain", Path(__file__).resolve().parents[1] / "bench" / "pretrain.py"
-)
-bench_pretrain = importlib.util.module_from_spec(_spec)
-sys.modules["bench_pretrain"] = bench_pretrain  # its dataclasses look their module up
-_spec.loader.exec_module(bench_pretrain)
+bench_pretrain = load_bench("pretrain")
 
 
 def test_synthetic_batch_updates_default_am_and_gcbc() -> None:

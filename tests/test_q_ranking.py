@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from bench_modules import load_bench
 
 from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
 
-_spec = importlib.util.spec_from_file_location(
-    "q_ranking", Path(__file__).resolve().parents[1] / "bench" / "q_ranking.py"
-)
-q_ranking = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(q_ranking)
+q_ranking = load_bench("q_ranking")
 
 
 def test_toward_scales_to_max_step_and_keeps_direction() -> None:

@@ -3,22 +3,18 @@ training (from a dataset) as in the simulator (from the env), and refuses data w
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from bench_modules import load_bench
 
 import goalrl  # noqa: F401
 from goalrl.data.recording import record_rollout
 from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
 
-_spec = importlib.util.spec_from_file_location(
-    "state_reference", Path(__file__).resolve().parents[1] / "bench" / "state_reference.py"
-)
-state_reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(state_reference)
+state_reference = load_bench("state_reference")
 
 
 def _push_dataset(root: Path, episodes: int = 2) -> EpisodeDataset:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
+from bench_modules import load_bench
 
 from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
 
-_spec = importlib.util.spec_from_file_location(
-    "task_goal_probe", Path(__file__).resolve().parents[1] / "bench" / "task_goal_probe.py"
-)
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
+probe = load_bench("task_goal_probe")
 
 
 def test_success_episode_frames_pairs_each_frame_with_its_episodes_final(tmp_path) -> None:

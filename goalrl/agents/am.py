@@ -244,9 +244,9 @@ class AMAgent(SeededAgent):
             target = q_targets(reached, next_q, cfg.gamma)  # (B,)
             if cfg.mc_floor:
                 target = torch.maximum(target, hindsight_floor(self._offset(batch), cfg.gamma))
-            # (B, 1, A) the greedy action at o (second half of the rows), or at o' (first half)
-            greedy = best[bsz:, None] if greedy_obs else best[:bsz, None]
-            greedy = greedy if policy_negative else None
+            greedy = None  # (B, 1, A): the greedy action at o (rows B:), else at o' (rows :B)
+            if policy_negative:
+                greedy = best[bsz:, None] if greedy_obs else best[:bsz, None]
 
         with autocast_context(dev, cfg.amp):
             actions = action[:, None]  # (B, 1, A)
