@@ -49,3 +49,42 @@ def test_arm_distance_tells_arm_motion_from_object_motion() -> None:
 def test_mean_or_none() -> None:
     assert mean_or_none([0.1, 0.3]) == pytest.approx(0.2)
     assert mean_or_none([0.1, None]) is None and mean_or_none([]) is None
+
+
+def test_summary_has_a_median_and_one_row_per_rollout() -> None:
+    from goalrl.evaluate import Rollout, summarize_rollouts
+
+    rollouts = [Rollout(seed=10 + i, success=i == 0, final_distance=d, steps=5)
+                for i, d in enumerate([0.02, 0.06, 0.07])]
+    rollouts.append(Rollout(seed=13, success=False, final_distance=15.0, steps=5,
+                            objects_off_table=1))
+    res = summarize_rollouts("goalrl/Push-v0", rollouts)
+    # one object fallen off the table sets the mean; the median stays with the other three
+    assert res["mean_final_distance"] > 3.0
+    assert res["median_final_distance"] == pytest.approx(0.065)
+    assert res["episodes_object_off_table"] == 1
+    assert [r["seed"] for r in res["rollouts"]] == [10, 11, 12, 13]
+    assert res["rollouts"][3]["objects_off_table"] == 1 and res["rollouts"][0]["success"]
+    import json
+
+    json.dumps(res)  # plain JSON values: goalrl eval writes it to summary.json
+
+
+def test_env_counts_objects_that_fell_off_the_table() -> None:
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401
+
+    env = gym.make("goalrl/Push-v0", image_size=IMAGE)
+    try:
+        _, info = env.reset(seed=3)
+        assert info["objects_off_table"] == 0
+        u = env.unwrapped
+        name = u.task.objects[0].name
+        u.scene.set_pose(name, np.array([1.5, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]))
+        for _ in range(5):  # beyond the table's edge: it falls
+            _, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
+        assert info["objects_off_table"] == 1
+        assert info["distance"] > 0.3
+    finally:
+        env.close()

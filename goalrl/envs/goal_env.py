@@ -25,6 +25,8 @@ from goalrl.envs.robot import Arm
 from goalrl.envs.scene import CONTROL_HZ, Scene
 from goalrl.envs.tasks import TASKS, Layout, Task, goal_distance, is_success
 
+OFF_TABLE_Z = -0.05  # an object this far below the table surface (z = 0) has fallen off
+
 
 class TabletopGoalEnv(GoalEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
@@ -246,7 +248,15 @@ class TabletopGoalEnv(GoalEnv):
         arm = self.arm_distance()
         if arm is not None:
             info["arm_distance"] = arm
+        info["objects_off_table"] = self.objects_off_table()
         return info
+
+    def objects_off_table(self) -> int:
+        """How many objects have fallen off the table (they keep falling: their distance grows
+        without bound and would dominate any mean over episodes)."""
+        return sum(
+            int(self.scene.position(s.name)[2] < OFF_TABLE_Z) for s in self.task.objects
+        )
 
     def arm_distance(self) -> float | None:
         """Metres from the tcp to the arm pose pictured in the goal image (None: no goal yet).
