@@ -283,6 +283,7 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
         "success_rate": summary["eval"]["success_rate"],
         "ci95": summary["eval"]["ci95"],
         "mean_final_distance": summary["eval"]["mean_final_distance"],
+        "median_final_distance": summary["eval"].get("median_final_distance"),
         "mean_final_arm_distance": summary["eval"].get("mean_final_arm_distance"),
         "curve": summary["eval_curve"],
         "updates_per_s": summary["updates_per_s"],
@@ -342,6 +343,7 @@ def reference_row(scene: str, method: str, res: dict[str, Any]) -> dict[str, Any
         "scene": scene, "method": method,
         "success_rate": res["success_rate"], "ci95": res["ci95"],
         "mean_final_distance": res["mean_final_distance"],
+        "median_final_distance": res.get("median_final_distance"),
         "mean_final_arm_distance": res.get("mean_final_arm_distance"), "curve": [],
         "updates_per_s": None, "minutes": None, "run": None,
     }
@@ -445,19 +447,22 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
         f"{c['jobs']} runs at a time, {c['threads']} torch thread(s) each. "
         f"Total wall time {res['total_minutes']:.1f} min, load average "
         f"{m['load_before']:.2f} before and {m.get('load_after', float('nan')):.2f} after.",
-        "",
-        "| scene | method | success | 95% interval | mean final distance (m) "
-        "| arm to the pictured arm (m) | updates/s | minutes |",
-        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
+    # runs before evaluation summaries had a median (2026-11-21) have no such column
+    median = any(r.get("median_final_distance") is not None for r in res["runs"])
+    cols = ["scene", "method", "success", "95% interval", "mean final distance (m)",
+            *(["median (m)"] if median else []), "arm to the pictured arm (m)", "updates/s",
+            "minutes"]
+    align = ["---", "---", "---:", "---", *["---:"] * (len(cols) - 4)]
+    lines += ["", "| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
     for r in res["runs"]:
         lo, hi = r["ci95"]
-        lines.append(
-            f"| {r['scene']} | {r['method']} | {100 * r['success_rate']:.0f}% "
-            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_final_distance']:.3f} "
-            f"| {fmt(r.get('mean_final_arm_distance'), '.3f')} "
-            f"| {fmt(r['updates_per_s'])} | {fmt(r['minutes'])} |"
-        )
+        cells = [r["scene"], r["method"], f"{100 * r['success_rate']:.0f}%",
+                 f"{100 * lo:.0f}-{100 * hi:.0f}%", f"{r['mean_final_distance']:.3f}",
+                 *([fmt(r.get("median_final_distance"), ".3f")] if median else []),
+                 fmt(r.get("mean_final_arm_distance"), ".3f"), fmt(r["updates_per_s"]),
+                 fmt(r["minutes"])]
+        lines.append("| " + " | ".join(cells) + " |")
     if res.get("note"):
         lines += ["", f"Note: {res['note']}."]
     lines += ["", *success_verdicts(res), ""]

@@ -19,3 +19,26 @@ def test_synthetic_batch_updates_default_am_and_gcbc() -> None:
     assert np.isfinite(am.update(batch)["critic/loss"])  # default AM: mc_floor reads offsets
     gcbc = GCBCAgent(GCBCConfig(**tiny), (16, 16, 3), bench_pretrain.ACTION_DIM)
     assert all(np.isfinite(v) for v in gcbc.update(batch).values())
+
+
+def test_success_table_shows_the_median_only_when_runs_recorded_it() -> None:
+    import copy
+    import json
+
+    res = json.loads((bench_pretrain.DOCS / "pretrain_success_cpu.json").read_text())
+    for r in res["runs"]:
+        r.pop("median_final_distance", None)
+
+    def table(result: dict) -> list[str]:
+        lines = bench_pretrain.success_section("pretrain_success_cpu", result)
+        return [ln for ln in lines if ln.startswith("| scene") or ln.startswith("|-")
+                or ln.startswith("| push") or ln.startswith("| rearrange")]
+
+    old = table(res)
+    assert "median" not in old[0]
+    with_median = copy.deepcopy(res)
+    with_median["runs"][0]["median_final_distance"] = 0.0625
+    new = table(with_median)
+    assert "median (m)" in new[0] and "| 0.062 |" in new[2]
+    for rows in (old, new):  # every row has as many cells as the header
+        assert len({row.count("|") for row in rows}) == 1
