@@ -156,6 +156,7 @@ def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
         "settings": {k: v for k, v in p.items()},
         "machine": machine(p["device"]),
         "date": time.strftime("%Y-%m-%d"),
+        "workdir": str(work),
         "commands": commands,
         "seconds": seconds,
         "labeled": labeled_summary,
@@ -381,6 +382,19 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def workdir_of(result: dict[str, Any]) -> str:
+    """The run's --workdir: recorded, or (older results) the folder of the play data."""
+    if result.get("workdir"):
+        return result["workdir"]
+    play = next(a for a in result["commands"][0].split() if a.startswith("out="))
+    return str(Path(play.removeprefix("out=")).parent)
+
+
+def portable(command: str, workdir: str) -> str:
+    """A recorded command as a reader can rerun it: paths under --workdir as <workdir>/."""
+    return command.replace(f"{workdir}/", "<workdir>/").replace(f"{REPO}/", "")
+
+
 def report(results: list[dict[str, Any]]) -> str:
     lines = [
         "# Fine-tuning on the grasp task",
@@ -431,10 +445,11 @@ def report(results: list[dict[str, Any]]) -> str:
             f"±{100 * 1.0 / (s['eval_episodes'] ** 0.5):.0f} points at 50%: differences "
             "smaller than that are noise.",
             "",
-            "Commands run:",
+            f"Commands run (`<workdir>` is `--workdir`, default "
+            f"`runs/bench_finetune_{r['profile']}`; this run used `{workdir_of(r)}`):",
             "",
             "```",
-            *(c.replace(f"{REPO}/", "") for c in r["commands"]),
+            *(portable(c, workdir_of(r)) for c in r["commands"]),
             "```",
             "",
         ]
