@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from goalrl.data.storage import EpisodeDataset
-from goalrl.data.task import task_rewards
+from goalrl.data.task import task_success
 from goalrl.train import load_agent
 
 GRIP = 3  # action index of the gripper command: -1 open, +1 closed
@@ -45,11 +45,6 @@ def closing_frames(
     return out
 
 
-def episode_succeeded(rewards: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Task success of each episode: its last transition is rewarded (E,) bool."""
-    return np.asarray(rewards)[np.asarray(starts) + np.asarray(lengths) - 2] > 0
-
-
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """P(score of a random positive > a random negative), ties counted half (Mann-Whitney)."""
     pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
@@ -69,7 +64,7 @@ def main() -> None:
     actions = np.asarray(ds.actions)
     starts, lengths = np.asarray(ds.episode_starts), np.asarray(ds.episode_lengths)
     frames = closing_frames(actions, starts, lengths)
-    success = episode_succeeded(task_rewards(ds), starts, lengths)
+    success = task_success(ds)[ds.episode_ends]  # (E,) the episode ends with the object up
     keep = frames >= 0
     frames, success = frames[keep], success[keep]
     prop = None if agent.proprio_dim is None else np.asarray(ds.proprio[frames])

@@ -1,4 +1,4 @@
-"""bench/grasp_q_auc.py: closing frames, episode outcomes and the AUC, on hand-made arrays."""
+"""bench/grasp_q_auc.py: closing frames and the AUC, on hand-made arrays."""
 
 from __future__ import annotations
 
@@ -17,13 +17,6 @@ def test_closing_frame_is_the_first_close_command_of_each_episode() -> None:
     actions[:, 3] = grip
     starts, lengths = np.array([0, 5, 8]), np.array([5, 3, 4])
     assert probe.closing_frames(actions, starts, lengths).tolist() == [2, -1, 8]
-
-
-def test_episode_success_reads_the_last_transition() -> None:
-    rewards = np.array([0, 1, 1, 0,  # lifted at the end
-                        0, 1, 0, 0])  # lifted, then dropped before the end
-    assert probe.episode_succeeded(rewards, np.array([0, 4]), np.array([4, 4])).tolist() == [
-        True, False]
 
 
 def test_auc() -> None:
