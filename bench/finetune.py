@@ -288,6 +288,7 @@ at temperature 0.05; same play and labeled data as the run before):
   | mean of the 19 success frames (fine-tuning's initial task vector) | 0% | 0.100 m |
   | an MLP from the observation to its episode's success frame | 0% | 0.099 m |
   | the success frame with the highest greedy Q, chosen every step | 0% | 0.099 m |
+  | this frame's embedding + the mean (success frame - first frame) difference | 0% | 0.099 m |
 
   A Grasp-v0 goal image shows *this* scene with one object lifted straight up. The
   labeled success frames show other scenes, objects elsewhere. The pretrained Q reaches the
@@ -295,11 +296,8 @@ at temperature 0.05; same play and labeled data as the run before):
   few to learn a goal proposal from the observation (the MLP fits its training pairs and
   misses held-out scenes by as much as the mean does). So the single task vector starts
   where scratch starts, and 1,500 offline updates on 40 episodes do not close that gap.
-- Two more goal embeddings were tried the same way (a side run of a variant of the probe,
-  not kept; 20 episodes each, 86 success frames of the 200-episode set below): the goal
-  embedding of the current frame plus the mean (success frame - first frame) difference,
-  and the same from the episode's first frame. Both 0%: the embedding does not do that
-  arithmetic.
+- The last row (added to the probe on 2026-11-21; the other rows reran identically) asks
+  whether the embedding adds up: "this scene" plus "done". It does not.
 - **Side runs: more labeled data and more updates do not lift the offline task policy.**
   Same pretrained checkpoint and network as above, offline only, calibrated, 20 evaluation
   episodes per point (so one episode is 5 points), labeled sets collected like the one

@@ -11,6 +11,8 @@ goal embeddings, no fine-tuning at all:
                     episode to the embedding of its final frame (a goal proposal from 1 view)
     best success    every success frame's z is scored, and each step acts toward the one
                     whose greedy Q is highest (the task as "reach any of these states")
+    this frame      z = encode_goal(o) + the mean (success frame - first frame) difference
+      + shift       of the labeled episodes: "this scene, done", if the embedding adds up
 
     python bench/task_goal_probe.py --ckpt <pretrain run> --data <labeled grasp data>
 
@@ -92,14 +94,20 @@ def main() -> None:
         z_success = q.encode_goal(to_tensor(ds.images(final_ids), agent.device)).float()  # (S, D)
         h = torch.cat([encode_obs(ds.images(frames[i:i + 256]), prop(frames[i:i + 256]))
                        for i in range(0, len(frames), 256)])  # (M, Dh)
+        # (D,) mean step from an episode's first frame to its success frame, in goal space
+        starts = ds.episode_starts[ds.episode_of(final_ids)]  # (S,)
+        z_first = q.encode_goal(to_tensor(ds.images(starts), agent.device)).float()  # (S, D)
+        shift = (z_success - z_first).mean(0, keepdim=True)  # (1, D)
     regressor = fit_goal_regressor(h, z_success[inverse])
 
-    def policy_toward(z_of: Callable[[torch.Tensor], torch.Tensor]):
+    def policy_toward(z_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        """CEM toward the best of z_of(h_o (1, Dh), o (1, H, W, 3)) -> goal embeddings (G, D)."""
         def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
             with torch.no_grad():
                 p = None if agent.proprio_dim is None else torch.as_tensor(proprio[None]).float()
+                o = to_tensor(obs_image[None], agent.device)  # (1, H, W, 3)
                 h_o = encode_obs(obs_image[None], p)  # (1, Dh)
-                z = z_of(h_o)  # (G, D)
+                z = z_of(h_o, o)  # (G, D)
                 e = q.fuse(h_o.expand(len(z), -1), z)  # (G, F)
                 actions, qs = agent.act_on_embedding(e, False, return_q=True)
             best = int(np.argmax(qs))
@@ -108,9 +116,11 @@ def main() -> None:
 
     policies = {
         "goal image": agent_policy(agent),
-        "mean": policy_toward(lambda h_o: z_success.mean(0, keepdim=True)),
-        "regressed": policy_toward(regressor),
-        "best success": policy_toward(lambda h_o: z_success),
+        "mean": policy_toward(lambda h_o, o: z_success.mean(0, keepdim=True)),
+        "regressed": policy_toward(lambda h_o, o: regressor(h_o)),
+        "best success": policy_toward(lambda h_o, o: z_success),
+        "this frame + shift": policy_toward(
+            lambda h_o, o: (q.encode_goal(o).float() + shift).clamp(-1, 1)),
     }
     results = {}
     for name, policy in policies.items():
