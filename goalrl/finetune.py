@@ -5,7 +5,9 @@
 1. Open the reward-labeled dataset; refuse an init checkpoint that does not fit it or the
    task scene (image shape, action size, proprio size, network shape), before any training.
 2. Build a ``TaskQAgent`` (goalrl.agents.task_q) from the init weights (or from scratch with
-   ``init=none``); z_task = mean goal embedding of the labeled successful final frames.
+   ``init=none``); z_task = mean goal embedding of the labeled successful final frames, or,
+   with ``agent.task_input=goal_image``, every episode's goal image re-rendered from its seed
+   (goalrl.data.episode_goals).
 3. Offline phase, ``steps`` updates: reward-labeled batches, plus relabeled batches of the
    unlabeled pretraining data for the auxiliary goal-reaching loss.
 4. Online phase, ``online_steps`` updates: every ``updates_per_episode`` updates the current
@@ -225,7 +227,8 @@ def record_episode(env: Any, agent: TaskQAgent, seed: int, explore_std: float) -
     from goalrl.data.recording import record_rollout
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        return agent.act(obs["image"], None, obs["observation"], explore_std=explore_std)
+        return agent.act(obs["image"], obs["desired_goal_image"], obs["observation"],
+                         explore_std=explore_std)
 
     episode, _ = record_rollout(env, act, seed)
     episode.info = {"policy": "finetune-online", "explore_std": explore_std, "step": agent.step}
@@ -289,6 +292,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     from goalrl.checkpoint import save_checkpoint
+    from goalrl.data.episode_goals import GoalImageRenderer
     from goalrl.data.sampler import GoalBatchSampler
     from goalrl.data.storage import EpisodeDataset
     from goalrl.data.task import TaskBatchSampler, task_rewards
@@ -319,18 +323,28 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                        dataset.proprio_dim, device, seed=cfg.seed)
     if init.state is not None:
         agent.load_pretrained(init.state)
-    success_images = success_frame_images(dataset)
-    z_from = "success frames"
-    if init.state is not None and "z" in init.state:
+    goals: GoalImageRenderer | None = None  # episode goal images, for goal-image task input
+    goal_images = None  # (E, H, W, 3)
+    if agent.uses_goal_image:
+        goals = GoalImageRenderer(cfg.task, dataset.image_shape[0])
+        try:
+            goal_images = goals.goal_images(dataset)
+        except Exception:
+            goals.close()
+            raise
+        z_from = "not used (agent.task_input=goal_image)"
+    elif init.state is not None and "z" in init.state:
         z_from = "init checkpoint"
-    elif len(success_images):
+    elif len(success_images := success_frame_images(dataset)):
         agent.init_task_embedding(success_images)
+        z_from = "success frames"
     else:
         z_from = "zeros (no successful labeled episode)"
     agent.seed(cfg.seed * 1000 + 1)
 
     task_sampler = TaskBatchSampler(dataset, cfg.batch_size, gamma=init.agent_cfg.gamma,
-                                    online_ratio=cfg.online_ratio, seed=cfg.seed)
+                                    online_ratio=cfg.online_ratio, seed=cfg.seed,
+                                    goal_images=goal_images)
     aux_batches = None
     if aux is not None:
         aux_sampler = GoalBatchSampler(
@@ -385,7 +399,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             if phase == "online" and (step - cfg.steps) % cfg.updates_per_episode == 0:
                 if collector is None:
                     collector = OnlineCollector(cfg, dataset, spec)
-                task_sampler.set_online(collector.collect(agent))
+                online = collector.collect(agent)
+                task_sampler.set_online(online, goals.goal_images(online) if goals else None)
                 writer.add_scalar("online/episodes", collector.episodes, step)
                 writer.add_scalar("online/success_rate",
                                   collector.successes / collector.episodes, step)
@@ -414,6 +429,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             aux_batches.close()
         if collector is not None:
             collector.close()
+        if goals is not None:
+            goals.close()
         writer.close()
     elapsed = time.perf_counter() - t0
 
@@ -432,6 +449,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "labeled_reward_frames": int(rewards.sum()),
         "aux_data": meta_base["aux_dataset"],
         "task_embedding_init": z_from,
+        "task_input": agent.cfg.task_input,
         "calibrate": agent.cfg.calibrate,
         "steps": cfg.steps,
         "online_steps": cfg.online_steps,

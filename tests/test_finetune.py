@@ -14,7 +14,7 @@ from goalrl.agents import AMConfig, GCBCConfig
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
 from goalrl.commands.collect import CollectConfig, collect
-from goalrl.data.storage import EpisodeDataset
+from goalrl.data.storage import DatasetError, EpisodeDataset
 from goalrl.finetune import FinetuneConfig, finetune, success_frame_indices
 from goalrl.train import PretrainConfig, TrainingError, agent_policy, load_agent, pretrain
 
@@ -190,3 +190,38 @@ def test_existing_run_is_not_overwritten(data, tmp_path) -> None:
     finetune(config(data, tmp_path / "ft", steps=1, aux_data="none"))
     with pytest.raises(TrainingError, match="already holds a fine-tuning run"):
         finetune(config(data, tmp_path / "ft", steps=1, aux_data="none"))
+
+
+def test_goal_image_task_input_trains_on_rerendered_goals_and_acts_on_them(data, tmp_path) -> None:
+    goal_cfg = TaskQConfig(task_input="goal_image", num_negatives=4, am=AMConfig(**TINY))
+    out = tmp_path / "ft"
+    summary = finetune(config(data, out, steps=2, online_steps=2, updates_per_episode=2,
+                              eval_episodes=1, agent=goal_cfg))
+    assert summary["task_input"] == "goal_image"
+    assert summary["task_embedding_init"] == "not used (agent.task_input=goal_image)"
+    assert summary["online_episodes"] == 1 and len(summary["curve"]) == 3
+    agent, meta = load_agent(out)
+    assert agent.uses_goal_image and meta["agent_config"]["task_input"] == "goal_image"
+    obs, goal = np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 200, np.uint8)
+    action, q = agent_policy(agent)(obs, goal, np.zeros(5, np.float32))
+    assert action.shape == (4,) and 0 <= q <= 1
+    with pytest.raises(ValueError, match="needs the scene's goal image"):
+        agent.act(obs, None, np.zeros(5, np.float32))
+
+
+def test_goal_image_input_refuses_episodes_whose_seed_does_not_replay(data, tmp_path) -> None:
+    """Labeled episodes re-keyed to other seeds: their goals are unknown, refused up front."""
+    from goalrl.data.storage import DatasetWriter
+
+    src = EpisodeDataset(data["grasp"])
+    with DatasetWriter(tmp_path / "reseeded", image_shape=src.image_shape,
+                       action_dim=src.action_dim, proprio_dim=src.proprio_dim,
+                       goal_dim=src.meta["goal_dim"], env_id=src.meta["env_id"]) as writer:
+        for i in range(src.num_episodes):
+            episode = src.episode(i)
+            episode.seed = int(src.seeds[i]) + 100
+            writer.append(episode)
+    goal_cfg = TaskQConfig(task_input="goal_image", num_negatives=4, am=AMConfig(**TINY))
+    with pytest.raises(DatasetError, match=r"episode 0: .*seed 100 does not reproduce"):
+        finetune(config(data, tmp_path / "ft", agent=goal_cfg, data=str(tmp_path / "reseeded")))
+    assert not (tmp_path / "ft" / "checkpoints").exists()

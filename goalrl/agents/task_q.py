@@ -30,8 +30,15 @@ already reads "how likely does this action lead to a state like those?". One upd
 5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
    averaging of the target network and of z_task's target copy.
 
+**Goal-image task input** (``task_input="goal_image"``): instead of z_task, each labeled
+episode's own goal image g (the scene's ``desired_goal_image``, re-rendered from the episode's
+seed by goalrl.data.episode_goals) goes through the pretrained goal encoder, and the task
+reward trains Q(o, a, g). On Grasp the goal image shows *this* scene's object held up, which
+the pretrained Q can already reach, whereas a single z_task has to stand for every scene at
+once. Acting then needs the scene's goal image, as goal reaching does.
+
 The agent composes an ``AMAgent`` (network, target network, RNG, auxiliary loss) instead of
-copying its code; acting and Q-values ignore any goal image.
+copying its code; with the default task embedding, acting and Q-values ignore any goal image.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ from goalrl.agents.losses import (
 )
 from goalrl.data import keys as K
 from goalrl.data.task import MC_RETURN, ONLINE
+
+TASK_INPUTS = ("embedding", "goal_image")  # what stands in for the goal: z_task, or the goal image
 
 # AMConfig fields that fix the network's shape: a checkpoint's values are the only valid ones
 ARCHITECTURE_FIELDS = (
@@ -92,6 +101,9 @@ class TaskQConfig:
     calibrate: bool = True  # Cal-QL: floor the pushed-down Q at the data's Monte-Carlo return
     mc_floor: bool = True  # raise TD targets to the Monte-Carlo return of the logged action
     aux_weight: float = 1.0  # weight of the goal-reaching loss on unlabeled data (0 = off)
+    # embedding: one learned z_task for the task; goal_image: each episode's goal image (the
+    # batch's GOAL_IMAGE), encoded by the pretrained goal encoder (see the module docstring)
+    task_input: str = "embedding"
     # network shape, CEM, augmentation and the auxiliary loss; with init=<ckpt> the shape comes
     # from the checkpoint, and its other values unless overridden here
     am: AMConfig = field(default_factory=AMConfig)
@@ -135,6 +147,10 @@ class TaskQAgent(SeededAgent):
         seed: int = 0,
     ) -> None:
         check_neg_source(cfg.neg_source)
+        if cfg.task_input not in TASK_INPUTS:
+            raise ValueError(
+                f"agent.task_input must be one of {TASK_INPUTS}, got {cfg.task_input!r}"
+            )
         self.cfg = cfg
         # network, target network, generator and the auxiliary loss live in the goal agent
         self.goal_agent = AMAgent(cfg.am, image_shape, action_dim, proprio_dim, device, seed=seed)
@@ -195,19 +211,44 @@ class TaskQAgent(SeededAgent):
 
     # --- training ---
 
-    def _images(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        obs = to_tensor(batch[K.OBS_IMAGE], self.device)  # (B, H, W, 3) uint8
-        next_obs = to_tensor(batch[K.NEXT_OBS_IMAGE], self.device)
+    @property
+    def uses_goal_image(self) -> bool:
+        return self.cfg.task_input == "goal_image"
+
+    def _images(
+        self, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """obs, next obs (B, H, W, 3) and, with goal-image input, the goal (B, H, W, 3) or None.
+
+        One random shift per sample for all of them (as in pretraining: obs and goal keep
+        their relative geometry)."""
+        images = [to_tensor(batch[K.OBS_IMAGE], self.device)]  # (B, H, W, 3) uint8
+        images.append(to_tensor(batch[K.NEXT_OBS_IMAGE], self.device))
+        if self.uses_goal_image:
+            if K.GOAL_IMAGE not in batch:
+                raise KeyError(
+                    f"agent.task_input=goal_image needs the batch key {K.GOAL_IMAGE!r} (each "
+                    f"episode's goal image); this batch has only {sorted(batch)}"
+                )
+            images.append(to_tensor(batch[K.GOAL_IMAGE], self.device))
         am = self.cfg.am
         if am.augment and am.pad > 0:
-            shifts = sample_shifts(obs.shape[0], am.pad, self.generator, self.device)
-            obs, next_obs = (
-                shift_images(x, shifts, am.pad, channels_last=True) for x in (obs, next_obs)
-            )
-        return obs, next_obs
+            shifts = sample_shifts(images[0].shape[0], am.pad, self.generator, self.device)
+            images = [shift_images(x, shifts, am.pad, channels_last=True) for x in images]
+        return images[0], images[1], images[2] if len(images) > 2 else None
 
-    def _embed(self, net: torch.nn.Module, obs: torch.Tensor, prop: Any, z: torch.Tensor):
-        """e (B, F) = fuse(encode_obs(o), z_task broadcast to (B, D))."""
+    def _embed(
+        self,
+        net: torch.nn.Module,
+        obs: torch.Tensor,
+        prop: Any,
+        z: torch.Tensor,
+        goal: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """e (B, F) = fuse(encode_obs(o), z_task broadcast to (B, D)), or with a goal image
+        (B, H, W, 3) fuse(encode_obs(o), encode_goal(g)) in one trunk call."""
+        if goal is not None:
+            return net.encode(obs, goal, prop)
         h = net.encode_obs(obs, prop)  # (B, D + Dp)
         return net.fuse(h, z.to(h.dtype).expand(obs.shape[0], -1))
 
@@ -217,11 +258,12 @@ class TaskQAgent(SeededAgent):
         """One gradient step on a reward-labeled batch (+ the auxiliary goal-reaching batch).
 
         ``batch``: OBS_IMAGE, NEXT_OBS_IMAGE (B, H, W, 3), ACTION (B, A), REWARD (B,), and
-        MC_RETURN (B,) for ``calibrate`` and ``mc_floor``; proprio keys if the network uses them.
+        MC_RETURN (B,) for ``calibrate`` and ``mc_floor``; proprio keys if the network uses them;
+        GOAL_IMAGE (B, H, W, 3) with ``task_input="goal_image"``.
         ``aux_batch``: a relabeled GoalBatchSampler batch, used when ``aux_weight`` > 0.
         """
         cfg, am, dev = self.cfg, self.cfg.am, self.device
-        obs, next_obs = self._images(batch)
+        obs, next_obs, goal = self._images(batch)
         action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
         rewarded = to_tensor(batch[K.REWARD], dev).float() > 0  # (B,)
         prop = self.goal_agent._proprio(batch, K.OBS_PROPRIO)
@@ -232,7 +274,7 @@ class TaskQAgent(SeededAgent):
         bsz = action.shape[0]
 
         with torch.no_grad(), autocast_context(dev, am.amp):
-            e_next = self._embed(self.q_target, next_obs, next_prop, self.z_target)  # (B, F)
+            e_next = self._embed(self.q_target, next_obs, next_prop, self.z_target, goal)  # (B, F)
             _, next_logit = cem_maximize(
                 self.goal_agent._score_fn(self.q_target, e_next),
                 bsz,
@@ -254,7 +296,7 @@ class TaskQAgent(SeededAgent):
                     action, cfg.num_negatives, cfg.neg_source, self.generator
                 )  # (B, N, A)
                 actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N, A)
-            e = self._embed(self.q, obs, prop, self.z)  # (B, F)
+            e = self._embed(self.q, obs, prop, self.z, goal)  # (B, F)
             logits = self.q.head(e, actions).float()  # (B, 1 [+ N], K)
             pos_logits = logits[:, 0]  # (B, K)
             loss_td = bce_q_loss(pos_logits, target[:, None])
@@ -314,16 +356,22 @@ class TaskQAgent(SeededAgent):
 
     # --- inference ---
 
-    def _obs(self, obs_image: Any, proprio: Any) -> tuple[torch.Tensor, Any, bool]:
-        obs, _, single = batch_images(obs_image, None, self.device)
-        return obs, batch_proprio(proprio, self.proprio_dim, self.device), single
-
     @torch.no_grad()
-    def _task_embedding(self, obs_image: Any, proprio: Any) -> tuple[torch.Tensor, bool]:
-        """e (B, F) = fuse(encode_obs(o), z_task) for acting and scoring; and ``single``."""
-        obs, prop, single = self._obs(obs_image, proprio)
+    def _task_embedding(
+        self, obs_image: Any, goal_image: Any, proprio: Any
+    ) -> tuple[torch.Tensor, bool]:
+        """e (B, F) for acting and scoring: the observation fused with z_task, or with the
+        goal image under ``task_input="goal_image"``; and ``single``."""
+        if self.uses_goal_image and goal_image is None:
+            raise ValueError(
+                "this task agent was fine-tuned with agent.task_input=goal_image: acting needs "
+                "the scene's goal image (the env's desired_goal_image)"
+            )
+        goal_in = goal_image if self.uses_goal_image else None
+        obs, goal, single = batch_images(obs_image, goal_in, self.device)
+        prop = batch_proprio(proprio, self.proprio_dim, self.device)
         with autocast_context(self.device, self.cfg.am.amp):
-            return self._embed(self.q, obs, prop, self.z), single
+            return self._embed(self.q, obs, prop, self.z, goal), single
 
     @torch.no_grad()
     def act(
@@ -338,11 +386,12 @@ class TaskQAgent(SeededAgent):
         """Greedy CEM action for the task, plus optional Gaussian exploration noise.
 
         Same signature as ``AMAgent.act`` so evaluation and command code can drive either;
-        ``goal_image`` is ignored (the task embedding stands in for it). obs (B, H, W, 3) ->
+        ``goal_image`` is ignored unless ``task_input="goal_image"`` (the task embedding stands
+        in for it). obs (B, H, W, 3) ->
         (B, A); (H, W, 3) -> (A,). The network and generator are the goal agent's, so its CEM
         acting does the rest.
         """
-        e, single = self._task_embedding(obs_image, proprio)
+        e, single = self._task_embedding(obs_image, goal_image, proprio)
         return self.goal_agent.act_on_embedding(
             e, single, explore_std=explore_std, return_q=return_q
         )
@@ -357,8 +406,9 @@ class TaskQAgent(SeededAgent):
         *,
         reduce: str = "min",
     ) -> np.ndarray:
-        """Task Q in [0, 1] of actions (B, A) -> (B,) or (B, N, A) -> (B, N); goal ignored."""
-        e, single = self._task_embedding(obs_image, proprio)
+        """Task Q in [0, 1] of actions (B, A) -> (B,) or (B, N, A) -> (B, N); the goal is used
+        only with ``task_input="goal_image"``."""
+        e, single = self._task_embedding(obs_image, goal_image, proprio)
         return self.goal_agent.q_on_embedding(e, actions, single, reduce=reduce)
 
     # --- checkpoints ---

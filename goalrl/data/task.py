@@ -123,10 +123,20 @@ def task_success(dataset: Any) -> np.ndarray:
 
 
 class LabeledSource:
-    """One reward-labeled dataset, with its rewards and Monte-Carlo returns precomputed."""
+    """One reward-labeled dataset, with its rewards and Monte-Carlo returns precomputed.
 
-    def __init__(self, dataset: Any, gamma: float) -> None:
+    ``goal_images`` (E, H, W, 3), one per episode, adds each transition's episode goal image
+    to its batches (goal-image task fine-tuning); None leaves GOAL_IMAGE out.
+    """
+
+    def __init__(self, dataset: Any, gamma: float, goal_images: np.ndarray | None = None) -> None:
+        if goal_images is not None and len(goal_images) != dataset.num_episodes:
+            raise ValueError(
+                f"{dataset.root}: {len(goal_images)} goal images for "
+                f"{dataset.num_episodes} episodes"
+            )
         self.dataset = dataset
+        self.goal_images = goal_images
         self.rewards = task_rewards(dataset)  # (N,)
         self.returns = mc_returns(
             self.rewards, dataset.episode_starts, dataset.episode_lengths, gamma
@@ -142,7 +152,8 @@ class LabeledSource:
         obs = np.empty((len(t), *ds.image_shape), dtype=np.uint8)  # (B, H, W, 3)
         nxt = np.empty_like(obs)
         ds.image_pairs(t, out=(obs, nxt))
-        last = ds.episode_ends[ds.episode_of(t)]  # (B,)
+        episode = ds.episode_of(t)  # (B,)
+        last = ds.episode_ends[episode]  # (B,)
         batch = {
             keys.OBS_IMAGE: obs,
             keys.NEXT_OBS_IMAGE: nxt,
@@ -155,6 +166,8 @@ class LabeledSource:
         if ds.proprio is not None:
             batch[keys.OBS_PROPRIO] = ds.proprio[t]  # (B, P)
             batch[keys.NEXT_OBS_PROPRIO] = ds.proprio[t + 1]  # (B, P)
+        if self.goal_images is not None:
+            batch[keys.GOAL_IMAGE] = self.goal_images[episode]  # (B, H, W, 3)
         return batch
 
 
@@ -164,6 +177,7 @@ class TaskBatchSampler:
     Before any online episode exists every transition is offline. Afterwards
     round(batch_size * online_ratio) come from the online set and the rest from the offline
     one. ``set_online(dataset)`` swaps in a re-opened online dataset after new episodes.
+    ``goal_images`` (and ``set_online``'s): one per episode, for goal-image task input.
     """
 
     def __init__(
@@ -174,13 +188,14 @@ class TaskBatchSampler:
         gamma: float,
         online_ratio: float = 0.5,
         seed: int = 0,
+        goal_images: np.ndarray | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
         if not 0.0 <= online_ratio <= 1.0:
             raise ValueError(f"online_ratio must be in [0, 1], got {online_ratio}")
         self.gamma = float(gamma)
-        self.offline = LabeledSource(offline, self.gamma)
+        self.offline = LabeledSource(offline, self.gamma, goal_images)
         if self.offline.num_transitions <= 0:
             raise DatasetError(f"{offline.root}: no transitions to fine-tune on")
         self.online: LabeledSource | None = None
@@ -189,8 +204,8 @@ class TaskBatchSampler:
         # A stream of its own (child 1 of the seed), independent of the goal sampler's.
         self.rng = stream_rng(seed, rank=1)
 
-    def set_online(self, dataset: Any | None) -> None:
-        self.online = None if dataset is None else LabeledSource(dataset, self.gamma)
+    def set_online(self, dataset: Any | None, goal_images: np.ndarray | None = None) -> None:
+        self.online = None if dataset is None else LabeledSource(dataset, self.gamma, goal_images)
 
     def split(self) -> tuple[int, int]:
         """(offline, online) transitions in the next batch."""

@@ -162,3 +162,46 @@ def test_state_round_trips_through_a_checkpoint(tmp_path) -> None:
 def test_unknown_negative_source_is_refused_when_the_task_agent_is_built() -> None:
     with pytest.raises(ValueError, match="agent.neg_source.*'nearby'"):
         TaskQAgent(cfg(neg_source="nearby"), (SIZE, SIZE, 3), A)
+
+
+# --- goal-image task input ---
+
+
+def test_goal_image_task_q_equals_the_pretrained_goal_q() -> None:
+    """With task_input=goal_image the task Q is the pretrained Q(o, a, g) of that goal image."""
+    pre = AMAgent(AMConfig(**TINY_AM), (SIZE, SIZE, 3), A, seed=3)
+    agent = TaskQAgent(cfg(task_input="goal_image"), (SIZE, SIZE, 3), A, seed=0)
+    agent.load_pretrained({"q": pre.q.state_dict()})
+    obs, goals = images(4, 0), images(4, 1)
+    acts = np.random.default_rng(0).uniform(-1, 1, (4, 6, A)).astype(np.float32)
+    expected = pre.q_values(obs, goals, acts, reduce="none")
+    np.testing.assert_allclose(agent.q_values(obs, goals, acts, reduce="none"), expected,
+                               rtol=1e-5, atol=1e-6)
+    other = agent.q_values(obs, images(4, 2), acts, reduce="none")
+    assert not np.allclose(other, expected)  # the goal image is read, not ignored
+
+
+def test_goal_image_update_trains_on_each_episode_goal_and_leaves_z_alone() -> None:
+    agent = TaskQAgent(cfg(task_input="goal_image"), (SIZE, SIZE, 3), A, seed=0)
+    batch = task_batch()
+    batch[K.GOAL_IMAGE] = images(8, 11)
+    before = copy.deepcopy(batch)
+    z0 = agent.z.detach().clone()
+    q0 = agent.q_values(batch[K.OBS_IMAGE], batch[K.GOAL_IMAGE], batch[K.ACTION])
+    info = agent.update(batch)
+    assert all(np.isfinite(v) for k, v in info.items() if k != "task/q_rewarded")
+    assert torch.equal(agent.z.detach(), z0)  # z_task takes no part
+    assert not np.allclose(agent.q_values(batch[K.OBS_IMAGE], batch[K.GOAL_IMAGE],
+                                          batch[K.ACTION]), q0)
+    for k in batch:
+        np.testing.assert_array_equal(batch[k], before[k], err_msg=k)
+
+
+def test_goal_image_input_needs_goal_images() -> None:
+    agent = TaskQAgent(cfg(task_input="goal_image"), (SIZE, SIZE, 3), A, seed=0)
+    with pytest.raises(KeyError, match="task_input=goal_image.*'goal_image'"):
+        agent.update(task_batch())
+    with pytest.raises(ValueError, match="task_input=goal_image.*goal image"):
+        agent.act(images(2, 0), None)
+    with pytest.raises(ValueError, match="agent.task_input.*'goal'"):
+        TaskQAgent(cfg(task_input="goal"), (SIZE, SIZE, 3), A)

@@ -123,3 +123,20 @@ def test_task_batches_mix_online_data_at_the_ratio(tmp_path) -> None:
         np.testing.assert_array_equal(batch[K.NEXT_OBS_IMAGE][i], src.images([t[i] + 1])[0])
         assert batch[K.REWARD][i] == task_rewards(src)[t[i]]
     assert batch[MC_RETURN].shape == (10,) and batch[K.OBS_PROPRIO].shape == (10, 3)
+
+
+def test_task_batches_carry_each_transitions_episode_goal_image(tmp_path) -> None:
+    offline = write(tmp_path / "off", rewards=True, success=True)  # 3 episodes
+    online = write(tmp_path / "on", rewards=True, success=True, episodes=2)
+    goals = np.arange(3)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8) + 100
+    online_goals = goals[:2] + 50
+    sampler = TaskBatchSampler(offline, 12, gamma=0.9, online_ratio=0.5, seed=0,
+                               goal_images=goals)
+    sampler.set_online(online, online_goals)
+    batch = sampler.sample()
+    for i, (src, g) in enumerate([(offline, goals)] * 6 + [(online, online_goals)] * 6):
+        episode = src.episode_of(batch[K.FRAME_INDEX][i : i + 1])[0]
+        np.testing.assert_array_equal(batch[K.GOAL_IMAGE][i], g[episode])
+    assert K.GOAL_IMAGE not in TaskBatchSampler(offline, 4, gamma=0.9).sample()
+    with pytest.raises(ValueError, match="2 goal images for 3 episodes"):
+        TaskBatchSampler(offline, 4, gamma=0.9, goal_images=goals[:2])
