@@ -13,9 +13,11 @@ report):
 2. ``goalrl collect env=goalrl/Grasp-v0 policy=grasp``: the small labeled set, noisy scripted
    grasp attempts that succeed part of the time, rewards recorded (seeds after the play ones).
 3. ``goalrl pretrain``: Actionable Models on the play data.
-4. ``goalrl finetune`` four times on the same labeled data, budget and seed: init=pretrained
-   and init=none, each with and without calibration (``agent.calibrate``), an offline phase
-   then an online phase; success on Grasp-v0 (env seeds from 1,000,000 up) every
+4. ``goalrl finetune`` on the same labeled data, budget and seed: init=pretrained and
+   init=none, each with and without calibration (``agent.calibrate``), with the default
+   goal-image task input; and init=pretrained and init=none, calibrated, with the learned
+   task embedding (``agent.task_input=embedding``) for comparison. Each run has an offline
+   phase then an online phase; success on Grasp-v0 (env seeds from 1,000,000 up) every
    ``eval_every`` updates gives the learning curves.
 
 Stages whose outputs exist in ``--workdir`` are reused (delete it to start over). Results go
@@ -67,11 +69,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         eval_episodes=50, net={"use_proprio": "true"},
     ),
 }
-RUNS = (  # (name, init, calibrate)
-    ("pretrained, calibrated", "pretrained", True),
-    ("pretrained, uncalibrated", "pretrained", False),
-    ("scratch, calibrated", "none", True),
-    ("scratch, uncalibrated", "none", False),
+RUNS = (  # (name, init, calibrate, agent.task_input)
+    ("pretrained, calibrated", "pretrained", True, "goal_image"),
+    ("pretrained, uncalibrated", "pretrained", False, "goal_image"),
+    ("scratch, calibrated", "none", True, "goal_image"),
+    ("scratch, uncalibrated", "none", False, "goal_image"),
+    ("pretrained, calibrated, task embedding", "pretrained", True, "embedding"),
+    ("scratch, calibrated, task embedding", "none", True, "embedding"),
 )
 
 
@@ -133,19 +137,20 @@ def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
         *[f"agent.{k}={v}" for k, v in p["net"].items()],
     ], pre / "summary.json")
 
-    def finetune(run: tuple[str, str, bool]) -> tuple[str, dict[str, Any]]:
-        name, init, calibrate = run
-        out = work / ("ft_" + name.replace(", ", "_"))
+    def finetune(run: tuple[str, str, bool, str]) -> tuple[str, dict[str, Any]]:
+        name, init, calibrate, task_input = run
+        folder = "ft_" + name.replace(", ", "_").replace(" ", "_")
+        out = work / folder
         args = [
             "finetune", f"init={pre if init == 'pretrained' else 'none'}", f"task={TASK}",
             f"data={labeled}", f"out={out}", f"steps={p['steps']}",
             f"online_steps={p['online_steps']}", f"batch_size={p['batch_size']}",
             f"updates_per_episode={p['updates_per_episode']}", f"eval_every={p['eval_every']}",
             f"eval_episodes={p['eval_episodes']}", "videos=2",
-            f"agent.calibrate={str(calibrate).lower()}", *common,
-            *[f"agent.am.{k}={v}" for k, v in p["net"].items()],
+            f"agent.calibrate={str(calibrate).lower()}", f"agent.task_input={task_input}",
+            *common, *[f"agent.am.{k}={v}" for k, v in p["net"].items()],
         ]
-        return name, stage("ft_" + name.replace(", ", "_"), args, out / "summary.json")
+        return name, stage(folder, args, out / "summary.json")
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(p["jobs"]) as pool:
@@ -166,9 +171,10 @@ def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
 
 
 def slim(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("parent", "calibrate", "steps", "online_steps", "success_init", "success_offline",
-            "success_final", "curve", "online_episodes", "online_episode_success_rate",
-            "labeled_episodes", "labeled_success_rate", "updates_per_s", "seconds")
+    keys = ("parent", "calibrate", "task_input", "steps", "online_steps", "success_init",
+            "success_offline", "success_final", "curve", "online_episodes",
+            "online_episode_success_rate", "labeled_episodes", "labeled_success_rate",
+            "updates_per_s", "seconds")
     return {k: summary.get(k) for k in keys}
 
 
@@ -202,18 +208,24 @@ def pct(x: float | None) -> str:
 
 def table(result: dict[str, Any]) -> list[str]:
     lines = [
-        "| init | calibration | success at step 0 | end of offline | end of online "
-        "| dip after switch | online episodes (their success) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| init | calibration | task input | success at step 0 | end of offline "
+        "| end of online | dip after switch | online episodes (their success) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, run in result["runs"].items():
-        init, cal = name.split(", ")
+        init, cal = name.split(", ")[:2]
         lines.append(
-            f"| {init} | {cal} | {pct(run['success_init'])} | {pct(run['success_offline'])} "
+            f"| {init} | {cal} | {task_input_of(run).replace('_', ' ')} "
+            f"| {pct(run['success_init'])} | {pct(run['success_offline'])} "
             f"| {pct(run['success_final'])} | {pct(dip(run))} | {run['online_episodes']} "
             f"({pct(run['online_episode_success_rate'])}) |"
         )
     return lines
+
+
+def task_input_of(run: dict[str, Any]) -> str:
+    """The run's agent.task_input; results from before the option used the task embedding."""
+    return run.get("task_input") or "embedding"
 
 
 def interval(rate: float, n: int) -> tuple[float, float]:
@@ -348,6 +360,8 @@ COLORS = {
     "pretrained, uncalibrated": "tab:olive",
     "scratch, calibrated": "tab:blue",
     "scratch, uncalibrated": "tab:purple",
+    "pretrained, calibrated, task embedding": "tab:orange",
+    "scratch, calibrated, task embedding": "tab:gray",
 }
 
 
@@ -362,7 +376,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         for name, run in result["runs"].items():
             xs = [c["step"] for c in run["curve"]]
             ys = [100 * c["success_rate"] for c in run["curve"]]
-            style = "-" if "uncalibrated" not in name else "--"
+            style = ":" if "embedding" in name else "--" if "uncalibrated" in name else "-"
             ax.plot(xs, ys, style, marker="o", ms=3, color=COLORS[name], label=name)
         first = next(iter(result["runs"].values()))
         ax.axvline(first["steps"], color="0.5", lw=1)
@@ -401,7 +415,10 @@ def report(results: list[dict[str, Any]]) -> str:
         f"`{TASK}` → `goalrl pretrain` (Actionable Models) → `goalrl finetune` with "
         "init=pretrained and init=none on the same small reward-labeled grasp set, same "
         "budget and seed, an offline phase then an online phase, with and without "
-        "calibration (`agent.calibrate`, Cal-QL's floor on the conservative term). Success "
+        "calibration (`agent.calibrate`, Cal-QL's floor on the conservative term). The task "
+        "Q is conditioned on the scene's goal image (`agent.task_input=goal_image`, the "
+        "default); two runs use a learned task embedding instead (`agent.task_input="
+        "embedding`). Success "
         f"is measured on `{TASK}` (any object lifted 10 cm at the last step) with env seeds "
         "from 1,000,000 up, never seen in training.",
         "",

@@ -81,13 +81,17 @@ def test_finetuned_checkpoint_records_parent_and_task_and_evaluates(data, tmp_pa
     action, q = agent_policy(agent)(obs, obs, np.zeros(5, np.float32))
     assert action.shape == (4,) and 0 <= q <= 1
     # a fine-tuned checkpoint can itself be fine-tuned further: its hash is the next parent
-    child = finetune(config(data, tmp_path / "ft2", init=str(tmp_path / "ft"), aux_data="none"))
+    # ... here with the learned task embedding instead of the goal image: z comes from the parent
+    embedding = TaskQConfig(task_input="embedding", num_negatives=4, am=AMConfig(**TINY))
+    child = finetune(config(data, tmp_path / "ft2", init=str(tmp_path / "ft"), aux_data="none",
+                            agent=embedding))
     assert child["parent"] == checkpoint_hash(tmp_path / "ft") != summary["parent"]
     assert child["task_embedding_init"] == "init checkpoint"
 
 
 def test_task_embedding_starts_at_the_mean_embedding_of_success_frames(data, tmp_path) -> None:
-    frozen = TaskQConfig(lr=0.0, z_lr=0.0, num_negatives=4, am=AMConfig(**TINY))
+    frozen = TaskQConfig(lr=0.0, z_lr=0.0, num_negatives=4, am=AMConfig(**TINY),
+                         task_input="embedding")
     summary = finetune(config(data, tmp_path / "ft", steps=1, agent=frozen))
     assert summary["task_embedding_init"] == "success frames"
     state, _ = load_checkpoint(tmp_path / "ft")

@@ -103,7 +103,7 @@ class TaskQConfig:
     aux_weight: float = 1.0  # weight of the goal-reaching loss on unlabeled data (0 = off)
     # embedding: one learned z_task for the task; goal_image: each episode's goal image (the
     # batch's GOAL_IMAGE), encoded by the pretrained goal encoder (see the module docstring)
-    task_input: str = "embedding"
+    task_input: str = "goal_image"
     # network shape, CEM, augmentation and the auxiliary loss; with init=<ckpt> the shape comes
     # from the checkpoint, and its other values unless overridden here
     am: AMConfig = field(default_factory=AMConfig)

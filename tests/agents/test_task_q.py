@@ -24,6 +24,8 @@ TINY_AM = dict(
 
 
 def cfg(**overrides) -> TaskQConfig:
+    """Tiny config; the learned task embedding unless ``task_input`` says otherwise."""
+    overrides.setdefault("task_input", "embedding")
     am = AMConfig(**{**TINY_AM, **overrides.pop("am", {})})
     return TaskQConfig(num_negatives=4, am=am, **overrides)
 
