@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from goalrl.data.episode_goals import GoalImageRenderer
 from goalrl.data.storage import EpisodeDataset
 from goalrl.data.task import task_success
 from goalrl.train import load_agent
@@ -68,7 +69,14 @@ def main() -> None:
     keep = frames >= 0
     frames, success = frames[keep], success[keep]
     prop = None if agent.proprio_dim is None else np.asarray(ds.proprio[frames])
-    q = np.asarray(agent.q_values(ds.images(frames), None, actions[frames], prop))  # (M,)
+    goals = None  # (M, H, W, 3): each attempt's goal image, for goal-image task checkpoints
+    if getattr(agent, "uses_goal_image", False):
+        renderer = GoalImageRenderer(ds.meta["env_id"], ds.image_shape[0])
+        try:
+            goals = renderer.goal_images(ds)[keep]
+        finally:
+            renderer.close()
+    q = np.asarray(agent.q_values(ds.images(frames), goals, actions[frames], prop))  # (M,)
     result = {
         "episodes": int(len(frames)), "lifted": int(success.sum()),
         "q_lifted": float(q[success].mean()), "q_dropped": float(q[~success].mean()),
