@@ -1,12 +1,14 @@
-"""Task fine-tuning of a pretrained goal-conditioned Q: a learned task embedding in place of g.
+"""Task fine-tuning of a pretrained goal-conditioned Q: Q(o, a, g) or Q(o, a; z_task) on a reward.
 
 The pretrained network sees the goal only as a vector z = encode_goal(g) (B, D), fused with the
-observation features (goalrl.agents.networks). Fine-tuning keeps every weight and swaps z for
-one learned vector z_task (D,), initialised from the mean goal embedding of the labeled data's
-successful final frames (for Grasp: an object held up), so before any update Q(o, a; z_task)
-already reads "how likely does this action lead to a state like those?". One update:
+observation features (goalrl.agents.networks). Fine-tuning keeps every weight and trains it on
+the task reward, either still conditioned on the scene's goal image (the default, last section
+below) or with z swapped for one learned vector z_task (D,), initialised from the mean goal
+embedding of the labeled data's successful final frames (for Grasp: an object held up), so
+before any update Q(o, a; z_task) already reads "how likely does this action lead to a state
+like those?". One update:
 
-1. Random-shift o and o' with one shift per sample (as in pretraining).
+1. Random-shift o and o' (and g) with one shift per sample (as in pretraining).
 2. Task TD target y = 1 where r_t = 1, else gamma * min_k Q_target,k(o', a*; z_task_target),
    a* from CEM on the target network: the same ``q_targets`` rule as goal reaching, with the
    task reward as the "reached" event. The Grasp scene never terminates (episodes end by the
@@ -30,15 +32,15 @@ already reads "how likely does this action lead to a state like those?". One upd
 5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
    averaging of the target network and of z_task's target copy.
 
-**Goal-image task input** (``task_input="goal_image"``): instead of z_task, each labeled
-episode's own goal image g (the scene's ``desired_goal_image``, re-rendered from the episode's
-seed by goalrl.data.episode_goals) goes through the pretrained goal encoder, and the task
-reward trains Q(o, a, g). On Grasp the goal image shows *this* scene's object held up, which
-the pretrained Q can already reach, whereas a single z_task has to stand for every scene at
-once. Acting then needs the scene's goal image, as goal reaching does.
+**Goal-image task input** (``task_input="goal_image"``, the default): instead of z_task, each
+labeled episode's own goal image g (the scene's ``desired_goal_image``, re-rendered from the
+episode's seed by goalrl.data.episode_goals) goes through the pretrained goal encoder, and the
+task reward trains Q(o, a, g). On Grasp the goal image shows *this* scene's object held up,
+which the pretrained Q can already reach, whereas a single z_task has to stand for every scene
+at once. Acting then needs the scene's goal image, as goal reaching does.
 
 The agent composes an ``AMAgent`` (network, target network, RNG, auxiliary loss) instead of
-copying its code; with the default task embedding, acting and Q-values ignore any goal image.
+copying its code; with the task embedding, acting and Q-values ignore any goal image.
 """
 
 from __future__ import annotations
