@@ -279,17 +279,42 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 # Hand-written diagnosis of a recorded run (shown under its profile; update it with the run).
 NOTES = {
-    "cpu": """What the run shows (rerun on 2026-11-21 with the current pretraining defaults:
-the Monte-Carlo floor of hindsight targets, the greedy action as a negative, negatives picked
-at temperature 0.05; same play and labeled data as the run before):
+    "cpu": """What the run shows (2026-11-22: the fine-tuning runs with the goal image as the task
+input, the new default, and two runs with the task embedding for comparison; the play data,
+labeled set and pretrained checkpoint are those of the 2026-11-21 run, reused: same commands,
+so their wall times are not listed):
+
+- **Conditioning the task Q on the scene's goal image carries pretraining over.** With
+  `agent.task_input=goal_image` the fine-tuned Q starts where the pretrained goal-reaching Q
+  is on these goal images (27%, 8 of 30) and stays at 20-67% along the whole curve. From
+  scratch the same input stays at 0-7%. End of the offline phase: 23% vs 3% calibrated (the
+  intervals touch: [12%, 41%] and [1%, 17%]), 47% vs 7% uncalibrated ([30%, 64%] and [2%,
+  21%], apart). After the online phase: 40% and 53% from the pretrained init, 3% and 0% from
+  scratch. The policy's own online episodes succeeded 32% and 51% of the time (with
+  exploration noise), against 1% from scratch.
+- The 60% target after the online phase is not met (best 53%; the uncalibrated run passed
+  60% only in the offline phase, 67% at 750 updates), and calibration did not help here:
+  uncalibrated is ahead at most points (one seed, 30 episodes per point, so a 15-point
+  gap is within noise). The dip target is met with calibration (3 points; 10 without).
+- The same budget with the task embedding (`agent.task_input=embedding`, the previous
+  default) reproduces the earlier picture: 0-17% from the pretrained init, 0-7% from scratch.
+- The goal image does not make the Q judge grasps better: at the end of the offline phase
+  its AUC on 200 held-out grasp attempts (`goalrl collect env=goalrl/Grasp-v0 policy=grasp
+  episodes=200 waypoint_noise=0.03 image_size=64 seed=5000 workers=2 out=<dir>`, then
+  `python bench/grasp_q_auc.py --ckpt
+  <workdir>/ft_pretrained_calibrated/checkpoints/step_0001500 --data <dir>`) is 0.62 (0.63
+  uncalibrated), within the range of the embedding runs below (0.63-0.77). Our reading
+  (not measured separately): the goal image gives *where* to go, since it shows this scene's
+  object in the gripper, and finding the object from the observation alone is where the
+  embedding runs fail (below).
+
+**Why the task embedding stays near 0%** (the analysis of the 2026-11-21 runs, which used it):
 
 - Pretraining now does something on this scene: the goal-conditioned Q reaches **25%** of
   Grasp-v0 goal images (5 of 20; 0% in the run before, with the paper's targets).
-- Fine-tuning does not inherit it. Every fine-tuned curve starts at 0% and stays at 0-13%
-  (0-4 of 30 episodes). Pretrained ends the offline phase at 7% (calibrated) and 10%
-  (uncalibrated), scratch at 0% and 3%; the 95% intervals overlap, so that is not evidence
-  of a difference. The online phase found 1 and 3 successes in 75 policy episodes from the
-  pretrained inits and none from scratch, too few positives to learn from.
+- Fine-tuning with the task embedding does not inherit it. Every such curve started at 0% and
+  stayed at 0-13% (0-4 of 30 episodes); the online phase found 1-3 successes in 75 policy
+  episodes from the pretrained inits and none from scratch, too few positives to learn from.
 - Why the start is 0%, probed on the pretrained checkpoint without any fine-tuning
   (`python bench/task_goal_probe.py --ckpt <workdir>/pretrain --data <workdir>/grasp
   --episodes 20`; 20 Grasp-v0 episodes per row):
@@ -347,11 +372,8 @@ at temperature 0.05; same play and labeled data as the run before):
   beside the object, then knocking it or sliding along the table with the gripper open:
   the policy does not locate the object precisely enough for a grasp that holds. Within
   these CPU budgets the policy stays at 0-15% wherever it starts, so the 2x and 60% targets
-  cannot be told apart from noise here; the GPU profile (more data, longer runs) is the
-  next measurement.
-- Not tried: a goal proposal trained on the play data (it has lifted objects but no
-  labels; a success classifier from the labeled set could find them).
-""""",
+  could not be told apart from noise with the embedding.
+""",
 }
 
 
