@@ -117,7 +117,8 @@ def agent_policy(agent: Agent):
     """evaluate.Policy over an agent: greedy action and (for Q agents) its Q-value."""
 
     def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
-        # CEM scored the action already: no second pass. A task agent ignores the goal image.
+        # CEM scored the action already: no second pass. A task agent reads the goal
+        # image only with agent.task_input=goal_image.
         if isinstance(agent, (AMAgent, TaskQAgent)):
             action, q = agent.act(obs_image, goal_image, proprio, return_q=True)
             return action, float(q)
