@@ -308,6 +308,14 @@ so their wall times are not listed):
   object in the gripper, and finding the object from the observation alone is where the
   embedding runs fail (below).
 
+- Side run, more labeled data with the goal image: the 200-episode set above, offline only,
+  3,000 updates (`goalrl finetune init=<workdir>/pretrain data=<dir> steps=3000
+  online_steps=0 batch_size=64 eval_every=500 eval_episodes=20 agent.calibrate=<true|false>
+  device=cpu threads=1 seed=0` with the network overrides below; 20 episodes per point):
+  calibrated 20 20 40 35 5 25 30%, uncalibrated 20 50 35 50 5 30 50%. Five times the
+  labeled data does not lift the curve above the 40-episode runs within this budget, and
+  both curves drop to 5% at 2,000 updates before recovering.
+
 **Why the task embedding stays near 0%** (the analysis of the 2026-11-21 runs, which used it):
 
 - Pretraining now does something on this scene: the goal-conditioned Q reaches **25%** of
