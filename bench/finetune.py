@@ -288,7 +288,7 @@ so their wall times are not listed):
   `agent.task_input=goal_image` the fine-tuned Q starts where the pretrained goal-reaching Q
   is on these goal images (27%, 8 of 30) and stays at 20-67% along the whole curve. From
   scratch the same input stays at 0-7%. End of the offline phase: 23% vs 3% calibrated (the
-  intervals touch: [12%, 41%] and [1%, 17%]), 47% vs 7% uncalibrated ([30%, 64%] and [2%,
+  intervals overlap slightly: [12%, 41%] and [1%, 17%]), 47% vs 7% uncalibrated ([30%, 64%] and [2%,
   21%], apart). After the online phase: 40% and 53% from the pretrained init, 3% and 0% from
   scratch. The policy's own online episodes succeeded 32% and 51% of the time (with
   exploration noise), against 1% from scratch.

@@ -389,9 +389,8 @@ class TaskQAgent(SeededAgent):
 
         Same signature as ``AMAgent.act`` so evaluation and command code can drive either;
         ``goal_image`` is ignored unless ``task_input="goal_image"`` (the task embedding stands
-        in for it). obs (B, H, W, 3) ->
-        (B, A); (H, W, 3) -> (A,). The network and generator are the goal agent's, so its CEM
-        acting does the rest.
+        in for it). obs (B, H, W, 3) -> (B, A); (H, W, 3) -> (A,). The network and generator
+        are the goal agent's, so its CEM acting does the rest.
         """
         e, single = self._task_embedding(obs_image, goal_image, proprio)
         return self.goal_agent.act_on_embedding(

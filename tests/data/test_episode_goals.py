@@ -65,3 +65,16 @@ def test_an_episode_from_another_layout_is_refused_by_episode_and_seed(grasp, tm
             renderer.goal_images(unseeded)
     finally:
         renderer.close()
+
+
+def test_a_second_call_renders_only_episodes_it_has_not_seen(grasp) -> None:
+    renderer = GoalImageRenderer("goalrl/Grasp-v0", SIZE)
+    try:
+        first = renderer.goal_images(grasp)
+        resets = []
+        original = renderer.env.reset
+        renderer.env.reset = lambda **kw: resets.append(kw) or original(**kw)
+        np.testing.assert_array_equal(renderer.goal_images(grasp), first)
+        assert resets == []  # every seed was cached: no env reset, no frame re-read
+    finally:
+        renderer.close()
