@@ -129,7 +129,7 @@ def test_offline_then_online_phase_collects_policy_episodes(data, tmp_path) -> N
     acc.Reload()
     frac = {e.step: e.value for e in acc.Scalars("task/frac_online")}
     assert frac[1] == frac[2] == 0.0 and frac[3] == frac[6] == 0.25  # mixed after the switch
-    assert "task/frac_floored" in acc.Tags()["scalars"]  # calibration on by default
+    assert "task/frac_floored" not in acc.Tags()["scalars"]  # calibration off by default
 
 
 def test_scratch_run_uses_no_pretraining_data(data, tmp_path) -> None:
