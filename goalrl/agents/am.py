@@ -345,14 +345,21 @@ class AMAgent(SeededAgent):
 
     @torch.no_grad()
     def act_on_embedding(
-        self, e: torch.Tensor, single: bool, *, explore_std: float = 0.0, return_q: bool = False
+        self,
+        e: torch.Tensor,
+        single: bool,
+        *,
+        explore_std: float = 0.0,
+        return_q: bool = False,
+        net: GoalQNetwork | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """CEM over the head of the online network for fused embeddings e (B, F); the acting
-        half of ``act``, shared with the task agent (whose e comes from its task embedding)."""
+        """CEM over the head of ``net`` (default: the online network) for fused embeddings
+        e (B, F); the acting half of ``act``, shared with the task agent (whose e comes from
+        its task embedding or goal image, and which may act with its target weights)."""
         cfg = self.cfg
         with autocast_context(self.device, cfg.amp):
             best, best_logit = cem_maximize(
-                self._score_fn(self.q, e),
+                self._score_fn(net or self.q, e),
                 e.shape[0],
                 self.action_dim,
                 iterations=cfg.act_cem_iterations,
@@ -391,17 +398,23 @@ class AMAgent(SeededAgent):
 
     @torch.no_grad()
     def q_on_embedding(
-        self, e: torch.Tensor, actions: Any, single: bool, *, reduce: str = "min"
+        self,
+        e: torch.Tensor,
+        actions: Any,
+        single: bool,
+        *,
+        reduce: str = "min",
+        net: GoalQNetwork | None = None,
     ) -> np.ndarray:
-        """Q in [0, 1] of actions for fused embeddings e (B, F); the scoring half of
-        ``q_values``, shared with the task agent."""
+        """Q in [0, 1] of actions for fused embeddings e (B, F) from ``net``'s head (default:
+        the online network); the scoring half of ``q_values``, shared with the task agent."""
         acts = to_tensor(actions, self.device).float()
         if single:
             acts = acts[None]  # (1, A) or (1, N, A)
         squeeze = acts.ndim == 2
         acts = acts[:, None] if squeeze else acts  # (B, N, A)
         with autocast_context(self.device, self.cfg.amp):
-            q = torch.sigmoid(self.q.head(e, acts).float())  # (B, N, K)
+            q = torch.sigmoid((net or self.q).head(e, acts).float())  # (B, N, K)
         return q_output(q, reduce, squeeze=squeeze, single=single)
 
     # --- checkpoints ---

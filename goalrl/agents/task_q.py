@@ -65,6 +65,7 @@ from goalrl.agents.losses import (
     q_targets,
     select_negatives,
 )
+from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
 from goalrl.data.task import MC_RETURN, ONLINE
 
@@ -110,6 +111,10 @@ class TaskQConfig:
     # embedding: one learned z_task for the task; goal_image: each episode's goal image (the
     # batch's GOAL_IMAGE), encoded by the pretrained goal encoder (see the module docstring)
     task_input: str = "goal_image"
+    # act (online episodes, evaluation, commands) with the Polyak-averaged target weights and
+    # z_task's target copy instead of the online ones: an average over about 1 / tau updates,
+    # steadier than the last update's weights
+    act_with_target: bool = False
     # network shape, CEM, augmentation and the auxiliary loss; with init=<ckpt> the shape comes
     # from the checkpoint, and its other values unless overridden here
     am: AMConfig = field(default_factory=AMConfig)
@@ -376,8 +381,15 @@ class TaskQAgent(SeededAgent):
         goal_in = goal_image if self.uses_goal_image else None
         obs, goal, single = batch_images(obs_image, goal_in, self.device)
         prop = batch_proprio(proprio, self.proprio_dim, self.device)
+        net, z = self._acting_weights()
         with autocast_context(self.device, self.cfg.am.amp):
-            return self._embed(self.q, obs, prop, self.z, goal), single
+            return self._embed(net, obs, prop, z, goal), single
+
+    def _acting_weights(self) -> tuple[GoalQNetwork, torch.Tensor]:
+        """(network, z_task) used to act and score: the target copies with act_with_target."""
+        if self.cfg.act_with_target:
+            return self.q_target, self.z_target
+        return self.q, self.z
 
     @torch.no_grad()
     def act(
@@ -398,7 +410,7 @@ class TaskQAgent(SeededAgent):
         """
         e, single = self._task_embedding(obs_image, goal_image, proprio)
         return self.goal_agent.act_on_embedding(
-            e, single, explore_std=explore_std, return_q=return_q
+            e, single, explore_std=explore_std, return_q=return_q, net=self._acting_weights()[0]
         )
 
     @torch.no_grad()
@@ -414,7 +426,9 @@ class TaskQAgent(SeededAgent):
         """Task Q in [0, 1] of actions (B, A) -> (B,) or (B, N, A) -> (B, N); the goal is used
         only with ``task_input="goal_image"``."""
         e, single = self._task_embedding(obs_image, goal_image, proprio)
-        return self.goal_agent.q_on_embedding(e, actions, single, reduce=reduce)
+        return self.goal_agent.q_on_embedding(
+            e, actions, single, reduce=reduce, net=self._acting_weights()[0]
+        )
 
     # --- checkpoints ---
 

@@ -71,6 +71,23 @@ def test_calibration_floors_the_pushed_down_q_at_the_mc_return() -> None:
     assert calibrated > plain  # the floored row costs the BCE of Q = 0.5
 
 
+def test_acting_with_target_weights_scores_with_the_polyak_copy() -> None:
+    """After an update the online and target weights differ; act_with_target scores (and so
+    acts) with the target copy, exactly as an agent whose online weights are that copy."""
+    agent = TaskQAgent(cfg(act_with_target=True), (SIZE, SIZE, 3), A, seed=0)
+    agent.update(task_batch())
+    plain = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    plain.load_state_dict(agent.state_dict())
+    obs = images(3, 9)
+    acts = np.random.default_rng(1).uniform(-1, 1, (3, 5, A)).astype(np.float32)
+    online = plain.q_values(obs, None, acts)
+    plain.q.load_state_dict(agent.q_target.state_dict())
+    with torch.no_grad():
+        plain.z.copy_(agent.z_target)
+    np.testing.assert_allclose(agent.q_values(obs, None, acts), plain.q_values(obs, None, acts))
+    assert not np.allclose(agent.q_values(obs, None, acts), online)
+
+
 def test_config_round_trips_through_checkpoint_metadata() -> None:
     c = cfg(aux_weight=0.0, calibrate=False, am=dict(use_proprio=True))
     assert TaskQConfig.from_dict(asdict(c)) == c
