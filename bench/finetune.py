@@ -171,8 +171,8 @@ def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
 
 
 def slim(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("parent", "calibrate", "task_input", "steps", "online_steps", "success_init",
-            "success_offline", "success_final", "curve", "online_episodes",
+    keys = ("parent", "calibrate", "task_input", "act_with_target", "steps", "online_steps",
+            "success_init", "success_offline", "success_final", "curve", "online_episodes",
             "online_episode_success_rate", "labeled_episodes", "labeled_success_rate",
             "updates_per_s", "seconds")
     return {k: summary.get(k) for k in keys}

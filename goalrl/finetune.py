@@ -451,6 +451,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "task_embedding_init": z_from,
         "task_input": agent.cfg.task_input,
         "calibrate": agent.cfg.calibrate,
+        "act_with_target": agent.cfg.act_with_target,
         "steps": cfg.steps,
         "online_steps": cfg.online_steps,
         "success_init": at(0),

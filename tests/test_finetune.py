@@ -201,7 +201,7 @@ def test_goal_image_task_input_trains_on_rerendered_goals_and_acts_on_them(data,
     out = tmp_path / "ft"
     summary = finetune(config(data, out, steps=2, online_steps=2, updates_per_episode=2,
                               eval_episodes=1, agent=goal_cfg))
-    assert summary["task_input"] == "goal_image"
+    assert summary["task_input"] == "goal_image" and summary["act_with_target"] is True
     assert summary["task_embedding_init"] == "not used (agent.task_input=goal_image)"
     assert summary["online_episodes"] == 1 and len(summary["curve"]) == 3
     agent, meta = load_agent(out)

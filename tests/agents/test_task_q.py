@@ -24,8 +24,10 @@ TINY_AM = dict(
 
 
 def cfg(**overrides) -> TaskQConfig:
-    """Tiny config; the learned task embedding unless ``task_input`` says otherwise."""
+    """Tiny config; the learned task embedding and acting with the online weights (so scores
+    show each update at once) unless ``task_input`` / ``act_with_target`` say otherwise."""
     overrides.setdefault("task_input", "embedding")
+    overrides.setdefault("act_with_target", False)
     am = AMConfig(**{**TINY_AM, **overrides.pop("am", {})})
     return TaskQConfig(num_negatives=4, am=am, **overrides)
 
