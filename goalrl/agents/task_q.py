@@ -102,9 +102,9 @@ class TaskQConfig:
     # does: the greedy CEM policy exploits exactly those actions (AM's T = 1 is near uniform)
     neg_temperature: float = 0.1
     # Cal-QL: floor the pushed-down Q at the data's Monte-Carlo return. Off by default: on
-    # Grasp-v0 with the goal-image input every calibrated run ended below its uncalibrated twin
-    # (docs/benchmarks/finetune.md): floored candidates of successful episodes float up to
-    # the data's value, and CEM picks them
+    # Grasp-v0 with the goal-image input every calibrated run ended the offline phase below its
+    # uncalibrated twin (docs/benchmarks/finetune.md): floored candidates of successful
+    # episodes float up to the data's value, and CEM picks them
     calibrate: bool = False
     mc_floor: bool = True  # raise TD targets to the Monte-Carlo return of the logged action
     aux_weight: float = 1.0  # weight of the goal-reaching loss on unlabeled data (0 = off)
