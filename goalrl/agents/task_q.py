@@ -26,7 +26,8 @@ like those?". One update:
    logged behaviour from o_t, i.e. the negative's loss is taken on max(Q(o, a~), G_t), so no
    gradient pushes it below a value the data shows to be achievable. An offline Q then stays
    on the scale of real returns and online fine-tuning does not start by un-learning an
-   overly pessimistic value (the dip Cal-QL removes).
+   overly pessimistic value (the dip Cal-QL removes). Off by default (``calibrate``; the
+   config field says why).
 4. Auxiliary goal reaching: ``AMAgent.loss`` on a relabeled batch of the unlabeled data,
    weighted by ``aux_weight`` (0 turns it off), so fine-tuning does not erase pretraining.
 5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
@@ -38,6 +39,10 @@ episode's seed by goalrl.data.episode_goals) goes through the pretrained goal en
 task reward trains Q(o, a, g). On Grasp the goal image shows *this* scene's object held up,
 which the pretrained Q can already reach, whereas a single z_task has to stand for every scene
 at once. Acting then needs the scene's goal image, as goal reaching does.
+
+**Acting** (``act_with_target``, on by default): CEM over the Polyak-averaged target network
+(and z_task's target copy), the average of about the last 1 / tau updates; the latest
+weights' greedy policy proved much less steady from one evaluation to the next.
 
 The agent composes an ``AMAgent`` (network, target network, RNG, auxiliary loss) instead of
 copying its code; with the task embedding, acting and Q-values ignore any goal image.
