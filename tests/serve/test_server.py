@@ -323,7 +323,8 @@ def test_goalrl_serve_cli_starts_and_stops(ckpt, tmp_path) -> None:
         assert json.loads(conn.getresponse().read())["env"] == ENV
         conn.close()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        code = proc.wait(30)
+        assert code == 0, f"exit {code}; stderr: {proc.stderr.read()[-4000:]}"
     finally:
         if proc.poll() is None:
             proc.kill()
