@@ -299,9 +299,10 @@ their times are not listed; every fine-tuning run is new):
   60-77% at every point (offline 63-77%, online 60-77%), ends the offline phase at 67% and
   the online phase at 63%. The second run, identical except that it acted with the latest
   weights, ended at 60% and 57%, and its online curve swung between 23% and 67% from one
-  point to the next (43 67 23 43 23 57%), a 37-point dip. The same checkpoints of a side
-  run re-evaluated with their target weights (`python` re-evaluation of the saved
-  `q_target`, 30 episodes) held at 57-73% where the latest weights went 40-77%.
+  point to the next (43 67 23 43 23 57%), a 37-point dip. The checkpoints of a side run
+  (saved every 250 updates, `save_every=250`) re-evaluated with their target weights
+  (`python bench/eval_target_weights.py --ckpt <run>/checkpoints/step_<n> ... --episodes
+  30`) held at 57-73% where the latest weights went 40-77%.
 - Pretrained against scratch at the end of the offline phase: 50% vs 0% calibrated and 67%
   vs 3% uncalibrated, with 95% intervals apart in both. From scratch every point stays at
   0-10%.
@@ -338,9 +339,9 @@ their times are not listed; every fine-tuning run is new):
   action at o' joined the candidates, and only it was floored. Offline this removed the
   calibrated collapse (70% at the switch, calibrated and not), but both online phases then
   fell (to 37% calibrated and 43% uncalibrated). Re-evaluated every 250 updates with the
-  target weights, the uncalibrated one went from 73% at the switch to 0%, where the kept
-  code's uncalibrated twin stayed at 57-73% throughout. With `online_ratio=0.25` it ended at
-  70%. The variant was dropped.
+  target weights (the same script), the uncalibrated one went from 73% at the switch to 0%,
+  where the kept code's uncalibrated twin stayed at 57-73% throughout. With
+  `online_ratio=0.25` it ended at 70%. The variant was dropped.
 - The task embedding (`agent.task_input=embedding`) gains little from the longer
   pretraining: 0-10% from the pretrained init, 0-3% from scratch (analysis below).
 

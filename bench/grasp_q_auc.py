@@ -71,11 +71,8 @@ def main() -> None:
     prop = None if agent.proprio_dim is None else np.asarray(ds.proprio[frames])
     goals = None  # (M, H, W, 3): each attempt's goal image, for goal-image task checkpoints
     if getattr(agent, "uses_goal_image", False):
-        renderer = GoalImageRenderer(ds.meta["env_id"], ds.image_shape[0])
-        try:
+        with GoalImageRenderer(ds.meta["env_id"], ds.image_shape[0]) as renderer:
             goals = renderer.goal_images(ds)[keep]
-        finally:
-            renderer.close()
     q = np.asarray(agent.q_values(ds.images(frames), goals, actions[frames], prop))  # (M,)
     result = {
         "episodes": int(len(frames)), "lifted": int(success.sum()),

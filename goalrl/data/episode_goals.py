@@ -25,7 +25,9 @@ MAX_FIRST_FRAME_DIFF = 1.0
 
 
 class GoalImageRenderer:
-    """One env of ``env_id`` that re-renders episode goals by seed, with a cache by seed."""
+    """One env of ``env_id`` that re-renders episode goals by seed, with a cache by seed.
+
+    ``close()`` it, or use it as a context manager."""
 
     def __init__(self, env_id: str, image_size: int) -> None:
         import gymnasium as gym
@@ -72,3 +74,9 @@ class GoalImageRenderer:
 
     def close(self) -> None:
         self.env.close()
+
+    def __enter__(self) -> GoalImageRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

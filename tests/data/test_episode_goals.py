@@ -22,6 +22,12 @@ def grasp(tmp_path_factory):
     return EpisodeDataset(root)
 
 
+@pytest.fixture
+def renderer():
+    with GoalImageRenderer("goalrl/Grasp-v0", SIZE) as r:
+        yield r
+
+
 def env_goal(seed: int) -> np.ndarray:
     env = gym.make("goalrl/Grasp-v0", image_size=SIZE)
     try:
@@ -30,12 +36,8 @@ def env_goal(seed: int) -> np.ndarray:
         env.close()
 
 
-def test_goal_images_are_the_envs_goals_for_the_recorded_seeds(grasp) -> None:
-    renderer = GoalImageRenderer("goalrl/Grasp-v0", SIZE)
-    try:
-        goals = renderer.goal_images(grasp)
-    finally:
-        renderer.close()
+def test_goal_images_are_the_envs_goals_for_the_recorded_seeds(grasp, renderer) -> None:
+    goals = renderer.goal_images(grasp)
     assert goals.shape == (3, SIZE, SIZE, 3) and goals.dtype == np.uint8
     for i, seed in enumerate(grasp.seeds):
         np.testing.assert_array_equal(goals[i], env_goal(int(seed)))
@@ -54,27 +56,21 @@ def copy_with(src: EpisodeDataset, dst, seeds) -> EpisodeDataset:
     return EpisodeDataset(dst)
 
 
-def test_an_episode_from_another_layout_is_refused_by_episode_and_seed(grasp, tmp_path) -> None:
+def test_an_episode_from_another_layout_is_refused_by_episode_and_seed(
+    grasp, renderer, tmp_path
+) -> None:
     shifted = copy_with(grasp, tmp_path / "shifted", [int(s) for s in grasp.seeds[:1]] + [7, 8])
-    renderer = GoalImageRenderer("goalrl/Grasp-v0", SIZE)
-    try:
-        with pytest.raises(DatasetError, match=r"episode 1: .*seed 7 does not reproduce"):
-            renderer.goal_images(shifted)
-        unseeded = copy_with(grasp, tmp_path / "unseeded", [None])
-        with pytest.raises(DatasetError, match="episode 0 has no env seed"):
-            renderer.goal_images(unseeded)
-    finally:
-        renderer.close()
+    with pytest.raises(DatasetError, match=r"episode 1: .*seed 7 does not reproduce"):
+        renderer.goal_images(shifted)
+    unseeded = copy_with(grasp, tmp_path / "unseeded", [None])
+    with pytest.raises(DatasetError, match="episode 0 has no env seed"):
+        renderer.goal_images(unseeded)
 
 
-def test_a_second_call_renders_only_episodes_it_has_not_seen(grasp) -> None:
-    renderer = GoalImageRenderer("goalrl/Grasp-v0", SIZE)
-    try:
-        first = renderer.goal_images(grasp)
-        resets = []
-        original = renderer.env.reset
-        renderer.env.reset = lambda **kw: resets.append(kw) or original(**kw)
-        np.testing.assert_array_equal(renderer.goal_images(grasp), first)
-        assert resets == []  # every seed was cached: no env reset, no frame re-read
-    finally:
-        renderer.close()
+def test_a_second_call_renders_only_episodes_it_has_not_seen(grasp, renderer) -> None:
+    first = renderer.goal_images(grasp)
+    resets = []
+    original = renderer.env.reset
+    renderer.env.reset = lambda **kw: resets.append(kw) or original(**kw)
+    np.testing.assert_array_equal(renderer.goal_images(grasp), first)
+    assert resets == []  # every seed was cached: no env reset, no frame re-read
