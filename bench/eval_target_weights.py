@@ -28,8 +28,11 @@ from goalrl.train import agent_policy, load_agent
 
 @torch.no_grad()
 def use_target_weights(agent: Any) -> None:
-    """Copy the target network (and z_task's target, for a task agent) over the online one."""
+    """Copy the target network (and z_task's target, for a task agent) over the online one and
+    over the weight average an AM agent acts with."""
     agent.q.load_state_dict(agent.q_target.state_dict())
+    if getattr(agent, "q_ema", None) is not None:
+        agent.q_ema.load_state_dict(agent.q_target.state_dict())
     if hasattr(agent, "z_target"):
         agent.z.copy_(agent.z_target)
 

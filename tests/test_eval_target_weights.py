@@ -1,4 +1,4 @@
-"""bench/eval_target_weights.py: the target weights replace the online ones, for both agents."""
+"""bench/eval_target_weights.py: the target weights replace the online (and acting) ones."""
 
 from __future__ import annotations
 
@@ -25,3 +25,6 @@ def test_target_weights_replace_the_online_weights() -> None:
         for name, p in agent.q.state_dict().items():
             torch.testing.assert_close(p, agent.q_target.state_dict()[name], msg=name)
     torch.testing.assert_close(task.z.detach(), task.z_target)
+    # an AM agent acts with its weight average: that is replaced too
+    for name, p in am.acting_q.state_dict().items():
+        torch.testing.assert_close(p, am.q_target.state_dict()[name], msg=name)

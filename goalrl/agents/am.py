@@ -17,7 +17,8 @@ One update on a relabeled batch (see DESIGN.md section 2):
    found at (o', g), one step from o, or with ``policy_negative_state="current"`` that of a
    second CEM at (o, g)); one is picked with probability ∝ exp(Q) (Q averaged over heads, no
    gradient) and trained toward 0 with weight lambda_neg.
-5. Adam step on the online network, then Polyak averaging of the target network.
+5. Adam step on the online network, then Polyak averaging of the target network (tau) and of
+   the acting copy q_ema (ema_tau, a slower average that ``act`` and ``q_values`` use).
 
 The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
 ``state_dict`` together with both networks and the optimiser so a resumed run continues exactly.
@@ -71,6 +72,10 @@ class AMConfig:
     # Polyak rate of the target network, target <- (1 - tau) target + tau online; 0.02 lets values
     # travel back along a trajectory within a few thousand updates (0.005 lagged on CPU budgets)
     tau: float = 0.02
+    # Polyak rate of q_ema, the weight average that acts (and is evaluated): about the last
+    # 1 / ema_tau updates, less early on (losses.ema_rate); 0 acts with the latest weights.
+    # Training never reads it, so it changes no update.
+    ema_tau: float = 0.0005
     chaining: bool = True  # the sampler draws chained goals; the agent treats them bootstrap-only
     negatives: bool = True  # contrastive artificial negatives (pick ∝ exp(Q), train toward 0)
     num_negatives: int = 16  # N candidate actions per (o, g) for the negative
@@ -159,6 +164,7 @@ class AMAgent(SeededAgent):
             seed,
         )
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.q_ema = self.make_weight_average(self.q, cfg.ema_tau)  # None when ema_tau = 0
         # Gradients flow through train_net: the network itself, or DistributedDataParallel(q)
         # when goalrl.train runs under torchrun (DDP syncs gradients in its backward hooks).
         self.train_net: torch.nn.Module = self.q
@@ -308,12 +314,18 @@ class AMAgent(SeededAgent):
         self.optimizer.step()
         polyak_update(self.q_target, self.q, self.cfg.tau)
         self.step += 1
+        self.update_weight_average(self.q_ema, self.q, self.cfg.ema_tau)
         stats["critic/grad_norm"] = grad_norm.detach().float()
         # One device-to-host transfer for all diagnostics.
         values = torch.stack([v.float() for v in stats.values()]).tolist()
         return dict(zip(stats.keys(), values, strict=True))
 
     # --- inference ---
+
+    @property
+    def acting_q(self) -> GoalQNetwork:
+        """The network ``act`` and ``q_values`` use: the weight average q_ema when kept."""
+        return self.q if self.q_ema is None else self.q_ema
 
     def _obs_goal(
         self, obs_image: Any, goal_image: Any, proprio: Any
@@ -331,7 +343,7 @@ class AMAgent(SeededAgent):
         explore_std: float = 0.0,
         return_q: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Greedy CEM action on the online network, plus optional Gaussian exploration noise.
+        """Greedy CEM action on ``acting_q``, plus optional Gaussian exploration noise.
 
         obs (B, H, W, 3) -> (B, A); an unbatched obs (H, W, 3) -> (A,). A single goal image is
         broadcast over a batch of observations. No augmentation at acting time. With
@@ -340,7 +352,7 @@ class AMAgent(SeededAgent):
         """
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
         with autocast_context(self.device, self.cfg.amp):
-            e = self.q.encode(obs, goal, prop)  # (B, F)
+            e = self.acting_q.encode(obs, goal, prop)  # (B, F)
         return self.act_on_embedding(e, single, explore_std=explore_std, return_q=return_q)
 
     @torch.no_grad()
@@ -353,13 +365,13 @@ class AMAgent(SeededAgent):
         return_q: bool = False,
         net: GoalQNetwork | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """CEM over the head of ``net`` (default: the online network) for fused embeddings
+        """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings
         e (B, F); the acting half of ``act``, shared with the task agent (whose e comes from
         its task embedding or goal image, and which may act with its target weights)."""
         cfg = self.cfg
         with autocast_context(self.device, cfg.amp):
             best, best_logit = cem_maximize(
-                self._score_fn(net or self.q, e),
+                self._score_fn(net or self.acting_q, e),
                 e.shape[0],
                 self.action_dim,
                 iterations=cfg.act_cem_iterations,
@@ -385,7 +397,7 @@ class AMAgent(SeededAgent):
         *,
         reduce: str = "min",
     ) -> np.ndarray:
-        """Q in [0, 1] of actions (B, A) -> (B,), or (B, N, A) -> (B, N), from the online network.
+        """Q in [0, 1] of actions (B, A) -> (B,), or (B, N, A) -> (B, N), from ``acting_q``.
 
         An unbatched obs (H, W, 3) takes actions (A,) -> scalar or (N, A) -> (N,). ``reduce``:
         "min" (clipped double Q, as used for acting), "mean", or "none" (adds a trailing head
@@ -393,7 +405,7 @@ class AMAgent(SeededAgent):
         """
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
         with autocast_context(self.device, self.cfg.amp):
-            e = self.q.encode(obs, goal, prop)  # (B, F)
+            e = self.acting_q.encode(obs, goal, prop)  # (B, F)
         return self.q_on_embedding(e, actions, single, reduce=reduce)
 
     @torch.no_grad()
@@ -414,7 +426,7 @@ class AMAgent(SeededAgent):
         squeeze = acts.ndim == 2
         acts = acts[:, None] if squeeze else acts  # (B, N, A)
         with autocast_context(self.device, self.cfg.amp):
-            q = torch.sigmoid((net or self.q).head(e, acts).float())  # (B, N, K)
+            q = torch.sigmoid((net or self.acting_q).head(e, acts).float())  # (B, N, K)
         return q_output(q, reduce, squeeze=squeeze, single=single)
 
     # --- checkpoints ---
@@ -424,6 +436,7 @@ class AMAgent(SeededAgent):
         return {
             "q": self.q.state_dict(),
             "q_target": self.q_target.state_dict(),
+            **({} if self.q_ema is None else {"q_ema": self.q_ema.state_dict()}),
             **self.training_state(),
         }
 
@@ -431,4 +444,5 @@ class AMAgent(SeededAgent):
         """Restore ``state_dict()`` output; the target net is copied from q if absent."""
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state.get("q_target", state["q"]))
+        self.load_weight_average(self.q_ema, state, "q_ema", "q")
         self.load_training_state(state)

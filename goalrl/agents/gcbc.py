@@ -47,6 +47,9 @@ class GCBCConfig:
     lr: float = 3e-4  # Adam learning rate (encoder included)
     weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
     max_grad_norm: float = 0.0  # clip the global gradient norm to this value (0 = no clipping)
+    # Polyak rate of policy_ema, the weight average that acts (as AMConfig.ema_tau); 0 acts with
+    # the latest weights
+    ema_tau: float = 0.0005
     augment: bool = True  # DrQ random shift of obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels
     log_std_min: float = -5.0  # lower bound of the policy's log std
@@ -92,6 +95,7 @@ class GCBCAgent(SeededAgent):
             ).to(self.device),
             seed,
         )
+        self.policy_ema = self.make_weight_average(self.policy, cfg.ema_tau)  # None if tau 0
         # gradients flow through train_net: the policy, or DistributedDataParallel(policy)
         self.train_net: torch.nn.Module = self.policy
         self.optimizer = torch.optim.AdamW(
@@ -128,6 +132,7 @@ class GCBCAgent(SeededAgent):
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
         self.optimizer.step()
         self.step += 1
+        self.update_weight_average(self.policy_ema, self.policy, cfg.ema_tau)
 
         with torch.no_grad():
             w = weight / weight.sum().clamp_min(1.0)
@@ -150,17 +155,21 @@ class GCBCAgent(SeededAgent):
         *,
         explore_std: float = 0.0,
     ) -> np.ndarray:
-        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one unbatched obs (H, W, 3)."""
+        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one unbatched obs (H, W, 3);
+        from the weight average policy_ema when kept."""
         obs, goal, single = batch_images(obs_image, goal_image, self.device)
+        policy = self.policy if self.policy_ema is None else self.policy_ema
         with autocast_context(self.device, self.cfg.amp):
-            mean, _ = self.policy(obs, goal, self._proprio(proprio))  # (B, A)
+            mean, _ = policy(obs, goal, self._proprio(proprio))  # (B, A)
         out = add_exploration(mean, explore_std, self.generator).float().cpu().numpy()
         return out[0] if single else out
 
     def state_dict(self) -> dict[str, Any]:
-        """Policy, optimiser, step, RNG state and config."""
-        return {"policy": self.policy.state_dict(), **self.training_state()}
+        """Policy, its weight average, optimiser, step, RNG state and config."""
+        average = {} if self.policy_ema is None else {"policy_ema": self.policy_ema.state_dict()}
+        return {"policy": self.policy.state_dict(), **average, **self.training_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
+        self.load_weight_average(self.policy_ema, state, "policy_ema", "policy")
         self.load_training_state(state)

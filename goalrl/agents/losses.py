@@ -151,6 +151,19 @@ def gaussian_nll(
     return per_dim.sum(dim=-1)
 
 
+def ema_rate(step: int, tau: float) -> float:
+    """Polyak rate of the acting weight average after ``step`` updates: max(tau, 10 / (step + 10)).
+
+    With a fixed rate tau the average would hold the untrained first weights for about 1 / tau
+    updates, longer than a short run. The warm-up rate 10 / (step + 10) keeps the average over
+    roughly the last tenth of the updates so far; from step 10 / tau on it is the plain
+    exponential average over about the last 1 / tau updates. Step 0 gives 1: a copy.
+    """
+    if step < 0 or not 0.0 < tau <= 1.0:
+        raise ValueError(f"ema_rate needs step >= 0 and 0 < tau <= 1, got step={step}, tau={tau}")
+    return max(tau, 10.0 / (step + 10.0))
+
+
 @torch.no_grad()
 def polyak_update(
     target: nn.Module | Iterable[torch.Tensor],

@@ -51,7 +51,7 @@ copying its code; with the task embedding, acting and Q-values ignore any goal i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -171,7 +171,10 @@ class TaskQAgent(SeededAgent):
             )
         self.cfg = cfg
         # network, target network, generator and the auxiliary loss live in the goal agent
-        self.goal_agent = AMAgent(cfg.am, image_shape, action_dim, proprio_dim, device, seed=seed)
+        # No weight average in the goal agent: the task agent steps the shared network itself,
+        # and goal images sent to a fine-tuned checkpoint are reached with that network.
+        am_cfg = replace(cfg.am, ema_tau=0.0)
+        self.goal_agent = AMAgent(am_cfg, image_shape, action_dim, proprio_dim, device, seed=seed)
         self.goal_agent.optimizer = None  # the task agent's optimiser steps the shared network
         g = self.goal_agent
         self.device, self.image_shape = g.device, g.image_shape

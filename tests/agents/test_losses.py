@@ -10,6 +10,7 @@ from torch import nn
 
 from goalrl.agents.losses import (
     bce_q_loss,
+    ema_rate,
     gaussian_nll,
     hindsight_floor,
     negative_candidates,
@@ -117,6 +118,17 @@ def test_polyak_update(tau: float) -> None:
     polyak_update(target, online, tau)
     for b, t, o in zip(before, target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(t, (1 - tau) * b + tau * o)
+
+
+def test_ema_rate_hand_computed() -> None:
+    assert ema_rate(0, 0.01) == 1.0  # the first call copies the online weights
+    assert ema_rate(10, 0.01) == 0.5  # warm-up: 10 / (step + 10)
+    assert ema_rate(90, 0.01) == 0.1
+    assert ema_rate(990, 0.01) == 0.01  # from 10 / tau on, the floor tau
+    assert ema_rate(10**6, 0.01) == 0.01
+    for bad_step, bad_tau in [(-1, 0.01), (5, 0.0), (5, 1.5)]:
+        with pytest.raises(ValueError, match="ema_rate"):
+            ema_rate(bad_step, bad_tau)
 
 
 def test_polyak_update_on_tensor_lists() -> None:
