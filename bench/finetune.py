@@ -301,7 +301,7 @@ their times are not listed; every fine-tuning run is new):
   weights, ended at 60% and 57%, and its online curve swung between 23% and 67% from one
   point to the next (43 67 23 43 23 57%), a 37-point dip. The checkpoints of a side run
   (saved every 250 updates, `save_every=250`) re-evaluated with their target weights
-  (`python bench/eval_target_weights.py --ckpt <run>/checkpoints/step_<n> ... --episodes
+  (`python bench/eval_weights.py target --ckpt <run>/checkpoints/step_<n> ... --episodes
   30`) held at 57-73% where the latest weights went 40-77%.
 - Pretrained against scratch at the end of the offline phase: 50% vs 0% calibrated and 67%
   vs 3% uncalibrated, with 95% intervals apart in both. From scratch every point stays at
