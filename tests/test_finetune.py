@@ -101,7 +101,7 @@ def test_task_embedding_starts_at_the_mean_embedding_of_success_frames(data, tmp
     assert len(idx) == 2
     np.testing.assert_array_equal(success_frame_indices(ds), idx)
     with torch.no_grad():
-        expected = pre.q.encode_goal(torch.as_tensor(ds.images(idx))).mean(dim=0)
+        expected = pre.acting_q.encode_goal(torch.as_tensor(ds.images(idx))).mean(dim=0)
     torch.testing.assert_close(state["agent"]["z"], expected)
 
 

@@ -200,10 +200,13 @@ class TaskQAgent(SeededAgent):
     def load_pretrained(self, agent_state: Mapping[str, Any]) -> None:
         """Weights of a pretrained AM agent (or of a task agent, z_task included).
 
-        The target network starts equal to the online one; the optimiser starts fresh.
+        A pretrained agent that kept a weight average (``agent.ema_tau``) starts the task agent
+        from that average: the weights its goal-reaching evaluation measured. The target
+        network starts equal to the online one; the optimiser starts fresh.
         """
-        self.q.load_state_dict(agent_state["q"])
-        self.q_target.load_state_dict(agent_state["q"])
+        weights = agent_state.get("q_ema", agent_state["q"])
+        self.q.load_state_dict(weights)
+        self.q_target.load_state_dict(weights)
         if "z" in agent_state:
             self.set_task_embedding(agent_state["z"])
 

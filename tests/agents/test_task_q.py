@@ -108,6 +108,20 @@ def test_task_q_equals_the_goal_q_with_that_goal_embedding() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_fine_tuning_starts_from_the_pretrained_weight_average() -> None:
+    """The task agent starts from the weights the goal agent acted (and was evaluated) with."""
+    pre = AMAgent(AMConfig(**TINY_AM, ema_tau=0.01), (SIZE, SIZE, 3), A, seed=3)
+    with torch.no_grad():
+        for p in pre.q_ema.parameters():
+            p.add_(0.05)  # the average now differs from the latest weights
+    agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    agent.load_pretrained(pre.state_dict())
+    for name, p in agent.q.state_dict().items():
+        torch.testing.assert_close(p, pre.q_ema.state_dict()[name], msg=name)
+        torch.testing.assert_close(agent.q_target.state_dict()[name], p, msg=name)
+    assert not torch.equal(next(agent.q.parameters()), next(pre.q.parameters()))
+
+
 def test_task_embedding_is_the_mean_goal_embedding_of_success_frames() -> None:
     agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
     frames = images(5, 7)
