@@ -4,7 +4,7 @@
 #   2. pretrain an Actionable Models goal-conditioned Q-function on it,
 #   3. evaluate the CEM policy toward held-out goal images (env seeds from 1,000,000 up),
 # leaving rollout videos (camera | goal image, Q trace) and summary.json files.
-# Under 15 minutes on 2 idle CPU cores once the venv exists (timed: 3.3 min, most of it the
+# Under 15 minutes on 2 idle CPU cores once the venv exists (timed: 3.6 min, most of it the
 # 6,000 updates). Usage: demo.sh [out_dir]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
