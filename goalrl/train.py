@@ -58,7 +58,8 @@ class PretrainConfig:
     log_every: int = 50  # TensorBoard scalars every N updates
     save_every: int = 500  # checkpoint every N updates (and at the end)
     # continue from <out>/checkpoints/latest with optimiser and RNG state; with no checkpoint
-    # there yet it starts fresh, so a requeued SLURM job can always pass resume=true
+    # there yet it starts fresh, so a requeued SLURM job can always pass resume=true; agent.*
+    # overrides given with it apply from the resumed step on (agent.lr included)
     resume: bool = False
     prefetch: int = 4  # batches read ahead in a background thread
     max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run

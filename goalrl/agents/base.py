@@ -20,6 +20,9 @@ import torch
 
 from goalrl.agents.losses import ema_rate, polyak_update
 
+# Optimiser settings a config sets and a resume keeps from the config, not from the checkpoint.
+OPTIMIZER_HPARAMS = ("lr", "weight_decay")
+
 
 def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     """Array or tensor -> tensor on ``device``; may share memory with x, which is never written.
@@ -201,9 +204,19 @@ class SeededAgent:
         }
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
-        """Restore what ``training_state`` saved; each part is optional (weights-only files)."""
+        """Restore what ``training_state`` saved; each part is optional (weights-only files).
+
+        The optimiser's moments come from the checkpoint but its learning rates and weight decay
+        stay as this agent's config set them: torch's ``load_state_dict`` would restore the saved
+        ones, so ``resume=true agent.lr=1e-4`` would silently keep training at the old rate.
+        """
         if "optimizer" in state:
+            configured = [
+                {k: group[k] for k in OPTIMIZER_HPARAMS} for group in self.optimizer.param_groups
+            ]
             self.optimizer.load_state_dict(state["optimizer"])
+            for group, hparams in zip(self.optimizer.param_groups, configured, strict=True):
+                group.update(hparams)
         self.step = int(state.get("step", 0))
         if "rng" in state:
             restore_generator(self.generator, state["rng"], fallback_seed=self.step)
