@@ -31,6 +31,9 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     env_id = cfg.env or meta.get("env_id")
     if not env_id:
         raise ValueError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
+    # the folder holds summary.json even when no video is written (the CLI writes the summary
+    # only into a folder that exists)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     result = evaluate_policy(
         env_id,
         agent_policy(agent),

@@ -45,6 +45,8 @@ def test_collect_grasp_finetune_from_scratch_and_eval(tmp_path: Path) -> None:
         "eval", f"ckpt={out}", "episodes=1", "videos=0", f"out={tmp_path / 'eval'}",
     ))
     assert result["env"] == "goalrl/Grasp-v0" and result["step"] == 4
+    # summary.json is written without videos too (videos=0 used to leave no folder for it)
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == result
     assert 0.0 <= result["success_rate"] <= 1.0
 
 
