@@ -438,11 +438,12 @@ def speed_section(name: str, res: dict[str, Any]) -> list[str]:
 def success_section(name: str, res: dict[str, Any]) -> list[str]:
     m, c = res["machine"], res["config"]
     where = m.get("gpu") or f"CPU ({m['cpus']} cores)"
+    scenes = {r["scene"] for r in res["runs"]}  # the profile lists data for every scene
     lines = [
         f"### Success on held-out goal images: {res['profile']} profile, {where} (`{name}.json`)",
         "",
         f"{c['steps']} updates at batch {c['batch_size']} per method, seed {c['seed']}; play data "
-        + ", ".join(f"{k}: {v} episodes" for k, v in c["episodes"].items())
+        + ", ".join(f"{k}: {v} episodes" for k, v in c["episodes"].items() if k in scenes)
         + f"; {c['eval_episodes']} evaluation episodes (env seeds from 1,000,000 up). "
         f"{c['jobs']} runs at a time, {c['threads']} torch thread(s) each. "
         f"Total wall time {res['total_minutes']:.1f} min, load average "
@@ -561,7 +562,11 @@ def plot_metric(ax: Any, runs: list[dict[str, Any]], key: str, label: str) -> No
             points = [(p["step"], p.get(key)) for p in r["curve"] if p.get(key) is not None]
             if points:
                 steps, values = zip(*points, strict=True)
-                ax.plot(steps, [scale * v for v in values], marker="o", label=r["method"])
+                # one colour per method across panels, whichever methods a run includes
+                known = r["method"] in METHODS
+                color = f"C{list(METHODS).index(r['method']) % 10}" if known else None
+                ax.plot(steps, [scale * v for v in values], marker="o", label=r["method"],
+                        color=color)
         elif r.get(key) is not None:  # a reference without training: a flat line
             ax.axhline(scale * r[key], color="grey", ls=next(ref_styles, "--"), label=r["method"])
     ax.set_xlabel("updates")
