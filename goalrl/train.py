@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ class PretrainConfig:
     save_every: int = 500  # checkpoint every N updates (and at the end)
     # continue from <out>/checkpoints/latest with optimiser and RNG state; with no checkpoint
     # there yet it starts fresh, so a requeued SLURM job can always pass resume=true; agent.*
-    # overrides given with it apply from the resumed step on (agent.lr included)
+    # overrides given with it apply from the resumed step on (agent.lr included), and any that
+    # differ from the checkpoint's are named in a warning
     resume: bool = False
     prefetch: int = 4  # batches read ahead in a background thread
     max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
@@ -159,6 +161,15 @@ def check_checkpoint_fits(meta: dict[str, Any], dataset: Any, path: str) -> None
         )
 
 
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"name: old -> new"`` for every field of ``current`` whose value differs in ``saved``."""
+    return [
+        f"{name}: {saved[name]!r} -> {value!r}"
+        for name, value in current.items()
+        if name in saved and saved[name] != value
+    ]
+
+
 # ---- the loop -------------------------------------------------------------------------------
 @dataclass
 class RunState:
@@ -214,6 +225,15 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             agent.load_state_dict(state["agent"])
             sampler.load_state_dict(state["samplers"][info.rank])
             run.step = int(meta["step"])
+            changes = changed_settings(meta["agent_config"], asdict(cfg.agent))
+            if changes and info.is_main:
+                # the command line wins on resume; say so, since a forgotten override changes
+                # the run as surely as a deliberate one
+                warnings.warn(
+                    f"resuming {out} at step {run.step} with agent settings that differ from "
+                    f"its checkpoint: {'; '.join(changes)}",
+                    stacklevel=2,
+                )
         elif info.is_main and not cfg.resume and (out / "checkpoints" / "latest").is_file():
             raise TrainingError(
                 f"{out} already holds a run; pass resume=true to continue it or choose another out="

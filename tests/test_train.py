@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from goalrl.agents import AMAgent, AMConfig, GCBCConfig
+from goalrl.checkpoint import load_checkpoint
 from goalrl.commands.collect import CollectConfig, collect
 from goalrl.data.storage import DatasetWriter, EpisodeData
-from goalrl.train import PretrainConfig, TrainingError, load_agent, pretrain
+from goalrl.train import PretrainConfig, TrainingError, changed_settings, load_agent, pretrain
 
 TINY = dict(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16)
 
@@ -100,6 +101,16 @@ def test_resume_reproduces_the_uninterrupted_run(reach_data, tmp_path) -> None:
     full, split = weights(tmp_path / "full"), weights(tmp_path / "split")
     for k in full:
         torch.testing.assert_close(full[k], split[k], rtol=0, atol=0, msg=k)
+
+
+def test_resume_applies_and_names_changed_agent_settings(reach_data, tmp_path) -> None:
+    pretrain(config(reach_data, tmp_path / "run", steps=3))
+    with pytest.warns(UserWarning, match=r"lr: 0.0003 -> 0.0001"):
+        pretrain(config(reach_data, tmp_path / "run", steps=6, resume=True,
+                        agent=AMConfig(**TINY, lr=1e-4)))
+    state, _ = load_checkpoint(tmp_path / "run")
+    assert [g["lr"] for g in state["agent"]["optimizer"]["param_groups"]] == [1e-4]
+    assert changed_settings({"lr": 3e-4, "tau": 0.02}, {"lr": 3e-4, "tau": 0.02}) == []
 
 
 def test_existing_run_is_not_overwritten_without_resume(reach_data, tmp_path) -> None:
