@@ -17,7 +17,11 @@ One update on a relabeled batch (see DESIGN.md section 2):
    found at (o', g), one step from o, or with ``policy_negative_state="current"`` that of a
    second CEM at (o, g)); one is picked with probability ∝ exp(Q) (Q averaged over heads, no
    gradient) and trained toward 0 with weight lambda_neg.
-5. Adam step on the online network, then Polyak averaging of the target network (tau) and of
+5. With ``behaviour_prior``: a Gaussian head pi_b(a | o, g) on the same fused embedding, fitted
+   by beta-NLL to the data actions of non-chained rows (weight prior_weight); every CEM (targets
+   and acting) then starts from pi_b's Gaussian instead of the uniform box (EMaQ-style support
+   constraint: the max runs over actions like the data's, not over actions the data never took).
+6. Adam step on the online network, then Polyak averaging of the target network (tau) and of
    the acting copy q_ema (ema_tau, a slower average that ``act`` and ``q_values`` use).
 
 The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
@@ -48,6 +52,7 @@ from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
     check_neg_source,
+    gaussian_nll,
     hindsight_floor,
     negative_candidates,
     negative_loss,
@@ -97,6 +102,11 @@ class AMConfig:
     # raise hindsight targets to gamma^(k-1), the value the logged actions achieved toward a goal
     # k steps ahead (losses.hindsight_floor); needs the sampler's OFFSET key
     mc_floor: bool = True
+    # a Gaussian behaviour prior pi_b(a | o, g) on the fused embedding (beta-NLL on the data
+    # actions of non-chained rows); CEM's first iteration samples from it instead of the box, so
+    # max_a Q runs over actions the data takes where Q is trained, not where it is extrapolated
+    behaviour_prior: bool = False
+    prior_weight: float = 1.0  # weight of the prior's NLL in the loss (it trains the encoder too)
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
@@ -160,6 +170,7 @@ class AMAgent(SeededAgent):
                 head_hidden_dim=cfg.head_hidden_dim,
                 num_heads=cfg.num_q_heads,
                 stem_stride=cfg.stem_stride,
+                behaviour_prior=cfg.behaviour_prior,
             ).to(self.device),
             seed,
         )
@@ -206,6 +217,31 @@ class AMAgent(SeededAgent):
         """CEM score: min over heads of the logits (sigmoid is monotone, so argmax is the same)."""
         return lambda actions: net.head(e, actions).min(dim=-1).values  # (B, N)
 
+    def maximize(
+        self, net: GoalQNetwork, e: torch.Tensor, *, acting: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """argmax_a of ``net``'s min-over-heads logit by CEM for embeddings e (B, F).
+
+        Returns (B, A) actions and (B,) logits. Target schedule by default, the acting one with
+        ``acting``. A net with a behaviour prior seeds the first iteration from its Gaussian
+        (per-row mean and std) instead of the uniform box.
+        """
+        cfg = self.cfg
+        prior = net.prior(e)  # ((B, A), (B, A)) or None
+        init_mean, init_std = (None, None) if prior is None else (prior[0], prior[1].exp())
+        return cem_maximize(
+            self._score_fn(net, e),
+            e.shape[0],
+            self.action_dim,
+            iterations=cfg.act_cem_iterations if acting else cfg.cem_iterations,
+            samples=cfg.act_cem_samples if acting else cfg.cem_samples,
+            elites=cfg.act_cem_elites if acting else cfg.cem_elites,
+            init_mean=init_mean,
+            init_std=init_std,
+            generator=self.generator,
+            device=self.device,
+        )
+
     # --- training ---
 
     def loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -236,16 +272,8 @@ class AMAgent(SeededAgent):
             props = _cat_optional(next_proprio, proprio) if greedy_obs else next_proprio
             # fuse(encode_obs(o'), encode_goal(g)), one trunk call; each goal encoded once
             e_max = self.q_target.encode(states, goal, props)  # (R, F)
-            best, best_logit = cem_maximize(
-                self._score_fn(self.q_target, e_max),
-                e_max.shape[0],
-                self.action_dim,
-                iterations=cfg.cem_iterations,
-                samples=cfg.cem_samples,
-                elites=cfg.cem_elites,
-                generator=self.generator,
-                device=dev,
-            )  # (R, A) a*, (R,) min-over-heads logit at a*
+            # (R, A) a*, (R,) min-over-heads logit at a*
+            best, best_logit = self.maximize(self.q_target, e_max)
             next_q = torch.sigmoid(best_logit[:bsz].float())  # (B,)
             target = q_targets(reached, next_q, cfg.gamma)  # (B,)
             if cfg.mc_floor:
@@ -265,7 +293,9 @@ class AMAgent(SeededAgent):
                 actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N [+ 1], A)
             # One forward through train_net (the network, or its DDP wrapper under torchrun):
             # the images are encoded once and the head scores the data action and candidates.
-            logits = self.train_net(obs, goal, actions, proprio).float()  # (B, 1 [+ N], K)
+            out = self.train_net(obs, goal, actions, proprio, with_prior=cfg.behaviour_prior)
+            logits, prior = out if cfg.behaviour_prior else (out, None)
+            logits = logits.float()  # (B, 1 [+ N], K)
             pos_logits = logits[:, 0]  # (B, K)
             loss_td = bce_q_loss(pos_logits, target[:, None])
             if cfg.negatives:
@@ -278,6 +308,12 @@ class AMAgent(SeededAgent):
             else:
                 loss_neg = torch.zeros((), device=dev)
             loss = loss_td + loss_neg
+            if prior is not None:
+                # beta 1: the prior's mean gets the squared-error gradient of every row (gcbc.py)
+                nll = gaussian_nll(action, prior[0], prior[1], beta=1.0)  # (B,)
+                used = (~chained).float()  # chained goals say nothing about the action
+                loss_prior = (nll * used).sum() / used.sum().clamp_min(1.0)
+                loss = loss + cfg.prior_weight * loss_prior
 
         with torch.no_grad():
             q_pos = torch.sigmoid(pos_logits).mean(dim=-1)  # (B,) mean over heads
@@ -300,6 +336,10 @@ class AMAgent(SeededAgent):
             if cfg.negatives:
                 stats["critic/q_neg"] = torch.sigmoid(neg_logits.detach()).mean()
                 stats["critic/q_random"] = torch.sigmoid(cand_logits.detach()).mean()
+            if prior is not None:
+                stats["prior/nll"] = loss_prior.detach()
+                stats["prior/mse"] = _masked_mean(((prior[0] - action) ** 2).mean(-1), ~chained)
+                stats["prior/std"] = prior[1].exp().mean()
             if greedy is not None:
                 stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()
         return loss, stats
@@ -368,18 +408,8 @@ class AMAgent(SeededAgent):
         """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings
         e (B, F); the acting half of ``act``, shared with the task agent (whose e comes from
         its task embedding or goal image, and which may act with its target weights)."""
-        cfg = self.cfg
-        with autocast_context(self.device, cfg.amp):
-            best, best_logit = cem_maximize(
-                self._score_fn(net or self.acting_q, e),
-                e.shape[0],
-                self.action_dim,
-                iterations=cfg.act_cem_iterations,
-                samples=cfg.act_cem_samples,
-                elites=cfg.act_cem_elites,
-                generator=self.generator,
-                device=self.device,
-            )  # (B, A)
+        with autocast_context(self.device, self.cfg.amp):
+            best, best_logit = self.maximize(net or self.acting_q, e, acting=True)  # (B, A), (B,)
         best = add_exploration(best, explore_std, self.generator)
         out = best.float().cpu().numpy()
         q = torch.sigmoid(best_logit.float()).cpu().numpy()  # (B,)

@@ -47,8 +47,8 @@ def cem_maximize(
         low, high: action bounds, scalars or (A,) tensors; every evaluated action lies inside.
         init_mean: (B, A) or (A,) warm start. With ``init_mean`` and ``init_std`` both None the
             first iteration samples uniformly in the box; otherwise it samples a Gaussian with
-            mean ``init_mean`` (default: box centre) and std ``init_std`` (default: a quarter of
-            the box width), clipped to the box.
+            mean ``init_mean`` (default: box centre) and std ``init_std`` (a scalar, (A,) or
+            per-row (B, A); default: a quarter of the box width), clipped to the box.
         min_std: floor on the refitted std so the search never collapses to a point.
         generator: torch RNG for reproducible sampling; sampling happens on its device.
         device: where actions live (default: the generator's or ``init_mean``'s device, else CPU).
@@ -76,8 +76,11 @@ def cem_maximize(
         if init_mean is None
         else (init_mean.to(device=device, dtype=dtype).expand(batch_size, action_dim))
     )  # (B, A)
-    std = (hi - lo) / 4 if init_std is None else _bound(init_std, action_dim, device, dtype)
-    std = std.expand(batch_size, action_dim)  # (B, A)
+    std = (
+        (hi - lo) / 4
+        if init_std is None
+        else torch.as_tensor(init_std, device=device, dtype=dtype)
+    ).expand(batch_size, action_dim)  # (B, A) from a scalar, (A,) or (B, A)
 
     best_actions = mean.clone()  # (B, A)
     best_scores = torch.full((batch_size,), -torch.inf, device=device)  # (B,)

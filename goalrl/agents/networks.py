@@ -40,6 +40,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+# log std bounds of GoalQNetwork's behaviour prior: std from 0.05 (a CEM that can still move)
+# to e (wider than the [-1, 1] box)
+PRIOR_LOG_STD_MIN, PRIOR_LOG_STD_MAX = math.log(0.05), 1.0
 
 def stem_stride_for(height: int, width: int) -> int:
     """Patch size of the stem: maps the image to a grid of about 16x16 cells."""
@@ -193,6 +196,18 @@ class ObsGoalEncoder(nn.Module):
         return self.fuse(self._with_proprio(h_img, proprio), z)  # (mB, F)
 
 
+def gaussian_params(
+    raw: torch.Tensor, log_std_min: float, log_std_max: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw head output (B, 2A) -> mean (B, A) in (-1, 1), log_std (B, A) in [min, max].
+
+    tanh keeps the mean inside the action box; the smooth squash keeps log_std bounded.
+    """
+    mu, raw_std = raw.float().chunk(2, dim=-1)
+    span = log_std_max - log_std_min
+    return torch.tanh(mu), log_std_min + 0.5 * span * (torch.tanh(raw_std) + 1.0)
+
+
 class EnsembleActionHead(nn.Module):
     """K independent MLP heads on [e; a]; e (B, F), actions (B, N, A) -> logits (B, N, K).
 
@@ -255,6 +270,7 @@ class GoalQNetwork(nn.Module):
         head_hidden_dim: int = 128,
         num_heads: int = 2,
         stem_stride: int | None = None,
+        behaviour_prior: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = ObsGoalEncoder(
@@ -268,6 +284,11 @@ class GoalQNetwork(nn.Module):
         )
         self.q_head = EnsembleActionHead(
             self.encoder.feature_dim, action_dim, head_hidden_dim, num_heads
+        )
+        # Optional behaviour prior pi_b(a | o, g): a diagonal Gaussian on e where CEM starts
+        # its search (am.py, AMConfig.behaviour_prior); None keeps the plain Q network.
+        self.prior_head = (
+            nn.Linear(self.encoder.feature_dim, 2 * action_dim) if behaviour_prior else None
         )
         self.action_dim, self.num_heads = action_dim, num_heads
 
@@ -298,18 +319,28 @@ class GoalQNetwork(nn.Module):
         """logits (B, N, K) for embeddings e (B, F) and actions (B, N, A)."""
         return self.q_head(e, actions)
 
+    def prior(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Behaviour prior mean (B, A) in (-1, 1) and log_std (B, A), or None without one."""
+        if self.prior_head is None:
+            return None
+        return gaussian_params(self.prior_head(e), PRIOR_LOG_STD_MIN, PRIOR_LOG_STD_MAX)
+
     def forward(
         self,
         obs_image: torch.Tensor,
         goal_image: torch.Tensor,
         actions: torch.Tensor,
         proprio: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """logits (B, N, K) for actions (B, N, A), or (B, K) for actions (B, A)."""
+        *,
+        with_prior: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """logits (B, N, K) for actions (B, N, A), or (B, K) for actions (B, A); with
+        ``with_prior`` also ``prior(e)`` from the same encoding (one forward, so DDP sees it)."""
         e = self.encode(obs_image, goal_image, proprio)
-        if actions.ndim == 2:
-            return self.head(e, actions[:, None])[:, 0]
-        return self.head(e, actions)
+        single = actions.ndim == 2
+        logits = self.head(e, actions[:, None] if single else actions)  # (B, N, K)
+        logits = logits[:, 0] if single else logits
+        return (logits, self.prior(e)) if with_prior else logits
 
 
 class GaussianPolicyNetwork(nn.Module):
@@ -356,11 +387,7 @@ class GaussianPolicyNetwork(nn.Module):
 
     def dist_params(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mean (B, A) in (-1, 1) and log_std (B, A) in [log_std_min, log_std_max]."""
-        mu, raw = self.out(e).float().chunk(2, dim=-1)
-        # tanh keeps the mean inside the action box; the smooth squash keeps log_std bounded.
-        span = self.log_std_max - self.log_std_min
-        log_std = self.log_std_min + 0.5 * span * (torch.tanh(raw) + 1.0)
-        return torch.tanh(mu), log_std
+        return gaussian_params(self.out(e), self.log_std_min, self.log_std_max)
 
     def forward(
         self,

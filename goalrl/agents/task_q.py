@@ -60,7 +60,6 @@ import torch
 from goalrl.agents.am import AMAgent, AMConfig, _masked_mean
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import SeededAgent, autocast_context, batch_images, batch_proprio, to_tensor
-from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
     bce_q_loss,
     check_neg_source,
@@ -86,6 +85,7 @@ ARCHITECTURE_FIELDS = (
     "head_hidden_dim",
     "num_q_heads",
     "use_proprio",
+    "behaviour_prior",
 )
 
 
@@ -299,16 +299,7 @@ class TaskQAgent(SeededAgent):
 
         with torch.no_grad(), autocast_context(dev, am.amp):
             e_next = self._embed(self.q_target, next_obs, next_prop, self.z_target, goal)  # (B, F)
-            _, next_logit = cem_maximize(
-                self.goal_agent._score_fn(self.q_target, e_next),
-                bsz,
-                self.action_dim,
-                iterations=am.cem_iterations,
-                samples=am.cem_samples,
-                elites=am.cem_elites,
-                generator=self.generator,
-                device=dev,
-            )  # (B,)
+            _, next_logit = self.goal_agent.maximize(self.q_target, e_next)  # (B,)
             next_q = torch.sigmoid(next_logit.float())  # (B,)
             td_target = q_targets(rewarded, next_q, cfg.gamma)  # (B,)
             target = torch.maximum(td_target, mc) if cfg.mc_floor else td_target  # (B,)

@@ -158,8 +158,8 @@ def test_policy_negative_offers_the_greedy_action(
     agent = AMAgent(cfg, (SIZE, SIZE, 3), A, proprio_dim=P)
     seen = []
     net = agent.train_net
-    agent.train_net = lambda obs, goal, actions, prop: seen.append(actions) or net(  # type: ignore[assignment]
-        obs, goal, actions, prop
+    agent.train_net = lambda obs, goal, actions, prop, **kw: seen.append(actions) or net(  # type: ignore[assignment]
+        obs, goal, actions, prop, **kw
     )
     batch = make_batch(b, proprio=use_proprio)
     batch[K.REACHED] = np.zeros(b, bool)
