@@ -4,6 +4,7 @@ A diagnostic behind ``agent.act_with_target`` (fine-tuning) and ``agent.ema_tau`
 Each mode puts other weights in the place the agent acts from, then evaluates the greedy policy
 on held-out goals as ``goalrl eval`` does:
 
+    own      the weights the checkpoint acts with in ``goalrl eval`` (its weight average if kept)
     latest   the online weights of the checkpoint, ignoring any weight average it keeps
     target   its Polyak-averaged target network (and a task agent's z_task target copy)
     average  the uniform average of the online weights of all the given checkpoints
@@ -12,6 +13,10 @@ on held-out goals as ``goalrl eval`` does:
     python bench/eval_weights.py target --ckpt <step dir> [<step dir> ...] --episodes 30
     python bench/eval_weights.py average --ckpt <run>/checkpoints/step_00{25..30}{000,500} ...
     python bench/eval_weights.py latest --ckpt <step dir> --cem 6,512,32   # a wider CEM search
+    python bench/eval_weights.py own --ckpt <step dir> --act prior-mean    # no Q: the prior alone
+
+``--act prior-mean`` acts with the mean of an AM checkpoint's behaviour prior
+(``agent.behaviour_prior``) instead of CEM on Q: what the prior would do without the Q-function.
 
 One JSON line per evaluation: mode, step(s), success rate and 95% interval, median distance.
 """
@@ -78,24 +83,44 @@ def set_act_cem(agent: Any, spec: str) -> None:
     cfg.act_cem_iterations, cfg.act_cem_samples, cfg.act_cem_elites = iterations, samples, elites
 
 
+def prior_mean_policy(agent: Any):
+    """evaluate.Policy acting with the mean of an AM agent's behaviour prior (no CEM, no Q)."""
+    net = getattr(agent, "acting_q", None)
+    if net is None or net.prior_head is None:
+        raise SystemExit("--act prior-mean needs an AM checkpoint trained with "
+                         "agent.behaviour_prior=true")
+
+    @torch.no_grad()
+    def policy(obs_image, goal_image, proprio):
+        obs, goal, prop, single = agent._obs_goal(obs_image, goal_image, proprio)
+        mean, _ = net.prior(net.encode(obs, goal, prop))  # (B, A)
+        out = mean.float().cpu().numpy()
+        return (out[0] if single else out), None
+
+    return policy
+
+
 def evaluate(agent: Any, meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.cem:
         set_act_cem(agent, args.cem)
-    result = evaluate_policy(meta["env_id"], agent_policy(agent), args.episodes,
+    policy = prior_mean_policy(agent) if args.act == "prior-mean" else agent_policy(agent)
+    result = evaluate_policy(meta["env_id"], policy, args.episodes,
                              image_size=meta["image_shape"][0], seed_start=args.seed,
                              progress=False)
     return {"mode": args.mode, "success": result["success_rate"], "ci95": result["ci95"],
             "median_final_distance": result["median_final_distance"],
-            "episodes": args.episodes, "cem": args.cem}
+            "episodes": args.episodes, "cem": args.cem, "act": args.act}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=["latest", "target", "average"])
+    ap.add_argument("mode", choices=["own", "latest", "target", "average"])
     ap.add_argument("--ckpt", nargs="+", required=True, help="checkpoints (run or step dirs)")
     ap.add_argument("--episodes", type=int, default=30, help="evaluation episodes each")
     ap.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET, help="first env seed")
     ap.add_argument("--cem", default="", help="acting CEM as iterations,samples,elites")
+    ap.add_argument("--act", choices=["cem", "prior-mean"], default="cem",
+                    help="act by CEM on Q, or with the behaviour prior's mean alone")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cpu = torch.device("cpu")
@@ -111,7 +136,7 @@ def main() -> None:
         agent, meta = load_agent(ckpt, cpu)
         if args.mode == "target":
             use_target_weights(agent)
-        else:
+        elif args.mode == "latest":
             act_with(agent, online_net(agent).state_dict())
         row = {"checkpoint": meta["path"], "step": meta["step"], **evaluate(agent, meta, args)}
         print(json.dumps(row), flush=True)

@@ -72,3 +72,18 @@ def test_cem_spec_is_checked() -> None:
     assert (cfg.act_cem_iterations, cfg.act_cem_samples, cfg.act_cem_elites) == (6, 512, 32)
     with pytest.raises(SystemExit, match="--cem"):
         probe.set_act_cem(am, "6,512")
+
+
+def test_prior_mean_policy_acts_with_the_acting_prior_mean() -> None:
+    am = AMAgent(AMConfig(**TINY, behaviour_prior=True), SHAPE, 4, seed=0)
+    nudge(am.q, 0.05)  # the online weights differ from the average, which acts
+    obs = np.random.default_rng(0).integers(0, 256, (2, *SHAPE), dtype=np.uint8)
+    action, q = probe.prior_mean_policy(am)(obs[0], obs[1], None)  # one unbatched frame
+    net = am.acting_q
+    with torch.no_grad():
+        e = net.encode(torch.as_tensor(obs[:1]), torch.as_tensor(obs[1:]))
+        want = net.prior(e)[0][0].numpy()
+    assert action.shape == (4,) and q is None
+    np.testing.assert_allclose(action, want, rtol=1e-6)
+    with pytest.raises(SystemExit, match="behaviour_prior"):
+        probe.prior_mean_policy(AMAgent(AMConfig(**TINY), SHAPE, 4, seed=0))
