@@ -13,10 +13,11 @@ on held-out goals as ``goalrl eval`` does:
     python bench/eval_weights.py target --ckpt <step dir> [<step dir> ...] --episodes 30
     python bench/eval_weights.py average --ckpt <run>/checkpoints/step_00{25..30}{000,500} ...
     python bench/eval_weights.py latest --ckpt <step dir> --cem 6,512,32   # a wider CEM search
-    python bench/eval_weights.py own --ckpt <step dir> --act prior-mean    # no Q: the prior alone
+    python bench/eval_weights.py own --ckpt <step dir> --act prior_mean    # the prior's mean
 
-``--act prior-mean`` acts with the mean of an AM checkpoint's behaviour prior
-(``agent.behaviour_prior``) instead of CEM on Q: what the prior would do without the Q-function.
+``--act`` overrides how an AM (or task) checkpoint acts (``agent.act_rule``): ``cem`` maximises
+Q, ``prior_mean`` takes the mean of its behaviour prior (``agent.behaviour_prior``) without a
+search, so one checkpoint shows what the Q-function's search adds over the prior.
 
 One JSON line per evaluation: mode, step(s), success rate and 95% interval, median distance.
 """
@@ -83,33 +84,28 @@ def set_act_cem(agent: Any, spec: str) -> None:
     cfg.act_cem_iterations, cfg.act_cem_samples, cfg.act_cem_elites = iterations, samples, elites
 
 
-def prior_mean_policy(agent: Any):
-    """evaluate.Policy acting with the mean of an AM agent's behaviour prior (no CEM, no Q)."""
-    net = getattr(agent, "acting_q", None)
-    if net is None or net.prior_head is None:
-        raise SystemExit("--act prior-mean needs an AM checkpoint trained with "
+def set_act_rule(agent: Any, rule: str) -> None:
+    """Act by ``rule`` (AMConfig.act_rule: "cem" or "prior_mean"), as if trained with it."""
+    cfg = agent.goal_agent.cfg if hasattr(agent, "goal_agent") else getattr(agent, "cfg", None)
+    if not hasattr(cfg, "act_rule"):
+        raise SystemExit(f"--act {rule}: only AM and task checkpoints choose how to act")
+    if rule == "prior_mean" and not cfg.behaviour_prior:
+        raise SystemExit("--act prior_mean needs a checkpoint trained with "
                          "agent.behaviour_prior=true")
-
-    @torch.no_grad()
-    def policy(obs_image, goal_image, proprio):
-        obs, goal, prop, single = agent._obs_goal(obs_image, goal_image, proprio)
-        mean, _ = net.prior(net.encode(obs, goal, prop))  # (B, A)
-        out = mean.float().cpu().numpy()
-        return (out[0] if single else out), None
-
-    return policy
+    cfg.act_rule = rule
 
 
 def evaluate(agent: Any, meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.cem:
         set_act_cem(agent, args.cem)
-    policy = prior_mean_policy(agent) if args.act == "prior-mean" else agent_policy(agent)
-    result = evaluate_policy(meta["env_id"], policy, args.episodes,
+    if args.act:
+        set_act_rule(agent, args.act)
+    result = evaluate_policy(meta["env_id"], agent_policy(agent), args.episodes,
                              image_size=meta["image_shape"][0], seed_start=args.seed,
                              progress=False)
     return {"mode": args.mode, "success": result["success_rate"], "ci95": result["ci95"],
             "median_final_distance": result["median_final_distance"],
-            "episodes": args.episodes, "cem": args.cem, "act": args.act}
+            "episodes": args.episodes, "cem": args.cem, "act": args.act or "as trained"}
 
 
 def main() -> None:
@@ -119,8 +115,9 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=30, help="evaluation episodes each")
     ap.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET, help="first env seed")
     ap.add_argument("--cem", default="", help="acting CEM as iterations,samples,elites")
-    ap.add_argument("--act", choices=["cem", "prior-mean"], default="cem",
-                    help="act by CEM on Q, or with the behaviour prior's mean alone")
+    ap.add_argument("--act", choices=["cem", "prior_mean"], default="",
+                    help="act by CEM on Q or with the behaviour prior's mean (agent.act_rule); "
+                    "default: as the checkpoint says")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cpu = torch.device("cpu")

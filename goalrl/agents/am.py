@@ -64,6 +64,7 @@ from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
 
 POLICY_NEGATIVE_STATES = ("next", "current")  # AMConfig.policy_negative_state
+ACT_RULES = ("cem", "prior_mean")  # AMConfig.act_rule
 
 
 @dataclass
@@ -107,6 +108,10 @@ class AMConfig:
     # max_a Q runs over actions the data takes where Q is trained, not where it is extrapolated
     behaviour_prior: bool = False
     prior_weight: float = 1.0  # weight of the prior's NLL in the loss (it trains the encoder too)
+    # how act() picks an action: "cem" maximises Q by CEM (the recipe); "prior_mean" takes the
+    # behaviour prior's mean and only scores it with Q (needs behaviour_prior; on Push the
+    # prior's mean reached more goals than CEM on Q: docs/benchmarks/pretrain_notes.md)
+    act_rule: str = "cem"
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
@@ -157,6 +162,12 @@ class AMAgent(SeededAgent):
                 f"agent.policy_negative_state={cfg.policy_negative_state!r}: expected one of "
                 f"{', '.join(POLICY_NEGATIVE_STATES)}"
             )
+        if cfg.act_rule not in ACT_RULES:
+            raise ValueError(
+                f"agent.act_rule={cfg.act_rule!r}: expected one of {', '.join(ACT_RULES)}"
+            )
+        if cfg.act_rule == "prior_mean" and not cfg.behaviour_prior:
+            raise ValueError("agent.act_rule=prior_mean needs agent.behaviour_prior=true")
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
         self.q = self.build_seeded(
             lambda: GoalQNetwork(
@@ -406,10 +417,16 @@ class AMAgent(SeededAgent):
         net: GoalQNetwork | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings
-        e (B, F); the acting half of ``act``, shared with the task agent (whose e comes from
-        its task embedding or goal image, and which may act with its target weights)."""
+        e (B, F), or the behaviour prior's mean with ``act_rule="prior_mean"``; the acting half
+        of ``act``, shared with the task agent (whose e comes from its task embedding or goal
+        image, and which may act with its target weights)."""
+        net = net or self.acting_q
         with autocast_context(self.device, self.cfg.amp):
-            best, best_logit = self.maximize(net or self.acting_q, e, acting=True)  # (B, A), (B,)
+            if self.cfg.act_rule == "prior_mean":
+                best = net.prior(e)[0]  # (B, A)
+                best_logit = self._score_fn(net, e)(best[:, None])[:, 0]  # (B,)
+            else:
+                best, best_logit = self.maximize(net, e, acting=True)  # (B, A), (B,)
         best = add_exploration(best, explore_std, self.generator)
         out = best.float().cpu().numpy()
         q = torch.sigmoid(best_logit.float()).cpu().numpy()  # (B,)

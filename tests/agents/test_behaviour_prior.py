@@ -114,3 +114,20 @@ def test_checkpoint_round_trip_keeps_the_prior(tmp_path) -> None:
     plain = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A)
     with pytest.raises(RuntimeError, match="prior_head"):
         plain.load_state_dict(state["agent"])  # a prior checkpoint needs a prior network
+
+
+def test_act_rule_prior_mean_acts_with_the_mean_and_scores_it() -> None:
+    agent = prior_agent(act_rule="prior_mean")
+    pin_prior(agent, mean=0.3, std=0.5)  # a wide prior: only its mean is taken
+    b = make_batch(4)
+    actions, q = agent.act(b[K.OBS_IMAGE], b[K.GOAL_IMAGE], return_q=True)  # (B, A), (B,)
+    np.testing.assert_allclose(actions, 0.3, atol=1e-6)
+    np.testing.assert_allclose(q, agent.q_values(b[K.OBS_IMAGE], b[K.GOAL_IMAGE], actions),
+                               rtol=1e-5)
+
+
+def test_bad_act_rules_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="act_rule"):
+        prior_agent(act_rule="greedy")
+    with pytest.raises(ValueError, match="behaviour_prior"):
+        AMAgent(tiny_cfg(act_rule="prior_mean"), (SIZE, SIZE, 3), A)
