@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from goalrl.evaluate import EVAL_SEED_OFFSET, evaluate_policy
-from goalrl.train import agent_policy, load_agent
+from goalrl.train import agent_policy, load_agent, override_act_rule
 
 
 def online_net(agent: Any) -> torch.nn.Module:
@@ -84,22 +84,11 @@ def set_act_cem(agent: Any, spec: str) -> None:
     cfg.act_cem_iterations, cfg.act_cem_samples, cfg.act_cem_elites = iterations, samples, elites
 
 
-def set_act_rule(agent: Any, rule: str) -> None:
-    """Act by ``rule`` (AMConfig.act_rule: "cem" or "prior_mean"), as if trained with it."""
-    cfg = agent.goal_agent.cfg if hasattr(agent, "goal_agent") else getattr(agent, "cfg", None)
-    if not hasattr(cfg, "act_rule"):
-        raise SystemExit(f"--act {rule}: only AM and task checkpoints choose how to act")
-    if rule == "prior_mean" and not cfg.behaviour_prior:
-        raise SystemExit("--act prior_mean needs a checkpoint trained with "
-                         "agent.behaviour_prior=true")
-    cfg.act_rule = rule
-
-
 def evaluate(agent: Any, meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.cem:
         set_act_cem(agent, args.cem)
     if args.act:
-        set_act_rule(agent, args.act)
+        override_act_rule(agent, args.act)
     result = evaluate_policy(meta["env_id"], agent_policy(agent), args.episodes,
                              image_size=meta["image_shape"][0], seed_start=args.seed,
                              progress=False)

@@ -130,6 +130,15 @@ def agent_policy(agent: Agent):
     return policy
 
 
+def override_act_rule(agent: Agent, rule: str) -> None:
+    """Make an AM or task agent act by ``rule`` (AMConfig.act_rule: cem | prior_mean)."""
+    am = agent.goal_agent if isinstance(agent, TaskQAgent) else agent
+    if not isinstance(am, AMAgent):
+        raise ValueError(f"act_rule={rule}: a {type(agent).__name__} acts with its policy's "
+                         "mean; only Q checkpoints (AM, fine-tuned) choose how to act")
+    am.set_act_rule(rule)
+
+
 # ---- checks before training -----------------------------------------------------------------
 def check_dataset_fits(dataset: Any, env_id: str | None) -> dict[str, Any]:
     """The eval scene's action/proprio sizes; TrainingError when the dataset does not match."""

@@ -72,20 +72,3 @@ def test_cem_spec_is_checked() -> None:
     assert (cfg.act_cem_iterations, cfg.act_cem_samples, cfg.act_cem_elites) == (6, 512, 32)
     with pytest.raises(SystemExit, match="--cem"):
         probe.set_act_cem(am, "6,512")
-
-
-def test_act_rule_override_makes_the_agent_act_with_the_prior_mean() -> None:
-    am = AMAgent(AMConfig(**TINY, behaviour_prior=True), SHAPE, 4, seed=0)
-    obs = np.random.default_rng(0).integers(0, 256, (2, *SHAPE), dtype=np.uint8)
-    probe.set_act_rule(am, "prior_mean")
-    action = am.act(obs[0], obs[1])  # one unbatched frame
-    net = am.acting_q
-    with torch.no_grad():
-        e = net.encode(torch.as_tensor(obs[:1]), torch.as_tensor(obs[1:]))
-        want = net.prior(e)[0][0].numpy()
-    np.testing.assert_allclose(action, want, rtol=1e-6)
-    with pytest.raises(SystemExit, match="behaviour_prior"):
-        probe.set_act_rule(AMAgent(AMConfig(**TINY), SHAPE, 4, seed=0), "prior_mean")
-    gcbc_tiny = {k: v for k, v in TINY.items() if k != "head_hidden_dim"}
-    with pytest.raises(SystemExit, match="only AM"):
-        probe.set_act_rule(GCBCAgent(GCBCConfig(**gcbc_tiny), SHAPE, 4), "cem")

@@ -93,6 +93,28 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in agent.q.state_dict().items()}
 
 
+def test_behaviour_prior_run_evaluates_with_either_act_rule(reach_data, tmp_path) -> None:
+    from goalrl.commands.evaluate import EvalConfig
+    from goalrl.commands.evaluate import run as evaluate_run
+
+    agent = AMConfig(**TINY, behaviour_prior=True, act_rule="prior_mean")
+    summary = pretrain(config(reach_data, tmp_path / "run", agent=agent))
+    events = next(Path(summary["tensorboard"]).glob("events.*"))
+    assert {"prior/nll", "prior/mse", "prior/std"} <= scalar_tags(events)
+    results = {
+        rule: evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=1, videos=0,
+                                      out=str(tmp_path / rule), device="cpu", act_rule=rule))
+        for rule in ("cem", "prior_mean")
+    }
+    assert {r["act_rule"] for r in results.values()} == {"cem", "prior_mean"}
+    gcbc = pretrain(config(reach_data, tmp_path / "gcbc", agent=GCBCConfig(
+        conv_channels=[8, 8], embed_dim=16, fusion_dim=32)))
+    with pytest.raises(ValueError, match="act_rule=cem: a GCBCAgent"):
+        evaluate_run(EvalConfig(ckpt=str(tmp_path / "gcbc"), episodes=1, videos=0,
+                                out=str(tmp_path / "e"), device="cpu", act_rule="cem"))
+    assert gcbc["steps"] == 6
+
+
 def test_resume_reproduces_the_uninterrupted_run(reach_data, tmp_path) -> None:
     pretrain(config(reach_data, tmp_path / "full", steps=6))
     # resume=true with nothing to resume starts fresh (a requeued SLURM job's first run)
@@ -183,10 +205,13 @@ def assert_two_rank_run(out: Path) -> None:
 def test_torchrun_two_processes(reach_data, tmp_path) -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                 "--master_port=29531", "-m", "goalrl.cli", "pretrain"]
-    cmd = launcher + ddp_overrides(reach_data, tmp_path / "ddp")
+    # with the behaviour prior: DDP then syncs a forward that returns (logits, prior)
+    cmd = launcher + ddp_overrides(reach_data, tmp_path / "ddp") + ["agent.behaviour_prior=true"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_two_rank_run(tmp_path / "ddp")
+    state, _ = load_checkpoint(tmp_path / "ddp")
+    assert "prior_head.weight" in state["agent"]["q"]
 
 
 def test_submitit_launcher_two_ranks(reach_data, tmp_path) -> None:

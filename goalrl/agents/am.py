@@ -132,6 +132,14 @@ class AMConfig:
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
 
 
+def check_act_rule(rule: str, behaviour_prior: bool) -> None:
+    """ValueError naming the field unless ``rule`` is an act rule this network can follow."""
+    if rule not in ACT_RULES:
+        raise ValueError(f"agent.act_rule={rule!r}: expected one of {', '.join(ACT_RULES)}")
+    if rule == "prior_mean" and not behaviour_prior:
+        raise ValueError("agent.act_rule=prior_mean needs agent.behaviour_prior=true")
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values over mask (NaN when the mask is empty); no host sync."""
     mask = mask.float()
@@ -162,12 +170,7 @@ class AMAgent(SeededAgent):
                 f"agent.policy_negative_state={cfg.policy_negative_state!r}: expected one of "
                 f"{', '.join(POLICY_NEGATIVE_STATES)}"
             )
-        if cfg.act_rule not in ACT_RULES:
-            raise ValueError(
-                f"agent.act_rule={cfg.act_rule!r}: expected one of {', '.join(ACT_RULES)}"
-            )
-        if cfg.act_rule == "prior_mean" and not cfg.behaviour_prior:
-            raise ValueError("agent.act_rule=prior_mean needs agent.behaviour_prior=true")
+        check_act_rule(cfg.act_rule, cfg.behaviour_prior)
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
         self.q = self.build_seeded(
             lambda: GoalQNetwork(
@@ -372,6 +375,11 @@ class AMAgent(SeededAgent):
         return dict(zip(stats.keys(), values, strict=True))
 
     # --- inference ---
+
+    def set_act_rule(self, rule: str) -> None:
+        """Act by ``rule`` from now on (AMConfig.act_rule); training is unaffected."""
+        check_act_rule(rule, self.cfg.behaviour_prior)
+        self.cfg.act_rule = rule
 
     @property
     def acting_q(self) -> GoalQNetwork:

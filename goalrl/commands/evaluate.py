@@ -17,6 +17,9 @@ class EvalConfig:
     videos: int = 2  # rollouts written as MP4 (camera | goal, Q trace)
     seed: int = EVAL_SEED_OFFSET  # first env seed; collection seeds stay below 1,000,000
     device: str = "auto"  # auto | cpu | cuda
+    # AM and fine-tuned checkpoints: act by CEM on Q ("cem") or with the behaviour prior's mean
+    # ("prior_mean", for checkpoints trained with agent.behaviour_prior); default: as trained
+    act_rule: str | None = None
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
@@ -24,10 +27,12 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     from goalrl.distributed import DistInfo, resolve_device
     from goalrl.evaluate import evaluate_policy
-    from goalrl.train import agent_policy, load_agent
+    from goalrl.train import agent_policy, load_agent, override_act_rule
 
     device = resolve_device(cfg.device, DistInfo())
     agent, meta = load_agent(cfg.ckpt, device)
+    if cfg.act_rule is not None:
+        override_act_rule(agent, cfg.act_rule)
     env_id = cfg.env or meta.get("env_id")
     if not env_id:
         raise ValueError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
@@ -43,4 +48,6 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         videos=cfg.videos,
         video_dir=Path(cfg.out) / "videos",
     )
-    return {"checkpoint": meta["path"], "step": meta["step"], **result}
+    # how an AM or task agent acted (None for GCBC, which acts with its mean)
+    rule = getattr(getattr(agent, "goal_agent", agent).cfg, "act_rule", None)
+    return {"checkpoint": meta["path"], "step": meta["step"], "act_rule": rule, **result}
