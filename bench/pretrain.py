@@ -243,6 +243,9 @@ METHODS = {  # name -> (agent kind, AMConfig overrides)
     # candidates picked ∝ exp(Q) at temperature 1 (goalrl's defaults until 2026-11-21)
     "AM, paper targets": ("am", {"mc_floor": False, "policy_negative": False,
                                  "neg_temperature": 1.0}),
+    # a Gaussian behaviour head on AM's encoder seeds CEM, and the policy acts with its mean
+    # (agent.behaviour_prior, agent.act_rule): on Push its mean beat CEM on AM's Q
+    "AM + behaviour prior": ("am", {"behaviour_prior": True, "act_rule": "prior_mean"}),
     "GCBC": ("gcbc", {}),
 }
 
