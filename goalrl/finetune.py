@@ -103,7 +103,9 @@ def merge_am_config(user: AMConfig, ckpt_values: dict[str, Any], where: str) -> 
     defaults = asdict(AMConfig())
     mine = asdict(user)
     known = {f.name for f in fields(AMConfig)}
-    merged = {k: v for k, v in ckpt_values.items() if k in known}
+    # How the pretrained policy acted is not inherited: with act_rule=prior_mean the task
+    # policy would follow the goal-reaching prior and never use the task Q it learns.
+    merged = {k: v for k, v in ckpt_values.items() if k in known and k != "act_rule"}
     for name, value in mine.items():
         if value == defaults[name]:
             continue

@@ -44,6 +44,7 @@ from torch import nn
 # to e (wider than the [-1, 1] box)
 PRIOR_LOG_STD_MIN, PRIOR_LOG_STD_MAX = math.log(0.05), 1.0
 
+
 def stem_stride_for(height: int, width: int) -> int:
     """Patch size of the stem: maps the image to a grid of about 16x16 cells."""
     return max(1, min(height, width) // 16)

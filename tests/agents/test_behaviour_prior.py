@@ -131,3 +131,16 @@ def test_bad_act_rules_are_refused_by_name() -> None:
         prior_agent(act_rule="greedy")
     with pytest.raises(ValueError, match="behaviour_prior"):
         AMAgent(tiny_cfg(act_rule="prior_mean"), (SIZE, SIZE, 3), A)
+
+
+def test_fine_tuning_keeps_the_prior_but_not_the_act_rule() -> None:
+    from dataclasses import asdict
+
+    from goalrl.agents.am import AMConfig
+    from goalrl.finetune import merge_am_config
+
+    pretrained = asdict(tiny_cfg(behaviour_prior=True, act_rule="prior_mean"))
+    merged = merge_am_config(AMConfig(), pretrained, "ckpt")
+    assert merged.behaviour_prior and merged.act_rule == "cem"  # the task Q chooses actions
+    asked = merge_am_config(AMConfig(act_rule="prior_mean"), pretrained, "ckpt")
+    assert asked.act_rule == "prior_mean"  # unless the user asks for the prior's mean
