@@ -85,7 +85,8 @@ class AMConfig:
     chaining: bool = True  # the sampler draws chained goals; the agent treats them bootstrap-only
     negatives: bool = True  # contrastive artificial negatives (pick ∝ exp(Q), train toward 0)
     num_negatives: int = 16  # N candidate actions per (o, g) for the negative
-    # where candidates come from: uniform | batch (other rows' data actions) | mixed (half each);
+    # where candidates come from: uniform | batch (other rows' data actions) | mixed (half each)
+    # | swap (the data action with some dimensions taken from other rows: near misses);
     # see losses.negative_candidates for why uniform alone is easy to game
     neg_source: str = "batch"
     lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term

@@ -58,7 +58,7 @@ def bce_q_loss(
     return loss.mean()
 
 
-NEGATIVE_SOURCES = ("uniform", "batch", "mixed")
+NEGATIVE_SOURCES = ("uniform", "batch", "mixed", "swap")
 
 
 def check_neg_source(source: str) -> None:
@@ -82,24 +82,56 @@ def negative_candidates(
     gripper value alone and never learn which *motion* fits (o, g). Batch candidates share the
     data's action statistics, so only their fit to (o, g) tells them apart. "mixed": the first
     half of the N candidates from the batch, the rest uniform (covers the whole box for CEM).
+    "swap": near misses, the row's own action with each dimension replaced, with probability 1/2,
+    by that dimension of another row's action (at least one value changed). Every value
+    stays one the data takes (a binary gripper stays binary), but a candidate differs from the
+    data action in only some dimensions, so Q must tell the logged motion from motions close
+    to it, which is where CEM's argmax lands.
     """
     check_neg_source(source)
     bsz, adim = actions.shape
     dev = actions.device
     gen_device = generator.device if generator is not None else dev
-    n_batch = {"uniform": 0, "batch": num, "mixed": (num + 1) // 2}[source]
+    if source == "swap" and bsz >= 2:
+        return _swap_candidates(actions, num, generator)
+    n_batch = {"uniform": 0, "batch": num, "mixed": (num + 1) // 2, "swap": num}[source]
     if bsz < 2:
         n_batch = 0  # no other row to borrow from
     parts = []
     if n_batch:
         # offset 1..B-1 from the row itself, so a row never draws its own action
-        offset = torch.randint(1, bsz, (bsz, n_batch), generator=generator, device=gen_device)
-        rows = (torch.arange(bsz, device=gen_device)[:, None] + offset) % bsz  # (B, n_batch)
+        rows = _other_rows(bsz, n_batch, gen_device, generator)  # (B, n_batch)
         parts.append(actions[rows.to(dev)])  # (B, n_batch, A)
     if num - n_batch:
         u = torch.rand((bsz, num - n_batch, adim), generator=generator, device=gen_device)
         parts.append((2.0 * u - 1.0).to(dev, actions.dtype))  # (B, N - n_batch, A)
     return torch.cat(parts, dim=1)
+
+
+def _other_rows(bsz: int, num: int, gen_device, generator) -> torch.Tensor:
+    """(B, num) row indices, each row drawing from the B - 1 rows other than itself."""
+    offset = torch.randint(1, bsz, (bsz, num), generator=generator, device=gen_device)
+    return (torch.arange(bsz, device=gen_device)[:, None] + offset) % bsz
+
+
+def _swap_candidates(
+    actions: torch.Tensor, num: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """negative_candidates' "swap" source: actions (B, A) -> (B, N, A), B >= 2."""
+    bsz, adim = actions.shape
+    dev = actions.device
+    gen_device = generator.device if generator is not None else dev
+    rows = _other_rows(bsz, num, gen_device, generator).to(dev)  # (B, N)
+    donors = actions[rows]  # (B, N, A)
+    own = actions[:, None].expand_as(donors)  # (B, N, A)
+    swap = (torch.rand((bsz, num, adim), generator=generator, device=gen_device) < 0.5).to(dev)
+    # a candidate that changes nothing (no dimension drawn, or only ones the donor shares, such
+    # as the same gripper value) would be the data action itself: take the donor's most
+    # different dimension instead
+    unchanged = ~(swap & (donors != own)).any(dim=-1, keepdim=True)  # (B, N, 1)
+    farthest = F.one_hot((donors - own).abs().argmax(dim=-1), adim).bool()  # (B, N, A)
+    swap = swap | (unchanged & farthest)
+    return torch.where(swap, donors, own)
 
 
 def select_negatives(

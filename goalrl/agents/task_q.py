@@ -101,7 +101,7 @@ class TaskQConfig:
     tau: float = 0.005  # Polyak rate of the target network and of z_task's target copy
     conservative: bool = True  # push down Q of sampled actions (contrastive negative, CQL-style)
     num_negatives: int = 64  # N candidate actions per observation
-    neg_source: str = "mixed"  # uniform | batch | mixed, as AMConfig.neg_source
+    neg_source: str = "mixed"  # uniform | batch | mixed | swap, as AMConfig.neg_source
     lambda_neg: float = 1.0  # weight of the conservative term
     # p(candidate) ∝ exp(Q / T); 0.1 picks nearly the highest-Q candidate, as CQL's soft maximum
     # does: the greedy CEM policy exploits exactly those actions (AM's T = 1 is near uniform)

@@ -174,6 +174,27 @@ def test_uniform_and_mixed_negatives() -> None:
     assert (mixed[:, 3:, 3].abs() < 1.0).all()
 
 
+def test_swap_negatives_are_near_misses_built_from_data_values() -> None:
+    g = torch.Generator().manual_seed(2)
+    actions = torch.rand(8, 4, generator=g) * 2 - 1  # (B, A), all values distinct
+    actions[:, 3] = torch.where(torch.arange(8) % 2 == 0, 1.0, -1.0)  # binary gripper
+    cands = negative_candidates(actions, 4000, "swap", torch.Generator().manual_seed(3))
+    assert cands.shape == (8, 4000, 4)
+    own = cands == actions[:, None]  # (B, N, A): dimension kept from the row's own action
+    assert not own.all(-1).any()  # never the data action itself
+    assert (cands[..., 3].abs() == 1.0).all()  # the gripper stays binary
+    # every dimension holds a value some row of the batch takes in that dimension
+    in_data = (cands[..., None, :] == actions[None, None]).any(-2)  # (B, N, A)
+    assert in_data.all()
+    # each continuous dimension is replaced about half the time (no-swap draws forced to one)
+    replaced = (~own[..., :3]).float().mean()
+    assert 0.45 < replaced < 0.6
+    # near misses: most candidates keep at least one dimension of the data action
+    assert own.any(-1).float().mean() > 0.85
+    with pytest.raises(ValueError, match="agent.neg_source"):
+        negative_candidates(actions, 4, "swapped")
+
+
 def test_negative_candidates_edge_cases() -> None:
     one = negative_candidates(_distinct_actions(1), 4, "batch", torch.Generator().manual_seed(0))
     assert one.shape == (1, 4, 4) and (one[..., 3].abs() < 1.0).all()  # falls back to uniform
