@@ -247,7 +247,7 @@ METHODS = {  # name -> (agent kind, AMConfig overrides)
     # (agent.behaviour_prior, agent.act_rule): on Push its mean beat CEM on AM's Q
     "AM + behaviour prior": ("am", {"behaviour_prior": True, "act_rule": "prior_mean"}),
     # the same prior with near-miss negatives (neg_source=swap), acting by CEM on Q: on Push
-    # the best CEM policy so far (docs/benchmarks/pretrain_notes.md)
+    # the best CEM policy so far, still below GCBC (docs/benchmarks/pretrain_notes.md)
     "AM + behaviour prior, swap negatives": ("am", {"behaviour_prior": True,
                                                     "neg_source": "swap"}),
     "GCBC": ("gcbc", {}),
