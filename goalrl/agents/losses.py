@@ -83,7 +83,8 @@ def negative_candidates(
     data's action statistics, so only their fit to (o, g) tells them apart. "mixed": the first
     half of the N candidates from the batch, the rest uniform (covers the whole box for CEM).
     "swap": near misses, the row's own action with each dimension replaced, with probability 1/2,
-    by that dimension of another row's action (at least one value changed). Every value
+    by that dimension of another row's action (at least one value changed unless the other
+    action is identical). Every value
     stays one the data takes (a binary gripper stays binary), but a candidate differs from the
     data action in only some dimensions, so Q must tell the logged motion from motions close
     to it, which is where CEM's argmax lands.
@@ -92,11 +93,12 @@ def negative_candidates(
     bsz, adim = actions.shape
     dev = actions.device
     gen_device = generator.device if generator is not None else dev
-    if source == "swap" and bsz >= 2:
-        return _swap_candidates(actions, num, generator)
-    n_batch = {"uniform": 0, "batch": num, "mixed": (num + 1) // 2, "swap": num}[source]
     if bsz < 2:
-        n_batch = 0  # no other row to borrow from
+        n_batch = 0  # no other row to borrow from: every source falls back to uniform
+    elif source == "swap":
+        return _swap_candidates(actions, num, generator)
+    else:
+        n_batch = {"uniform": 0, "batch": num, "mixed": (num + 1) // 2}[source]
     parts = []
     if n_batch:
         # offset 1..B-1 from the row itself, so a row never draws its own action
@@ -108,7 +110,9 @@ def negative_candidates(
     return torch.cat(parts, dim=1)
 
 
-def _other_rows(bsz: int, num: int, gen_device, generator) -> torch.Tensor:
+def _other_rows(
+    bsz: int, num: int, gen_device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
     """(B, num) row indices, each row drawing from the B - 1 rows other than itself."""
     offset = torch.randint(1, bsz, (bsz, num), generator=generator, device=gen_device)
     return (torch.arange(bsz, device=gen_device)[:, None] + offset) % bsz

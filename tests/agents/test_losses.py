@@ -196,8 +196,9 @@ def test_swap_negatives_are_near_misses_built_from_data_values() -> None:
 
 
 def test_negative_candidates_edge_cases() -> None:
-    one = negative_candidates(_distinct_actions(1), 4, "batch", torch.Generator().manual_seed(0))
-    assert one.shape == (1, 4, 4) and (one[..., 3].abs() < 1.0).all()  # falls back to uniform
+    for source in ("batch", "swap"):  # a single row has no other row: uniform instead
+        one = negative_candidates(_distinct_actions(1), 4, source, torch.Generator().manual_seed(0))
+        assert one.shape == (1, 4, 4) and (one[..., 3].abs() < 1.0).all()
     with pytest.raises(ValueError, match="agent.neg_source"):
         negative_candidates(_distinct_actions(4), 4, "policy")
     a = negative_candidates(_distinct_actions(6), 8, "mixed", torch.Generator().manual_seed(5))
