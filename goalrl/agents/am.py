@@ -50,6 +50,7 @@ from goalrl.agents.base import (
 )
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
+    advantage_weights,
     bce_q_loss,
     check_neg_source,
     gaussian_nll,
@@ -109,6 +110,12 @@ class AMConfig:
     # max_a Q runs over actions the data takes where Q is trained, not where it is extrapolated
     behaviour_prior: bool = False
     prior_weight: float = 1.0  # weight of the prior's NLL in the loss (it trains the encoder too)
+    # advantage-weighted prior (AWR-style policy extraction): each row's NLL is weighted by
+    # exp(beta * A), A = log Q_target(o, a_data, g) - log Q_target(o, prior mean, g), clipped at
+    # prior_adv_max and normalised over the batch (losses.advantage_weights), so the prior copies
+    # the data actions Q rates above its own; 0 fits the plain behaviour prior
+    prior_adv_beta: float = 0.0
+    prior_adv_max: float = 20.0
     # how act() picks an action: "cem" maximises Q by CEM (the recipe); "prior_mean" takes the
     # behaviour prior's mean and only scores it with Q (needs behaviour_prior; on Push the
     # prior's mean reached more goals than CEM on Q: docs/benchmarks/pretrain_notes.md)
@@ -172,6 +179,8 @@ class AMAgent(SeededAgent):
                 f"{', '.join(POLICY_NEGATIVE_STATES)}"
             )
         check_act_rule(cfg.act_rule, cfg.behaviour_prior)
+        if cfg.prior_adv_beta and not cfg.behaviour_prior:
+            raise ValueError("agent.prior_adv_beta > 0 needs agent.behaviour_prior=true")
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
         self.q = self.build_seeded(
             lambda: GoalQNetwork(
@@ -282,13 +291,16 @@ class AMAgent(SeededAgent):
         with torch.no_grad(), autocast_context(dev, cfg.amp):
             policy_negative = cfg.negatives and cfg.policy_negative
             greedy_obs = policy_negative and cfg.policy_negative_state == "current"
-            # Rows to maximise over: (o', g), and for a greedy action at o also (o, g) -> (R, F).
-            states = torch.cat([next_obs, obs]) if greedy_obs else next_obs
-            props = _cat_optional(next_proprio, proprio) if greedy_obs else next_proprio
+            weigh_prior = cfg.behaviour_prior and cfg.prior_adv_beta > 0
+            # Rows to encode: (o', g), and (o, g) too for a greedy action at o or for the
+            # prior's advantage weights -> (R, F), rows :B at o', rows B: at o.
+            with_obs = greedy_obs or weigh_prior
+            states = torch.cat([next_obs, obs]) if with_obs else next_obs
+            props = _cat_optional(next_proprio, proprio) if with_obs else next_proprio
             # fuse(encode_obs(o'), encode_goal(g)), one trunk call; each goal encoded once
             e_max = self.q_target.encode(states, goal, props)  # (R, F)
-            # (R, A) a*, (R,) min-over-heads logit at a*
-            best, best_logit = self.maximize(self.q_target, e_max)
+            # (R', A) a*, (R',) min-over-heads logit at a*, over the rows that need a max
+            best, best_logit = self.maximize(self.q_target, e_max if greedy_obs else e_max[:bsz])
             next_q = torch.sigmoid(best_logit[:bsz].float())  # (B,)
             target = q_targets(reached, next_q, cfg.gamma)  # (B,)
             if cfg.mc_floor:
@@ -296,6 +308,15 @@ class AMAgent(SeededAgent):
             greedy = None  # (B, 1, A): the greedy action at o (rows B:), else at o' (rows :B)
             if policy_negative:
                 greedy = best[bsz:, None] if greedy_obs else best[:bsz, None]
+            prior_weights = torch.ones(bsz, device=dev)  # (B,)
+            if weigh_prior:
+                e_obs = e_max[bsz:]  # (B, F) at (o, g)
+                score = self._score_fn(self.q_target, e_obs)
+                own = self.q_target.prior(e_obs)[0]  # (B, A) the prior's mean
+                prior_weights = advantage_weights(
+                    score(action[:, None])[:, 0], score(own[:, None])[:, 0],
+                    cfg.prior_adv_beta, cfg.prior_adv_max,
+                )
 
         with autocast_context(dev, cfg.amp):
             actions = action[:, None]  # (B, 1, A)
@@ -326,8 +347,9 @@ class AMAgent(SeededAgent):
             if prior is not None:
                 # beta 1: the prior's mean gets the squared-error gradient of every row (gcbc.py)
                 nll = gaussian_nll(action, prior[0], prior[1], beta=1.0)  # (B,)
-                used = (~chained).float()  # chained goals say nothing about the action
-                loss_prior = (nll * used).sum() / used.sum().clamp_min(1.0)
+                # chained goals say nothing about the action; weights normalised over the rest
+                used = (~chained).float() * prior_weights  # (B,)
+                loss_prior = (nll * used).sum() / used.sum().clamp_min(1e-6)
                 loss = loss + cfg.prior_weight * loss_prior
 
         with torch.no_grad():
@@ -355,6 +377,13 @@ class AMAgent(SeededAgent):
                 stats["prior/nll"] = loss_prior.detach()
                 stats["prior/mse"] = _masked_mean(((prior[0] - action) ** 2).mean(-1), ~chained)
                 stats["prior/std"] = prior[1].exp().mean()
+                if weigh_prior:
+                    # effective sample fraction (sum w)^2 / (n sum w^2): 1 is plain BC, small
+                    # means a few rows carry the prior's fit
+                    w = used
+                    stats["prior/weight_ess"] = w.sum().square() / (
+                        (~chained).float().sum() * w.square().sum()
+                    ).clamp_min(1e-12)
             if greedy is not None:
                 stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()
         return loss, stats

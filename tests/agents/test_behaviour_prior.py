@@ -144,3 +144,56 @@ def test_fine_tuning_keeps_the_prior_but_not_the_act_rule() -> None:
     assert merged.behaviour_prior and merged.act_rule == "cem"  # the task Q chooses actions
     asked = merge_am_config(AMConfig(act_rule="prior_mean"), pretrained, "ckpt")
     assert asked.act_rule == "prior_mean"  # unless the user asks for the prior's mean
+
+
+def test_advantage_weighted_prior_weighs_rows_by_the_target_q() -> None:
+    """prior/nll is the NLL of the data actions averaged with weights exp(beta * A), A from the
+    target network at (o, g): the data action's log Q against the prior mean's."""
+    from goalrl.agents.base import to_tensor
+    from goalrl.agents.losses import advantage_weights, gaussian_nll
+
+    agent = prior_agent(augment=False, prior_adv_beta=5.0, prior_adv_max=3.0)
+    for i in range(3):  # move the target net off the online one a little
+        agent.update(make_batch(8, seed=i))
+    batch = make_batch(8, seed=7)
+    _, stats = agent.loss(batch)
+    with torch.no_grad():
+        obs, goal = (to_tensor(batch[k], agent.device) for k in (K.OBS_IMAGE, K.GOAL_IMAGE))
+        action = torch.as_tensor(batch[K.ACTION])
+        e_t = agent.q_target.encode(obs, goal)
+        q_data = agent.q_target.head(e_t, action[:, None])[:, 0].min(-1).values
+        q_mean = agent.q_target.head(e_t, agent.q_target.prior(e_t)[0][:, None])[:, 0].min(-1).values
+        w = advantage_weights(q_data, q_mean, 5.0, 3.0) * torch.as_tensor(~batch[K.CHAINED])
+        mean, log_std = agent.q.prior(agent.q.encode(obs, goal))
+        nll = gaussian_nll(action, mean, log_std, beta=1.0)
+    assert len(set(w[w > 0].tolist())) > 1  # rows really are weighted unequally
+    expected = (w * nll).sum() / w.sum()
+    torch.testing.assert_close(stats["prior/nll"], expected, rtol=1e-4, atol=1e-5)
+    assert 0 < stats["prior/weight_ess"].item() <= 1
+
+
+def test_advantage_weighting_moves_the_prior_toward_actions_q_prefers() -> None:
+    """Data actions uniform in the box, a Q that peaks at +0.5: the plain prior's mean stays
+    near the data mean 0, the advantage-weighted one moves toward +0.5."""
+    means = {}
+    for beta in (0.0, 5.0):
+        agent = prior_agent(augment=False, negatives=False, prior_adv_beta=beta, lr=3e-3)
+        # logit -4 |a - 0.5|^2: Q peaks at +0.5 in every dimension, the same for every (o, g)
+        agent._score_fn = lambda _net, _e: (  # type: ignore[method-assign]
+            lambda a: -4.0 * (a - 0.5).square().sum(-1)
+        )
+        rng = np.random.default_rng(0)
+        for _ in range(150):
+            batch = make_batch(32, seed=int(rng.integers(1 << 30)))
+            agent.update(batch)
+        probe = make_batch(64, seed=12345)
+        with torch.no_grad():
+            e = agent.q.encode(*(torch.as_tensor(probe[k]) for k in (K.OBS_IMAGE, K.GOAL_IMAGE)))
+            means[beta] = agent.q.prior(e)[0].mean().item()
+    assert abs(means[0.0]) < 0.15, means
+    assert means[5.0] > 0.25, means
+
+
+def test_advantage_weighting_needs_the_prior() -> None:
+    with pytest.raises(ValueError, match="prior_adv_beta"):
+        AMAgent(tiny_cfg(prior_adv_beta=1.0), (SIZE, SIZE, 3), A)
