@@ -21,6 +21,9 @@ One update on a relabeled batch (see DESIGN.md section 2):
    by beta-NLL to the data actions of non-chained rows (weight prior_weight); every CEM (targets
    and acting) then starts from pi_b's Gaussian instead of the uniform box (EMaQ-style support
    constraint: the max runs over actions like the data's, not over actions the data never took).
+   With ``prior_adv_beta > 0`` each row's NLL is weighted by exp(beta * A), A the target
+   network's log-Q advantage of the data action over the prior's mean at (o, g) (AWR-style
+   extraction: the prior copies the data actions Q rates above its own).
 6. Adam step on the online network, then Polyak averaging of the target network (tau) and of
    the acting copy q_ema (ema_tau, a slower average that ``act`` and ``q_values`` use).
 

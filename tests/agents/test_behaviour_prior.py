@@ -161,8 +161,8 @@ def test_advantage_weighted_prior_weighs_rows_by_the_target_q() -> None:
         obs, goal = (to_tensor(batch[k], agent.device) for k in (K.OBS_IMAGE, K.GOAL_IMAGE))
         action = torch.as_tensor(batch[K.ACTION])
         e_t = agent.q_target.encode(obs, goal)
-        q_data = agent.q_target.head(e_t, action[:, None])[:, 0].min(-1).values
-        q_mean = agent.q_target.head(e_t, agent.q_target.prior(e_t)[0][:, None])[:, 0].min(-1).values
+        logit = lambda a: agent.q_target.head(e_t, a[:, None])[:, 0].min(-1).values  # noqa: E731
+        q_data, q_mean = logit(action), logit(agent.q_target.prior(e_t)[0])
         w = advantage_weights(q_data, q_mean, 5.0, 3.0) * torch.as_tensor(~batch[K.CHAINED])
         mean, log_std = agent.q.prior(agent.q.encode(obs, goal))
         nll = gaussian_nll(action, mean, log_std, beta=1.0)
