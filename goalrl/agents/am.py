@@ -182,6 +182,8 @@ class AMAgent(SeededAgent):
                 f"{', '.join(POLICY_NEGATIVE_STATES)}"
             )
         check_act_rule(cfg.act_rule, cfg.behaviour_prior)
+        if cfg.prior_adv_beta < 0:
+            raise ValueError(f"agent.prior_adv_beta={cfg.prior_adv_beta}: expected >= 0")
         if cfg.prior_adv_beta and not cfg.behaviour_prior:
             raise ValueError("agent.prior_adv_beta > 0 needs agent.behaviour_prior=true")
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
@@ -314,11 +316,11 @@ class AMAgent(SeededAgent):
             prior_weights = torch.ones(bsz, device=dev)  # (B,)
             if weigh_prior:
                 e_obs = e_max[bsz:]  # (B, F) at (o, g)
-                score = self._score_fn(self.q_target, e_obs)
                 own = self.q_target.prior(e_obs)[0]  # (B, A) the prior's mean
+                # (B, 2) logits of the data action and of the prior's mean, one head call
+                logit = self._score_fn(self.q_target, e_obs)(torch.stack([action, own], 1))
                 prior_weights = advantage_weights(
-                    score(action[:, None])[:, 0], score(own[:, None])[:, 0],
-                    cfg.prior_adv_beta, cfg.prior_adv_max,
+                    logit[:, 0], logit[:, 1], cfg.prior_adv_beta, cfg.prior_adv_max
                 )
 
         with autocast_context(dev, cfg.amp):
@@ -383,9 +385,8 @@ class AMAgent(SeededAgent):
                 if weigh_prior:
                     # effective sample fraction (sum w)^2 / (n sum w^2): 1 is plain BC, small
                     # means a few rows carry the prior's fit
-                    w = used
-                    stats["prior/weight_ess"] = w.sum().square() / (
-                        (~chained).float().sum() * w.square().sum()
+                    stats["prior/weight_ess"] = used.sum().square() / (
+                        (~chained).float().sum() * used.square().sum()
                     ).clamp_min(1e-12)
             if greedy is not None:
                 stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()

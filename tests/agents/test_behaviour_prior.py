@@ -197,3 +197,5 @@ def test_advantage_weighting_moves_the_prior_toward_actions_q_prefers() -> None:
 def test_advantage_weighting_needs_the_prior() -> None:
     with pytest.raises(ValueError, match="prior_adv_beta"):
         AMAgent(tiny_cfg(prior_adv_beta=1.0), (SIZE, SIZE, 3), A)
+    with pytest.raises(ValueError, match="prior_adv_beta=-1.0"):
+        prior_agent(prior_adv_beta=-1.0)
