@@ -184,6 +184,8 @@ class AMAgent(SeededAgent):
         check_act_rule(cfg.act_rule, cfg.behaviour_prior)
         if cfg.prior_adv_beta < 0:
             raise ValueError(f"agent.prior_adv_beta={cfg.prior_adv_beta}: expected >= 0")
+        if cfg.prior_adv_max <= 0:  # every weight would be clipped to <= 0: no prior fit at all
+            raise ValueError(f"agent.prior_adv_max={cfg.prior_adv_max}: expected > 0")
         if cfg.prior_adv_beta and not cfg.behaviour_prior:
             raise ValueError("agent.prior_adv_beta > 0 needs agent.behaviour_prior=true")
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)

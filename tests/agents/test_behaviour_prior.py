@@ -194,8 +194,10 @@ def test_advantage_weighting_moves_the_prior_toward_actions_q_prefers() -> None:
     assert means[5.0] > 0.25, means
 
 
-def test_advantage_weighting_needs_the_prior() -> None:
+def test_advantage_weighting_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="prior_adv_beta"):
         AMAgent(tiny_cfg(prior_adv_beta=1.0), (SIZE, SIZE, 3), A)
     with pytest.raises(ValueError, match="prior_adv_beta=-1.0"):
         prior_agent(prior_adv_beta=-1.0)
+    with pytest.raises(ValueError, match="prior_adv_max=0"):
+        prior_agent(prior_adv_beta=1.0, prior_adv_max=0.0)
