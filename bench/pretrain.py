@@ -310,13 +310,11 @@ def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dic
     - on Push, a noise-free scripted pusher that reads the goal layout (``GoalPushPolicy``):
       what the scene allows a policy with privileged state in one episode.
     """
-    import gymnasium as gym
     import torch
     from state_reference import evaluate_state_gcbc, train_state_gcbc
 
     from goalrl.data.storage import EpisodeDataset
-    from goalrl.envs.play import GoalPushPolicy
-    from goalrl.evaluate import EVAL_SEED_OFFSET, evaluate_policy, run_rollout, summarize_rollouts
+    from goalrl.evaluate import evaluate_policy
 
     def still(obs_image, goal_image, proprio):
         return np.zeros(ACTION_DIM, dtype=np.float32), None
@@ -329,20 +327,33 @@ def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dic
     rows.append(reference_row(scene, "GCBC on privileged state (reference)", evaluate_state_gcbc(
         net, SCENES[scene], prof.eval_episodes, image_size=IMAGE)))
     if scene == "push":
-        env = gym.make(SCENES[scene], image_size=IMAGE)
-        pusher = GoalPushPolicy(env.unwrapped, seed=0)
-
-        def push(obs_image, goal_image, proprio):
-            return pusher(), None
-
-        rollouts = []
-        for i in range(prof.eval_episodes):
-            pusher.reset()  # its skill generator starts at the first action, after env.reset
-            rollouts.append(run_rollout(env, push, EVAL_SEED_OFFSET + i))
-        env.close()
         rows.append(reference_row(scene, "scripted pusher, privileged state (reference)",
-                                  summarize_rollouts(SCENES[scene], rollouts)))
+                                  scripted_push_summary(prof.eval_episodes)))
     return rows
+
+
+def scripted_push_summary(episodes: int, first_seed: int | None = None) -> dict[str, Any]:
+    """``goalrl eval``'s summary for the noise-free scripted pusher that reads the goal layout,
+    on held-out Push goals: env seeds from ``first_seed`` (default ``EVAL_SEED_OFFSET``, as
+    ``goalrl eval``)."""
+    import gymnasium as gym
+
+    from goalrl.envs.play import GoalPushPolicy
+    from goalrl.evaluate import EVAL_SEED_OFFSET, run_rollout, summarize_rollouts
+
+    env = gym.make(SCENES["push"], image_size=IMAGE)
+    pusher = GoalPushPolicy(env.unwrapped, seed=0)
+
+    def push(obs_image, goal_image, proprio):
+        return pusher(), None
+
+    first_seed = EVAL_SEED_OFFSET if first_seed is None else first_seed
+    rollouts = []
+    for i in range(episodes):
+        pusher.reset()  # its skill generator starts at the first action, after env.reset
+        rollouts.append(run_rollout(env, push, first_seed + i))
+    env.close()
+    return summarize_rollouts(SCENES["push"], rollouts)
 
 
 def reference_row(scene: str, method: str, res: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""Which held-out goals does each policy reach? Per-goal agreement between evaluations.
+
+Success rates of 66–76% on the same 100 Push goals can come from policies that fail the same
+hard goals or different ones, and two Wilson intervals that overlap say little about a paired
+difference. This reads the per-rollout rows of ``goalrl eval`` summaries taken on the same env
+and seeds (optionally adding the noise-free scripted pusher that reads the goal layout, rolled
+out on those seeds) and prints
+
+  - each policy's success on the shared goals;
+  - for each pair: goals both reach, only the first, only the second, and McNemar's exact
+    two-sided p-value on the discordant goals (a paired test: same goals, different policies);
+  - goals every policy reaches, goals at least one reaches, goals none reaches.
+
+    python bench/goal_overlap.py GCBC=<eval dir> "AM, prior mean=<eval dir>" ... \\
+        [--scripted-push] [--out docs/benchmarks/goal_overlap_push.md]
+
+An argument is LABEL=PATH, PATH an eval output folder or its summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/pretrain.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+Outcomes = dict[int, bool]  # env seed -> goal reached
+
+
+def outcomes_of(summary: dict[str, Any], source: str) -> tuple[str, Outcomes]:
+    """(env id, seed -> success) from a ``goalrl eval`` summary; ``source`` names it in errors."""
+    rows = summary.get("rollouts")
+    if not rows:
+        raise ValueError(f"{source}: no 'rollouts' rows (written by `goalrl eval`)")
+    out: Outcomes = {}
+    for row in rows:
+        if row["seed"] in out:
+            raise ValueError(f"{source}: seed {row['seed']} appears twice")
+        out[int(row["seed"])] = bool(row["success"])
+    return str(summary.get("env")), out
+
+
+def load_outcomes(path: Path) -> tuple[str, Outcomes]:
+    file = path / "summary.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such eval summary")
+    return outcomes_of(json.loads(file.read_text()), str(file))
+
+
+def pair_counts(a: Outcomes, b: Outcomes) -> tuple[int, int, int, int]:
+    """(both reach, only a, only b, neither) over the seeds both evaluated."""
+    seeds = a.keys() & b.keys()
+    both = sum(a[s] and b[s] for s in seeds)
+    only_a = sum(a[s] and not b[s] for s in seeds)
+    only_b = sum(b[s] and not a[s] for s in seeds)
+    return both, only_a, only_b, len(seeds) - both - only_a - only_b
+
+
+def mcnemar_exact_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant goals as Binomial(n, 1/2) draws."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def coverage(outcomes: list[Outcomes]) -> dict[str, int]:
+    """How many shared goals every policy, at least one, and none reaches."""
+    seeds = set.intersection(*(set(o) for o in outcomes))
+    reached = [sum(o[s] for o in outcomes) for s in seeds]
+    return {
+        "goals": len(seeds),
+        "all": sum(r == len(outcomes) for r in reached),
+        "any": sum(r > 0 for r in reached),
+        "none": sum(r == 0 for r in reached),
+    }
+
+
+def report(labels: list[str], outcomes: list[Outcomes]) -> list[str]:
+    """Markdown lines: per-policy success, pairwise agreement, coverage."""
+    seeds = set.intersection(*(set(o) for o in outcomes))
+    lines = ["| policy | goals reached |", "|---|---:|"]
+    lines += [f"| {lab} | {sum(o[s] for s in seeds)} / {len(seeds)} |"
+              for lab, o in zip(labels, outcomes)]
+    lines += ["", "| A | B | both | only A | only B | neither | McNemar p |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for (la, a), (lb, b) in itertools.combinations(zip(labels, outcomes), 2):
+        both, only_a, only_b, neither = pair_counts(a, b)
+        lines.append(f"| {la} | {lb} | {both} | {only_a} | {only_b} | {neither} | "
+                     f"{mcnemar_exact_p(only_a, only_b):.2f} |")
+    cov = coverage(outcomes)
+    lines += ["", f"Of {cov['goals']} goals: every policy reaches {cov['all']}, at least one "
+              f"{cov['any']}, none {cov['none']}."]
+    return lines
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    label, sep, path = spec.rpartition("=")
+    if not sep or not label:
+        raise SystemExit(f"{spec!r}: expected LABEL=PATH")
+    return label, Path(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("evals", nargs="+", help="LABEL=PATH to a `goalrl eval` folder or summary")
+    ap.add_argument("--scripted-push", action="store_true",
+                    help="add the noise-free scripted pusher (privileged state) on Push")
+    ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
+    args = ap.parse_args()
+
+    labels, outcomes, envs = [], [], set()
+    for spec in args.evals:
+        label, path = parse_spec(spec)
+        env, out = load_outcomes(path)
+        labels.append(label), outcomes.append(out), envs.add(env)
+    if len(envs) > 1:
+        raise SystemExit(f"evaluations on different envs: {sorted(envs)}")
+    if args.scripted_push:
+        from pretrain import SCENES, scripted_push_summary
+
+        if envs != {SCENES["push"]}:
+            raise SystemExit(f"--scripted-push needs Push evaluations, got {sorted(envs)}")
+        seeds = set.intersection(*(set(o) for o in outcomes))
+        summary = scripted_push_summary(max(seeds) - min(seeds) + 1, first_seed=min(seeds))
+        env, out = outcomes_of(summary, "scripted pusher")
+        labels.append("scripted pusher (privileged)"), outcomes.append(out)
+
+    lines = report(labels, outcomes)
+    print("\n".join(lines))
+    if args.out:
+        tmp = args.out.with_suffix(".tmp")
+        command = shlex.join(["python", "bench/goal_overlap.py", *sys.argv[1:]])
+        tmp.write_text("\n".join([f"# Per-goal agreement ({envs.pop()})", "",
+                                  f"Written by `{command}`.", ""] + lines) + "\n")
+        tmp.replace(args.out)  # atomic: a crash never leaves half a report
+
+
+if __name__ == "__main__":
+    main()
