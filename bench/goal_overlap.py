@@ -9,10 +9,13 @@ out on those seeds) and prints
   - each policy's success on the shared goals;
   - for each pair: goals both reach, only the first, only the second, and McNemar's exact
     two-sided p-value on the discordant goals (a paired test: same goals, different policies);
-  - goals every policy reaches, goals at least one reaches, goals none reaches.
+  - goals every policy reaches, goals at least one reaches, goals none reaches;
+  - with ``--by-goal-kind``, each policy's success split by what the goal asks (the env is
+    reset at every seed to read its start and goal layouts): an object into the tray, an
+    object moved farther than a push goes (``FAR`` m, a pick-and-place), or a nearer move.
 
     python bench/goal_overlap.py GCBC=<eval dir> "AM, prior mean=<eval dir>" ... \\
-        [--scripted-push] [--out docs/benchmarks/goal_overlap_push.md]
+        [--scripted-push] [--by-goal-kind] [--out docs/benchmarks/goal_overlap_push.md]
 
 An argument is LABEL=PATH, PATH an eval output folder or its summary.json.
 """
@@ -28,10 +31,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/pretrain.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 Outcomes = dict[int, bool]  # env seed -> goal reached
+FAR = 0.15  # m: the longest push a Push/Rearrange goal skill makes (goalrl.envs.play)
+GOAL_KINDS = ("into the tray", f"moved over {FAR:.2f} m", f"moved up to {FAR:.2f} m")
 
 
 def outcomes_of(summary: dict[str, Any], source: str) -> tuple[str, Outcomes]:
@@ -102,6 +109,47 @@ def report(labels: list[str], outcomes: list[Outcomes]) -> list[str]:
     return lines
 
 
+def goal_kind(start: Any, goal: Any) -> str:
+    """Which of ``GOAL_KINDS`` a goal is: judged on the object the goal moves most
+    (``Layout``s of goalrl.envs.tasks; a tray goal needs a scene with a tray)."""
+    from goalrl.envs.tasks import TRAY_HALF
+
+    moved = {name: float(np.linalg.norm(goal.objects[name][:2] - start.objects[name][:2]))
+             for name in start.objects}
+    name = max(moved, key=moved.__getitem__)
+    if goal.tray is not None and np.all(np.abs(goal.objects[name][:2] - goal.tray[:2]) < TRAY_HALF):
+        return GOAL_KINDS[0]
+    return GOAL_KINDS[1] if moved[name] > FAR else GOAL_KINDS[2]
+
+
+def goal_kinds(env_id: str, seeds: set[int]) -> dict[int, str]:
+    """seed -> goal kind, from the layouts ``env.reset(seed=...)`` draws (renders no rollout)."""
+    import gymnasium as gym
+
+    import goalrl.envs  # noqa: F401  (registers the scenes)
+
+    env = gym.make(env_id, image_size=32)  # the goal layout does not depend on image size
+    kinds = {}
+    for seed in sorted(seeds):
+        env.reset(seed=seed)
+        kinds[seed] = goal_kind(env.unwrapped.start_layout, env.unwrapped.goal_layout)
+    env.close()
+    return kinds
+
+
+def kind_report(labels: list[str], outcomes: list[Outcomes], kinds: dict[int, str]) -> list[str]:
+    """Markdown lines: goals reached per policy, split by goal kind (kinds with goals only)."""
+    present = [k for k in GOAL_KINDS if k in kinds.values()]
+    lines = ["| policy | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
+    for label, out in zip(labels, outcomes):
+        cells = []
+        for kind in present:
+            seeds = [s for s in out if kinds.get(s) == kind]
+            cells.append(f"{sum(out[s] for s in seeds)} / {len(seeds)}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def parse_spec(spec: str) -> tuple[str, Path]:
     label, sep, path = spec.rpartition("=")
     if not sep or not label:
@@ -114,6 +162,8 @@ def main() -> None:
     ap.add_argument("evals", nargs="+", help="LABEL=PATH to a `goalrl eval` folder or summary")
     ap.add_argument("--scripted-push", action="store_true",
                     help="add the noise-free scripted pusher (privileged state) on Push")
+    ap.add_argument("--by-goal-kind", action="store_true",
+                    help="split each policy's success by goal kind (tray / far / near move)")
     ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = ap.parse_args()
 
@@ -135,11 +185,16 @@ def main() -> None:
         labels.append("scripted pusher (privileged)"), outcomes.append(out)
 
     lines = report(labels, outcomes)
+    env_id = envs.pop()
+    if args.by_goal_kind:
+        kinds = goal_kinds(env_id, set.intersection(*(set(o) for o in outcomes)))
+        lines += ["", "Goals reached by kind of goal (the object the goal moves most):", ""]
+        lines += kind_report(labels, outcomes, kinds)
     print("\n".join(lines))
     if args.out:
         tmp = args.out.with_suffix(".tmp")
         command = shlex.join(["python", "bench/goal_overlap.py", *sys.argv[1:]])
-        tmp.write_text("\n".join([f"# Per-goal agreement ({envs.pop()})", "",
+        tmp.write_text("\n".join([f"# Per-goal agreement ({env_id})", "",
                                   f"Written by `{command}`.", ""] + lines) + "\n")
         tmp.replace(args.out)  # atomic: a crash never leaves half a report
 

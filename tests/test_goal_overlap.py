@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from bench_modules import load_bench
 
@@ -58,3 +59,39 @@ def test_scripted_pusher_rolls_out_the_requested_seeds() -> None:
     env, out = overlap.outcomes_of(
         load_bench("pretrain").scripted_push_summary(2, first_seed=1_000_010), "pusher")
     assert env == "goalrl/Push-v0" and sorted(out) == [1_000_010, 1_000_011]
+
+
+def layout(objects: dict, tray=None):
+    from goalrl.envs.tasks import Layout
+
+    return Layout(tcp=np.zeros(3), objects={k: np.array(v, float) for k, v in objects.items()},
+                  tray=None if tray is None else np.array(tray, float))
+
+
+def test_goal_kind_judges_the_object_moved_most() -> None:
+    start = layout({"a": [0.0, 0.0, 0.02], "b": [0.1, 0.1, 0.02]}, tray=[-0.1, 0.1, 0.0])
+    near = layout({"a": [0.1, 0.0, 0.02], "b": [0.1, 0.1, 0.02]}, tray=[-0.1, 0.1, 0.0])
+    far = layout({"a": [0.0, 0.0, 0.02], "b": [0.1, -0.1, 0.02]}, tray=[-0.1, 0.1, 0.0])
+    tray = layout({"a": [-0.09, 0.12, 0.024], "b": [0.1, 0.1, 0.02]}, tray=[-0.1, 0.1, 0.0])
+    assert overlap.goal_kind(start, near) == overlap.GOAL_KINDS[2]  # 10 cm
+    assert overlap.goal_kind(start, far) == overlap.GOAL_KINDS[1]  # b: 20 cm
+    assert overlap.goal_kind(start, tray) == overlap.GOAL_KINDS[0]
+    # no tray in the scene: a far move stays a far move
+    assert overlap.goal_kind(layout({"a": [0, 0, 0.02]}), layout({"a": [0.2, 0, 0.02]})) \
+        == overlap.GOAL_KINDS[1]
+
+
+def test_kind_report_counts_each_kind_per_policy() -> None:
+    kinds = {1: overlap.GOAL_KINDS[0], 2: overlap.GOAL_KINDS[0], 3: overlap.GOAL_KINDS[2]}
+    lines = overlap.kind_report(["A", "B"], [{1: True, 2: False, 3: True},
+                                             {1: False, 2: False, 3: False}], kinds)
+    assert lines[0] == f"| policy | {overlap.GOAL_KINDS[0]} | {overlap.GOAL_KINDS[2]} |"
+    assert lines[2] == "| A | 1 / 2 | 1 / 1 |"
+    assert lines[3] == "| B | 0 / 2 | 0 / 1 |"
+
+
+def test_goal_kinds_come_from_the_real_scene_resets() -> None:
+    seeds = {1_000_000, 1_000_001, 1_000_002}
+    kinds = overlap.goal_kinds("goalrl/Rearrange-v0", seeds)
+    assert sorted(kinds) == sorted(seeds) and set(kinds.values()) <= set(overlap.GOAL_KINDS)
+    assert kinds == overlap.goal_kinds("goalrl/Rearrange-v0", seeds)  # seeded: same goals
