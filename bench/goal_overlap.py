@@ -79,6 +79,11 @@ def mcnemar_exact_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def format_p(p: float) -> str:
+    """Two decimals, but "< 0.01" rather than a p-value that rounds to a misleading 0.00."""
+    return "< 0.01" if p < 0.005 else f"{p:.2f}"
+
+
 def coverage(outcomes: list[Outcomes]) -> dict[str, int]:
     """How many shared goals every policy, at least one, and none reaches."""
     seeds = set.intersection(*(set(o) for o in outcomes))
@@ -102,7 +107,7 @@ def report(labels: list[str], outcomes: list[Outcomes]) -> list[str]:
     for (la, a), (lb, b) in itertools.combinations(zip(labels, outcomes), 2):
         both, only_a, only_b, neither = pair_counts(a, b)
         lines.append(f"| {la} | {lb} | {both} | {only_a} | {only_b} | {neither} | "
-                     f"{mcnemar_exact_p(only_a, only_b):.2f} |")
+                     f"{format_p(mcnemar_exact_p(only_a, only_b))} |")
     cov = coverage(outcomes)
     lines += ["", f"Of {cov['goals']} goals: every policy reaches {cov['all']}, at least one "
               f"{cov['any']}, none {cov['none']}."]

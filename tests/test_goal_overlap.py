@@ -33,6 +33,12 @@ def test_mcnemar_exact_matches_the_binomial_tail() -> None:
     assert overlap.mcnemar_exact_p(9, 1) == overlap.mcnemar_exact_p(1, 9)
 
 
+def test_small_p_values_are_not_printed_as_zero() -> None:
+    assert overlap.format_p(overlap.mcnemar_exact_p(20, 5)) == "< 0.01"  # p = 0.0041
+    assert overlap.format_p(0.0051) == "0.01"
+    assert overlap.format_p(1.0) == "1.00"
+
+
 def test_report_lists_each_policy_and_pair(tmp_path) -> None:
     lines = overlap.report(["A", "B"], [{1: True, 2: False}, {1: True, 2: True}])
     text = "\n".join(lines)
