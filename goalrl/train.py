@@ -7,6 +7,7 @@ evaluates and saves).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 import warnings
@@ -140,9 +141,26 @@ def override_act_rule(agent: Agent, rule: str) -> None:
 
 
 # ---- checks before training -----------------------------------------------------------------
-def check_dataset_fits(dataset: Any, env_id: str | None) -> dict[str, Any]:
-    """The eval scene's action/proprio sizes; TrainingError when the dataset does not match."""
+def check_dataset_fits(dataset: Any, env_id: str | None, evaluates: bool = True) -> dict[str, Any]:
+    """The eval scene's action/proprio sizes; TrainingError when the dataset does not match.
+
+    Without the simulator (a GPU node with only the learning stack) a run that never
+    evaluates trains unchecked, with a warning; one that would evaluate is refused now rather
+    than after its updates are spent.
+    """
     if env_id is None:
+        return {}
+    if not simulator_available():
+        if evaluates:
+            raise TrainingError(
+                f"evaluating on {env_id} needs pybullet, which is not installed here; install "
+                "it, or train only with eval_every=0 eval_episodes=0 and evaluate elsewhere"
+            )
+        warnings.warn(
+            f"pybullet is not installed: {dataset.root} is not checked against {env_id} "
+            "and this run does not evaluate",
+            stacklevel=2,
+        )
         return {}
     from goalrl.commands.collect import env_spec
 
@@ -155,6 +173,10 @@ def check_dataset_fits(dataset: Any, env_id: str | None) -> dict[str, Any]:
     if dataset.image_shape[0] != dataset.image_shape[1]:
         raise TrainingError(f"dataset {dataset.root} images are not square: {dataset.image_shape}")
     return spec
+
+
+def simulator_available() -> bool:
+    return importlib.util.find_spec("pybullet") is not None
 
 
 def check_checkpoint_fits(meta: dict[str, Any], dataset: Any, path: str) -> None:
@@ -205,7 +227,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     try:
         dataset = EpisodeDataset(cfg.data)
         env_id = cfg.env or dataset.meta.get("env_id")
-        check_dataset_fits(dataset, env_id)
+        check_dataset_fits(dataset, env_id, evaluates=cfg.eval_episodes > 0 or cfg.eval_every > 0)
         agent = build_agent(
             kind,
             cfg.agent,

@@ -238,3 +238,28 @@ def test_submitit_launcher_two_ranks(reach_data, tmp_path) -> None:
     assert len(logs) == 2  # two tasks, one per rank
     summary = (out / "summary.json").read_text()
     assert '"steps": 4' in summary  # rank 0's summary, not rank 1's empty one
+
+
+def test_import_goalrl_does_not_load_the_simulator() -> None:
+    # a GPU node with only the learning stack can import the package and train
+    code = ("import sys, goalrl, goalrl.train, goalrl.agents.am, goalrl.data.sampler; "
+            "print('pybullet' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_training_only_run_needs_no_simulator(reach_data, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("goalrl.train.simulator_available", lambda: False)
+    with pytest.warns(UserWarning, match="pybullet is not installed"):
+        summary = pretrain(config(reach_data, tmp_path / "run", steps=3))
+    assert summary["steps"] == 3
+    assert (tmp_path / "run" / "checkpoints" / "latest").is_file()
+
+
+def test_evaluating_run_without_simulator_is_refused_before_training(
+    reach_data, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr("goalrl.train.simulator_available", lambda: False)
+    with pytest.raises(TrainingError, match="needs pybullet.*eval_every=0 eval_episodes=0"):
+        pretrain(config(reach_data, tmp_path / "run", eval_episodes=2))
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from goalrl.envs.scene import Scene
+if TYPE_CHECKING:  # the simulator loads only when an env is built, not on `import goalrl`
+    from goalrl.envs.scene import Scene
 
 # Geometry of envs/assets/arm5.urdf (metres); keep in sync with the URDF.
 SHOULDER_HEIGHT = 0.25  # base -> shoulder axis
