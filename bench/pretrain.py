@@ -254,6 +254,11 @@ METHODS = {  # name -> (agent kind, AMConfig overrides)
 }
 
 
+def run_dir(workdir: Path, profile: str, scene: str, method: str) -> Path:
+    slug = method.lower().replace(", ", "-").replace(" ", "-")
+    return workdir / f"runs-{profile}" / f"{scene}-{slug}"
+
+
 def ensure_data(scene: str, episodes: int, workdir: Path) -> Path:
     from goalrl.commands.collect import CollectConfig, collect
 
@@ -270,8 +275,7 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
 
     kind, overrides = METHODS[method]
     agent = AMConfig(**overrides) if kind == "am" else GCBCConfig()
-    slug = method.lower().replace(", ", "-").replace(" ", "-")
-    out = Path(args.workdir) / f"runs-{args.profile}" / f"{scene}-{slug}"
+    out = run_dir(Path(args.workdir), args.profile, scene, method)
     if out.exists():
         import shutil
 
@@ -282,8 +286,14 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
         eval_every=prof.steps // prof.eval_points, eval_episodes=prof.eval_episodes,
         videos=1, save_every=prof.steps, log_every=100,
     )
+    if args.train_only:  # no simulator here: checkpoints at the eval points, evaluated later
+        cfg.eval_every, cfg.eval_episodes, cfg.save_every = 0, 0, prof.steps // prof.eval_points
     t0 = time.perf_counter()
     summary = pretrain(cfg)
+    if args.train_only:
+        return {"scene": scene, "method": method, "run": str(out), "steps": summary["steps"],
+                "updates_per_s": summary["updates_per_s"],
+                "minutes": (time.perf_counter() - t0) / 60}
     return {
         "scene": scene,
         "method": method,
@@ -377,11 +387,19 @@ def run_success(args: argparse.Namespace) -> dict[str, Any]:
         "config": {**prof.__dict__, "seed": args.seed, "jobs": args.jobs, "threads": args.threads},
         "runs": [],
     }
-    data = {}
+    data = given_data(args.data)
     for scene in scenes:
+        if scene in data:
+            continue
         t_collect = time.perf_counter()
         data[scene] = ensure_data(scene, prof.episodes[scene], Path(args.workdir))
         result.setdefault("collect_minutes", {})[scene] = (time.perf_counter() - t_collect) / 60
+    result["config"]["data"] = {scene: Path(data[scene]).name for scene in scenes}
+    result["config"]["episodes"] = {scene: dataset_episodes(data[scene]) for scene in scenes}
+    trained_path = Path(args.workdir) / f"trained_{args.profile}.json"
+    if args.train_only:  # written first: a run stopped at a deadline still says what ran where
+        result["runs"] = [{"scene": sc, "method": m} for sc in scenes for m in methods]
+        write_json(trained_path, result)
     # One process per scene, each with --threads torch threads (default 1): on 2 cores two
     # single-threaded learners beat one two-threaded learner that waits on its own threads.
     jobs = [(scene, method, data[scene], prof, args) for scene in scenes for method in methods]
@@ -392,6 +410,10 @@ def run_success(args: argparse.Namespace) -> dict[str, Any]:
             runs = pool.starmap(train_one, jobs, chunksize=1)
     else:
         runs = [train_one(*job) for job in jobs]
+    if args.train_only:
+        result["runs"], result["total_minutes"] = runs, (time.perf_counter() - t0) / 60
+        write_json(trained_path, result)
+        return result
     result["runs"] = runs + [
         row for scene in scenes for row in reference_rows(scene, data[scene], prof, args.seed)
     ]
@@ -399,6 +421,101 @@ def run_success(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
     result["total_minutes"] = (time.perf_counter() - t0) / 60
     result["machine"]["load_after"] = os.getloadavg()[0]
+    return result
+
+
+def given_data(spec: str | None) -> dict[str, Path]:
+    """``--data push=DIR,rearrange=DIR``: datasets to use instead of collecting."""
+    data = {}
+    for item in (spec or "").split(","):
+        if not item:
+            continue
+        scene, sep, path = item.partition("=")
+        if not sep or scene not in SCENES or not Path(path, "meta.json").is_file():
+            raise SystemExit(f"--data: {item!r} is not SCENE=DATASET_DIR with SCENE in "
+                             f"{sorted(SCENES)} and a goalrl dataset at DATASET_DIR")
+        data[scene] = Path(path)
+    return data
+
+
+def dataset_episodes(path: Path) -> int:
+    return int(json.loads((Path(path) / "meta.json").read_text())["num_episodes"])
+
+
+def checkpoint_steps(run: Path) -> set[int]:
+    return {int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("step_*") if p.is_dir()}
+
+
+def tb_updates_per_s(run: Path) -> float | None:
+    """Update rate from the TensorBoard scalars' wall times (a run stopped at a deadline has
+    no summary)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    tag = next((t for t in ("critic/loss", "actor/loss") if t in tags), None)
+    events = acc.Scalars(tag) if tag else []
+    if len(events) < 2 or events[-1].wall_time <= events[0].wall_time:
+        return None
+    return (events[-1].step - events[0].step) / (events[-1].wall_time - events[0].wall_time)
+
+
+def evaluate_trained(scene: str, method: str, ckpt: Path, episodes: int) -> dict[str, Any]:
+    import torch
+
+    from goalrl.evaluate import evaluate_policy
+    from goalrl.train import agent_policy, load_agent
+
+    torch.set_num_threads(1)
+    agent, _ = load_agent(str(ckpt), torch.device("cpu"))
+    return evaluate_policy(SCENES[scene], agent_policy(agent), episodes, image_size=IMAGE,
+                           progress=False)
+
+
+def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Finishes ``success --train-only`` (trained where there is no simulator, e.g. a GPU
+    node): evaluates every run at the last checkpoint step that all runs of its scene reached,
+    so the methods keep one update budget, and adds the reference rows on local data."""
+    prof = PROFILES[args.profile]
+    work = Path(args.workdir)
+    trained_path = work / f"trained_{args.profile}.json"
+    if not trained_path.is_file():
+        raise SystemExit(f"{trained_path} not found: run `success --train-only` into --workdir")
+    result = json.loads(trained_path.read_text())
+    data = given_data(args.data)
+    t0 = time.perf_counter()
+    jobs, rows = [], []
+    for scene in dict.fromkeys(r["scene"] for r in result["runs"]):
+        planned = [r for r in result["runs"] if r["scene"] == scene]
+        dirs = [run_dir(work, args.profile, scene, r["method"]) for r in planned]
+        common = set.intersection(*(checkpoint_steps(d) for d in dirs))
+        if not common:
+            raise SystemExit(f"{scene}: no checkpoint step shared by {', '.join(map(str, dirs))}")
+        step = max(common)
+        for r, d in zip(planned, dirs):
+            rows.append({**r, "steps": step, "run": str(d),
+                         "updates_per_s": r.get("updates_per_s") or tb_updates_per_s(d)})
+            jobs.append((scene, r["method"], d / "checkpoints" / f"step_{step:07d}",
+                         prof.eval_episodes))
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+        evals = pool.starmap(evaluate_trained, jobs, chunksize=1)
+    runs = []
+    for row, res in zip(rows, evals):
+        runs.append({**reference_row(row["scene"], row["method"], res),
+                     "curve": [{"step": row["steps"], "success_rate": res["success_rate"],
+                                "mean_final_distance": res["mean_final_distance"]}],
+                     **{k: row.get(k) for k in ("updates_per_s", "minutes", "run", "steps")}})
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
+    prof_steps = {r["steps"] for r in runs}
+    result["config"]["steps"] = min(prof_steps)  # what was evaluated (a deadline may cut it)
+    result["runs"] = runs + [row for scene in data
+                             for row in reference_rows(scene, data[scene], prof, args.seed)]
+    result["evaluated_on"] = machine("cpu")
+    result["evaluate_minutes"] = (time.perf_counter() - t0) / 60
+    result["total_minutes"] = result.get("total_minutes") or 0.0
     return result
 
 
@@ -461,12 +578,19 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
         f"### Success on held-out goal images: {res['profile']} profile, {where} (`{name}.json`)",
         "",
         f"{c['steps']} updates at batch {c['batch_size']} per method, seed {c['seed']}; play data "
-        + ", ".join(f"{k}: {v} episodes" for k, v in c["episodes"].items() if k in scenes)
+        + ", ".join(f"{k}: {v} episodes" + (f" (`{c['data'][k]}`)" if k in c.get("data", {})
+                                            else "")
+                    for k, v in c["episodes"].items() if k in scenes)
         + f"; {c['eval_episodes']} evaluation episodes (env seeds from 1,000,000 up). "
         f"{c['jobs']} runs at a time, {c['threads']} torch thread(s) each. "
         f"Total wall time {res['total_minutes']:.1f} min, load average "
         f"{m['load_before']:.2f} before and {m.get('load_after', float('nan')):.2f} after.",
     ]
+    if res.get("evaluated_on"):
+        e = res["evaluated_on"]
+        lines[-1] += (f" Trained without the simulator (`success --train-only`); evaluated by "
+                      f"`evaluate` on CPU ({e['cpus']} cores) in {res['evaluate_minutes']:.1f} "
+                      "min, at the last checkpoint every run of a scene reached.")
     # runs before evaluation summaries had a median (2026-11-21) have no such column
     median = any(r.get("median_final_distance") is not None for r in res["runs"])
     cols = ["scene", "method", "success", "95% interval", "mean final distance (m)",
@@ -626,17 +750,20 @@ def write_report() -> Path:
     return path
 
 
-def save(name: str, result: dict[str, Any]) -> None:
-    DOCS.mkdir(parents=True, exist_ok=True)
-    path = DOCS / f"{name}.json"
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, path)
 
 
+def save(name: str, result: dict[str, Any]) -> None:
+    write_json(DOCS / f"{name}.json", result)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("part", choices=["speed", "success", "report"])
+    p.add_argument("part", choices=["speed", "success", "evaluate", "report"])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     p.add_argument("--scenes", default=DEFAULT_SCENES, help="comma-separated: " + ",".join(SCENES))
@@ -650,16 +777,26 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="short speed timings (a smoke test)")
     p.add_argument("--no-peer", action="store_true", help="skip the d3rlpy CQL timing")
     p.add_argument("--no-save", action="store_true", help="print only; keep docs/ untouched")
+    p.add_argument("--data", default=None,
+                   help="success/evaluate: SCENE=DATASET_DIR,... to use instead of collecting")
+    p.add_argument("--train-only", action="store_true",
+                   help="success without the simulator: train and checkpoint into --workdir; "
+                        "finish with the `evaluate` part where pybullet is installed")
+    p.add_argument("--tag", default="", help="suffix of the saved result's name (e.g. the data)")
     args = p.parse_args()
     tag = "cuda" if args.device.startswith("cuda") else "cpu"
     if args.part == "speed":
         result = run_speed(args)
         name = f"pretrain_speed_{tag}_{args.threads or 'default'}threads"
-    elif args.part == "success":
-        result = run_success(args)
+    elif args.part in ("success", "evaluate"):
+        result = run_success(args) if args.part == "success" else run_evaluate(args)
         name = f"pretrain_success_{args.profile}"
         if args.scenes != DEFAULT_SCENES:  # a scene subset gets its own file beside the main one
             name += "_" + args.scenes.replace(",", "_")
+        name += f"_{args.tag}" if args.tag else ""
+        if args.train_only:
+            print(f"trained; checkpoints and trained_{args.profile}.json in {args.workdir}")
+            return
     if args.part != "report" and not args.no_save:
         save(name, result)
     if not args.no_save:

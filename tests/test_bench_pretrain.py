@@ -42,3 +42,29 @@ def test_success_table_shows_the_median_only_when_runs_recorded_it() -> None:
     assert "median (m)" in new[0] and "| 0.062 |" in new[2]
     for rows in (old, new):  # every row has as many cells as the header
         assert len({row.count("|") for row in rows}) == 1
+
+
+def test_train_only_then_evaluate_elsewhere(tmp_path) -> None:
+    """The GPU-node path: train without evaluating, then evaluate the shared checkpoint step."""
+    import json
+    import subprocess
+    import sys
+
+    from goalrl.commands.collect import CollectConfig, collect
+
+    data = tmp_path / "push"
+    collect(CollectConfig(env="goalrl/Push-v0", episodes=3, out=str(data), image_size=64,
+                          sheet=False))
+    script = str(bench_pretrain.REPO / "bench" / "pretrain.py")
+    common = ["--profile", "smoke", "--scenes", "push", "--methods", "AM;GCBC",
+              "--data", f"push={data}", "--workdir", str(tmp_path / "work"), "--jobs", "1"]
+    subprocess.run([sys.executable, script, "success", "--train-only", *common], check=True)
+    trained = json.loads((tmp_path / "work" / "trained_smoke.json").read_text())
+    assert [r["method"] for r in trained["runs"]] == ["AM", "GCBC"]
+    assert all(r["steps"] == 20 for r in trained["runs"])
+    assert trained["config"]["episodes"] == {"push": 3}
+    out = subprocess.run([sys.executable, script, "evaluate", "--no-save", *common],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith('{"scene"')]
+    assert [(r["method"], r["steps"]) for r in rows] == [("AM", 20), ("GCBC", 20)]
+    assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One short GPU lease, end to end, for a GPU machine that has the learning stack (torch,
+# torchvision, einops, safetensors, tensorboard, opencv) but no simulator:
+#   1. the CUDA speed part of bench/pretrain.py (updates/s, CEM latency, scaling);
+#   2. the GPU profile's training runs, without evaluation (`success --train-only`), all at
+#      once on the one GPU, stopped at a deadline; checkpoints every 5,000 updates;
+#   3. each run's last checkpoint step shared by every run of its scene, packed as one tar per
+#      run into $OUT, for `bench/pretrain.py evaluate` on a machine with pybullet.
+#
+#   OUT=dir bench/gpu_lease.sh DEADLINE_S SCENE=ARCHIVE.tar.xz@METHODS...
+#
+# ARCHIVE holds one goalrl dataset folder (tar c DIR | xz); METHODS is bench/pretrain.py's
+# ';'-separated --methods. Wheels for missing pure-Python packages (gymnasium) may sit in
+# .whl/. Every stage runs even when an earlier one failed. The device tool brings back at
+# most 8 files of 16 MiB: one tar per run plus meta.tar, so at most 7 runs in all.
+set -u
+out=${OUT:?set OUT to the folder for results}
+deadline=${1:?deadline in seconds}
+shift
+archives=("$@")
+repo=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+log=$out/lease.log
+mkdir -p "$out/meta"
+exec > >(tee -a "$log") 2>&1
+
+echo "== $(date -u +%FT%TZ) setup"
+if ls "$repo"/.whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$repo"/.whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi > "$out/meta/nvidia-smi.txt" 2>&1
+python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
+data_args=""
+for item in "${archives[@]}"; do  # unpack in parallel: lzma is single-threaded
+  scene=${item%%=*}; file=${item#*=}; file=${file%%@*}
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall('/tmp/data')" "$file" &
+  name=$(basename "$file" .tar.xz)
+  data_args+="${data_args:+,}$scene=/tmp/data/$name"
+done
+wait
+echo "data: $data_args"
+
+echo "== $(date -u +%FT%TZ) speed"
+python3 "$repo/bench/pretrain.py" speed --device cuda --no-peer --seconds 4 \
+  && cp "$repo"/docs/benchmarks/pretrain_speed_cuda_*.json "$out/meta/"
+
+echo "== $(date -u +%FT%TZ) training, deadline ${deadline}s"
+pids=()
+for item in "${archives[@]}"; do  # one workdir per scene, so each has its own trained json
+  scene=${item%%=*}; methods=${item#*@}; jobs=$(awk -F';' '{print NF}' <<< "$methods")
+  python3 "$repo/bench/pretrain.py" success --train-only --profile gpu --device cuda \
+    --scenes "$scene" --methods "$methods" --data "$data_args" --jobs "$jobs" \
+    --workdir "/tmp/work-$scene" > "$out/meta/train-$scene.log" 2>&1 &
+  pids+=($!)
+done
+end=$((SECONDS + deadline))
+while [ $SECONDS -lt $end ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 5; done
+pkill -TERM -f "bench/pretrain.py success" ; sleep 5; pkill -KILL -f "bench/pretrain.py success"
+nvidia-smi --query-gpu=name,memory.used --format=csv >> "$out/meta/nvidia-smi.txt" 2>&1
+
+echo "== $(date -u +%FT%TZ) pack"
+for item in "${archives[@]}"; do
+  scene=${item%%=*}; work=/tmp/work-$scene
+  cp "$work/trained_gpu.json" "$out/meta/trained_gpu_$scene.json"
+  # the last step every run of this scene reached keeps the methods on one budget
+  step=$(python3 - "$work" <<'EOF'
+import sys
+from pathlib import Path
+runs = [d for d in Path(sys.argv[1], "runs-gpu").iterdir() if d.is_dir()]
+steps = [{p.name for p in (d / "checkpoints").glob("step_*")} for d in runs]
+print(max(set.intersection(*steps)) if steps and set.intersection(*steps) else "")
+EOF
+)
+  echo "$scene: shared checkpoint ${step:-none}"
+  [ -n "$step" ] || continue
+  for run in "$work"/runs-gpu/*/; do
+    name=$(basename "$run")  # e.g. push-am-+-behaviour-prior: the tool takes [A-Za-z0-9._-]
+    tar cf "$out/$(tr -c 'A-Za-z0-9._\n-' '_' <<< "$name").tar" -C "$work" "runs-gpu/$name/checkpoints/$step" "runs-gpu/$name/tb"
+  done
+done
+tail -n 3 "$out"/meta/train-*.log
+tar cf "$out/meta.tar" -C "$out" meta && rm -rf "$out/meta"
+ls -la "$out"
+echo "== $(date -u +%FT%TZ) done"
