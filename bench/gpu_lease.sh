@@ -11,13 +11,15 @@
 #
 # ARCHIVE holds one goalrl dataset folder (tar c DIR | xz); METHODS is bench/pretrain.py's
 # ';'-separated --methods. Wheels for missing pure-Python packages (gymnasium) may sit in
-# .whl/. Every stage runs even when an earlier one failed. The device tool brings back at
+# .whl/. Every stage runs even when an earlier one failed. DEVICE=cpu PROFILE=smoke
+# SPEED_SECONDS=0.5 make a dry run of the whole script on a CPU-only machine. The device tool brings back at
 # most 8 files of 16 MiB: one tar per run plus meta.tar, so at most 7 runs in all.
 set -u
 out=${OUT:?set OUT to the folder for results}
 deadline=${1:?deadline in seconds}
 shift
 archives=("$@")
+device=${DEVICE:-cuda} profile=${PROFILE:-gpu}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 log=$out/lease.log
@@ -30,26 +32,27 @@ if ls "$repo"/.whl/*.whl >/dev/null 2>&1; then
     --target /tmp/site "$repo"/.whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 nvidia-smi > "$out/meta/nvidia-smi.txt" 2>&1
-python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
-data_args=""
+python3 -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+data_args="" unpacking=()
 for item in "${archives[@]}"; do  # unpack in parallel: lzma is single-threaded
   scene=${item%%=*}; file=${item#*=}; file=${file%%@*}
   python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall('/tmp/data')" "$file" &
+  unpacking+=($!)
   name=$(basename "$file" .tar.xz)
   data_args+="${data_args:+,}$scene=/tmp/data/$name"
 done
-wait
+wait "${unpacking[@]}"  # not a bare wait: that also waits on the tee above, forever
 echo "data: $data_args"
 
 echo "== $(date -u +%FT%TZ) speed"
-python3 "$repo/bench/pretrain.py" speed --device cuda --no-peer --seconds 4 \
-  && cp "$repo"/docs/benchmarks/pretrain_speed_cuda_*.json "$out/meta/"
+python3 "$repo/bench/pretrain.py" speed --device "$device" --no-peer --seconds "${SPEED_SECONDS:-4}" \
+  && cp "$repo"/docs/benchmarks/pretrain_speed_"$device"_*.json "$out/meta/"
 
 echo "== $(date -u +%FT%TZ) training, deadline ${deadline}s"
 pids=()
 for item in "${archives[@]}"; do  # one workdir per scene, so each has its own trained json
   scene=${item%%=*}; methods=${item#*@}; jobs=$(awk -F';' '{print NF}' <<< "$methods")
-  python3 "$repo/bench/pretrain.py" success --train-only --profile gpu --device cuda \
+  python3 "$repo/bench/pretrain.py" success --train-only --profile "$profile" --device "$device" \
     --scenes "$scene" --methods "$methods" --data "$data_args" --jobs "$jobs" \
     --workdir "/tmp/work-$scene" > "$out/meta/train-$scene.log" 2>&1 &
   pids+=($!)
@@ -62,21 +65,22 @@ nvidia-smi --query-gpu=name,memory.used --format=csv >> "$out/meta/nvidia-smi.tx
 echo "== $(date -u +%FT%TZ) pack"
 for item in "${archives[@]}"; do
   scene=${item%%=*}; work=/tmp/work-$scene
-  cp "$work/trained_gpu.json" "$out/meta/trained_gpu_$scene.json"
+  cp "$work/trained_$profile.json" "$out/meta/trained_${profile}_$scene.json"
   # the last step every run of this scene reached keeps the methods on one budget
-  step=$(python3 - "$work" <<'EOF'
+  step=$(python3 - "$work" "$profile" <<'EOF'
 import sys
 from pathlib import Path
-runs = [d for d in Path(sys.argv[1], "runs-gpu").iterdir() if d.is_dir()]
+runs = [d for d in Path(sys.argv[1], "runs-" + sys.argv[2]).iterdir() if d.is_dir()]
 steps = [{p.name for p in (d / "checkpoints").glob("step_*")} for d in runs]
 print(max(set.intersection(*steps)) if steps and set.intersection(*steps) else "")
 EOF
 )
   echo "$scene: shared checkpoint ${step:-none}"
   [ -n "$step" ] || continue
-  for run in "$work"/runs-gpu/*/; do
+  for run in "$work/runs-$profile"/*/; do
     name=$(basename "$run")  # e.g. push-am-+-behaviour-prior: the tool takes [A-Za-z0-9._-]
-    tar cf "$out/$(tr -c 'A-Za-z0-9._\n-' '_' <<< "$name").tar" -C "$work" "runs-gpu/$name/checkpoints/$step" "runs-gpu/$name/tb"
+    tar cf "$out/$(tr -c 'A-Za-z0-9._\n-' '_' <<< "$name").tar" -C "$work" \
+      "runs-$profile/$name/checkpoints/$step" "runs-$profile/$name/tb"
   done
 done
 tail -n 3 "$out"/meta/train-*.log
