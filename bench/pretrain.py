@@ -515,7 +515,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                              for row in reference_rows(scene, data[scene], prof, args.seed)]
     result["evaluated_on"] = machine("cpu")
     result["evaluate_minutes"] = (time.perf_counter() - t0) / 60
-    result["total_minutes"] = result.get("total_minutes") or 0.0
+    result.setdefault("total_minutes", None)  # None: the training was stopped at a deadline
     return result
 
 
@@ -549,7 +549,7 @@ def speed_section(name: str, res: dict[str, Any]) -> list[str]:
         ratio = r["am_ups"] / peer if peer else None
         lines.append(
             f"| {r['batch']} | {r['am_ups']:.1f} | {r['gcbc_ups']:.1f} | {fmt(peer, '.3f')} "
-            f"| {fmt(ratio, '.0f')}x |"
+            f"| {fmt(ratio, '.0f') + 'x' if ratio else 'n/a'} |"
         )
     act = res["act"]
     lines += [
@@ -583,7 +583,7 @@ def success_section(name: str, res: dict[str, Any]) -> list[str]:
                     for k, v in c["episodes"].items() if k in scenes)
         + f"; {c['eval_episodes']} evaluation episodes (env seeds from 1,000,000 up). "
         f"{c['jobs']} runs at a time, {c['threads']} torch thread(s) each. "
-        f"Total wall time {res['total_minutes']:.1f} min, load average "
+        f"Total wall time {fmt(res.get('total_minutes'))} min, load average "
         f"{m['load_before']:.2f} before and {m.get('load_after', float('nan')):.2f} after.",
     ]
     if res.get("evaluated_on"):
