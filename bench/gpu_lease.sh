@@ -22,9 +22,9 @@ archives=("$@")
 device=${DEVICE:-cuda} profile=${PROFILE:-gpu}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-log=$out/lease.log
 mkdir -p "$out/meta"
-exec > >(tee -a "$log") 2>&1
+# the log goes into meta.tar: a loose file in $OUT would count against the 8 that come back
+exec > >(tee -a "$out/meta/lease.log") 2>&1
 
 echo "== $(date -u +%FT%TZ) setup"
 if ls "$repo"/.whl/*.whl >/dev/null 2>&1; then
@@ -84,6 +84,6 @@ EOF
   done
 done
 tail -n 3 "$out"/meta/train-*.log
-tar cf "$out/meta.tar" -C "$out" meta && rm -rf "$out/meta"
 ls -la "$out"
 echo "== $(date -u +%FT%TZ) done"
+tar cf "$out/meta.tar" -C "$out" meta && rm -rf "$out/meta"
