@@ -68,3 +68,22 @@ def test_train_only_then_evaluate_elsewhere(tmp_path) -> None:
     rows = [json.loads(line) for line in out.splitlines() if line.startswith('{"scene"')]
     assert [(r["method"], r["steps"]) for r in rows] == [("AM", 20), ("GCBC", 20)]
     assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)
+
+
+def test_given_data_names_the_bad_item(tmp_path) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit, match="'push=/no/such/dataset' is not SCENE=DATASET_DIR"):
+        bench_pretrain.given_data("push=/no/such/dataset")
+    with pytest.raises(SystemExit, match="'kitchen=.*' is not"):
+        bench_pretrain.given_data(f"kitchen={tmp_path}")
+
+
+def test_update_rate_is_read_off_tensorboard_wall_times(tmp_path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for i, step in enumerate(range(100, 1100, 100)):  # 100 updates every 2 s: 50 updates/s
+        writer.add_scalar("critic/loss", 1.0, step, walltime=1000.0 + 2.0 * i)
+    writer.close()
+    assert abs(bench_pretrain.tb_updates_per_s(tmp_path) - 50.0) < 1e-6
