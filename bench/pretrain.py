@@ -509,8 +509,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                 "mean_final_distance": res["mean_final_distance"]}],
                      **{k: row.get(k) for k in ("updates_per_s", "minutes", "run", "steps")}})
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
-    prof_steps = {r["steps"] for r in runs}
-    result["config"]["steps"] = min(prof_steps)  # what was evaluated (a deadline may cut it)
+    # what was evaluated: a deadline may have stopped the runs before the profile's steps
+    result["config"]["steps"] = min(r["steps"] for r in runs)
     result["runs"] = runs + [row for scene in data
                              for row in reference_rows(scene, data[scene], prof, args.seed)]
     result["evaluated_on"] = machine("cpu")
