@@ -12,8 +12,9 @@
 # ARCHIVE holds one goalrl dataset folder (tar c DIR | xz); METHODS is bench/pretrain.py's
 # ';'-separated --methods. Wheels for missing pure-Python packages (gymnasium) may sit in
 # .whl/. Every stage runs even when an earlier one failed. DEVICE=cpu PROFILE=smoke
-# SPEED_SECONDS=0.5 make a dry run of the whole script on a CPU-only machine. The device tool brings back at
-# most 8 files of 16 MiB: one tar per run plus meta.tar, so at most 7 runs in all.
+# SPEED_SECONDS=0.5 make a dry run of the whole script on a CPU-only machine. The device
+# tool brings back at most 8 files of 16 MiB: one tar per run plus meta.tar, so at most 7
+# runs in all.
 set -u
 out=${OUT:?set OUT to the folder for results}
 deadline=${1:?deadline in seconds}
@@ -67,12 +68,13 @@ for item in "${archives[@]}"; do
   scene=${item%%=*}; work=/tmp/work-$scene
   cp "$work/trained_$profile.json" "$out/meta/trained_${profile}_$scene.json"
   # the last step every run of this scene reached keeps the methods on one budget
-  step=$(python3 - "$work" "$profile" <<'EOF'
+  step=$(python3 - "$repo/bench" "$work/runs-$profile" <<'EOF'
 import sys
 from pathlib import Path
-runs = [d for d in Path(sys.argv[1], "runs-" + sys.argv[2]).iterdir() if d.is_dir()]
-steps = [{p.name for p in (d / "checkpoints").glob("step_*")} for d in runs]
-print(max(set.intersection(*steps)) if steps and set.intersection(*steps) else "")
+sys.path.insert(0, sys.argv[1])
+from pretrain import shared_step
+step = shared_step([d for d in Path(sys.argv[2]).iterdir() if d.is_dir()])
+print("" if step is None else f"step_{step:07d}")
 EOF
 )
   echo "$scene: shared checkpoint ${step:-none}"

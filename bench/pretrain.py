@@ -446,6 +446,12 @@ def checkpoint_steps(run: Path) -> set[int]:
     return {int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("step_*") if p.is_dir()}
 
 
+def shared_step(runs: list[Path]) -> int | None:
+    """The last checkpoint step that every run reached: one update budget for all of them."""
+    common = set.intersection(*(checkpoint_steps(d) for d in runs)) if runs else set()
+    return max(common) if common else None
+
+
 def tb_updates_per_s(run: Path) -> float | None:
     """Update rate from the TensorBoard scalars' wall times (a run stopped at a deadline has
     no summary)."""
@@ -489,10 +495,9 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for scene in dict.fromkeys(r["scene"] for r in result["runs"]):
         planned = [r for r in result["runs"] if r["scene"] == scene]
         dirs = [run_dir(work, args.profile, scene, r["method"]) for r in planned]
-        common = set.intersection(*(checkpoint_steps(d) for d in dirs))
-        if not common:
+        step = shared_step(dirs)
+        if step is None:
             raise SystemExit(f"{scene}: no checkpoint step shared by {', '.join(map(str, dirs))}")
-        step = max(common)
         for r, d in zip(planned, dirs):
             rows.append({**r, "steps": step, "run": str(d),
                          "updates_per_s": r.get("updates_per_s") or tb_updates_per_s(d)})

@@ -87,3 +87,13 @@ def test_update_rate_is_read_off_tensorboard_wall_times(tmp_path) -> None:
         writer.add_scalar("critic/loss", 1.0, step, walltime=1000.0 + 2.0 * i)
     writer.close()
     assert abs(bench_pretrain.tb_updates_per_s(tmp_path) - 50.0) < 1e-6
+
+
+def test_shared_step_is_the_last_step_every_run_saved(tmp_path) -> None:
+    for run, steps in {"a": (5000, 10000, 15000), "b": (5000, 10000), "c": (10000, 20000)}.items():
+        for step in steps:
+            (tmp_path / run / "checkpoints" / f"step_{step:07d}").mkdir(parents=True)
+    runs = [tmp_path / r for r in "abc"]
+    assert bench_pretrain.shared_step(runs) == 10000
+    assert bench_pretrain.shared_step(runs[:1]) == 15000
+    assert bench_pretrain.shared_step([tmp_path / "a", tmp_path / "missing"]) is None
