@@ -4,6 +4,10 @@
     python bench/pretrain.py speed                 # updates/s, CEM latency, scaling, d3rlpy CQL
     python bench/pretrain.py success --profile cpu # AM, ablations, GCBC on Push and Rearrange
     python bench/pretrain.py success --profile gpu # the same with the GPU budget (on CUDA)
+    python bench/pretrain.py success --profile gpu --device cuda --train-only --data push=DIR
+                                                   # on a GPU node without pybullet; then,
+    python bench/pretrain.py evaluate --profile gpu --scenes push  # where pybullet is
+                                                   # (bench/gpu_lease.sh runs a whole lease)
     python bench/pretrain.py report                # rewrite the markdown from saved results
 
 Each part saves its measurements as JSON next to the report
