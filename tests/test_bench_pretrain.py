@@ -97,3 +97,14 @@ def test_shared_step_is_the_last_step_every_run_saved(tmp_path) -> None:
     assert bench_pretrain.shared_step(runs) == 10000
     assert bench_pretrain.shared_step(runs[:1]) == 15000
     assert bench_pretrain.shared_step([tmp_path / "a", tmp_path / "missing"]) is None
+
+
+def test_update_overhead_splits_an_update_into_its_phases() -> None:
+    overhead = load_bench("update_overhead")
+    for kind in ("am", "gcbc"):
+        row = overhead.measure(kind, batch_size=2, image=16, updates=2)
+        assert row["aten_ops"] > 100
+        for phase in ("optimiser", "backward", "averaging", "clipping"):
+            assert row[phase] > 0.0, (kind, phase)  # each phase was found in the profile
+        assert row["rest"] >= 0.0  # no phase counted twice
+        assert "| " + kind + " | 2 | 16 |" in "\n".join(overhead.table([row]))
