@@ -471,16 +471,17 @@ def tb_updates_per_s(run: Path) -> float | None:
     return (events[-1].step - events[0].step) / (events[-1].wall_time - events[0].wall_time)
 
 
-def evaluate_trained(scene: str, method: str, ckpt: Path, episodes: int) -> dict[str, Any]:
+def evaluate_trained(ckpt: Path, episodes: int) -> dict[str, Any]:
+    """``goalrl eval`` of one checkpoint on CPU (its scene and image size come from the
+    checkpoint), one torch thread per process."""
     import torch
 
-    from goalrl.evaluate import evaluate_policy
-    from goalrl.train import agent_policy, load_agent
+    from goalrl.commands.evaluate import EvalConfig
+    from goalrl.commands.evaluate import run as goalrl_eval
 
     torch.set_num_threads(1)
-    agent, _ = load_agent(str(ckpt), torch.device("cpu"))
-    return evaluate_policy(SCENES[scene], agent_policy(agent), episodes, image_size=IMAGE,
-                           progress=False)
+    return goalrl_eval(EvalConfig(ckpt=str(ckpt), episodes=episodes, videos=0, device="cpu",
+                                  out=str(ckpt.parents[1] / f"eval-{ckpt.name}")))
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -505,8 +506,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         for r, d in zip(planned, dirs):
             rows.append({**r, "steps": step, "run": str(d),
                          "updates_per_s": r.get("updates_per_s") or tb_updates_per_s(d)})
-            jobs.append((scene, r["method"], d / "checkpoints" / f"step_{step:07d}",
-                         prof.eval_episodes))
+            jobs.append((d / "checkpoints" / f"step_{step:07d}", prof.eval_episodes))
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
@@ -803,7 +803,7 @@ def main() -> None:
         if args.scenes != DEFAULT_SCENES:  # a scene subset gets its own file beside the main one
             name += "_" + args.scenes.replace(",", "_")
         name += f"_{args.tag}" if args.tag else ""
-        if args.train_only:
+        if args.part == "success" and args.train_only:
             print(f"trained; checkpoints and trained_{args.profile}.json in {args.workdir}")
             return
     if args.part != "report" and not args.no_save:
