@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short GPU lease, end to end, for a GPU machine that has the learning stack (torch,
 # torchvision, einops, safetensors, tensorboard, opencv) but no simulator:
-#   1. the CUDA speed part of bench/pretrain.py (updates/s, CEM latency, scaling);
+#   1. the CUDA speed part of bench/pretrain.py (updates/s, CEM latency, scaling) and
+#      bench/update_overhead.py at batch 256 (host time and host reads per update);
 #   2. the GPU profile's training runs, without evaluation (`success --train-only`), all at
 #      once on the one GPU, stopped at a deadline; checkpoints every 5,000 updates;
 #   3. each run's last checkpoint step shared by every run of its scene, packed as one tar per
@@ -48,6 +49,9 @@ echo "data: $data_args"
 echo "== $(date -u +%FT%TZ) speed"
 python3 "$repo/bench/pretrain.py" speed --device "$device" --no-peer --seconds "${SPEED_SECONDS:-4}" \
   && cp "$repo"/docs/benchmarks/pretrain_speed_"$device"_*.json "$out/meta/"
+# host time, wall time and values read back per update, at the speed target's batch
+python3 "$repo/bench/update_overhead.py" --device "$device" --batch 256 --updates 30 \
+  && cp "$repo/docs/benchmarks/update_overhead_$device.json" "$out/meta/"
 
 echo "== $(date -u +%FT%TZ) training, deadline ${deadline}s"
 pids=()

@@ -122,9 +122,15 @@ def make_agent(kind: str, size: int, device: str, **overrides: Any):
 
 
 def goalrl_ups(kind: str, batch: int, size: int, device: str, seconds: float) -> float:
+    """Updates/s on pre-sampled batches; on a GPU pinned, as the trainer's prefetcher gives them
+    (a copy from ordinary memory would make the host wait for the device every update)."""
+    from goalrl.data.prefetch import tensor_batch
+
     rng = np.random.default_rng(0)
     agent = make_agent(kind, size, device)
     batches = [synthetic_batch(rng, batch, size) for _ in range(4)]
+    if device.startswith("cuda"):
+        batches = [tensor_batch(b, pin=True) for b in batches]
     return time_updates(agent.update, batches, seconds)
 
 

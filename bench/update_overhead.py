@@ -2,6 +2,7 @@
 
     python bench/update_overhead.py             # AM and GCBC, batch 2, 64x64, CPU, one thread
     python bench/update_overhead.py --updates 20 --no-save
+    python bench/update_overhead.py --device cuda --batch 256   # on a GPU: pinned batches
 
 At batch 2 an update does almost no arithmetic, so its wall time is the Python, dispatch and
 optimiser bookkeeping that a GPU update pays as well. On an H200 an AM update took 10.8 ms at
@@ -9,15 +10,16 @@ batch 32 and 15.8 ms at batch 512 (``pretrain_speed_cuda_1threads.json``): a cos
 grows with the work is this floor. cProfile splits it into the optimiser step, backward, the
 Polyak averages (target network and acting average), gradient clipping, and the rest (the
 loss's forward pass, host-to-device copies, diagnostics); torch's profiler counts the aten ops
-an update dispatches. Prints a table and writes docs/benchmarks/update_overhead.md.
+an update dispatches, and HostReads the values it reads back to the host (each one makes
+the host wait for the GPU). Prints a table and writes docs/benchmarks/update_overhead.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
-import platform
 import pstats
 import statistics
 import sys
@@ -36,7 +38,7 @@ OUT = REPO / "docs" / "benchmarks" / "update_overhead.md"
 PHASES = {
     ("adam.py", "step"): "optimiser",
     ("_tensor.py", "backward"): "backward",
-    ("losses.py", "polyak_update"): "averaging",
+    ("losses.py", "__call__"): "averaging",  # PolyakAverage.__call__
     ("clip_grad.py", "clip_grad_norm_"): "clipping",
 }
 
@@ -51,6 +53,58 @@ def phase_ms(stats: pstats.Stats, updates: int) -> dict[str, float]:
     return out
 
 
+def host_reads_mode():
+    """A context manager counting reads of tensor values by the host (``HostReads``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class HostReads(TorchDispatchMode):
+        """Counts .item(), bool(t), float(t) (dispatched as _local_scalar_dense) and .tolist()
+        and .numpy() (which bypass the dispatcher, so they are wrapped while it is active)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = 0
+            self._patched: dict[str, Any] = {}
+
+        def __enter__(self) -> HostReads:
+            import torch
+
+            for name in ("tolist", "numpy"):
+                real = self._patched[name] = getattr(torch.Tensor, name)
+                setattr(torch.Tensor, name, self._counting(real))
+            return super().__enter__()
+
+        def __exit__(self, *exc: Any) -> None:
+            import torch
+
+            for name, real in self._patched.items():
+                setattr(torch.Tensor, name, real)
+            super().__exit__(*exc)
+
+        def _counting(self, real):
+            def read(tensor, *args, **kwargs):
+                self.reads += 1
+                return real(tensor, *args, **kwargs)
+
+            return read
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            import torch
+
+            if func is torch.ops.aten._local_scalar_dense.default:
+                self.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    return HostReads()
+
+
+def host_reads(update, batch: dict[str, Any]) -> int:
+    """Values one update reads back to the host, its stats left unread (as trainers do)."""
+    with host_reads_mode() as counter:
+        update(batch)
+    return counter.reads
+
+
 def aten_ops(update, batch: dict[str, np.ndarray]) -> int:
     from torch.profiler import ProfilerActivity, profile
 
@@ -59,18 +113,35 @@ def aten_ops(update, batch: dict[str, np.ndarray]) -> int:
     return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
-def measure(kind: str, batch_size: int, image: int, updates: int) -> dict[str, Any]:
+def measure(
+    kind: str, batch_size: int, image: int, updates: int, device: str = "cpu"
+) -> dict[str, Any]:
+    """One agent's row. On a GPU the batch is pinned (as the trainer's prefetcher gives it) and
+    the wall time is of ``updates`` updates queued back to back, then one wait for the device."""
+    import torch
     from pretrain import make_agent, synthetic_batch
 
-    agent = make_agent(kind, image, "cpu")
-    batch = synthetic_batch(np.random.default_rng(0), batch_size, image)
+    from goalrl.data.prefetch import tensor_batch
+
+    agent = make_agent(kind, image, device)
+    batch: dict[str, Any] = synthetic_batch(np.random.default_rng(0), batch_size, image)
+    cuda = device.startswith("cuda")
+    if cuda:
+        batch = tensor_batch(batch, pin=True)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(3):  # first updates allocate optimiser state and warm caches
         agent.update(batch)
+    sync()
     times = []
     for _ in range(updates):
         t0 = time.perf_counter()
         agent.update(batch)
-        times.append((time.perf_counter() - t0) * 1e3)
+        times.append((time.perf_counter() - t0) * 1e3)  # host time only on a GPU
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        agent.update(batch)
+    sync()
+    wall = (time.perf_counter() - t0) * 1e3 / updates
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(updates):
@@ -80,8 +151,10 @@ def measure(kind: str, batch_size: int, image: int, updates: int) -> dict[str, A
     total = stats.total_tt * 1e3 / updates  # type: ignore[attr-defined]
     phases = phase_ms(stats, updates)
     return {
-        "agent": kind, "batch": batch_size, "image": image,
-        "ms_per_update": statistics.median(times), "aten_ops": aten_ops(agent.update, batch),
+        "agent": kind, "batch": batch_size, "image": image, "device": device,
+        "ms_per_update": statistics.median(times), "wall_ms_per_update": wall,
+        "aten_ops": aten_ops(agent.update, batch),
+        "host_reads": host_reads(agent.update, batch),
         "profiled_ms": total, **phases, "rest": total - sum(phases.values()),
     }
 
@@ -89,15 +162,46 @@ def measure(kind: str, batch_size: int, image: int, updates: int) -> dict[str, A
 def table(rows: list[dict[str, Any]]) -> list[str]:
     cols = ["optimiser", "backward", "averaging", "clipping", "rest"]
     lines = [
-        "| agent | batch | image | ms/update (median) | aten ops | "
-        + " | ".join(f"{c} (ms)" for c in cols) + " |",
-        "|---|---:|---:|---:|---:|" + "---:|" * len(cols),
+        "| agent | device | batch | image | ms/update (median) | wall ms/update | aten ops | "
+        "host reads | " + " | ".join(f"{c} (ms)" for c in cols) + " |",
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols),
     ]
     for r in rows:
         lines.append(
-            f"| {r['agent']} | {r['batch']} | {r['image']} | {r['ms_per_update']:.1f} | "
-            f"{r['aten_ops']} | " + " | ".join(f"{r[c]:.2f}" for c in cols) + " |"
+            f"| {r['agent']} | {r['device']} | {r['batch']} | {r['image']} | "
+            f"{r['ms_per_update']:.1f} | {r['wall_ms_per_update']:.1f} | {r['aten_ops']} | "
+            f"{r['host_reads']} | " + " | ".join(f"{r[c]:.2f}" for c in cols) + " |"
         )
+    return lines
+
+
+def report(results: list[dict[str, Any]]) -> list[str]:
+    """The markdown report: one section per saved result (one per device type)."""
+    lines = [
+        "# Host-side cost of one update",
+        "",
+        "Written by `python bench/update_overhead.py` from the update_overhead_*.json files "
+        "beside it. Default AM and GCBC agents (bench/pretrain.py's speed part), synthetic "
+        "batches, stats left unread as the trainer leaves them between log steps. 'ms/update' "
+        "is the host's time per call; 'wall' adds the final wait for the device (the same on "
+        "a CPU). 'host reads' counts values the update reads back to the host: on a GPU each "
+        "one waits for every kernel queued before it. The phase columns come from cProfile "
+        "(which slows Python a little); 'rest' is the loss's forward pass, host-to-device "
+        "copies and diagnostics.",
+        "",
+    ]
+    for res in results:
+        m = res["machine"]
+        where = m.get("gpu") or f"{m['cpus']} CPU cores, {m['threads']} torch thread(s)"
+        lines += [
+            f"## {res['device']}: {where}",
+            "",
+            f"`python bench/update_overhead.py {res['args']}`, torch {m['torch']}, "
+            f"{res['date']}.",
+            "",
+            *table(res["rows"]),
+            "",
+        ]
     return lines
 
 
@@ -106,31 +210,32 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--image", type=int, default=64)
     p.add_argument("--updates", type=int, default=50)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--no-save", action="store_true", help="print only")
     args = p.parse_args()
     import torch
+    from pretrain import machine
 
     torch.set_num_threads(1)
-    rows = [measure(kind, args.batch, args.image, args.updates) for kind in ("am", "gcbc")]
-    lines = [
-        "# Host-side cost of one update",
-        "",
-        f"`python bench/update_overhead.py --batch {args.batch} --image {args.image} "
-        f"--updates {args.updates}` on {platform.machine()} with {os.cpu_count()} cores, one "
-        f"torch thread, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}. Default AM and "
-        "GCBC agents (bench/pretrain.py's speed part), synthetic batches. The phase columns "
-        "come from cProfile (which slows Python a little); 'rest' is the loss's forward pass, "
-        "host-to-device copies and diagnostics.",
-        "",
-        *table(rows),
-        "",
-    ]
-    print("\n".join(lines))
-    if not args.no_save:
-        tmp = OUT.with_suffix(".md.tmp")
-        tmp.write_text("\n".join(lines))
-        os.replace(tmp, OUT)
-        print(f"wrote {OUT}")
+    rows = [measure(kind, args.batch, args.image, args.updates, args.device)
+            for kind in ("am", "gcbc")]
+    result = {
+        "device": args.device, "machine": machine(args.device), "date": time.strftime("%Y-%m-%d"),
+        "args": f"--device {args.device} --batch {args.batch} --image {args.image} "
+                f"--updates {args.updates}",
+        "rows": rows,
+    }
+    print("\n".join(table(rows)))
+    if args.no_save:
+        return
+    from pretrain import write_json
+
+    write_json(OUT.parent / f"update_overhead_{args.device.split(':')[0]}.json", result)
+    results = [json.loads(f.read_text()) for f in sorted(OUT.parent.glob("update_overhead_*.json"))]
+    tmp = OUT.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(report(results)))
+    os.replace(tmp, OUT)
+    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class FinetuneConfig:
     eval_every: int = 500  # evaluate every N updates (0: only at step 0 and the phase ends)
     eval_episodes: int = 20  # evaluation rollouts per point (seeds from 1,000,000 up)
     videos: int = 2  # rollout videos written by the final evaluation
-    log_every: int = 50  # TensorBoard scalars every N updates
+    log_every: int = 50  # TensorBoard scalars and the NaN/exploding-loss check every N updates
     save_every: int = 1000  # checkpoint every N updates (and at the end of each phase)
     prefetch: int = 4  # auxiliary batches read ahead in a background thread
     max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
@@ -409,15 +409,17 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             stats = agent.update(task_sampler.sample(),
                                  next(aux_batches) if aux_batches is not None else None)
             step += 1
-            check_finite({"critic/loss": stats["task/loss"]}, step, cfg.max_loss, out)
             bar.update(1)
+            end_of_phase = step == cfg.steps or step == total
+            save_now = step % cfg.save_every == 0 or end_of_phase
+            if step % cfg.log_every == 0 or save_now:  # reading stats waits for the device
+                check_finite({"critic/loss": stats["task/loss"]}, step, cfg.max_loss, out)
             if step % cfg.log_every == 0:
                 for k, v in stats.items():
                     if math.isfinite(v):
                         writer.add_scalar(k, v, step)
                 bar.set_postfix(loss=f"{stats['task/loss']:.3f}")
-            end_of_phase = step == cfg.steps or step == total
-            if step % cfg.save_every == 0 or end_of_phase:
+            if save_now:
                 path = save_checkpoint(out, step, {"agent": agent.state_dict()},
                                        {**meta_base, "phase": phase})
                 saved[phase] = str(path)

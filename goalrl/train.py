@@ -57,7 +57,7 @@ class PretrainConfig:
     eval_every: int = 0  # evaluate every N updates (0: only at the end)
     eval_episodes: int = 20  # evaluation rollouts (seeds from 1,000,000 up: never training seeds)
     videos: int = 2  # rollout videos written by the final evaluation
-    log_every: int = 50  # TensorBoard scalars every N updates
+    log_every: int = 50  # TensorBoard scalars and the NaN/exploding-loss check every N updates
     save_every: int = 500  # checkpoint every N updates (and at the end)
     # continue from <out>/checkpoints/latest with optimiser and RNG state; with no checkpoint
     # there yet it starts fresh, so a requeued SLURM job can always pass resume=true; agent.*
@@ -291,7 +291,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             "parent": None,
         }
         writer = SummaryWriter(str(out / "tb")) if info.is_main else None
-        batches = sampler.prefetch(depth=cfg.prefetch)
+        # on a GPU, batches arrive in pinned memory so the copies do not stall the host
+        batches = sampler.prefetch(depth=cfg.prefetch, pin=agent.device.type == "cuda")
         bar = tqdm(
             total=cfg.steps,
             initial=run.step,
@@ -305,16 +306,21 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                 batch = next(batches)
                 stats = agent.update(batch)
                 run.step += 1
-                check_finite(stats, run.step, cfg.max_loss, out)
                 bar.update(1)
-                if writer and run.step % cfg.log_every == 0:
+                log_now = run.step % cfg.log_every == 0
+                save_now = run.step % cfg.save_every == 0 or run.step == cfg.steps
+                # Reading stats waits for the device, so only where they are used; always
+                # before a save, so a NaN never reaches a checkpoint.
+                if log_now or save_now:
+                    check_finite(stats, run.step, cfg.max_loss, out)
+                if writer and log_now:
                     for k, v in stats.items():
                         if math.isfinite(v):
                             writer.add_scalar(k, v, run.step)
                     bar.set_postfix(
                         loss=f"{stats.get('critic/loss', stats.get('actor/loss', 0)):.3f}"
                     )
-                if run.step % cfg.save_every == 0 or run.step == cfg.steps:
+                if save_now:
                     samplers = gather_sampler_states(batches.state_dict(), info)
                     if info.is_main:
                         last_saved = save_checkpoint(
@@ -385,7 +391,8 @@ def check_finite(stats: dict[str, float], step: int, max_loss: float, out: Path)
         return
     if not math.isfinite(loss) or abs(loss) > max_loss:
         raise TrainingError(
-            f"loss became {loss} at update {step}; stopping. The last good checkpoint is "
+            f"loss became {loss} by update {step} (checked every log_every updates and before "
+            f"each save); stopping. The last good checkpoint is "
             f"{out / 'checkpoints'} (latest); lower the learning rate or check the data"
         )
 

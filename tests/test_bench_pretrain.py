@@ -100,11 +100,21 @@ def test_shared_step_is_the_last_step_every_run_saved(tmp_path) -> None:
 
 
 def test_update_overhead_splits_an_update_into_its_phases() -> None:
+    import torch
+
     overhead = load_bench("update_overhead")
+    real_tolist = torch.Tensor.tolist
     for kind in ("am", "gcbc"):
         row = overhead.measure(kind, batch_size=2, image=16, updates=2)
         assert row["aten_ops"] > 100
         for phase in ("optimiser", "backward", "averaging", "clipping"):
             assert row[phase] > 0.0, (kind, phase)  # each phase was found in the profile
         assert row["rest"] >= 0.0  # no phase counted twice
-        assert "| " + kind + " | 2 | 16 |" in "\n".join(overhead.table([row]))
+        assert row["host_reads"] == 0  # stats stay on the device until read
+        assert "| " + kind + " | cpu | 2 | 16 |" in "\n".join(overhead.table([row]))
+    with overhead.host_reads_mode() as counter:
+        torch.zeros(3).tolist()
+        float(torch.ones(()))
+        torch.ones(2) + 1  # stays a tensor: no read
+    assert counter.reads == 2
+    assert torch.Tensor.tolist is real_tolist  # the wrapper is removed on exit

@@ -164,13 +164,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     real_update = AMAgent.update
 
     def update(self, batch):
-        stats = real_update(self, batch)
+        stats = dict(real_update(self, batch))
         if self.step >= 5:
             stats["critic/loss"] = float("nan")
         return stats
 
     monkeypatch.setattr(AMAgent, "update", update)
-    with pytest.raises(TrainingError, match="loss became nan at update 5"):
+    # log_every=2, save_every=3: the NaN of update 5 is read at update 6, before its save
+    with pytest.raises(TrainingError, match="loss became nan by update 6"):
         pretrain(config(reach_data, tmp_path / "run", steps=10))
     latest = (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
     assert latest == "step_0000003"

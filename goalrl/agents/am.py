@@ -44,15 +44,18 @@ import torch
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     SeededAgent,
+    UpdateStats,
     add_exploration,
     autocast_context,
     batch_images,
     batch_proprio,
+    make_adamw,
     q_output,
     to_tensor,
 )
 from goalrl.agents.cem import cem_maximize
 from goalrl.agents.losses import (
+    PolyakAverage,
     advantage_weights,
     bce_q_loss,
     check_neg_source,
@@ -60,7 +63,6 @@ from goalrl.agents.losses import (
     hindsight_floor,
     negative_candidates,
     negative_loss,
-    polyak_update,
     q_targets,
     select_negatives,
 )
@@ -206,12 +208,15 @@ class AMAgent(SeededAgent):
             seed,
         )
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.q_ema = self.make_weight_average(self.q, cfg.ema_tau)  # None when ema_tau = 0
+        self._target_averager = PolyakAverage(self.q_target, self.q)
+        # the acting weight average and its averager; None when ema_tau = 0
+        self.q_ema, self._ema_averager = self.make_weight_average(self.q, cfg.ema_tau)
         # Gradients flow through train_net: the network itself, or DistributedDataParallel(q)
         # when goalrl.train runs under torchrun (DDP syncs gradients in its backward hooks).
         self.train_net: torch.nn.Module = self.q
-        self.optimizer = torch.optim.AdamW(
-            self.q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        self._params = list(self.q.parameters())  # listed once: clipped every update
+        self.optimizer = make_adamw(
+            self._params, self.device, lr=cfg.lr, weight_decay=cfg.weight_decay
         )
 
     # --- batches ---
@@ -394,21 +399,15 @@ class AMAgent(SeededAgent):
                 stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()
         return loss, stats
 
-    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One gradient step on a relabeled batch; returns ``critic/...`` diagnostics."""
+    def update(self, batch: Mapping[str, Any]) -> UpdateStats:
+        """One gradient step on a relabeled batch; returns ``critic/...`` diagnostics (read from
+        the device on first access)."""
         loss, stats = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q.parameters(), max_norm)
-        self.optimizer.step()
-        polyak_update(self.q_target, self.q, self.cfg.tau)
+        stats["critic/grad_norm"] = self.apply_gradients(loss, self._params, self.cfg.max_grad_norm)
+        self._target_averager(self.cfg.tau)
         self.step += 1
-        self.update_weight_average(self.q_ema, self.q, self.cfg.ema_tau)
-        stats["critic/grad_norm"] = grad_norm.detach().float()
-        # One device-to-host transfer for all diagnostics.
-        values = torch.stack([v.float() for v in stats.values()]).tolist()
-        return dict(zip(stats.keys(), values, strict=True))
+        self.update_weight_average(self._ema_averager, self.cfg.ema_tau)
+        return UpdateStats(stats)
 
     # --- inference ---
 

@@ -17,7 +17,10 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (B, N, A) actions -> (B, N) 
 
 
 def _bound(value: float | torch.Tensor, action_dim: int, device, dtype) -> torch.Tensor:
-    """A scalar or (A,) bound as an (A,) tensor."""
+    """A scalar or (A,) bound as an (A,) tensor. A Python scalar is filled on the device: made
+    on the host and copied, it would make the host wait for the GPU on every call."""
+    if isinstance(value, (int, float)):
+        return torch.full((action_dim,), float(value), device=device, dtype=dtype)
     return torch.as_tensor(value, device=device, dtype=dtype).expand(action_dim)
 
 

@@ -29,10 +29,12 @@ import torch
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     SeededAgent,
+    UpdateStats,
     add_exploration,
     autocast_context,
     batch_images,
     batch_proprio,
+    make_adamw,
     to_tensor,
 )
 from goalrl.agents.losses import gaussian_nll
@@ -95,18 +97,21 @@ class GCBCAgent(SeededAgent):
             ).to(self.device),
             seed,
         )
-        self.policy_ema = self.make_weight_average(self.policy, cfg.ema_tau)  # None if tau 0
+        # the acting weight average and its averager; None when ema_tau = 0
+        self.policy_ema, self._ema_averager = self.make_weight_average(self.policy, cfg.ema_tau)
         # gradients flow through train_net: the policy, or DistributedDataParallel(policy)
         self.train_net: torch.nn.Module = self.policy
-        self.optimizer = torch.optim.AdamW(
-            self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        self._params = list(self.policy.parameters())  # listed once: clipped every update
+        self.optimizer = make_adamw(
+            self._params, self.device, lr=cfg.lr, weight_decay=cfg.weight_decay
         )
 
     def _proprio(self, x: Any) -> torch.Tensor | None:
         return batch_proprio(x, self.proprio_dim, self.device)
 
-    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One gradient step of Gaussian NLL; returns ``actor/...`` diagnostics."""
+    def update(self, batch: Mapping[str, Any]) -> UpdateStats:
+        """One gradient step of Gaussian NLL; returns ``actor/...`` diagnostics (read from the
+        device on first access)."""
         cfg, dev = self.cfg, self.device
         obs = to_tensor(batch[K.OBS_IMAGE], dev)  # (B, H, W, 3) uint8
         goal = to_tensor(batch[K.GOAL_IMAGE], dev)
@@ -126,13 +131,9 @@ class GCBCAgent(SeededAgent):
         nll = gaussian_nll(action, mean, log_std, cfg.nll_beta)  # (B,)
         loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
-        self.optimizer.step()
+        grad_norm = self.apply_gradients(loss, self._params, cfg.max_grad_norm)
         self.step += 1
-        self.update_weight_average(self.policy_ema, self.policy, cfg.ema_tau)
+        self.update_weight_average(self._ema_averager, cfg.ema_tau)
 
         with torch.no_grad():
             w = weight / weight.sum().clamp_min(1.0)
@@ -141,10 +142,9 @@ class GCBCAgent(SeededAgent):
                 "actor/mse": (((mean - action) ** 2).mean(dim=-1) * w).sum(),
                 "actor/std": (log_std.exp().mean(dim=-1) * w).sum(),
                 "actor/frac_used": weight.mean(),
-                "actor/grad_norm": grad_norm.detach().float(),
+                "actor/grad_norm": grad_norm,
             }
-            values = torch.stack([v.float() for v in stats.values()]).tolist()
-        return dict(zip(stats.keys(), values, strict=True))
+        return UpdateStats(stats)
 
     @torch.no_grad()
     def act(

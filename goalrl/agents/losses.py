@@ -217,26 +217,52 @@ def ema_rate(step: int, tau: float) -> float:
     return max(tau, 10.0 / (step + 10.0))
 
 
-@torch.no_grad()
+class PolyakAverage:
+    """``target <- (1 - tau) * target + tau * online`` over tensor lists fixed at construction.
+
+    Listing a network's parameters and buffers on every call cost more than the averaging
+    itself (about 0.5 ms per call on a 21-tensor network, most of an averaging step), so an
+    agent lists them once. The lists hold the tensors themselves: ``load_state_dict`` copies
+    into them in place, so they stay valid as long as the modules are not replaced.
+    Float buffers (e.g. running stats) are averaged too; integer ones are copied.
+    """
+
+    def __init__(
+        self,
+        target: nn.Module | Iterable[torch.Tensor],
+        online: nn.Module | Iterable[torch.Tensor],
+    ) -> None:
+        self.copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if isinstance(target, nn.Module) and isinstance(online, nn.Module):
+            t_list, o_list = list(target.parameters()), list(online.parameters())
+            for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
+                if tb.is_floating_point():
+                    t_list.append(tb)
+                    o_list.append(ob)
+                else:
+                    self.copies.append((tb, ob))
+        else:
+            t_list, o_list = list(target), list(online)  # type: ignore[arg-type]
+        if len(t_list) != len(o_list):
+            raise ValueError(f"target has {len(t_list)} tensors, online has {len(o_list)}")
+        self.targets = t_list
+        self.onlines = [t.detach() for t in o_list]  # views sharing storage, updated in place
+
+    @torch.no_grad()
+    def __call__(self, tau: float) -> None:
+        if self.targets:
+            torch._foreach_lerp_(self.targets, self.onlines, tau)
+        for tb, ob in self.copies:
+            tb.copy_(ob)
+
+
 def polyak_update(
     target: nn.Module | Iterable[torch.Tensor],
     online: nn.Module | Iterable[torch.Tensor],
     tau: float,
 ) -> None:
-    """In place: target <- (1 - tau) * target + tau * online, parameters and float buffers."""
-    if isinstance(target, nn.Module) and isinstance(online, nn.Module):
-        t_params = list(target.parameters())
-        o_params = list(online.parameters())
-        # Float buffers (e.g. running stats) are averaged too; integer ones are copied.
-        for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
-            if tb.is_floating_point():
-                t_params.append(tb)
-                o_params.append(ob)
-            else:
-                tb.copy_(ob)
-    else:
-        t_params, o_params = list(target), list(online)  # type: ignore[arg-type]
-    if len(t_params) != len(o_params):
-        raise ValueError(f"target has {len(t_params)} tensors, online has {len(o_params)}")
-    if t_params:
-        torch._foreach_lerp_(t_params, [p.detach() for p in o_params], tau)
+    """In place: target <- (1 - tau) * target + tau * online, parameters and float buffers.
+
+    One-off form of ``PolyakAverage``; an agent that averages every update keeps one of those.
+    """
+    PolyakAverage(target, online)(tau)

@@ -59,13 +59,21 @@ import torch
 
 from goalrl.agents.am import AMAgent, AMConfig, _masked_mean
 from goalrl.agents.augment import sample_shifts, shift_images
-from goalrl.agents.base import SeededAgent, autocast_context, batch_images, batch_proprio, to_tensor
+from goalrl.agents.base import (
+    SeededAgent,
+    UpdateStats,
+    autocast_context,
+    batch_images,
+    batch_proprio,
+    make_adamw,
+    to_tensor,
+)
 from goalrl.agents.losses import (
+    PolyakAverage,
     bce_q_loss,
     check_neg_source,
     negative_candidates,
     negative_loss,
-    polyak_update,
     q_targets,
     select_negatives,
 )
@@ -185,11 +193,16 @@ class TaskQAgent(SeededAgent):
         dim = cfg.am.embed_dim
         self.z = torch.nn.Parameter(torch.zeros(dim, device=self.device))  # (D,) task embedding
         self.z_target = torch.zeros(dim, device=self.device)  # (D,) its Polyak-averaged copy
-        self.optimizer = torch.optim.AdamW(
+        # tensors listed once for clipping and the two Polyak averages (all updated in place)
+        self._params = [*self.q.parameters(), self.z]
+        self._target_averager = PolyakAverage(self.q_target, self.q)
+        self._z_averager = PolyakAverage([self.z_target], [self.z])
+        self.optimizer = make_adamw(
             [
-                {"params": list(self.q.parameters()), "lr": cfg.lr},
+                {"params": self._params[:-1], "lr": cfg.lr},
                 {"params": [self.z], "lr": cfg.z_lr, "weight_decay": 0.0},
             ],
+            self.device,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
         )
@@ -278,8 +291,9 @@ class TaskQAgent(SeededAgent):
 
     def update(
         self, batch: Mapping[str, Any], aux_batch: Mapping[str, Any] | None = None
-    ) -> dict[str, float]:
-        """One gradient step on a reward-labeled batch (+ the auxiliary goal-reaching batch).
+    ) -> UpdateStats:
+        """One gradient step on a reward-labeled batch (+ the auxiliary goal-reaching batch);
+        returns ``task/...`` and ``aux/...`` diagnostics, read from the device on first access.
 
         ``batch``: OBS_IMAGE, NEXT_OBS_IMAGE (B, H, W, 3), ACTION (B, A), REWARD (B,), and
         MC_RETURN (B,) for ``calibrate`` and ``mc_floor``; proprio keys if the network uses them;
@@ -355,19 +369,12 @@ class TaskQAgent(SeededAgent):
             for k, v in aux_stats.items():
                 stats["aux/" + k.split("/", 1)[-1]] = v
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [*self.q.parameters(), self.z]
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        self.optimizer.step()
-        polyak_update(self.q_target, self.q, cfg.tau)
-        polyak_update([self.z_target], [self.z], cfg.tau)
+        stats["task/grad_norm"] = self.apply_gradients(loss, self._params, cfg.max_grad_norm)
+        self._target_averager(cfg.tau)
+        self._z_averager(cfg.tau)
         self.step += 1
-        stats["task/grad_norm"] = grad_norm.detach().float()
         stats["task/z_norm"] = self.z.detach().norm()
-        values = torch.stack([v.float() for v in stats.values()]).tolist()  # one host sync
-        return dict(zip(stats.keys(), values, strict=True))
+        return UpdateStats(stats)
 
     # --- inference ---
 

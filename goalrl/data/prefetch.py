@@ -10,8 +10,28 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+import numpy as np
+
+
+def tensor_batch(batch: dict[str, Any], pin: bool) -> dict[str, Any]:
+    """numpy fields -> torch tensors sharing their memory, or copied into page-locked memory
+    with ``pin``. From pinned memory a GPU copy runs without the host waiting for it, so the
+    trainer can queue the next update while the device still works on this one; a copy from
+    ordinary memory makes the host wait for everything queued before it. Other fields pass."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            t = torch.from_numpy(value if value.flags.writeable else value.copy())
+            out[key] = t.pin_memory() if pin else t
+        else:
+            out[key] = value
+    return out
 
 
 class _Failed:
@@ -26,10 +46,18 @@ class BatchPrefetcher:
     gives the sampler position after the last batch *consumed* (not the last prepared).
     """
 
-    def __init__(self, sampler: Any, depth: int = 4, num_threads: int = 1) -> None:
+    def __init__(
+        self,
+        sampler: Any,
+        depth: int = 4,
+        num_threads: int = 1,
+        transform: Callable[[dict], dict] | None = None,
+    ) -> None:
+        """``transform`` runs on each batch in the reading thread (e.g. ``tensor_batch``)."""
         if depth < 1 or num_threads < 1:
             raise ValueError("depth and num_threads must be >= 1")
         self.sampler = sampler
+        self._transform = transform
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(num_threads, "goalrl-gather") if num_threads > 1 else None
@@ -54,13 +82,17 @@ class BatchPrefetcher:
                 idx = self.sampler.sample_indices()
                 state = self.sampler.state_dict()
                 if self._pool is not None:
-                    job: Any = self._pool.submit(self.sampler.gather, idx)
+                    job: Any = self._pool.submit(self._read, idx)
                 else:
-                    job = self.sampler.gather(idx)
+                    job = self._read(idx)
                 if not self._put((job, state)):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             self._put((_Failed(e), None))
+
+    def _read(self, idx: Any) -> dict:
+        batch = self.sampler.gather(idx)
+        return batch if self._transform is None else self._transform(batch)
 
     def __iter__(self) -> BatchPrefetcher:
         return self

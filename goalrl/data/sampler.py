@@ -265,14 +265,17 @@ class GoalBatchSampler:
         while True:
             yield self.sample()
 
-    def prefetch(self, depth: int = 4, num_threads: int = 1) -> Any:
+    def prefetch(self, depth: int = 4, num_threads: int = 1, pin: bool = False) -> Any:
         """Iterator yielding the same batches as repeated ``sample()``, read ahead in threads.
 
+        With ``pin`` the fields come as torch tensors in page-locked memory, ready for copies
+        to a GPU that do not stall the host (``goalrl.data.prefetch.tensor_batch``).
         Returns a ``goalrl.data.prefetch.BatchPrefetcher`` (close it, or use ``with``).
         """
-        from goalrl.data.prefetch import BatchPrefetcher
+        from goalrl.data.prefetch import BatchPrefetcher, tensor_batch
 
-        return BatchPrefetcher(self, depth=depth, num_threads=num_threads)
+        transform = (lambda batch: tensor_batch(batch, pin=True)) if pin else None
+        return BatchPrefetcher(self, depth=depth, num_threads=num_threads, transform=transform)
 
     def state_dict(self) -> dict:
         """JSON-able position of the stream (resume training with the same next batches)."""

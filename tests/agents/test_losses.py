@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from goalrl.agents.losses import (
+    PolyakAverage,
     advantage_weights,
     bce_q_loss,
     ema_rate,
@@ -119,6 +120,24 @@ def test_polyak_update(tau: float) -> None:
     polyak_update(target, online, tau)
     for b, t, o in zip(before, target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(t, (1 - tau) * b + tau * o)
+
+
+def test_polyak_average_follows_in_place_changes_of_the_listed_tensors() -> None:
+    # The lists are taken once: an optimiser step and a load_state_dict (both in place) must
+    # still be seen, and an integer buffer is copied rather than averaged.
+    torch.manual_seed(0)
+    online, target = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    average = PolyakAverage(target, online)
+    with torch.no_grad():
+        online.weight.add_(1.0)
+    online.load_state_dict({**online.state_dict(), "bias": torch.full((3,), 4.0)})
+    online.num_batches_tracked.fill_(7)
+    average(0.5)
+    torch.testing.assert_close(target.weight, torch.full((3,), 1.5))  # (1 + 2) / 2
+    torch.testing.assert_close(target.bias, torch.full((3,), 2.0))  # (0 + 4) / 2
+    assert int(target.num_batches_tracked) == 7
+    with pytest.raises(ValueError, match="target has 1 tensors, online has 2"):
+        PolyakAverage([torch.zeros(1)], [torch.zeros(1), torch.zeros(1)])
 
 
 def test_ema_rate_hand_computed() -> None:

@@ -257,6 +257,26 @@ def test_prefetch_yields_the_same_batches(dataset: EpisodeDataset, num_threads: 
     assert same_batches(resumed.sample(), direct.sample())
 
 
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_prefetch_transform_runs_on_every_batch_in_order(
+    dataset: EpisodeDataset, num_threads: int
+) -> None:
+    # tensor_batch(pin=False) is the CPU half of what a GPU run gets (pinning needs CUDA):
+    # the same values as torch tensors, in stream order, non-array fields untouched
+    from goalrl.data.prefetch import BatchPrefetcher, tensor_batch
+
+    direct = GoalBatchSampler(dataset, 16, p_chain=0.3, seed=4)
+    ahead = GoalBatchSampler(dataset, 16, p_chain=0.3, seed=4)
+    with BatchPrefetcher(ahead, depth=2, num_threads=num_threads,
+                         transform=lambda b: tensor_batch(b, pin=False)) as it:
+        for _ in range(5):
+            want, got = direct.sample(), next(it)
+            assert set(want) == set(got)
+            for key, value in want.items():
+                assert type(got[key]).__name__ == "Tensor", key
+                np.testing.assert_array_equal(got[key].numpy(), value)
+
+
 def test_prefetch_reports_errors_and_closes(dataset: EpisodeDataset) -> None:
     s = GoalBatchSampler(dataset, 8, seed=0)
 

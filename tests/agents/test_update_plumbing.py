@@ -1,0 +1,93 @@
+"""What every agent's update shares: no host syncs, lazily read stats, tensor batches, the fused
+optimiser and resuming across optimiser implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from bench_modules import load_bench
+from test_am import SIZE, A, make_batch, tiny_cfg
+from test_gcbc import tiny_cfg as gcbc_cfg
+from test_task_q import A as TASK_A
+from test_task_q import cfg as task_cfg
+from test_task_q import task_batch
+
+from goalrl.agents.am import AMAgent
+from goalrl.agents.base import UpdateStats, place_optimizer_steps
+from goalrl.agents.gcbc import GCBCAgent
+from goalrl.agents.task_q import TaskQAgent
+from goalrl.data.prefetch import tensor_batch
+
+host_reads_mode = load_bench("update_overhead").host_reads_mode  # counts values read to host
+
+
+def agents():
+    am = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0)
+    gcbc = GCBCAgent(gcbc_cfg(), (SIZE, SIZE, 3), A, seed=0)
+    task = TaskQAgent(task_cfg(), (SIZE, SIZE, 3), TASK_A, seed=0)
+    return [(am, make_batch), (gcbc, make_batch), (task, task_batch)]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["am", "gcbc", "task_q"])
+def test_an_update_reads_nothing_back_until_its_stats_are_read(index: int) -> None:
+    # On a GPU every value read to the host waits for all queued kernels; an update that reads
+    # none lets the trainer queue the next one while the device works.
+    agent, batch = agents()[index]
+    agent.update(batch(seed=0))  # first update allocates the optimiser state
+    with host_reads_mode() as counter:
+        stats = agent.update(batch(seed=1))
+    assert counter.reads == 0
+    assert isinstance(stats, UpdateStats)
+    with host_reads_mode() as counter:
+        values = dict(stats)
+        again = stats[next(iter(stats))]
+    assert counter.reads == 1  # every value in one transfer, once
+    assert all(np.isfinite(v) for v in values.values())
+    assert again == values[next(iter(stats))]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["am", "gcbc", "task_q"])
+def test_tensor_batches_train_like_numpy_batches(index: int) -> None:
+    one, batch = agents()[index]
+    two, _ = agents()[index]
+    for seed in range(2):
+        a = dict(one.update(batch(seed=seed)))
+        b = dict(two.update(tensor_batch(batch(seed=seed), pin=False)))
+        assert a == b
+
+
+def test_fused_adamw_where_the_device_has_it() -> None:
+    agent = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0)
+    assert all(group["fused"] for group in agent.optimizer.param_groups)
+
+
+@pytest.mark.parametrize("saved_fused", [False, True])
+def test_resume_keeps_this_runs_optimiser_kernel(saved_fused: bool) -> None:
+    # A checkpoint written with the per-tensor loop (or fused) resumes with this agent's kernel,
+    # its step counters where that kernel reads them, and continues as the saving run would.
+    source = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0)
+    if not saved_fused:
+        source.optimizer = torch.optim.AdamW(source._params, lr=source.cfg.lr, fused=False)
+    source.update(make_batch(seed=0))
+    state = source.state_dict()
+    resumed = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=1)
+    resumed.load_state_dict(state)
+    assert all(group["fused"] for group in resumed.optimizer.param_groups)
+    steps = [s["step"] for s in resumed.optimizer.state.values()]
+    assert steps and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in steps)
+    want = dict(source.update(make_batch(seed=1)))
+    got = dict(resumed.update(make_batch(seed=1)))
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+
+
+def test_place_optimizer_steps_follows_each_groups_kernel() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.AdamW([p], fused=False)
+    p.grad = torch.ones(3)
+    opt.step()
+    opt.state[p]["step"] = opt.state[p]["step"].double()
+    place_optimizer_steps(opt)
+    assert opt.state[p]["step"].dtype == torch.float32
+    assert float(opt.state[p]["step"]) == 1.0
