@@ -13,7 +13,8 @@
 # ARCHIVE holds one goalrl dataset folder (tar c DIR | xz); METHODS is bench/pretrain.py's
 # ';'-separated --methods. Wheels for missing pure-Python packages (gymnasium) may sit in
 # .whl/. Every stage runs even when an earlier one failed. DEVICE=cpu PROFILE=smoke
-# SPEED_SECONDS=0.5 make a dry run of the whole script on a CPU-only machine. The device
+# SPEED_SECONDS=0.5 make a dry run of the whole script on a CPU-only machine; CUDA_GRAPH=1
+# trains with cuda_graph=true. The device
 # tool brings back at most 8 files of 16 MiB: one tar per run plus meta.tar, so at most 7
 # runs in all.
 set -u
@@ -59,7 +60,7 @@ for item in "${archives[@]}"; do  # one workdir per scene, so each has its own t
   scene=${item%%=*}; methods=${item#*@}; jobs=$(awk -F';' '{print NF}' <<< "$methods")
   python3 "$repo/bench/pretrain.py" success --train-only --profile "$profile" --device "$device" \
     --scenes "$scene" --methods "$methods" --data "$data_args" --jobs "$jobs" \
-    --workdir "/tmp/work-$scene" > "$out/meta/train-$scene.log" 2>&1 &
+    --workdir "/tmp/work-$scene" ${CUDA_GRAPH:+--cuda-graph} > "$out/meta/train-$scene.log" 2>&1 &
   pids+=($!)
 done
 end=$((SECONDS + deadline))

@@ -118,3 +118,16 @@ def test_update_overhead_splits_an_update_into_its_phases() -> None:
         torch.ones(2) + 1  # stays a tensor: no read
     assert counter.reads == 2
     assert torch.Tensor.tolist is real_tolist  # the wrapper is removed on exit
+
+
+def test_speed_report_shows_cuda_graph_rows_and_their_failures() -> None:
+    import json
+
+    res = json.loads((bench_pretrain.DOCS / "pretrain_speed_cuda_1threads.json").read_text())
+    plain = "\n".join(bench_pretrain.speed_section("x", res))
+    assert "CUDA graph" not in plain  # a result without graph rows renders as before
+    res["rows"][1].update(am_graph_ups=250.0, gcbc_graph_error="RuntimeError: capture failed")
+    text = "\n".join(bench_pretrain.speed_section("x", res))
+    assert "| 256 | 250.0 | failed: RuntimeError: capture failed |" in text
+    verdicts = "\n".join(bench_pretrain.speed_verdicts(res))
+    assert "CUDA graph: 250 updates/s (target 200): **met**" in verdicts

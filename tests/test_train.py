@@ -177,6 +177,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     assert latest == "step_0000003"
 
 
+def test_cuda_graph_is_refused_off_cuda_before_anything_runs(reach_data, tmp_path) -> None:
+    with pytest.raises(TrainingError, match="needs a CUDA device; this run is on cpu"):
+        pretrain(config(reach_data, tmp_path / "run", device="cpu", cuda_graph=True))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cuda_graph_is_refused_under_torchrun() -> None:
+    from goalrl.distributed import DistInfo
+    from goalrl.train import check_cuda_graph
+
+    with pytest.raises(TrainingError, match="world size 2"):
+        check_cuda_graph(True, torch.device("cuda"), DistInfo(world_size=2))
+    check_cuda_graph(False, torch.device("cpu"), DistInfo(world_size=2))  # off: nothing to check
+
+
 def ddp_overrides(data: Path, out: Path) -> list[str]:
     return [
         f"data={data}",

@@ -24,7 +24,7 @@ from goalrl.agents.losses import PolyakAverage, ema_rate
 OPTIMIZER_HPARAMS = ("lr", "weight_decay")
 # How this process steps the optimiser: kept too, so a checkpoint saved by the per-tensor loop
 # resumes with the fused kernel where this device has one, and back
-OPTIMIZER_IMPLEMENTATION = ("fused", "foreach")
+OPTIMIZER_IMPLEMENTATION = ("fused", "foreach", "capturable")
 # Devices with torch's fused AdamW kernel: one op per step for all tensors, where the default
 # per-tensor loop dispatches about ten ops per tensor (2 ms of a 10 ms update on a small net)
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
@@ -55,7 +55,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def autocast_context(device: torch.device, enabled: bool) -> AbstractContextManager:
     """bfloat16 autocast on CUDA when enabled; a no-op elsewhere."""
     if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        # no cast-weight cache while a CUDA graph is captured: cached casts would outlive it
+        capturing = torch.cuda.is_current_stream_capturing()
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not capturing)
     return nullcontext()
 
 
@@ -152,23 +154,39 @@ class UpdateStats(Mapping[str, float]):
     """
 
     def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        self._tensors = dict(tensors)
+        self._keys = list(tensors)
+        self._tensors: list[torch.Tensor] | torch.Tensor = list(tensors.values())
         self._values: dict[str, float] | None = None
+
+    @classmethod
+    def stacked(cls, keys: list[str], values: torch.Tensor) -> UpdateStats:
+        """From values already stacked into one (len(keys),) tensor (a replayed CUDA graph's
+        outputs, copied out before the next replay overwrites them)."""
+        stats = cls({})
+        stats._keys, stats._tensors = list(keys), values
+        return stats
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The values as 0-d tensors, unread (in key order)."""
+        values = self._tensors
+        return list(values) if isinstance(values, list) else list(values.unbind())
 
     def _read(self) -> dict[str, float]:
         if self._values is None:
-            values = torch.stack([v.detach().float() for v in self._tensors.values()]).tolist()
-            self._values = dict(zip(self._tensors, values, strict=True))
+            values = self._tensors
+            if isinstance(values, list):
+                values = torch.stack([v.detach().float() for v in values])
+            self._values = dict(zip(self._keys, values.tolist(), strict=True))
         return self._values
 
     def __getitem__(self, key: str) -> float:
         return self._read()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return len(self._tensors)
+        return len(self._keys)
 
     def __repr__(self) -> str:
         return f"UpdateStats({self._read()!r})"
@@ -185,6 +203,7 @@ class SeededAgent:
     generator: torch.Generator
     optimizer: torch.optim.Optimizer
     step: int
+    graph_ema_weight: torch.Tensor | None = None  # set by goalrl.agents.graphed.GraphedUpdate
 
     def _setup(
         self,
@@ -249,8 +268,12 @@ class SeededAgent:
         held-out goals against 60% with the latest weights; AM 44% against 39%
         (docs/benchmarks/pretrain_notes.md).
         """
-        if averager is not None:
-            averager(ema_rate(self.step, tau))
+        if averager is None:
+            return
+        # A CUDA graph would bake a Python float in; its replays read the rate from this tensor,
+        # which goalrl.agents.graphed fills before each replay
+        weight = self.graph_ema_weight
+        averager(ema_rate(self.step, tau) if weight is None else weight)
 
     @staticmethod
     def load_weight_average(

@@ -249,9 +249,16 @@ class PolyakAverage:
         self.onlines = [t.detach() for t in o_list]  # views sharing storage, updated in place
 
     @torch.no_grad()
-    def __call__(self, tau: float) -> None:
+    def __call__(self, tau: float | torch.Tensor) -> None:
+        """Average at rate ``tau``: a float, or a 0-d tensor on the tensors' device (read by
+        the kernels, not the host: a CUDA graph replays it with whatever value it holds)."""
         if self.targets:
-            torch._foreach_lerp_(self.targets, self.onlines, tau)
+            if isinstance(tau, torch.Tensor):
+                diff = torch._foreach_sub(self.onlines, self.targets)
+                torch._foreach_mul_(diff, tau)
+                torch._foreach_add_(self.targets, diff)
+            else:
+                torch._foreach_lerp_(self.targets, self.onlines, tau)
         for tb, ob in self.copies:
             tb.copy_(ob)
 

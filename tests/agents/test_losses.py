@@ -140,6 +140,17 @@ def test_polyak_average_follows_in_place_changes_of_the_listed_tensors() -> None
         PolyakAverage([torch.zeros(1)], [torch.zeros(1), torch.zeros(1)])
 
 
+def test_polyak_average_with_a_tensor_rate_matches_the_float_rate() -> None:
+    # the CUDA-graph path reads the rate from a 0-d tensor; it must average identically
+    torch.manual_seed(0)
+    online, a, b = nn.Linear(3, 2), nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    PolyakAverage(a, online)(0.3)
+    PolyakAverage(b, online)(torch.tensor(0.3))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+
 def test_ema_rate_hand_computed() -> None:
     assert ema_rate(0, 0.01) == 1.0  # the first call copies the online weights
     assert ema_rate(10, 0.01) == 0.5  # warm-up: 10 / (step + 10)

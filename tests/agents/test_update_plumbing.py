@@ -91,3 +91,48 @@ def test_place_optimizer_steps_follows_each_groups_kernel() -> None:
     place_optimizer_steps(opt)
     assert opt.state[p]["step"].dtype == torch.float32
     assert float(opt.state[p]["step"]) == 1.0
+
+
+def test_stacked_stats_read_like_a_dict() -> None:
+    stats = UpdateStats.stacked(["a", "b"], torch.tensor([1.0, 2.5]))
+    assert dict(stats) == {"a": 1.0, "b": 2.5} and len(stats) == 2
+    assert [float(t) for t in stats.tensors()] == [1.0, 2.5]
+
+
+def test_graphed_update_needs_cuda() -> None:
+    from goalrl.agents.graphed import GraphedUpdate
+
+    with pytest.raises(ValueError, match="needs a CUDA device; the agent is on cpu"):
+        GraphedUpdate(AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["am", "gcbc"])
+def test_graphed_updates_train_like_eager_ones_on_cuda(kind: str) -> None:
+    # Replays must change the weights, keep the acting average moving and fit a fixed batch;
+    # the RNG streams of graph and eager runs differ, so the check is on the fit, not bits.
+    from goalrl.agents.graphed import GraphedUpdate
+
+    make = (lambda: AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, device="cuda", seed=0)) \
+        if kind == "am" else (lambda: GCBCAgent(gcbc_cfg(), (SIZE, SIZE, 3), A, device="cuda"))
+    eager, graphed = make(), make()
+    update = GraphedUpdate(graphed, warmup=2)
+    batch = tensor_batch(make_batch(seed=0), pin=True)
+    loss_key = "critic/loss" if kind == "am" else "actor/loss"
+    acting = graphed.q_ema if kind == "am" else graphed.policy_ema
+    first = snapshot = None
+    for i in range(30):
+        want = eager.update(batch)[loss_key]
+        got = update(batch)[loss_key]
+        first = got if first is None else first
+        if i == 0:
+            assert got == pytest.approx(want, rel=1e-4)  # both start eager, from one seed
+        if i == 5:  # replays from here on
+            snapshot = [p.clone() for p in acting.parameters()]
+    assert update.graph is not None and graphed.step == eager.step == 30
+    assert got < first and abs(got - want) < 0.5 * abs(first)
+    moved = max((a - b).abs().max().item()
+                for a, b in zip(acting.parameters(), snapshot, strict=True))
+    assert moved > 0  # replays keep the acting average moving (its rate comes from a tensor)
+    with pytest.raises(ValueError, match="fixed batch_size"):
+        update(tensor_batch(make_batch(b=4, seed=1), pin=True))
