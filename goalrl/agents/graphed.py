@@ -27,7 +27,8 @@ from goalrl.agents.losses import ema_rate
 class GraphedUpdate:
     """``update(batch)`` for an agent on a CUDA device: ``warmup`` eager updates on a side
     stream (they allocate the optimiser state and let the allocator settle), then one capture,
-    then replays. Every call is one real update on its batch, the capture's included."""
+    then replays. Every call is one real update on its batch: a capture records kernels
+    without running them, so the call that captures replays too."""
 
     def __init__(self, agent: Any, warmup: int = 3) -> None:
         if agent.device.type != "cuda":
@@ -91,15 +92,12 @@ class GraphedUpdate:
         for group in agent.optimizer.param_groups:
             group["capturable"] = True  # fused AdamW already keeps its step counters on device
         step = agent.step
-        # fill the rate the first replay uses, so the capture's own kernels see a sane value
-        tau = getattr(agent.cfg, "ema_tau", 0.0)
-        if tau > 0:
-            agent.graph_ema_weight.fill_(ema_rate(step + 1, tau))
         graph = torch.cuda.CUDAGraph()
         graph.register_generator_state(agent.generator)
         agent.optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize(device)
-        with torch.cuda.graph(graph):
+        # thread_local: the prefetch thread keeps pinning batches (host allocations) meanwhile
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             stats = agent.update(self.inputs)
             outputs = [t.detach().float() for t in stats.tensors()]
         agent.step = step  # capture ran update()'s host code once; __call__ counts replays
