@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One short GPU lease, end to end, for a GPU machine that has the learning stack (torch,
 # torchvision, einops, safetensors, tensorboard, opencv) but no simulator:
-#   1. the CUDA speed part of bench/pretrain.py (updates/s, CEM latency, scaling) and
-#      bench/update_overhead.py at batch 256 (host time and host reads per update);
+#   1. the CUDA speed part of bench/pretrain.py (updates/s, CEM latency, scaling, CUDA-graph
+#      rows), bench/update_overhead.py at batch 256 (host time and host reads per update),
+#      and the CUDA-only tests of tests/agents/test_update_plumbing.py;
 #   2. the GPU profile's training runs, without evaluation (`success --train-only`), all at
 #      once on the one GPU, stopped at a deadline; checkpoints every 5,000 updates;
 #   3. each run's last checkpoint step shared by every run of its scene, packed as one tar per
@@ -53,6 +54,10 @@ python3 "$repo/bench/pretrain.py" speed --device "$device" --no-peer --seconds "
 # host time, wall time and values read back per update, at the speed target's batch
 python3 "$repo/bench/update_overhead.py" --device "$device" --batch 256 --updates 30 \
   && cp "$repo/docs/benchmarks/update_overhead_$device.json" "$out/meta/"
+
+echo "== $(date -u +%FT%TZ) cuda tests"  # the tests CPU CI skips (pytest may come in .whl/)
+python3 -m pytest -q -p no:cacheprovider "$repo/tests/agents/test_update_plumbing.py" \
+  > "$out/meta/cuda-tests.log" 2>&1; tail -3 "$out/meta/cuda-tests.log"
 
 echo "== $(date -u +%FT%TZ) training, deadline ${deadline}s"
 pids=()
