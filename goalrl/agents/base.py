@@ -34,7 +34,7 @@ def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     """Array or tensor -> tensor on ``device``; may share memory with x, which is never written.
 
     Read-only arrays (e.g. slices of a memory map) are copied, since torch warns on wrapping them.
-    A tensor in pinned memory (``goalrl.data.prefetch.pin_batch``) is copied without waiting:
+    A tensor in pinned memory (``goalrl.data.prefetch.tensor_batch``) is copied without waiting:
     a blocking copy would make the host wait for every kernel already queued on the GPU.
     """
     if isinstance(x, torch.Tensor):
