@@ -3,6 +3,7 @@
     python bench/update_overhead.py             # AM and GCBC, batch 2, 64x64, CPU, one thread
     python bench/update_overhead.py --updates 20 --no-save
     python bench/update_overhead.py --device cuda --batch 256   # on a GPU: pinned batches
+    python bench/update_overhead.py --against 56585fd --rounds 5  # A/B against a commit
 
 At batch 2 an update does almost no arithmetic, so its wall time is the Python, dispatch and
 optimiser bookkeeping that a GPU update pays as well. On an H200 an AM update took 10.8 ms at
@@ -175,6 +176,71 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# Median CPU time per update of the default agents in the tree at sys.argv[1]: run in a child
+# process per tree and round, so both trees share the same minutes of this machine.
+AB_CHILD = """
+import json, statistics, sys, time
+import numpy as np
+repo, batch, updates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [repo + "/bench", repo]
+import torch
+torch.set_num_threads(1)
+from pretrain import make_agent, synthetic_batch
+out = {}
+for kind in ("am", "gcbc"):
+    agent = make_agent(kind, 64, "cpu")
+    b = synthetic_batch(np.random.default_rng(0), batch, 64)
+    for _ in range(5):
+        agent.update(b)
+    times = []
+    for _ in range(updates):
+        t0 = time.process_time()
+        agent.update(b)
+        times.append(time.process_time() - t0)
+    out[kind] = statistics.median(times) * 1e3
+print(json.dumps(out))
+"""
+
+
+def ab_rounds(against: str, rounds: int, batch: int, updates: int) -> dict[str, Any]:
+    """Interleaved rounds of the tree at git revision ``against`` and this one: CPU time
+    (process time: steal from other guests on a shared machine is not counted) per update."""
+    import subprocess
+    import tempfile
+
+    times: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(old),
+                        against], check=True)
+        try:
+            for _ in range(rounds):
+                for label, tree in (("before", old), ("after", REPO)):
+                    res = subprocess.run(
+                        [sys.executable, "-c", AB_CHILD, str(tree), str(batch), str(updates)],
+                        check=True, capture_output=True, text=True)
+                    for kind, ms in json.loads(res.stdout.strip().splitlines()[-1]).items():
+                        times[label].setdefault(kind, []).append(ms)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)],
+                           check=False)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    return {"against": against, "head": head, "rounds": rounds, "batch": batch,
+            "updates": updates, "date": time.strftime("%Y-%m-%d"), "times": times}
+
+
+def ab_table(ab: dict[str, Any]) -> list[str]:
+    lines = [f"| agent | before ({ab['against']}), median of rounds | after ({ab['head']}) "
+             "| each round, before / after |", "|---|---:|---:|---|"]
+    for kind in ab["times"]["before"]:
+        b, a = ab["times"]["before"][kind], ab["times"]["after"][kind]
+        rounds = ", ".join(f"{x:.1f} / {y:.1f}" for x, y in zip(b, a, strict=True))
+        lines.append(f"| {kind} | {statistics.median(b):.1f} ms | {statistics.median(a):.1f} ms "
+                     f"| {rounds} |")
+    return lines
+
+
 def report(results: list[dict[str, Any]]) -> list[str]:
     """The markdown report: one section per saved result (one per device type)."""
     lines = [
@@ -191,6 +257,19 @@ def report(results: list[dict[str, Any]]) -> list[str]:
         "",
     ]
     for res in results:
+        if "against" in res:
+            lines += [
+                f"## A/B against {res['against']}",
+                "",
+                f"`python bench/update_overhead.py --against {res['against']} --rounds "
+                f"{res['rounds']}` (batch {res['batch']}, {res['updates']} updates per tree and "
+                f"round, one thread, CPU time), {res['date']}. The two trees alternate, so "
+                "both see the same minutes of the machine.",
+                "",
+                *ab_table(res),
+                "",
+            ]
+            continue
         m = res["machine"]
         where = m.get("gpu") or f"{m['cpus']} CPU cores, {m['threads']} torch thread(s)"
         lines += [
@@ -212,11 +291,21 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=50)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-save", action="store_true", help="print only")
+    p.add_argument("--against", default=None,
+                   help="git revision: time its tree and this one in alternating rounds (CPU)")
+    p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     import torch
-    from pretrain import machine
+    from pretrain import machine, write_json
 
     torch.set_num_threads(1)
+    if args.against:
+        ab = ab_rounds(args.against, args.rounds, args.batch, args.updates)
+        print("\n".join(ab_table(ab)))
+        if not args.no_save:
+            write_json(OUT.parent / "update_overhead_ab.json", ab)
+            write_report()
+        return
     rows = [measure(kind, args.batch, args.image, args.updates, args.device)
             for kind in ("am", "gcbc")]
     result = {
@@ -228,9 +317,11 @@ def main() -> None:
     print("\n".join(table(rows)))
     if args.no_save:
         return
-    from pretrain import write_json
-
     write_json(OUT.parent / f"update_overhead_{args.device.split(':')[0]}.json", result)
+    write_report()
+
+
+def write_report() -> None:
     results = [json.loads(f.read_text()) for f in sorted(OUT.parent.glob("update_overhead_*.json"))]
     tmp = OUT.with_suffix(".md.tmp")
     tmp.write_text("\n".join(report(results)))

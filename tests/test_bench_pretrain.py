@@ -131,3 +131,12 @@ def test_speed_report_shows_cuda_graph_rows_and_their_failures() -> None:
     assert "| 256 | 250.0 | failed: RuntimeError: capture failed |" in text
     verdicts = "\n".join(bench_pretrain.speed_verdicts(res))
     assert "CUDA graph: 250 updates/s (target 200): **met**" in verdicts
+
+
+def test_update_overhead_ab_section_lists_every_round() -> None:
+    overhead = load_bench("update_overhead")
+    ab = {"against": "abc", "head": "def", "rounds": 2, "batch": 2, "updates": 3, "date": "d",
+          "times": {"before": {"am": [10.0, 12.0]}, "after": {"am": [8.0, 9.5]}}}
+    text = "\n".join(overhead.report([ab]))
+    assert "## A/B against abc" in text
+    assert "| am | 11.0 ms | 8.8 ms | 10.0 / 8.0, 12.0 / 9.5 |" in text
