@@ -259,7 +259,7 @@ def report(results: list[dict[str, Any]]) -> list[str]:
     for res in results:
         if "against" in res:
             lines += [
-                f"## A/B against {res['against']}",
+                f"## A/B against {res['against']}, batch {res['batch']}",
                 "",
                 f"`python bench/update_overhead.py --against {res['against']} --rounds "
                 f"{res['rounds']}` (batch {res['batch']}, {res['updates']} updates per tree and "
@@ -303,7 +303,7 @@ def main() -> None:
         ab = ab_rounds(args.against, args.rounds, args.batch, args.updates)
         print("\n".join(ab_table(ab)))
         if not args.no_save:
-            write_json(OUT.parent / "update_overhead_ab.json", ab)
+            write_json(OUT.parent / f"update_overhead_ab_batch{args.batch}.json", ab)
             write_report()
         return
     rows = [measure(kind, args.batch, args.image, args.updates, args.device)

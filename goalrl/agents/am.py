@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from goalrl.agents.augment import sample_shifts, shift_together
+from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     SeededAgent,
     UpdateStats,
@@ -227,8 +227,11 @@ class AMAgent(SeededAgent):
         goal = to_tensor(batch[K.GOAL_IMAGE], self.device)
         if self.cfg.augment and self.cfg.pad > 0:
             shifts = sample_shifts(obs.shape[0], self.cfg.pad, self.generator, self.device)
-            # One shift per sample for all three images (new tensors)
-            obs, next_obs, goal = shift_together([obs, next_obs, goal], shifts, self.cfg.pad)
+            # One shift per sample for all three images; shift_images returns new tensors.
+            obs, next_obs, goal = (
+                shift_images(x, shifts, self.cfg.pad, channels_last=True)
+                for x in (obs, next_obs, goal)
+            )
         return obs, next_obs, goal
 
     def _proprio(self, batch: Mapping[str, Any], key: str) -> torch.Tensor | None:

@@ -13,8 +13,6 @@ observation and goal identically):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 
@@ -81,20 +79,6 @@ def shift_images(
     shifts = shifts.to(images.device)
     idx = torch.arange(b, device=images.device)
     return windows[idx, shifts[:, 0], shifts[:, 1]]  # (B, H, W, C) or (B, C, H, W), contiguous
-
-
-def shift_together(
-    images: Sequence[torch.Tensor], shifts: torch.Tensor, pad: int
-) -> list[torch.Tensor]:
-    """``shift_images`` of several (B, H, W, C_i) batches at the same offsets, as one shift.
-
-    The batches are stacked along channels, so padding and cropping run once for all of them
-    (about 20 ops instead of 20 per batch: on a GPU every op is a launch the host pays for).
-    Returns new tensors, channel slices of one shifted stack.
-    """
-    stacked = torch.cat(list(images), dim=-1)  # (B, H, W, sum C_i)
-    out = shift_images(stacked, shifts, pad, channels_last=True)
-    return list(out.split([x.shape[-1] for x in images], dim=-1))
 
 
 def random_shift(

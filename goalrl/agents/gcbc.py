@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from goalrl.agents.augment import sample_shifts, shift_together
+from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     SeededAgent,
     UpdateStats,
@@ -117,7 +117,8 @@ class GCBCAgent(SeededAgent):
         goal = to_tensor(batch[K.GOAL_IMAGE], dev)
         if cfg.augment and cfg.pad > 0:
             shifts = sample_shifts(obs.shape[0], cfg.pad, self.generator, dev)  # (B, 2)
-            obs, goal = shift_together([obs, goal], shifts, cfg.pad)
+            obs = shift_images(obs, shifts, cfg.pad, channels_last=True)
+            goal = shift_images(goal, shifts, cfg.pad, channels_last=True)
         action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
         proprio = self._proprio(batch.get(K.OBS_PROPRIO)) if self.proprio_dim else None
         if K.CHAINED in batch:

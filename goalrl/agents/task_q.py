@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from goalrl.agents.am import AMAgent, AMConfig, _masked_mean
-from goalrl.agents.augment import sample_shifts, shift_together
+from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     SeededAgent,
     UpdateStats,
@@ -271,7 +271,7 @@ class TaskQAgent(SeededAgent):
         am = self.cfg.am
         if am.augment and am.pad > 0:
             shifts = sample_shifts(images[0].shape[0], am.pad, self.generator, self.device)
-            images = shift_together(images, shifts, am.pad)
+            images = [shift_images(x, shifts, am.pad, channels_last=True) for x in images]
         return images[0], images[1], images[2] if len(images) > 2 else None
 
     def _embed(

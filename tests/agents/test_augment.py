@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents.augment import random_shift, sample_shifts, shift_images, shift_together
+from goalrl.agents.augment import random_shift, sample_shifts, shift_images
 
 
 def _images(b: int, h: int, w: int, c: int = 3, seed: int = 0) -> torch.Tensor:
@@ -89,14 +89,3 @@ def test_generator_makes_it_reproducible() -> None:
     a = random_shift(x, 4, torch.Generator().manual_seed(9))
     b = random_shift(x, 4, torch.Generator().manual_seed(9))
     assert torch.equal(a, b)
-
-
-def test_shift_together_equals_separate_shifts_at_the_same_offsets() -> None:
-    g = torch.Generator().manual_seed(3)
-    a = torch.randint(0, 256, (5, 12, 10, 3), generator=g, dtype=torch.uint8)
-    b = torch.randint(0, 256, (5, 12, 10, 1), generator=g, dtype=torch.uint8)
-    shifts = sample_shifts(5, 2, g)
-    together = shift_together([a, b], shifts, 2)
-    for x, y in zip(together, (a, b), strict=True):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        assert torch.equal(x, shift_images(y, shifts, 2, channels_last=True))
