@@ -221,12 +221,12 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
     info = dist_info_from_env()
     device = resolve_device(cfg.device, info)
+    check_cuda_graph(cfg.cuda_graph, device, info)  # before any process group exists
     init_distributed(info, device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     kind = agent_kind(cfg.agent)
-    check_cuda_graph(cfg.cuda_graph, device, info)
     if kind == "am" and device.type == "cuda":
         cfg.agent.amp = cfg.amp
     try:

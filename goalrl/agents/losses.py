@@ -261,15 +261,3 @@ class PolyakAverage:
                 torch._foreach_lerp_(self.targets, self.onlines, tau)
         for tb, ob in self.copies:
             tb.copy_(ob)
-
-
-def polyak_update(
-    target: nn.Module | Iterable[torch.Tensor],
-    online: nn.Module | Iterable[torch.Tensor],
-    tau: float,
-) -> None:
-    """In place: target <- (1 - tau) * target + tau * online, parameters and float buffers.
-
-    One-off form of ``PolyakAverage``; an agent that averages every update keeps one of those.
-    """
-    PolyakAverage(target, online)(tau)

@@ -17,7 +17,6 @@ from goalrl.agents.losses import (
     hindsight_floor,
     negative_candidates,
     negative_loss,
-    polyak_update,
     q_targets,
     select_negatives,
 )
@@ -113,11 +112,11 @@ def test_gaussian_nll_matches_torch_distributions() -> None:
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.25, 1.0])
-def test_polyak_update(tau: float) -> None:
+def test_polyak_average(tau: float) -> None:
     torch.manual_seed(0)
     online, target = nn.Linear(3, 2), nn.Linear(3, 2)
     before = [p.clone() for p in target.parameters()]
-    polyak_update(target, online, tau)
+    PolyakAverage(target, online)(tau)
     for b, t, o in zip(before, target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(t, (1 - tau) * b + tau * o)
 
@@ -162,9 +161,9 @@ def test_ema_rate_hand_computed() -> None:
             ema_rate(bad_step, bad_tau)
 
 
-def test_polyak_update_on_tensor_lists() -> None:
+def test_polyak_average_on_tensor_lists() -> None:
     t, o = [torch.zeros(3)], [torch.ones(3)]
-    polyak_update(t, o, 0.1)
+    PolyakAverage(t, o)(0.1)
     torch.testing.assert_close(t[0], torch.full((3,), 0.1))
 
 
