@@ -42,7 +42,11 @@ GOAL_KINDS = ("into the tray", f"moved over {FAR:.2f} m", f"moved up to {FAR:.2f
 
 
 def outcomes_of(summary: dict[str, Any], source: str) -> tuple[str, Outcomes]:
-    """(env id, seed -> success) from a ``goalrl eval`` summary; ``source`` names it in errors."""
+    """(scene, seed -> success) from a ``goalrl eval`` summary; ``source`` names it in errors.
+
+    The scene is the env id plus the options it was made with (``env_kwargs``, e.g.
+    ``skills_per_goal``): the same seeds draw other goals under other options.
+    """
     rows = summary.get("rollouts")
     if not rows:
         raise ValueError(f"{source}: no 'rollouts' rows (written by `goalrl eval`)")
@@ -51,7 +55,25 @@ def outcomes_of(summary: dict[str, Any], source: str) -> tuple[str, Outcomes]:
         if row["seed"] in out:
             raise ValueError(f"{source}: seed {row['seed']} appears twice")
         out[int(row["seed"])] = bool(row["success"])
-    return str(summary.get("env")), out
+    return scene_name(summary.get("env"), summary.get("env_kwargs") or {}), out
+
+
+def scene_name(env_id: Any, env_kwargs: dict[str, Any]) -> str:
+    """``goalrl/Push-v0`` or ``goalrl/Push-v0 max_episode_steps=100 skills_per_goal=2``."""
+    return " ".join([str(env_id), *(f"{k}={v}" for k, v in sorted(env_kwargs.items()))])
+
+
+def parse_scene(scene: str) -> tuple[str, dict[str, Any]]:
+    """Inverse of ``scene_name``: (env id, gym.make options; numbers parsed as numbers)."""
+    env_id, *options = scene.split(" ")
+    kwargs: dict[str, Any] = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return env_id, kwargs
 
 
 def load_outcomes(path: Path) -> tuple[str, Outcomes]:
@@ -127,13 +149,14 @@ def goal_kind(start: Any, goal: Any) -> str:
     return GOAL_KINDS[1] if moved[name] > FAR else GOAL_KINDS[2]
 
 
-def goal_kinds(env_id: str, seeds: set[int]) -> dict[int, str]:
+def goal_kinds(scene: str, seeds: set[int]) -> dict[int, str]:
     """seed -> goal kind, from the layouts ``env.reset(seed=...)`` draws (renders no rollout)."""
     import gymnasium as gym
 
     import goalrl.envs  # noqa: F401  (registers the scenes)
 
-    env = gym.make(env_id, image_size=32)  # the goal layout does not depend on image size
+    env_id, kwargs = parse_scene(scene)
+    env = gym.make(env_id, image_size=32, **kwargs)  # goal layouts do not depend on image size
     kinds = {}
     for seed in sorted(seeds):
         env.reset(seed=seed)
@@ -182,24 +205,26 @@ def main() -> None:
     if args.scripted_push:
         from pretrain import SCENES, scripted_push_summary
 
-        if envs != {SCENES["push"]}:
+        env_id, kwargs = parse_scene(next(iter(envs)))
+        if env_id != SCENES["push"]:
             raise SystemExit(f"--scripted-push needs Push evaluations, got {sorted(envs)}")
         seeds = set.intersection(*(set(o) for o in outcomes))
-        summary = scripted_push_summary(max(seeds) - min(seeds) + 1, first_seed=min(seeds))
+        summary = scripted_push_summary(max(seeds) - min(seeds) + 1, first_seed=min(seeds),
+                                        env_kwargs=kwargs)
         env, out = outcomes_of(summary, "scripted pusher")
         labels.append("scripted pusher (privileged)"), outcomes.append(out)
 
     lines = report(labels, outcomes)
-    env_id = envs.pop()
+    scene = envs.pop()
     if args.by_goal_kind:
-        kinds = goal_kinds(env_id, set.intersection(*(set(o) for o in outcomes)))
+        kinds = goal_kinds(scene, set.intersection(*(set(o) for o in outcomes)))
         lines += ["", "Goals reached by kind of goal (the object the goal moves most):", ""]
         lines += kind_report(labels, outcomes, kinds)
     print("\n".join(lines))
     if args.out:
         tmp = args.out.with_suffix(".tmp")
         command = shlex.join(["python", "bench/goal_overlap.py", *sys.argv[1:]])
-        tmp.write_text("\n".join([f"# Per-goal agreement ({env_id})", "",
+        tmp.write_text("\n".join([f"# Per-goal agreement ({scene})", "",
                                   f"Written by `{command}`.", ""] + lines) + "\n")
         tmp.replace(args.out)  # atomic: a crash never leaves half a report
 

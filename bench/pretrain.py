@@ -368,16 +368,18 @@ def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dic
     return rows
 
 
-def scripted_push_summary(episodes: int, first_seed: int | None = None) -> dict[str, Any]:
+def scripted_push_summary(
+    episodes: int, first_seed: int | None = None, env_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``goalrl eval``'s summary for the noise-free scripted pusher that reads the goal layout,
     on held-out Push goals: env seeds from ``first_seed`` (default ``EVAL_SEED_OFFSET``, as
-    ``goalrl eval``)."""
+    ``goalrl eval``), the scene made with ``env_kwargs`` (as ``goalrl eval env_kwargs=...``)."""
     import gymnasium as gym
 
     from goalrl.envs.play import GoalPushPolicy
     from goalrl.evaluate import EVAL_SEED_OFFSET, run_rollout, summarize_rollouts
 
-    env = gym.make(SCENES["push"], image_size=IMAGE)
+    env = gym.make(SCENES["push"], image_size=IMAGE, **(env_kwargs or {}))
     pusher = GoalPushPolicy(env.unwrapped, seed=0)
 
     def push(obs_image, goal_image, proprio):
@@ -389,7 +391,7 @@ def scripted_push_summary(episodes: int, first_seed: int | None = None) -> dict[
         pusher.reset()  # its skill generator starts at the first action, after env.reset
         rollouts.append(run_rollout(env, push, first_seed + i))
     env.close()
-    return summarize_rollouts(SCENES["push"], rollouts)
+    return {"env_kwargs": dict(env_kwargs or {}), **summarize_rollouts(SCENES["push"], rollouts)}
 
 
 def reference_row(scene: str, method: str, res: dict[str, Any]) -> dict[str, Any]:

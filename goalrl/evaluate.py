@@ -31,6 +31,7 @@ class Rollout:
     # does not report it. Low arm and high goal distance: the policy copied the arm only.
     final_arm_distance: float | None = None
     objects_off_table: int = 0  # objects fallen off the table by the last step
+    start_distance: float | None = None  # goal distance at reset (m): how far the goal was
     frames: list[np.ndarray] = field(default_factory=list)  # camera images, (H, W, 3) each
     goal_image: np.ndarray | None = None
     q_values: list[float] = field(default_factory=list)
@@ -59,7 +60,8 @@ def run_rollout(
     obs, info = env.reset(seed=seed)
     goal = obs["desired_goal_image"] if goal_image is None else goal_image
     result = Rollout(
-        seed=seed, success=bool(info["is_success"]), final_distance=info["distance"], steps=0
+        seed=seed, success=bool(info["is_success"]), final_distance=info["distance"], steps=0,
+        start_distance=float(info["distance"]),
     )
     result.goal_image = goal
     if keep_frames:
@@ -91,14 +93,18 @@ def evaluate_policy(
     videos: int = 0,
     video_dir: str | Path | None = None,
     progress: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Success rate, its 95% interval and mean final distance over ``episodes`` seeds."""
+    """Success rate, its 95% interval and mean final distance over ``episodes`` seeds.
+
+    ``env_kwargs`` go to ``gym.make`` (e.g. ``max_episode_steps``, ``skills_per_goal``).
+    """
     import gymnasium as gym
     from tqdm import tqdm
 
     import goalrl  # noqa: F401
 
-    env = gym.make(env_id, image_size=image_size)
+    env = gym.make(env_id, image_size=image_size, **(env_kwargs or {}))
     rollouts = []
     video_paths = []
     try:
@@ -145,6 +151,7 @@ def rollout_row(r: Rollout) -> dict[str, Any]:
     return {
         "seed": r.seed,
         "success": r.success,
+        "start_distance": r.start_distance,
         "final_distance": r.final_distance,
         "final_arm_distance": r.final_arm_distance,
         "objects_off_table": r.objects_off_table,

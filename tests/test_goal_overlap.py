@@ -67,6 +67,18 @@ def test_scripted_pusher_rolls_out_the_requested_seeds() -> None:
     assert env == "goalrl/Push-v0" and sorted(out) == [1_000_010, 1_000_011]
 
 
+def test_scene_names_carry_the_env_options_both_ways() -> None:
+    kwargs = {"skills_per_goal": 2, "max_episode_steps": 100}
+    name = overlap.scene_name("goalrl/Push-v0", kwargs)
+    assert name == "goalrl/Push-v0 max_episode_steps=100 skills_per_goal=2"
+    assert overlap.parse_scene(name) == ("goalrl/Push-v0", kwargs)
+    assert overlap.parse_scene("goalrl/Push-v0") == ("goalrl/Push-v0", {})
+    # summaries of the same seeds under other options are other goals: not paired
+    env, _ = overlap.outcomes_of({"env": "goalrl/Push-v0", "env_kwargs": kwargs,
+                                  "rollouts": [{"seed": 1, "success": True}]}, "x")
+    assert env == name
+
+
 def layout(objects: dict, tray=None):
     from goalrl.envs.tasks import Layout
 

@@ -107,6 +107,13 @@ def test_behaviour_prior_run_evaluates_with_either_act_rule(reach_data, tmp_path
         for rule in ("cem", "prior_mean")
     }
     assert {r["act_rule"] for r in results.values()} == {"cem", "prior_mean"}
+    # scene options reach gym.make and are recorded beside the rollouts they shaped
+    short = evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=2, videos=0,
+                                    out=str(tmp_path / "short"), device="cpu",
+                                    env_kwargs={"max_episode_steps": 3}))
+    assert short["env_kwargs"] == {"max_episode_steps": 3}
+    assert [r["steps"] for r in short["rollouts"]] == [3, 3]
+    assert all(r["start_distance"] > 0 for r in short["rollouts"])
     gcbc = pretrain(config(reach_data, tmp_path / "gcbc", agent=GCBCConfig(
         conv_channels=[8, 8], embed_dim=16, fusion_dim=32)))
     with pytest.raises(ValueError, match="act_rule=cem: a GCBCAgent"):

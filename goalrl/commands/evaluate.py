@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from goalrl.evaluate import EVAL_SEED_OFFSET
@@ -20,6 +20,9 @@ class EvalConfig:
     # AM and fine-tuned checkpoints: act by CEM on Q ("cem") or with the behaviour prior's mean
     # ("prior_mean", for checkpoints trained with agent.behaviour_prior); default: as trained
     act_rule: str | None = None
+    # scene options for gym.make, e.g. +env_kwargs.max_episode_steps=100
+    # +env_kwargs.skills_per_goal=2 (goals two scripted skills away from the start)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
@@ -47,7 +50,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         seed_start=cfg.seed,
         videos=cfg.videos,
         video_dir=Path(cfg.out) / "videos",
+        env_kwargs=dict(cfg.env_kwargs),
     )
     # how an AM or task agent acted (None for GCBC, which acts with its mean)
     rule = getattr(getattr(agent, "goal_agent", agent).cfg, "act_rule", None)
-    return {"checkpoint": meta["path"], "step": meta["step"], "act_rule": rule, **result}
+    return {
+        "checkpoint": meta["path"], "step": meta["step"], "act_rule": rule,
+        "env_kwargs": dict(cfg.env_kwargs), **result,
+    }

@@ -41,6 +41,7 @@ class TabletopGoalEnv(GoalEnv):
         max_yaw_step: float = 0.2,
         render_mode: str | None = "rgb_array",
         goal_source: str | None = None,
+        skills_per_goal: int = 1,
     ) -> None:
         if isinstance(task, str):
             if task not in TASKS:
@@ -50,6 +51,16 @@ class TabletopGoalEnv(GoalEnv):
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.task = task
         self.goal_source = _check_goal_source(task, goal_source)
+        # play goals: how many scripted skills run back to back from the start; 2 or more make
+        # goals no single skill of the play data reaches (a test of stitching skills together)
+        if int(skills_per_goal) < 1 or int(skills_per_goal) != skills_per_goal:
+            raise ValueError(f"skills_per_goal must be a whole number >= 1, got {skills_per_goal!r}")
+        if skills_per_goal > 1 and self.goal_source != "play":
+            raise ValueError(
+                f"skills_per_goal={skills_per_goal} needs play goals (goal_source='play'); "
+                f"{task.name} here draws its goals from goal_source={self.goal_source!r}"
+            )
+        self.skills_per_goal = int(skills_per_goal)
         self.image_size = int(image_size)
         self.yaw_control = bool(yaw)
         self.distance_threshold = float(distance_threshold)
@@ -160,7 +171,10 @@ class TabletopGoalEnv(GoalEnv):
             from goalrl.envs.play import play_goal  # play.py imports this module
 
             # 1.5x the success radius: the start itself never counts as reached
-            goal = play_goal(self, start, self.np_random, 1.5 * self.distance_threshold)
+            goal = play_goal(
+                self, start, self.np_random, 1.5 * self.distance_threshold,
+                skills=self.skills_per_goal,
+            )
             self.scene.restore(self._pristine)
             if goal is not None:
                 return goal

@@ -216,15 +216,16 @@ def play_goal(
     rng: np.random.Generator,
     min_move: float,
     tries: int = 20,
+    skills: int = 1,
 ) -> Layout | None:
     """A goal that is a reachable future state of ``start``, or None if none was found.
 
-    From ``start``, one noise-free scripted skill of the scene's ``goal_skills`` (push, or
-    pick-and-place) runs in the simulator for at most one episode's steps, without
-    rendering; its end state (objects where the skill left them, arm where it finished) is
-    the goal. A skill that moved no object by at least ``min_move`` (m), or left one more
-    than ``GOAL_MARGIN`` outside the object region or below the surface, is redrawn, so the
-    start never already counts as reached. Leaves the scene in a simulated state: the
+    From ``start``, ``skills`` noise-free scripted skills of the scene's ``goal_skills`` (push,
+    or pick-and-place) run back to back in the simulator, each for at most one episode's
+    steps, without rendering; the end state (objects where the last skill left them, arm where
+    it finished) is the goal. A draw that moved no object by at least ``min_move`` (m), or left
+    one more than ``GOAL_MARGIN`` outside the object region or below the surface, is redrawn,
+    so the start never already counts as reached. Leaves the scene in a simulated state: the
     caller puts it back.
     """
     weights = dict(env.task.goal_skills)
@@ -232,8 +233,9 @@ def play_goal(
         env.apply_layout(start)
         policy = PlayPolicy(env, seed=int(rng.integers(2**32)), action_noise=0.0,
                             waypoint_noise=0.0, skill_weights=weights)
-        for _, action in zip(range(env.task.max_episode_steps), policy.draw_skill()):
-            env.actuate(action)
+        for _ in range(skills):
+            for _, action in zip(range(env.task.max_episode_steps), policy.draw_skill()):
+                env.actuate(action)
         end = env.current_layout()
         moved = max(
             float(np.linalg.norm(end.objects[name][:2] - start.objects[name][:2]))

@@ -122,3 +122,30 @@ def test_goal_source_layout_and_bad_values() -> None:
         gym.make("goalrl/Reach-v0", image_size=16, goal_source="play")
     with pytest.raises(ValueError, match="'futures'"):
         gym.make("goalrl/Push-v0", image_size=16, goal_source="futures")
+
+
+def test_two_skill_goals_continue_from_where_the_first_skill_ended() -> None:
+    from goalrl.envs.play import play_goal
+
+    env = gym.make("goalrl/Push-v0", image_size=16)
+    u = env.unwrapped
+    env.reset(seed=5)
+    start = u.start_layout.copy()
+    one = play_goal(u, start, np.random.default_rng(0), min_move=0.075)
+    two = play_goal(u, start, np.random.default_rng(0), min_move=0.075, skills=2)
+    assert one is not None and two is not None
+    # the same first push (same drawn policy seed), then a second one: the arm ends elsewhere
+    assert np.linalg.norm(two.tcp - one.tcp) > 0.02
+
+
+def test_skills_per_goal_makes_valid_goals_and_refuses_bad_values() -> None:
+    env = gym.make("goalrl/Push-v0", image_size=16, skills_per_goal=2, max_episode_steps=100)
+    u = env.unwrapped
+    for seed in range(3):
+        _, info = env.reset(seed=seed)
+        assert not info["is_success"] and info["distance"] >= 1.5 * u.distance_threshold
+        assert 0.0 < u.goal_layout.objects["red_cube"][2] < 0.05
+    with pytest.raises(ValueError, match="skills_per_goal must be a whole number >= 1, got 0"):
+        gym.make("goalrl/Push-v0", image_size=16, skills_per_goal=0)
+    with pytest.raises(ValueError, match="skills_per_goal=2 needs play goals"):
+        gym.make("goalrl/Push-v0", image_size=16, skills_per_goal=2, goal_source="layout")
