@@ -51,10 +51,13 @@ class TabletopGoalEnv(GoalEnv):
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.task = task
         self.goal_source = _check_goal_source(task, goal_source)
-        # play goals: how many scripted skills run back to back from the start; 2 or more make
-        # goals no single skill of the play data reaches (a test of stitching skills together)
+        # play goals: how many scripted skills run back to back from the start. With 2 or more
+        # some goals lie beyond what one skill of the play data does (on Push: farther than
+        # one push moves the cube), a test of stitching skills together
         if int(skills_per_goal) < 1 or int(skills_per_goal) != skills_per_goal:
-            raise ValueError(f"skills_per_goal must be a whole number >= 1, got {skills_per_goal!r}")
+            raise ValueError(
+                f"skills_per_goal must be a whole number >= 1, got {skills_per_goal!r}"
+            )
         if skills_per_goal > 1 and self.goal_source != "play":
             raise ValueError(
                 f"skills_per_goal={skills_per_goal} needs play goals (goal_source='play'); "
