@@ -34,10 +34,12 @@ import torch
 
 from goalrl.agents import AMConfig
 from goalrl.agents.task_q import ARCHITECTURE_FIELDS, TaskQAgent, TaskQConfig
+from goalrl.loss_watch import LossWatch
 from goalrl.train import (
+    LOSS_KEYS,
     TrainingError,
     check_dataset_fits,
-    check_finite,
+    check_loss,
     evaluate_agent,
     log_eval,
 )
@@ -391,6 +393,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     saved: dict[str, str] = {}
     step = 0
     bar = tqdm(total=total, desc="finetune", disable=None)
+    loss_watch = LossWatch(LOSS_KEYS)
     t0 = time.perf_counter()
     result: dict[str, Any] = {}
     try:
@@ -409,11 +412,12 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             stats = agent.update(task_sampler.sample(),
                                  next(aux_batches) if aux_batches is not None else None)
             step += 1
+            loss_watch.observe(stats, step)
             bar.update(1)
             end_of_phase = step == cfg.steps or step == total
             save_now = step % cfg.save_every == 0 or end_of_phase
             if step % cfg.log_every == 0 or save_now:  # reading stats waits for the device
-                check_finite({"critic/loss": stats["task/loss"]}, step, cfg.max_loss, out)
+                check_loss(loss_watch, step, cfg.max_loss, out)
             if step % cfg.log_every == 0:
                 for k, v in stats.items():
                     if math.isfinite(v):

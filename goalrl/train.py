@@ -31,6 +31,7 @@ from goalrl.distributed import (
     shutdown,
 )
 from goalrl.evaluate import evaluate_policy
+from goalrl.loss_watch import LossWatch
 
 Agent = AMAgent | GCBCAgent | TaskQAgent  # task: fine-tuned (goalrl/finetune.py)
 
@@ -299,6 +300,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         # on a GPU, batches arrive in pinned memory so the copies do not stall the host
         batches = sampler.prefetch(depth=cfg.prefetch, pin=agent.device.type == "cuda")
         update = GraphedUpdate(agent) if cfg.cuda_graph else agent.update
+        loss_watch = LossWatch(LOSS_KEYS)
         bar = tqdm(
             total=cfg.steps,
             initial=run.step,
@@ -312,13 +314,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                 batch = next(batches)
                 stats = update(batch)
                 run.step += 1
+                loss_watch.observe(stats, run.step)
                 bar.update(1)
                 log_now = run.step % cfg.log_every == 0
                 save_now = run.step % cfg.save_every == 0 or run.step == cfg.steps
                 # Reading stats waits for the device, so only where they are used; always
                 # before a save, so a NaN never reaches a checkpoint.
                 if log_now or save_now:
-                    check_finite(stats, run.step, cfg.max_loss, out)
+                    check_loss(loss_watch, run.step, cfg.max_loss, out)
                 if writer and log_now:
                     for k, v in stats.items():
                         if math.isfinite(v):
@@ -404,15 +407,21 @@ def check_cuda_graph(enabled: bool, device: torch.device, info: DistInfo) -> Non
         )
 
 
-def check_finite(stats: dict[str, float], step: int, max_loss: float, out: Path) -> None:
-    loss = stats.get("critic/loss", stats.get("actor/loss"))
-    if loss is None:
+LOSS_KEYS = ("critic/loss", "actor/loss", "task/loss")  # the loss of AM, GCBC, the task agent
+
+
+def check_loss(watch: LossWatch, step: int, max_loss: float, out: Path) -> None:
+    """TrainingError if any update since the last check had a NaN, infinite or huge loss."""
+    seen = watch.read()
+    if seen is None:
         return
-    if not math.isfinite(loss) or abs(loss) > max_loss:
+    worst, since = seen
+    if not math.isfinite(worst) or worst > max_loss:
         raise TrainingError(
-            f"loss became {loss} by update {step} (checked every log_every updates and before "
-            f"each save); stopping. The last good checkpoint is "
-            f"{out / 'checkpoints'} (latest); lower the learning rate or check the data"
+            f"loss became {worst} by update {step} (the largest |loss| of updates {since}-{step}; "
+            f"checked every log_every updates and before each save); stopping. The last good "
+            f"checkpoint is {out / 'checkpoints'} (latest); lower the learning rate or check "
+            f"the data"
         )
 
 

@@ -165,20 +165,25 @@ def test_dataset_with_wrong_action_size_is_refused(tmp_path) -> None:
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
-    reach_data, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("bad_loss", "only_once", "reported"),
+    [(float("nan"), False, "nan"), (-1e9, True, "1000000000.0")],  # persists; spikes, recovers
+)
+def test_bad_loss_stops_and_keeps_the_last_good_checkpoint(
+    reach_data, tmp_path, monkeypatch, bad_loss, only_once, reported
 ) -> None:
     real_update = AMAgent.update
 
     def update(self, batch):
         stats = dict(real_update(self, batch))
-        if self.step >= 5:
-            stats["critic/loss"] = float("nan")
+        if self.step == 5 or (self.step > 5 and not only_once):
+            stats["critic/loss"] = bad_loss
         return stats
 
     monkeypatch.setattr(AMAgent, "update", update)
-    # log_every=2, save_every=3: the NaN of update 5 is read at update 6, before its save
-    with pytest.raises(TrainingError, match="loss became nan by update 6"):
+    # log_every=2, save_every=3: update 5's loss is checked at update 6, before its save, even
+    # when update 6's own loss is fine again
+    with pytest.raises(TrainingError, match=f"loss became {reported} by update 6"):
         pretrain(config(reach_data, tmp_path / "run", steps=10))
     latest = (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
     assert latest == "step_0000003"

@@ -171,6 +171,10 @@ class UpdateStats(Mapping[str, float]):
         values = self._tensors
         return list(values) if isinstance(values, list) else list(values.unbind())
 
+    def tensor(self, key: str) -> torch.Tensor:
+        """One value as a 0-d tensor, unread."""
+        return self._tensors[self._keys.index(key)]
+
     def _read(self) -> dict[str, float]:
         if self._values is None:
             values = self._tensors
@@ -184,6 +188,9 @@ class UpdateStats(Mapping[str, float]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
+
+    def __contains__(self, key: object) -> bool:  # Mapping's default would read the values
+        return key in self._keys
 
     def __len__(self) -> int:
         return len(self._keys)
