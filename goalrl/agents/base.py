@@ -278,9 +278,15 @@ class SeededAgent:
         if averager is None:
             return
         # A CUDA graph would bake a Python float in; its replays read the rate from this tensor,
-        # which goalrl.agents.graphed fills before each replay
+        # which goalrl.agents.graphed fills before each replay. An eager update of a graphed
+        # agent fills it here, so it never reads a rate left over from an earlier update.
         weight = self.graph_ema_weight
-        averager(ema_rate(self.step, tau) if weight is None else weight)
+        if weight is None:
+            averager(ema_rate(self.step, tau))
+            return
+        if not (weight.is_cuda and torch.cuda.is_current_stream_capturing()):
+            weight.fill_(ema_rate(self.step, tau))
+        averager(weight)
 
     @staticmethod
     def load_weight_average(

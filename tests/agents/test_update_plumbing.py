@@ -57,6 +57,23 @@ def test_tensor_batches_train_like_numpy_batches(index: int) -> None:
         assert a == b
 
 
+def test_an_eager_update_of_a_graphed_agent_moves_its_average_at_the_current_rate() -> None:
+    # GraphedUpdate fills graph_ema_weight before each replay; an eager update in between
+    # must not average at whatever rate an earlier replay left there (here: 0, no motion)
+    plain = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0)
+    graphed = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0)
+    graphed.graph_ema_weight = torch.zeros(())
+    for seed in range(2):
+        plain.update(make_batch(seed=seed))
+        graphed.update(make_batch(seed=seed))
+    start = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0).q_ema.state_dict()
+    for (name, a), b in zip(plain.q_ema.state_dict().items(),
+                            graphed.q_ema.state_dict().values(), strict=True):
+        # the same up to the rate's float32 rounding in the tensor; a stale 0 would leave b at
+        # its start while a moved
+        torch.testing.assert_close(b - start[name], a - start[name], msg=name)
+
+
 def test_fused_adamw_where_the_device_has_it() -> None:
     agent = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, seed=0)
     assert all(group["fused"] for group in agent.optimizer.param_groups)
