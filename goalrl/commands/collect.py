@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,10 @@ class CollectConfig:
     seed: int = 0  # episode i uses env seed `seed + i`
     action_noise: float = 0.15  # std of Gaussian noise added to scripted actions
     waypoint_noise: float | None = None  # std (m) of scripted waypoints (None: 0.01; grasp 0.03)
+    # policy=play: the mix of skills, skill -> weight (reach, push, pick_place, random), e.g.
+    # +skill_weights.push=0.3 +skill_weights.random=0.7; empty: the scene's own mix
+    # (goalrl.envs.play.SKILL_WEIGHTS)
+    skill_weights: dict[str, float] = field(default_factory=dict)
     sheet: bool = True  # write <out>/contact_sheet.png of start frames and goal images
     sheet_episodes: int = 8  # episodes shown on the contact sheet
 
@@ -49,6 +53,7 @@ def run_episode(
     policy: str,
     action_noise: float,
     waypoint_noise: float | None = None,
+    skill_weights: dict[str, float] | None = None,
 ) -> CollectedEpisode:
     """One play episode, recorded frame by frame (T actions, T+1 frames)."""
     import gymnasium as gym
@@ -60,8 +65,12 @@ def run_episode(
     env = gym.make(env_id, image_size=image_size)
     try:
         noise = {} if waypoint_noise is None else {"waypoint_noise": waypoint_noise}
-        scripted = GraspAttemptPolicy if policy == "grasp" else PlayPolicy
-        actor = scripted(env.unwrapped, seed=seed, action_noise=action_noise, **noise)
+        if policy == "grasp":
+            actor = GraspAttemptPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
+                                       **noise)
+        else:
+            actor = PlayPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
+                               skill_weights=skill_weights or None, **noise)
 
         def act(obs: dict[str, np.ndarray]) -> np.ndarray:
             if policy in ("play", "grasp"):
@@ -73,20 +82,22 @@ def run_episode(
             "policy": policy,
             "desired_goal": obs["desired_goal"].tolist(),
             "skills": actor.stats.summary(),
+            **({"skill_weights": dict(skill_weights)} if skill_weights else {}),
         }
         return CollectedEpisode(episode, obs["desired_goal_image"], actor.stats)
     finally:
         env.close()
 
 
-def _run_episode_args(args: tuple[str, int, int, str, float, float | None]) -> CollectedEpisode:
+def _run_episode_args(args: tuple[Any, ...]) -> CollectedEpisode:
     return run_episode(*args)
 
 
 def iter_episodes(cfg: CollectConfig, seeds: list[int]) -> Iterator[CollectedEpisode]:
     """Episodes in seed order, from ``cfg.workers`` processes."""
     jobs = [
-        (cfg.env, s, cfg.image_size, cfg.policy, cfg.action_noise, cfg.waypoint_noise)
+        (cfg.env, s, cfg.image_size, cfg.policy, cfg.action_noise, cfg.waypoint_noise,
+         dict(cfg.skill_weights))
         for s in seeds
     ]
     if cfg.workers <= 1:
@@ -128,6 +139,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         raise ValueError(f"policy={cfg.policy!r}: choose play, random or grasp")
     if cfg.episodes < 1 or cfg.workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {cfg.episodes}, {cfg.workers}")
+    check_skill_weights(dict(cfg.skill_weights), cfg.policy)
     spec = env_spec(cfg.env, cfg.image_size)
     out = Path(cfg.out)
     stats = SkillStats()
@@ -170,6 +182,23 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         "skills": stats.summary(),
         "contact_sheet": sheet,
     }
+
+
+def check_skill_weights(weights: dict[str, float], policy: str) -> None:
+    """ValueError naming the key or value unless ``weights`` is a usable play mix."""
+    from goalrl.envs.play import SKILLS
+
+    if not weights:
+        return
+    if policy != "play":
+        raise ValueError(f"skill_weights is a mix of play skills; policy={policy!r} has none")
+    for skill, weight in weights.items():
+        if skill not in SKILLS:
+            raise ValueError(f"skill_weights.{skill}: unknown skill; choose from {list(SKILLS)}")
+        if not weight >= 0:  # NaN fails too
+            raise ValueError(f"skill_weights.{skill}={weight}: expected a weight >= 0")
+    if sum(weights.values()) <= 0:
+        raise ValueError(f"skill_weights {weights}: at least one weight must be above 0")
 
 
 def write_contact_sheet(

@@ -73,6 +73,11 @@ class PlayPolicy:
         weights = skill_weights or SKILL_WEIGHTS[env.task.name]
         if not env.task.objects:
             weights = {k: w for k, w in weights.items() if k in ("reach", "random")}
+        if sum(weights.values()) <= 0:
+            raise ValueError(
+                f"no play skill of the mix {skill_weights or SKILL_WEIGHTS[env.task.name]} can "
+                f"run in {env.task.name} (a scene without objects has only reach and random)"
+            )
         self.skills = list(weights)
         self.probs = np.array([weights[k] for k in self.skills]) / sum(weights.values())
         self.stats = SkillStats()

@@ -62,6 +62,28 @@ def test_two_workers_collect_the_same_episodes_as_one(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a.actions, b.actions)
 
 
+def test_skill_weights_set_the_play_mix_and_are_recorded(tmp_path: Path) -> None:
+    # Reach's own mix is reach 0.7 / random 0.3; all random: no reach attempts at all
+    summary = collect(tmp_path / "r", "episodes=2", "+skill_weights.random=1.0",
+                      "+skill_weights.reach=0.0")
+    assert set(summary["skills"]) == {"random"} and summary["skills"]["random"]["attempts"] >= 2
+    info = EpisodeDataset(tmp_path / "r").episode_info(0)
+    assert info["skill_weights"] == {"random": 1.0, "reach": 0.0}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+skill_weights.juggle=1.0", "skill_weights.juggle: unknown skill"),
+    ("+skill_weights.random=-1.0", r"skill_weights.random=-1.0: expected a weight >= 0"),
+    ("+skill_weights.push=1.0", "no play skill of the mix {'push': 1.0} can run in Reach"),
+])
+def test_bad_skill_weights_are_refused_by_name(tmp_path: Path, override: str, message: str):
+    proc = run_goalrl("collect", "env=goalrl/Reach-v0", "image_size=16", "episodes=1",
+                      f"out={tmp_path / 'r'}", override, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr.replace("\n", "\n"), proc.stderr[-2000:]
+    assert not (tmp_path / "r").exists() or EpisodeDataset(tmp_path / "r").num_episodes == 0
+
+
 def test_misspelled_override_is_an_error(tmp_path: Path) -> None:
     proc = run_goalrl("collect", "episdes=2", f"out={tmp_path}", check=False)
     assert proc.returncode != 0
