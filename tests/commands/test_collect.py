@@ -80,7 +80,7 @@ def test_bad_skill_weights_are_refused_by_name(tmp_path: Path, override: str, me
     proc = run_goalrl("collect", "env=goalrl/Reach-v0", "image_size=16", "episodes=1",
                       f"out={tmp_path / 'r'}", override, check=False)
     assert proc.returncode != 0
-    assert message in proc.stderr.replace("\n", "\n"), proc.stderr[-2000:]
+    assert message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "r").exists() or EpisodeDataset(tmp_path / "r").num_episodes == 0
 
 
