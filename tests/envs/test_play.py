@@ -96,17 +96,23 @@ def test_goals_are_reachable_future_states_not_the_start() -> None:
                 assert 0.0 < goal.objects[spec.name][2] < spec.half_height + 0.02
 
 
-def test_play_goal_depends_only_on_its_inputs() -> None:
+def goal_maker(env_id: str, seed: int):
+    """(env, goal(**options)): play goals from the start of ``seed``, each from the same rng."""
     from goalrl.envs.play import play_goal
 
-    env = gym.make("goalrl/Rearrange-v0", image_size=16)
-    u = env.unwrapped
-    env.reset(seed=3)
-    start = u.start_layout.copy()
-    first = play_goal(u, start, np.random.default_rng(0), min_move=0.075)
+    env = gym.make(env_id, image_size=16)
+    env.reset(seed=seed)
+    start = env.unwrapped.start_layout.copy()
+    return env, lambda **options: play_goal(
+        env.unwrapped, start, np.random.default_rng(0), min_move=0.075, **options)
+
+
+def test_play_goal_depends_only_on_its_inputs() -> None:
+    env, goal = goal_maker("goalrl/Rearrange-v0", seed=3)
+    first = goal()
     for a in np.random.default_rng(1).uniform(-1, 1, (20, 4)):  # another history in between
         env.step(a)
-    again = play_goal(u, start, np.random.default_rng(0), min_move=0.075)
+    again = goal()
     assert first is not None and again is not None
     np.testing.assert_array_equal(first.tcp, again.tcp)
     for name in first.objects:
@@ -125,14 +131,8 @@ def test_goal_source_layout_and_bad_values() -> None:
 
 
 def test_two_skill_goals_continue_from_where_the_first_skill_ended() -> None:
-    from goalrl.envs.play import play_goal
-
-    env = gym.make("goalrl/Push-v0", image_size=16)
-    u = env.unwrapped
-    env.reset(seed=5)
-    start = u.start_layout.copy()
-    one = play_goal(u, start, np.random.default_rng(0), min_move=0.075)
-    two = play_goal(u, start, np.random.default_rng(0), min_move=0.075, skills=2)
+    _, goal = goal_maker("goalrl/Push-v0", seed=5)
+    one, two = goal(), goal(skills=2)
     assert one is not None and two is not None
     # the same first push (same drawn policy seed), then a second one: the arm ends elsewhere
     assert np.linalg.norm(two.tcp - one.tcp) > 0.02
