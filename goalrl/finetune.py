@@ -36,7 +36,6 @@ from goalrl.agents import AMConfig
 from goalrl.agents.task_q import ARCHITECTURE_FIELDS, TaskQAgent, TaskQConfig
 from goalrl.loss_watch import LossWatch
 from goalrl.train import (
-    LOSS_KEYS,
     TrainingError,
     check_dataset_fits,
     check_loss,
@@ -393,7 +392,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     saved: dict[str, str] = {}
     step = 0
     bar = tqdm(total=total, desc="finetune", disable=None)
-    loss_watch = LossWatch(LOSS_KEYS)
+    loss_watch = LossWatch()
     t0 = time.perf_counter()
     result: dict[str, Any] = {}
     try:

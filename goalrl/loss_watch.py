@@ -16,11 +16,13 @@ import torch
 
 from goalrl.agents.base import UpdateStats
 
+LOSS_KEYS = ("critic/loss", "actor/loss", "task/loss")  # the loss of AM, GCBC, the task agent
+
 
 class LossWatch:
     """Running max of |stats[key]| over the updates since the last ``read``."""
 
-    def __init__(self, keys: tuple[str, ...]) -> None:
+    def __init__(self, keys: tuple[str, ...] = LOSS_KEYS) -> None:
         self.keys = keys  # the first of these an update's stats have is its loss
         self._worst: torch.Tensor | None = None  # 0-d, on the loss's device
         self._since: int | None = None  # first update the running max covers
@@ -39,7 +41,7 @@ class LossWatch:
     def read(self) -> tuple[float, int] | None:
         """(largest |loss|, first update it covers) since the last read, then start over;
         None when nothing was observed."""
-        if self._worst is None or self._since is None:
+        if self._worst is None:
             return None
         worst, since = float(self._worst), self._since
         self._worst, self._since = None, None

@@ -300,7 +300,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         # on a GPU, batches arrive in pinned memory so the copies do not stall the host
         batches = sampler.prefetch(depth=cfg.prefetch, pin=agent.device.type == "cuda")
         update = GraphedUpdate(agent) if cfg.cuda_graph else agent.update
-        loss_watch = LossWatch(LOSS_KEYS)
+        loss_watch = LossWatch()
         bar = tqdm(
             total=cfg.steps,
             initial=run.step,
@@ -405,9 +405,6 @@ def check_cuda_graph(enabled: bool, device: torch.device, info: DistInfo) -> Non
             "cuda_graph=true runs one process; under torchrun (world size "
             f"{info.world_size}) leave it off"
         )
-
-
-LOSS_KEYS = ("critic/loss", "actor/loss", "task/loss")  # the loss of AM, GCBC, the task agent
 
 
 def check_loss(watch: LossWatch, step: int, max_loss: float, out: Path) -> None:

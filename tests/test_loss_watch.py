@@ -10,7 +10,7 @@ import torch
 
 from goalrl.agents.base import UpdateStats
 from goalrl.loss_watch import LossWatch
-from goalrl.train import LOSS_KEYS, TrainingError, check_loss
+from goalrl.train import TrainingError, check_loss
 
 
 def stats(loss: float) -> UpdateStats:
@@ -18,7 +18,7 @@ def stats(loss: float) -> UpdateStats:
 
 
 def test_a_spike_between_checks_is_kept_and_the_watch_starts_over() -> None:
-    watch = LossWatch(LOSS_KEYS)
+    watch = LossWatch()
     for step, loss in enumerate([0.7, -3e6, 0.6], start=11):  # explodes, then recovers
         watch.observe(stats(loss), step)
     assert watch.read() == (3e6, 11)
@@ -28,7 +28,7 @@ def test_a_spike_between_checks_is_kept_and_the_watch_starts_over() -> None:
 
 
 def test_one_nan_is_never_forgotten() -> None:
-    watch = LossWatch(LOSS_KEYS)
+    watch = LossWatch()
     for step, loss in enumerate([0.5, float("nan"), 9.0, 0.1], start=1):
         watch.observe(stats(loss), step)
     worst, since = watch.read()
@@ -37,7 +37,7 @@ def test_one_nan_is_never_forgotten() -> None:
 
 def test_observing_reads_nothing_back_and_takes_the_first_loss_key() -> None:
     s = UpdateStats({"actor/loss": torch.tensor(2.0), "task/loss": torch.tensor(-7.0)})
-    watch = LossWatch(LOSS_KEYS)
+    watch = LossWatch()
     watch.observe(s, 1)
     assert s._values is None  # still unread: no host transfer per update
     assert watch.read() == (2.0, 1)
@@ -49,7 +49,7 @@ def test_observing_reads_nothing_back_and_takes_the_first_loss_key() -> None:
 
 
 def test_check_loss_names_the_updates_and_passes_a_sane_loss(tmp_path: Path) -> None:
-    watch = LossWatch(LOSS_KEYS)
+    watch = LossWatch()
     watch.observe(stats(0.4), 5)
     check_loss(watch, 6, max_loss=1e4, out=tmp_path)  # fine: no error
     for step, loss in [(7, 0.3), (8, 2e4), (9, 0.3)]:

@@ -70,13 +70,14 @@ class PlayPolicy:
         self.rng = np.random.default_rng(seed)
         self.action_noise = action_noise
         self.waypoint_noise = waypoint_noise
-        weights = skill_weights or SKILL_WEIGHTS[env.task.name]
+        mix = skill_weights or SKILL_WEIGHTS[env.task.name]
+        weights = mix
         if not env.task.objects:
-            weights = {k: w for k, w in weights.items() if k in ("reach", "random")}
+            weights = {k: w for k, w in mix.items() if k in ("reach", "random")}
         if sum(weights.values()) <= 0:
             raise ValueError(
-                f"no play skill of the mix {skill_weights or SKILL_WEIGHTS[env.task.name]} can "
-                f"run in {env.task.name} (a scene without objects has only reach and random)"
+                f"no play skill of the mix {mix} can run in {env.task.name} (a scene without "
+                f"objects has only reach and random)"
             )
         self.skills = list(weights)
         self.probs = np.array([weights[k] for k in self.skills]) / sum(weights.values())
