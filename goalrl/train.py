@@ -136,13 +136,14 @@ def agent_policy(agent: Agent):
     return policy
 
 
-def override_act_rule(agent: Agent, rule: str) -> None:
-    """Make an AM or task agent act by ``rule`` (AMConfig.act_rule: cem | prior_mean)."""
+def override_act_rule(agent: Agent, rule: str, prior_samples: int | None = None) -> None:
+    """Make an AM or task agent act by ``rule`` (AMConfig.act_rule: cem | prior_mean |
+    prior_best), with ``prior_samples`` candidates for prior_best when given."""
     am = agent.goal_agent if isinstance(agent, TaskQAgent) else agent
     if not isinstance(am, AMAgent):
         raise ValueError(f"act_rule={rule}: a {type(agent).__name__} acts with its policy's "
                          "mean; only Q checkpoints (AM, fine-tuned) choose how to act")
-    am.set_act_rule(rule)
+    am.set_act_rule(rule, prior_samples)
 
 
 # ---- checks before training -----------------------------------------------------------------

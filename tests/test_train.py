@@ -93,7 +93,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in agent.q.state_dict().items()}
 
 
-def test_behaviour_prior_run_evaluates_with_either_act_rule(reach_data, tmp_path) -> None:
+def test_behaviour_prior_run_evaluates_with_every_act_rule(reach_data, tmp_path) -> None:
     from goalrl.commands.evaluate import EvalConfig
     from goalrl.commands.evaluate import run as evaluate_run
 
@@ -102,11 +102,16 @@ def test_behaviour_prior_run_evaluates_with_either_act_rule(reach_data, tmp_path
     events = next(Path(summary["tensorboard"]).glob("events.*"))
     assert {"prior/nll", "prior/mse", "prior/std"} <= scalar_tags(events)
     results = {
-        rule: evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=1, videos=0,
-                                      out=str(tmp_path / rule), device="cpu", act_rule=rule))
-        for rule in ("cem", "prior_mean")
+        rule: evaluate_run(EvalConfig(
+            ckpt=str(tmp_path / "run"), episodes=1, videos=0, out=str(tmp_path / rule),
+            device="cpu", act_rule=rule, act_prior_samples=8 if rule == "prior_best" else None))
+        for rule in ("cem", "prior_mean", "prior_best")
     }
-    assert {r["act_rule"] for r in results.values()} == {"cem", "prior_mean"}
+    assert {r["act_rule"] for r in results.values()} == {"cem", "prior_mean", "prior_best"}
+    assert [r["act_prior_samples"] for r in results.values()] == [None, None, 8]
+    with pytest.raises(ValueError, match="act_prior_samples=8 applies to act_rule=prior_best"):
+        evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=1, videos=0,
+                                out=str(tmp_path / "e"), device="cpu", act_prior_samples=8))
     # scene options reach gym.make and are recorded beside the rollouts they shaped
     short = evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=2, videos=0,
                                     out=str(tmp_path / "short"), device="cpu",

@@ -53,7 +53,7 @@ from goalrl.agents.base import (
     q_output,
     to_tensor,
 )
-from goalrl.agents.cem import cem_maximize
+from goalrl.agents.cem import best_of_gaussian, cem_maximize
 from goalrl.agents.losses import (
     PolyakAverage,
     advantage_weights,
@@ -70,7 +70,8 @@ from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
 
 POLICY_NEGATIVE_STATES = ("next", "current")  # AMConfig.policy_negative_state
-ACT_RULES = ("cem", "prior_mean")  # AMConfig.act_rule
+ACT_RULES = ("cem", "prior_mean", "prior_best")  # AMConfig.act_rule
+PRIOR_ACT_RULES = ("prior_mean", "prior_best")  # the rules that need a behaviour prior
 
 
 @dataclass
@@ -123,8 +124,11 @@ class AMConfig:
     prior_adv_max: float = 20.0
     # how act() picks an action: "cem" maximises Q by CEM (the recipe); "prior_mean" takes the
     # behaviour prior's mean and only scores it with Q (needs behaviour_prior; on Push the
-    # prior's mean reached more goals than CEM on Q: docs/benchmarks/pretrain_notes.md)
+    # prior's mean reached more goals than CEM on Q: docs/benchmarks/pretrain_notes.md);
+    # "prior_best" scores the prior's mean and act_prior_samples - 1 draws from the prior with
+    # Q and takes the best (one round, no refit: Q chooses among actions the data would take)
     act_rule: str = "cem"
+    act_prior_samples: int = 32  # candidates for act_rule="prior_best", the mean among them
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
@@ -145,12 +149,14 @@ class AMConfig:
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
 
 
-def check_act_rule(rule: str, behaviour_prior: bool) -> None:
+def check_act_rule(rule: str, behaviour_prior: bool, prior_samples: int = 1) -> None:
     """ValueError naming the field unless ``rule`` is an act rule this network can follow."""
     if rule not in ACT_RULES:
         raise ValueError(f"agent.act_rule={rule!r}: expected one of {', '.join(ACT_RULES)}")
-    if rule == "prior_mean" and not behaviour_prior:
-        raise ValueError("agent.act_rule=prior_mean needs agent.behaviour_prior=true")
+    if rule in PRIOR_ACT_RULES and not behaviour_prior:
+        raise ValueError(f"agent.act_rule={rule} needs agent.behaviour_prior=true")
+    if prior_samples < 1:
+        raise ValueError(f"agent.act_prior_samples={prior_samples}: expected >= 1")
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -183,7 +189,7 @@ class AMAgent(SeededAgent):
                 f"agent.policy_negative_state={cfg.policy_negative_state!r}: expected one of "
                 f"{', '.join(POLICY_NEGATIVE_STATES)}"
             )
-        check_act_rule(cfg.act_rule, cfg.behaviour_prior)
+        check_act_rule(cfg.act_rule, cfg.behaviour_prior, cfg.act_prior_samples)
         if cfg.prior_adv_beta < 0:
             raise ValueError(f"agent.prior_adv_beta={cfg.prior_adv_beta}: expected >= 0")
         if cfg.prior_adv_max <= 0:  # every weight would be clipped to <= 0: no prior fit at all
@@ -411,10 +417,12 @@ class AMAgent(SeededAgent):
 
     # --- inference ---
 
-    def set_act_rule(self, rule: str) -> None:
-        """Act by ``rule`` from now on (AMConfig.act_rule); training is unaffected."""
-        check_act_rule(rule, self.cfg.behaviour_prior)
-        self.cfg.act_rule = rule
+    def set_act_rule(self, rule: str, prior_samples: int | None = None) -> None:
+        """Act by ``rule`` from now on (AMConfig.act_rule; ``prior_samples`` sets
+        act_prior_samples when given); training is unaffected."""
+        samples = self.cfg.act_prior_samples if prior_samples is None else prior_samples
+        check_act_rule(rule, self.cfg.behaviour_prior, samples)
+        self.cfg.act_rule, self.cfg.act_prior_samples = rule, samples
 
     @property
     def acting_q(self) -> GoalQNetwork:
@@ -460,14 +468,21 @@ class AMAgent(SeededAgent):
         net: GoalQNetwork | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings
-        e (B, F), or the behaviour prior's mean with ``act_rule="prior_mean"``; the acting half
-        of ``act``, shared with the task agent (whose e comes from its task embedding or goal
-        image, and which may act with its target weights)."""
+        e (B, F), or from the behaviour prior with ``act_rule="prior_mean"`` / ``"prior_best"``;
+        the acting half of ``act``, shared with the task agent (whose e comes from its task
+        embedding or goal image, and which may act with its target weights)."""
         net = net or self.acting_q
+        rule = self.cfg.act_rule
         with autocast_context(self.device, self.cfg.amp):
-            if self.cfg.act_rule == "prior_mean":
-                best = net.prior(e)[0]  # (B, A)
-                best_logit = self._score_fn(net, e)(best[:, None])[:, 0]  # (B,)
+            if rule in PRIOR_ACT_RULES:
+                mean, log_std = net.prior(e)  # (B, A) each
+                best, best_logit = best_of_gaussian(
+                    self._score_fn(net, e),
+                    mean,
+                    log_std.exp(),
+                    1 if rule == "prior_mean" else self.cfg.act_prior_samples,
+                    generator=self.generator,
+                )  # (B, A), (B,)
             else:
                 best, best_logit = self.maximize(net, e, acting=True)  # (B, A), (B,)
         best = add_exploration(best, explore_std, self.generator)

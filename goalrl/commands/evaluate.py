@@ -17,9 +17,12 @@ class EvalConfig:
     videos: int = 2  # rollouts written as MP4 (camera | goal, Q trace)
     seed: int = EVAL_SEED_OFFSET  # first env seed; collection seeds stay below 1,000,000
     device: str = "auto"  # auto | cpu | cuda
-    # AM and fine-tuned checkpoints: act by CEM on Q ("cem") or with the behaviour prior's mean
-    # ("prior_mean", for checkpoints trained with agent.behaviour_prior); default: as trained
+    # AM and fine-tuned checkpoints: act by CEM on Q ("cem"), with the behaviour prior's mean
+    # ("prior_mean"), or with the Q-best of act_prior_samples draws from the prior
+    # ("prior_best"); the prior rules need a checkpoint trained with agent.behaviour_prior.
+    # Default: as trained
     act_rule: str | None = None
+    act_prior_samples: int | None = None  # candidates for prior_best (default: as trained)
     # scene options for gym.make, e.g. +env_kwargs.max_episode_steps=100
     # +env_kwargs.skills_per_goal=2 (goals two scripted skills away from the start)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -34,8 +37,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     device = resolve_device(cfg.device, DistInfo())
     agent, meta = load_agent(cfg.ckpt, device)
+    if cfg.act_prior_samples is not None and cfg.act_rule != "prior_best":
+        raise ValueError(f"act_prior_samples={cfg.act_prior_samples} applies to "
+                         f"act_rule=prior_best only, not act_rule={cfg.act_rule}")
     if cfg.act_rule is not None:
-        override_act_rule(agent, cfg.act_rule)
+        override_act_rule(agent, cfg.act_rule, cfg.act_prior_samples)
     env_id = cfg.env or meta.get("env_id")
     if not env_id:
         raise ValueError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
@@ -53,8 +59,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         env_kwargs=dict(cfg.env_kwargs),
     )
     # how an AM or task agent acted (None for GCBC, which acts with its mean)
-    rule = getattr(getattr(agent, "goal_agent", agent).cfg, "act_rule", None)
+    acting = getattr(agent, "goal_agent", agent).cfg
+    rule = getattr(acting, "act_rule", None)
+    samples = acting.act_prior_samples if rule == "prior_best" else None
     return {
         "checkpoint": meta["path"], "step": meta["step"], "act_rule": rule,
+        "act_prior_samples": samples,
         "env_kwargs": dict(cfg.env_kwargs), **result,
     }

@@ -126,11 +126,44 @@ def test_act_rule_prior_mean_acts_with_the_mean_and_scores_it() -> None:
                                rtol=1e-5)
 
 
+def test_act_rule_prior_best_takes_the_q_best_draw_from_the_prior() -> None:
+    agent = prior_agent(act_rule="prior_best", act_prior_samples=48)
+    pin_prior(agent, mean=0.0, std=0.3)
+    b = make_batch(4)
+    draws: list[torch.Tensor] = []
+    head = agent.acting_q.head
+
+    def scored_head(e: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        draws.append(actions)
+        return head(e, actions)
+
+    agent.acting_q.head = scored_head  # instance attribute: records what act() scores
+    actions, q = agent.act(b[K.OBS_IMAGE], b[K.GOAL_IMAGE], return_q=True)  # (B, A), (B,)
+    del agent.acting_q.head
+    cands = draws[0]  # (B, N, A)
+    assert cands.shape == (4, 48, A)
+    np.testing.assert_allclose(cands[:, 0].numpy(), 0.0, atol=1e-6)  # the mean is a candidate
+    assert 0.2 < float(cands[:, 1:].std()) < 0.4  # the rest are drawn at the prior's std
+    all_q = agent.q_values(b[K.OBS_IMAGE], b[K.GOAL_IMAGE], cands.numpy())  # (B, N)
+    np.testing.assert_allclose(q, all_q.max(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        actions, cands.numpy()[np.arange(4), all_q.argmax(axis=1)], atol=1e-6)
+    # the Q-best draw scores at least as high as the prior's mean alone
+    agent.set_act_rule("prior_mean")
+    _, q_mean = agent.act(b[K.OBS_IMAGE], b[K.GOAL_IMAGE], return_q=True)
+    assert (q >= q_mean - 1e-6).all()
+
+
 def test_bad_act_rules_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="act_rule"):
         prior_agent(act_rule="greedy")
-    with pytest.raises(ValueError, match="behaviour_prior"):
-        AMAgent(tiny_cfg(act_rule="prior_mean"), (SIZE, SIZE, 3), A)
+    for rule in ("prior_mean", "prior_best"):
+        with pytest.raises(ValueError, match=f"act_rule={rule} needs agent.behaviour_prior"):
+            AMAgent(tiny_cfg(act_rule=rule), (SIZE, SIZE, 3), A)
+    with pytest.raises(ValueError, match="act_prior_samples=0"):
+        prior_agent(act_rule="prior_best", act_prior_samples=0)
+    with pytest.raises(ValueError, match="act_prior_samples=0"):
+        prior_agent().set_act_rule("prior_best", 0)
 
 
 def test_fine_tuning_keeps_the_prior_but_not_the_act_rule() -> None:

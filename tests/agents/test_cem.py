@@ -105,3 +105,41 @@ def test_no_gradient_tracking() -> None:
     w = torch.ones(2, requires_grad=True)
     best, score = cem_maximize(lambda a: (a * w).sum(-1), 3, 2)
     assert not best.requires_grad and not score.requires_grad
+
+
+def test_best_of_gaussian_returns_the_best_candidate_and_counts_the_mean() -> None:
+    from goalrl.agents.cem import best_of_gaussian
+
+    gen = torch.Generator().manual_seed(3)
+    mean = torch.tensor([[0.0, 0.0], [0.5, -0.5]])  # (B, A)
+    std = torch.full((2, 2), 0.3)
+    seen: list[torch.Tensor] = []
+
+    def toward(target: torch.Tensor):
+        def score(a: torch.Tensor) -> torch.Tensor:
+            seen.append(a.clone())
+            return _quadratic(target)(a)
+        return score
+
+    # optimum away from the mean: the answer is the best of the candidates scored
+    target = torch.tensor([[0.3, 0.3], [0.9, -0.9]])
+    best, score = best_of_gaussian(toward(target), mean, std, 64, generator=gen)
+    cands = seen[-1]  # (B, N, A)
+    assert cands.shape == (2, 64, 2)
+    torch.testing.assert_close(cands[:, 0], mean)  # the mean is the first candidate
+    row_best = _quadratic(target)(cands).max(dim=1)  # (B,)
+    torch.testing.assert_close(score, row_best.values)
+    torch.testing.assert_close(best, cands[torch.arange(2), row_best.indices])
+    assert ((best - mean).abs() > 0.05).any(dim=1).all()  # the draws beat the mean here
+    assert (cands.std(dim=1) > 0.2).all() and (cands.std(dim=1) < 0.4).all()  # drawn at std
+    # optimum at the mean: no draw scores above it, so the mean itself is returned
+    best, _ = best_of_gaussian(toward(mean), mean, std, 64, generator=gen)
+    torch.testing.assert_close(best, mean)
+    # one sample is the mean alone; every candidate lies in the box
+    best, _ = best_of_gaussian(toward(target), mean, std, 1, generator=gen)
+    torch.testing.assert_close(best, mean)
+    best_of_gaussian(toward(target), torch.full((2, 2), 0.95), torch.ones(2, 2), 256,
+                     generator=gen)
+    assert seen[-1].abs().max() <= 1.0
+    with pytest.raises(ValueError, match="samples"):
+        best_of_gaussian(toward(target), mean, std, 0)
