@@ -46,6 +46,30 @@ class CollectedEpisode:
     stats: SkillStats
 
 
+# This process's simulators, one per (scene, image size), kept across episodes: building a
+# pybullet scene (loading its URDFs) costs about a third of a 50-step episode. reset(seed=s)
+# rebuilds everything an episode reads, so episode s is the same from a fresh or a reused one.
+_SCENES: dict[tuple[str, int], Any] = {}
+
+
+def scene(env_id: str, image_size: int) -> Any:
+    """This process's simulator for ``env_id`` at ``image_size``, made on first use."""
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401  (registers the ids in worker processes)
+
+    key = (env_id, image_size)
+    if key not in _SCENES:
+        _SCENES[key] = gym.make(env_id, image_size=image_size)
+    return _SCENES[key]
+
+
+def close_scenes() -> None:
+    """Close this process's simulators (worker processes close theirs when they exit)."""
+    while _SCENES:
+        _SCENES.popitem()[1].close()
+
+
 def run_episode(
     env_id: str,
     seed: int,
@@ -55,38 +79,33 @@ def run_episode(
     waypoint_noise: float | None = None,
     skill_weights: dict[str, float] | None = None,
 ) -> CollectedEpisode:
-    """One play episode, recorded frame by frame (T actions, T+1 frames)."""
-    import gymnasium as gym
-
-    import goalrl  # noqa: F401  (registers the ids in worker processes)
+    """One play episode, recorded frame by frame (T actions, T+1 frames), on this process's
+    simulator for the scene (``scene``)."""
     from goalrl.data.recording import record_rollout
     from goalrl.envs.play import GraspAttemptPolicy, PlayPolicy
 
-    env = gym.make(env_id, image_size=image_size)
-    try:
-        noise = {} if waypoint_noise is None else {"waypoint_noise": waypoint_noise}
-        if policy == "grasp":
-            actor = GraspAttemptPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
-                                       **noise)
-        else:
-            actor = PlayPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
-                               skill_weights=skill_weights or None, **noise)
+    env = scene(env_id, image_size)
+    noise = {} if waypoint_noise is None else {"waypoint_noise": waypoint_noise}
+    if policy == "grasp":
+        actor = GraspAttemptPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
+                                   **noise)
+    else:
+        actor = PlayPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
+                           skill_weights=skill_weights or None, **noise)
 
-        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-            if policy in ("play", "grasp"):
-                return actor(obs)
-            return actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        if policy in ("play", "grasp"):
+            return actor(obs)
+        return actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
 
-        episode, obs = record_rollout(env, act, seed)
-        episode.info = {
-            "policy": policy,
-            "desired_goal": obs["desired_goal"].tolist(),
-            "skills": actor.stats.summary(),
-            **({"skill_weights": dict(skill_weights)} if skill_weights else {}),
-        }
-        return CollectedEpisode(episode, obs["desired_goal_image"], actor.stats)
-    finally:
-        env.close()
+    episode, obs = record_rollout(env, act, seed)
+    episode.info = {
+        "policy": policy,
+        "desired_goal": obs["desired_goal"].tolist(),
+        "skills": actor.stats.summary(),
+        **({"skill_weights": dict(skill_weights)} if skill_weights else {}),
+    }
+    return CollectedEpisode(episode, obs["desired_goal_image"], actor.stats)
 
 
 def _run_episode_args(args: tuple[Any, ...]) -> CollectedEpisode:
@@ -101,7 +120,10 @@ def iter_episodes(cfg: CollectConfig, seeds: list[int]) -> Iterator[CollectedEpi
         for s in seeds
     ]
     if cfg.workers <= 1:
-        yield from map(_run_episode_args, jobs)
+        try:
+            yield from map(_run_episode_args, jobs)
+        finally:
+            close_scenes()
         return
     # spawn: pybullet clients and threads must not be inherited through fork
     with mp.get_context("spawn").Pool(cfg.workers) as pool:

@@ -132,3 +132,31 @@ def collect_push(out: Path, total: int) -> dict:
         "collect", "env=goalrl/Push-v0", "image_size=16", f"episodes={total}", f"out={out}"
     )
     return last_json(proc)
+
+
+@pytest.mark.parametrize(("env_id", "policy"), [
+    ("goalrl/Reach-v0", "play"), ("goalrl/Push-v0", "play"), ("goalrl/PickPlace-v0", "play"),
+    ("goalrl/Rearrange-v0", "play"), ("goalrl/Grasp-v0", "grasp"), ("goalrl/Push-v0", "random"),
+])
+def test_an_episode_is_the_same_on_a_reused_simulator(env_id: str, policy: str) -> None:
+    """collect keeps one simulator per process across episodes; episode s must not depend on
+    which episodes ran on it before."""
+    from goalrl.commands.collect import close_scenes, run_episode, scene
+
+    def episode(seed: int):
+        return run_episode(env_id, seed, 16, policy, action_noise=0.15)
+
+    close_scenes()
+    fresh = episode(4)
+    episode(1)  # moves objects, grasps, leaves the arm elsewhere
+    sim = scene(env_id, 16)
+    reused = episode(4)
+    assert scene(env_id, 16) is sim  # one simulator served both episodes
+    close_scenes()
+    for a, b in ((fresh.episode.images, reused.episode.images),
+                 (fresh.episode.actions, reused.episode.actions),
+                 (fresh.episode.proprio, reused.episode.proprio),
+                 (fresh.episode.achieved_goal, reused.episode.achieved_goal),
+                 (fresh.goal_image, reused.goal_image)):
+        np.testing.assert_array_equal(a, b)
+    assert fresh.episode.info == reused.episode.info
