@@ -438,6 +438,10 @@ def evaluate_agent(
     agent: Agent, env_id: str, cfg: PretrainConfig, image_size: int, videos: int
 ) -> dict[str, Any]:
     """Evaluation that leaves the agent's RNG as it found it (so resumes stay exact)."""
+    # With cuda_graph the generator is registered with the captured update. Restoring its state
+    # here, outside any capture, rewrites the seed and offset that each replay reads when it
+    # starts (torch's graph-safe RNG), so replays continue from the restored stream
+    # (tests/agents/test_update_plumbing.py checks it on a GPU; skipped on CPU).
     rng = agent.get_rng_state()
     try:
         return evaluate_policy(

@@ -17,6 +17,7 @@ from goalrl.agents.am import AMAgent
 from goalrl.agents.base import UpdateStats, place_optimizer_steps
 from goalrl.agents.gcbc import GCBCAgent
 from goalrl.agents.task_q import TaskQAgent
+from goalrl.data import keys as K
 from goalrl.data.prefetch import tensor_batch
 
 host_reads_mode = load_bench("update_overhead").host_reads_mode  # counts values read to host
@@ -153,3 +154,27 @@ def test_graphed_updates_train_like_eager_ones_on_cuda(kind: str) -> None:
     assert moved > 0  # replays keep the acting average moving (its rate comes from a tensor)
     with pytest.raises(ValueError, match="fixed batch_size"):
         update(tensor_batch(make_batch(b=4, seed=1), pin=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_acting_between_replays_with_the_rng_restored_leaves_the_graph_stream_alone() -> None:
+    # Evaluation during a cuda_graph run acts with the generator the graph registered, then
+    # restores its state (train.evaluate_agent). The next replay must draw what it would have
+    # drawn without the evaluation; without the restore it draws something else.
+    from goalrl.agents.graphed import GraphedUpdate
+
+    agents = [AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, device="cuda", seed=0) for _ in range(3)]
+    updates = [GraphedUpdate(agent, warmup=2) for agent in agents]
+    batch = tensor_batch(make_batch(seed=0), pin=True)
+    for _ in range(5):  # two eager, one capture, two replays
+        for update in updates:
+            update(batch)
+    obs = make_batch(b=2, seed=3)
+    untouched, restored, moved = agents
+    rng = restored.get_rng_state()
+    restored.act(obs[K.OBS_IMAGE], obs[K.GOAL_IMAGE])
+    restored.set_rng_state(rng)
+    moved.act(obs[K.OBS_IMAGE], obs[K.GOAL_IMAGE])  # the stream moves on without a restore
+    want, got, other = (update(batch)["critic/loss"] for update in updates)
+    assert got == pytest.approx(want, rel=1e-4)
+    assert other != pytest.approx(want, rel=1e-4)
