@@ -112,6 +112,14 @@ def test_behaviour_prior_run_evaluates_with_every_act_rule(reach_data, tmp_path)
     with pytest.raises(ValueError, match="act_prior_samples=8 applies to act_rule=prior_best"):
         evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=1, videos=0,
                                 out=str(tmp_path / "e"), device="cpu", act_prior_samples=8))
+    # a checkpoint trained to act by prior_best takes a new sample count without the rule
+    best = pretrain(config(reach_data, tmp_path / "best", agent=AMConfig(
+        **TINY, behaviour_prior=True, act_rule="prior_best")))
+    assert best["steps"] > 0
+    resampled = evaluate_run(EvalConfig(ckpt=str(tmp_path / "best"), episodes=1, videos=0,
+                                        out=str(tmp_path / "b"), device="cpu",
+                                        act_prior_samples=4))
+    assert (resampled["act_rule"], resampled["act_prior_samples"]) == ("prior_best", 4)
     # scene options reach gym.make and are recorded beside the rollouts they shaped
     short = evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=2, videos=0,
                                     out=str(tmp_path / "short"), device="cpu",

@@ -37,11 +37,14 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     device = resolve_device(cfg.device, DistInfo())
     agent, meta = load_agent(cfg.ckpt, device)
-    if cfg.act_prior_samples is not None and cfg.act_rule != "prior_best":
+    acting = getattr(agent, "goal_agent", agent).cfg  # the AM config a Q agent acts by
+    # the rule asked for, else the one the checkpoint was trained with (None for GCBC)
+    rule = cfg.act_rule or getattr(acting, "act_rule", None)
+    if cfg.act_prior_samples is not None and rule != "prior_best":
         raise ValueError(f"act_prior_samples={cfg.act_prior_samples} applies to "
-                         f"act_rule=prior_best only, not act_rule={cfg.act_rule}")
-    if cfg.act_rule is not None:
-        override_act_rule(agent, cfg.act_rule, cfg.act_prior_samples)
+                         f"act_rule=prior_best only, not act_rule={rule}")
+    if cfg.act_rule is not None or cfg.act_prior_samples is not None:
+        override_act_rule(agent, rule, cfg.act_prior_samples)
     env_id = cfg.env or meta.get("env_id")
     if not env_id:
         raise ValueError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
@@ -59,8 +62,6 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         env_kwargs=dict(cfg.env_kwargs),
     )
     # how an AM or task agent acted (None for GCBC, which acts with its mean)
-    acting = getattr(agent, "goal_agent", agent).cfg
-    rule = getattr(acting, "act_rule", None)
     samples = acting.act_prior_samples if rule == "prior_best" else None
     return {
         "checkpoint": meta["path"], "step": meta["step"], "act_rule": rule,
