@@ -10,12 +10,19 @@ out on those seeds) and prints
   - for each pair: goals both reach, only the first, only the second, and McNemar's exact
     two-sided p-value on the discordant goals (a paired test: same goals, different policies);
   - goals every policy reaches, goals at least one reaches, goals none reaches;
+  - with ``--pool NAME=TEXT`` (repeatable), every evaluation whose label contains TEXT pooled
+    into one group (e.g. several checkpoints and training seeds of one method): its success
+    over all those rollouts with a 95% interval from resampling goals, and for each pair of
+    groups the paired difference with its interval. Goals are the resampled unit because
+    every evaluation shares them; the interval covers which goals were drawn, not how far
+    another training seed would land;
   - with ``--by-goal-kind``, each policy's success split by what the goal asks (the env is
     reset at every seed to read its start and goal layouts): an object into the tray, an
     object moved farther than a push goes (``FAR`` m, a pick-and-place), or a nearer move.
 
     python bench/goal_overlap.py GCBC=<eval dir> "AM, prior mean=<eval dir>" ... \\
-        [--scripted-push] [--by-goal-kind] [--out docs/benchmarks/goal_overlap_push.md]
+        [--scripted-push] [--pool NAME=TEXT ...] [--by-goal-kind] \\
+        [--out docs/benchmarks/goal_overlap_push.md]
 
 An argument is LABEL=PATH, PATH an eval output folder or its summary.json.
 """
@@ -136,6 +143,60 @@ def report(labels: list[str], outcomes: list[Outcomes]) -> list[str]:
     return lines
 
 
+def per_goal_rates(outcomes: list[Outcomes], seeds: list[int]) -> np.ndarray:
+    """(goals,): for each seed, the share of the evaluations that reach its goal."""
+    return np.array([np.mean([o[s] for o in outcomes]) for s in seeds])
+
+
+def goal_bootstrap_interval(per_goal: np.ndarray, rng: np.random.Generator,
+                            resamples: int = 10_000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of ``per_goal`` (goals,) over goals drawn with
+    replacement: the spread the choice of goals alone would give the pooled success."""
+    draws = rng.integers(0, len(per_goal), size=(resamples, len(per_goal)))
+    means = per_goal[draws].mean(axis=1)  # (resamples,)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def pool_report(pools: dict[str, list[Outcomes]], seed: int = 0) -> list[str]:
+    """Markdown lines: each pool's success over its rollouts with a goal-bootstrap interval,
+    then each pair's paired difference (same goals, resampled together)."""
+    seeds = sorted(set.intersection(*(set(o) for outs in pools.values() for o in outs)))
+    rates = {name: per_goal_rates(outs, seeds) for name, outs in pools.items()}  # (goals,)
+    rng = np.random.default_rng(seed)
+    lines = [f"Pooled over evaluations, {len(seeds)} shared goals, 95% intervals from "
+             "resampling goals:", "", "| pool | evaluations | rollouts reaching | success |",
+             "|---|---:|---:|---:|"]
+    for name, outs in pools.items():
+        reached = sum(o[s] for o in outs for s in seeds)
+        lo, hi = goal_bootstrap_interval(rates[name], rng)
+        lines.append(f"| {name} | {len(outs)} | {reached} / {len(outs) * len(seeds)} | "
+                     f"{rates[name].mean():.1%} ({lo:.1%}–{hi:.1%}) |")
+    pairs = list(itertools.combinations(rates, 2))
+    if pairs:
+        lines += ["", "| A | B | A − B, points | 95% interval |", "|---|---|---:|---:|"]
+    for a, b in pairs:
+        lo, hi = goal_bootstrap_interval(rates[a] - rates[b], rng)
+        lines.append(f"| {a} | {b} | {100 * (rates[a] - rates[b]).mean():+.1f} | "
+                     f"{100 * lo:+.1f} to {100 * hi:+.1f} |")
+    return lines
+
+
+def pools_of(specs: list[str], labels: list[str],
+             outcomes: list[Outcomes]) -> dict[str, list[Outcomes]]:
+    """``NAME=TEXT`` specs -> name -> the outcomes whose label contains TEXT."""
+    pools: dict[str, list[Outcomes]] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name or not text:
+            raise SystemExit(f"--pool {spec!r}: expected NAME=TEXT")
+        members = [o for label, o in zip(labels, outcomes) if text in label]
+        if not members:
+            raise SystemExit(f"--pool {spec!r}: no evaluation label contains {text!r}")
+        pools[name] = members
+    return pools
+
+
 def goal_kind(start: Any, goal: Any) -> str:
     """Which of ``GOAL_KINDS`` a goal is: judged on the object the goal moves most
     (``Layout``s of goalrl.envs.tasks; a tray goal needs a scene with a tray)."""
@@ -190,6 +251,8 @@ def main() -> None:
     ap.add_argument("evals", nargs="+", help="LABEL=PATH to a `goalrl eval` folder or summary")
     ap.add_argument("--scripted-push", action="store_true",
                     help="add the noise-free scripted pusher (privileged state) on Push")
+    ap.add_argument("--pool", action="append", default=[], metavar="NAME=TEXT",
+                    help="pool every evaluation whose label contains TEXT (repeatable)")
     ap.add_argument("--by-goal-kind", action="store_true",
                     help="split each policy's success by goal kind (tray / far / near move)")
     ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
@@ -216,6 +279,8 @@ def main() -> None:
 
     lines = report(labels, outcomes)
     scene = envs.pop()
+    if args.pool:
+        lines += ["", *pool_report(pools_of(args.pool, labels, outcomes))]
     if args.by_goal_kind:
         kinds = goal_kinds(scene, set.intersection(*(set(o) for o in outcomes)))
         lines += ["", "Goals reached by kind of goal (the object the goal moves most):", ""]

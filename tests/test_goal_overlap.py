@@ -113,3 +113,39 @@ def test_goal_kinds_come_from_the_real_scene_resets() -> None:
     kinds = overlap.goal_kinds("goalrl/Rearrange-v0", seeds)
     assert sorted(kinds) == sorted(seeds) and set(kinds.values()) <= set(overlap.GOAL_KINDS)
     assert kinds == overlap.goal_kinds("goalrl/Rearrange-v0", seeds)  # seeded: same goals
+
+
+def test_per_goal_rates_average_over_evaluations() -> None:
+    outs = [{1: True, 2: False, 3: True}, {1: True, 2: True, 3: False}]
+    assert overlap.per_goal_rates(outs, [1, 2, 3]).tolist() == [1.0, 0.5, 0.5]
+
+
+def test_goal_bootstrap_interval_brackets_the_mean_and_narrows_with_goals() -> None:
+    rng = np.random.default_rng(0)
+    few = np.array([1.0, 0.0] * 10)  # 20 goals at 50%
+    many = np.array([1.0, 0.0] * 500)  # 1,000 goals at 50%
+    lo_few, hi_few = overlap.goal_bootstrap_interval(few, rng)
+    lo_many, hi_many = overlap.goal_bootstrap_interval(many, rng)
+    assert lo_few < 0.5 < hi_few and lo_many < 0.5 < hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 4  # width shrinks as 1/sqrt(goals)
+    # binomial standard error for 1,000 goals: 0.0158, so about +-0.031
+    assert hi_many - lo_many == pytest.approx(2 * 1.96 * 0.5 / np.sqrt(1000), rel=0.1)
+    # every goal reached: no spread at all
+    assert overlap.goal_bootstrap_interval(np.ones(30), rng) == (1.0, 1.0)
+
+
+def test_pool_report_pools_by_label_and_pairs_the_difference() -> None:
+    labels = ["AM s0 30k", "AM s1 30k", "GCBC s0 30k"]
+    outs = [{1: True, 2: True, 3: False, 4: True},
+            {1: True, 2: False, 3: False, 4: True, 5: True},  # seed 5 not shared: left out
+            {1: False, 2: False, 3: False, 4: True}]
+    pools = overlap.pools_of(["AM=AM ", "GCBC=GCBC"], labels, outs)
+    assert [len(v) for v in pools.values()] == [2, 1]
+    text = "\n".join(overlap.pool_report(pools))
+    assert "4 shared goals" in text
+    assert "| AM | 2 | 5 / 8 | 62.5% (" in text and "| GCBC | 1 | 1 / 4 | 25.0% (" in text
+    assert "| AM | GCBC | +37.5 |" in text
+    with pytest.raises(SystemExit, match="no evaluation label contains 'CQL'"):
+        overlap.pools_of(["CQL=CQL"], labels, outs)
+    with pytest.raises(SystemExit, match="expected NAME=TEXT"):
+        overlap.pools_of(["AM"], labels, outs)
