@@ -177,9 +177,14 @@ def pool_report(pools: dict[str, list[Outcomes]], seed: int = 0) -> list[str]:
         lines += ["", "| A | B | A − B, points | 95% interval |", "|---|---|---:|---:|"]
     for a, b in pairs:
         lo, hi = goal_bootstrap_interval(rates[a] - rates[b], rng)
-        lines.append(f"| {a} | {b} | {100 * (rates[a] - rates[b]).mean():+.1f} | "
-                     f"{100 * lo:+.1f} to {100 * hi:+.1f} |")
+        lines.append(f"| {a} | {b} | {points((rates[a] - rates[b]).mean())} | "
+                     f"{points(lo)} to {points(hi)} |")
     return lines
+
+
+def points(share: float) -> str:
+    """A signed difference in percentage points, one decimal; never "-0.0"."""
+    return f"{round(100 * share, 1) + 0.0:+.1f}"  # + 0.0 turns a rounded -0.0 into 0.0
 
 
 def pools_of(specs: list[str], labels: list[str],

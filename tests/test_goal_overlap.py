@@ -149,3 +149,9 @@ def test_pool_report_pools_by_label_and_pairs_the_difference() -> None:
         overlap.pools_of(["CQL=CQL"], labels, outs)
     with pytest.raises(SystemExit, match="expected NAME=TEXT"):
         overlap.pools_of(["AM"], labels, outs)
+
+
+def test_point_differences_carry_a_sign_and_no_negative_zero() -> None:
+    assert overlap.points(0.056) == "+5.6"
+    assert overlap.points(-0.1234) == "-12.3"
+    assert overlap.points(-0.0001) == "+0.0"
