@@ -125,21 +125,28 @@ def coverage(outcomes: list[Outcomes]) -> dict[str, int]:
     }
 
 
-def report(labels: list[str], outcomes: list[Outcomes]) -> list[str]:
-    """Markdown lines: per-policy success, pairwise agreement, coverage."""
+def report(labels: list[str], outcomes: list[Outcomes], pairs: bool = True) -> list[str]:
+    """Markdown lines: per-policy success, pairwise agreement (unless not ``pairs``), coverage."""
     seeds = set.intersection(*(set(o) for o in outcomes))
     lines = ["| policy | goals reached |", "|---|---:|"]
     lines += [f"| {lab} | {sum(o[s] for s in seeds)} / {len(seeds)} |"
               for lab, o in zip(labels, outcomes)]
-    lines += ["", "| A | B | both | only A | only B | neither | McNemar p |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    if pairs:
+        lines += ["", *pair_table(labels, outcomes)]
+    cov = coverage(outcomes)
+    lines += ["", f"Of {cov['goals']} goals: every policy reaches {cov['all']}, at least one "
+              f"{cov['any']}, none {cov['none']}."]
+    return lines
+
+
+def pair_table(labels: list[str], outcomes: list[Outcomes]) -> list[str]:
+    """Markdown lines: for every pair, the goals both, one or neither reach, McNemar's p."""
+    lines = ["| A | B | both | only A | only B | neither | McNemar p |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for (la, a), (lb, b) in itertools.combinations(zip(labels, outcomes), 2):
         both, only_a, only_b, neither = pair_counts(a, b)
         lines.append(f"| {la} | {lb} | {both} | {only_a} | {only_b} | {neither} | "
                      f"{format_p(mcnemar_exact_p(only_a, only_b))} |")
-    cov = coverage(outcomes)
-    lines += ["", f"Of {cov['goals']} goals: every policy reaches {cov['all']}, at least one "
-              f"{cov['any']}, none {cov['none']}."]
     return lines
 
 
@@ -258,6 +265,8 @@ def main() -> None:
                     help="add the noise-free scripted pusher (privileged state) on Push")
     ap.add_argument("--pool", action="append", default=[], metavar="NAME=TEXT",
                     help="pool every evaluation whose label contains TEXT (repeatable)")
+    ap.add_argument("--no-pairs", action="store_true",
+                    help="leave out the table of every pair (long for many evaluations)")
     ap.add_argument("--by-goal-kind", action="store_true",
                     help="split each policy's success by goal kind (tray / far / near move)")
     ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
@@ -282,7 +291,7 @@ def main() -> None:
         env, out = outcomes_of(summary, "scripted pusher")
         labels.append("scripted pusher (privileged)"), outcomes.append(out)
 
-    lines = report(labels, outcomes)
+    lines = report(labels, outcomes, pairs=not args.no_pairs)
     scene = envs.pop()
     if args.pool:
         lines += ["", *pool_report(pools_of(args.pool, labels, outcomes))]

@@ -45,6 +45,8 @@ def test_report_lists_each_policy_and_pair(tmp_path) -> None:
     assert "| A | 1 / 2 |" in text and "| B | 2 / 2 |" in text
     assert "| A | B | 1 | 0 | 1 | 0 | 1.00 |" in text
     assert "every policy reaches 1, at least one 2, none 0" in text
+    short = "\n".join(overlap.report(["A", "B"], [{1: True}, {1: True}], pairs=False))
+    assert "McNemar" not in short and "| B | 1 / 1 |" in short
 
 
 def test_bad_summaries_are_refused_by_name(tmp_path) -> None:
