@@ -24,7 +24,8 @@ out on those seeds) and prints
         [--scripted-push] [--pool NAME=TEXT ...] [--by-goal-kind] \\
         [--out docs/benchmarks/goal_overlap_push.md]
 
-An argument is LABEL=PATH, PATH an eval output folder or its summary.json.
+An argument is LABEL=PATH, PATH an eval output folder or its summary.json. A label given
+twice joins two evaluations of one policy on disjoint seeds (more goals).
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ def load_outcomes(path: Path) -> tuple[str, Outcomes]:
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such eval summary")
     return outcomes_of(json.loads(file.read_text()), str(file))
+
+
+def merge_goals(a: Outcomes, b: Outcomes, label: str) -> Outcomes:
+    """One policy's outcomes from two evaluations on disjoint seed ranges (more goals)."""
+    shared = sorted(a.keys() & b.keys())
+    if shared:
+        raise SystemExit(f"{label!r}: seed {shared[0]} is in two of its evaluations")
+    return {**a, **b}
 
 
 def pair_counts(a: Outcomes, b: Outcomes) -> tuple[int, int, int, int]:
@@ -272,11 +281,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = ap.parse_args()
 
-    labels, outcomes, envs = [], [], set()
+    by_label: dict[str, Outcomes] = {}  # a label given twice adds the second eval's goals
+    envs = set()
     for spec in args.evals:
         label, path = parse_spec(spec)
         env, out = load_outcomes(path)
-        labels.append(label), outcomes.append(out), envs.add(env)
+        by_label[label] = merge_goals(by_label.get(label, {}), out, label)
+        envs.add(env)
+    labels, outcomes = list(by_label), list(by_label.values())
     if len(envs) > 1:
         raise SystemExit(f"evaluations on different envs: {sorted(envs)}")
     if args.scripted_push:

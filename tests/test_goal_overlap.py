@@ -157,3 +157,28 @@ def test_point_differences_carry_a_sign_and_no_negative_zero() -> None:
     assert overlap.points(0.056) == "+5.6"
     assert overlap.points(-0.1234) == "-12.3"
     assert overlap.points(-0.0001) == "+0.0"
+
+
+def test_one_policy_joins_evaluations_on_disjoint_seeds_only() -> None:
+    assert overlap.merge_goals({1: True}, {2: False}, "AM") == {1: True, 2: False}
+    with pytest.raises(SystemExit, match="'AM': seed 2 is in two"):
+        overlap.merge_goals({1: True, 2: True}, {2: False}, "AM")
+
+
+def test_command_line_joins_repeated_labels_pools_and_writes_the_report(
+        tmp_path, monkeypatch, capsys) -> None:
+    files = {}
+    for name, rows in {"am_a": {1: True, 2: True}, "am_b": {3: False, 4: True},
+                       "bc_a": {1: False, 2: True}, "bc_b": {3: False, 4: False}}.items():
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(summary(rows)))
+    out = tmp_path / "report.md"
+    monkeypatch.setattr("sys.argv", [
+        "goal_overlap.py", f"AM={files['am_a']}", f"AM={files['am_b']}",
+        f"GCBC={files['bc_a']}", f"GCBC={files['bc_b']}",
+        "--pool", "am=AM", "--pool", "bc=GCBC", "--no-pairs", "--out", str(out)])
+    overlap.main()
+    text = out.read_text()
+    assert "| AM | 3 / 4 |" in text and "| GCBC | 1 / 4 |" in text  # 4 goals each
+    assert "McNemar" not in text and "| am | bc | +50.0 |" in text
+    assert text.count("\n") > capsys.readouterr().out.count("\n")  # title and command added
