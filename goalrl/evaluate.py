@@ -32,6 +32,11 @@ class Rollout:
     final_arm_distance: float | None = None
     objects_off_table: int = 0  # objects fallen off the table by the last step
     start_distance: float | None = None  # goal distance at reset (m): how far the goal was
+    # closest the goal came at any step, reset included (m), and the first step whose info
+    # said is_success (0 = at reset; None = never): a rollout that reached the goal and then
+    # left it has a first_success_step but success False, a near miss only a low min_distance
+    min_distance: float | None = None
+    first_success_step: int | None = None
     frames: list[np.ndarray] = field(default_factory=list)  # camera images, (H, W, 3) each
     goal_image: np.ndarray | None = None
     q_values: list[float] = field(default_factory=list)
@@ -61,7 +66,8 @@ def run_rollout(
     goal = obs["desired_goal_image"] if goal_image is None else goal_image
     result = Rollout(
         seed=seed, success=bool(info["is_success"]), final_distance=info["distance"], steps=0,
-        start_distance=float(info["distance"]),
+        start_distance=float(info["distance"]), min_distance=float(info["distance"]),
+        first_success_step=0 if info["is_success"] else None,
     )
     result.goal_image = goal
     if keep_frames:
@@ -71,6 +77,9 @@ def run_rollout(
         action, q = policy(obs["image"], goal, obs["observation"])
         obs, _, terminated, truncated, info = env.step(action)
         result.steps += 1
+        result.min_distance = min(result.min_distance, float(info["distance"]))
+        if info["is_success"] and result.first_success_step is None:
+            result.first_success_step = result.steps
         if q is not None:
             result.q_values.append(float(q))
         if keep_frames:
@@ -132,12 +141,16 @@ def summarize_rollouts(env_id: str, rollouts: list[Rollout]) -> dict[str, Any]:
     low, high = wilson_interval(successes, len(rollouts))
     seeds = [r.seed for r in rollouts]
     distances = [r.final_distance for r in rollouts]
+    reached_any = [r.first_success_step is not None for r in rollouts]
     return {
         "env": env_id,
         "episodes": len(rollouts),
         "seeds": [min(seeds), max(seeds)] if seeds else [],
         "success_rate": successes / max(1, len(rollouts)),
         "ci95": [low, high],
+        # goal met at some step, not necessarily the last: the gap to success_rate counts
+        # rollouts that reached the goal and then moved the object away again
+        "success_any_step_rate": sum(reached_any) / max(1, len(rollouts)),
         "mean_final_distance": float(np.mean(distances)),
         "median_final_distance": float(np.median(distances)),
         "mean_final_arm_distance": mean_or_none([r.final_arm_distance for r in rollouts]),
@@ -153,6 +166,8 @@ def rollout_row(r: Rollout) -> dict[str, Any]:
         "success": r.success,
         "start_distance": r.start_distance,
         "final_distance": r.final_distance,
+        "min_distance": r.min_distance,
+        "first_success_step": r.first_success_step,
         "final_arm_distance": r.final_arm_distance,
         "objects_off_table": r.objects_off_table,
         "steps": r.steps,

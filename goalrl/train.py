@@ -380,6 +380,7 @@ def eval_point(step: int, result: dict[str, Any]) -> dict[str, float | None]:
     return {
         "step": step,
         "success_rate": result["success_rate"],
+        "success_any_step_rate": result.get("success_any_step_rate"),
         "mean_final_distance": result["mean_final_distance"],
         "median_final_distance": result.get("median_final_distance"),
         "mean_final_arm_distance": result.get("mean_final_arm_distance"),
@@ -388,8 +389,8 @@ def eval_point(step: int, result: dict[str, Any]) -> dict[str, float | None]:
 
 def log_eval(writer: Any, result: dict[str, Any], step: int) -> None:
     """TensorBoard scalars of an evaluation (``evaluate_policy``'s result)."""
-    keys = ("success_rate", "mean_final_distance", "median_final_distance",
-            "mean_final_arm_distance", "episodes_object_off_table")
+    keys = ("success_rate", "success_any_step_rate", "mean_final_distance",
+            "median_final_distance", "mean_final_arm_distance", "episodes_object_off_table")
     for key in keys:
         if result.get(key) is not None:
             writer.add_scalar(f"eval/{key}", result[key], step)

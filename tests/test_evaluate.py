@@ -28,6 +28,9 @@ def test_arm_distance_on_reach_is_the_goal_distance() -> None:
     res = evaluate_policy("goalrl/Reach-v0", still, 3, image_size=IMAGE, progress=False)
     # Reach's goal is the tcp position itself
     assert res["mean_final_arm_distance"] == pytest.approx(res["mean_final_distance"], abs=1e-6)
+    for row in res["rollouts"]:  # the closest approach bounds the start and the end
+        assert row["min_distance"] <= min(row["start_distance"], row["final_distance"])
+    assert res["success_any_step_rate"] >= res["success_rate"]
 
 
 def test_arm_distance_tells_arm_motion_from_object_motion() -> None:
@@ -88,3 +91,58 @@ def test_env_counts_objects_that_fell_off_the_table() -> None:
         assert info["distance"] > 0.3
     finally:
         env.close()
+
+
+class ScriptedDistanceEnv:
+    """A stand-in env whose goal distance follows a fixed script, one value per step."""
+
+    def __init__(self, distances: list[float], threshold: float = 0.05) -> None:
+        self.distances, self.threshold, self.t = distances, threshold, 0
+
+    def observe(self):
+        d = self.distances[self.t]
+        obs = {"image": np.zeros((8, 8, 3), np.uint8), "desired_goal_image": None,
+               "observation": np.zeros(5, np.float32)}
+        return obs, {"distance": d, "is_success": d < self.threshold}
+
+    def reset(self, seed: int):
+        self.t = 0
+        return self.observe()
+
+    def step(self, action):
+        self.t += 1
+        obs, info = self.observe()
+        return obs, 0.0, False, self.t == len(self.distances) - 1, info
+
+
+@pytest.mark.parametrize(
+    ("distances", "success", "first", "closest"),
+    [
+        ([0.10, 0.04, 0.08], False, 1, 0.04),  # reached, then pushed away again
+        ([0.10, 0.08, 0.03], True, 2, 0.03),  # reached at the last step
+        ([0.10, 0.06, 0.07], False, None, 0.06),  # a near miss, never reached
+        ([0.02, 0.09, 0.04], True, 0, 0.02),  # met at reset already
+    ],
+)
+def test_rollout_records_the_first_success_and_the_closest_approach(
+    distances, success, first, closest
+) -> None:
+    from goalrl.evaluate import run_rollout
+
+    r = run_rollout(ScriptedDistanceEnv(distances), still, seed=0)
+    assert r.steps == len(distances) - 1
+    assert r.success is success and r.final_distance == distances[-1]
+    assert r.first_success_step == first
+    assert r.min_distance == pytest.approx(closest)
+
+
+def test_summary_counts_goals_reached_at_any_step() -> None:
+    from goalrl.evaluate import run_rollout, summarize_rollouts
+
+    scripts = [[0.1, 0.04, 0.08], [0.1, 0.08, 0.03], [0.1, 0.06, 0.07], [0.1, 0.2, 0.3]]
+    rollouts = [run_rollout(ScriptedDistanceEnv(s), still, seed=i) for i, s in enumerate(scripts)]
+    res = summarize_rollouts("goalrl/Push-v0", rollouts)
+    assert res["success_rate"] == pytest.approx(0.25)
+    assert res["success_any_step_rate"] == pytest.approx(0.5)
+    assert [row["first_success_step"] for row in res["rollouts"]] == [1, 2, None, None]
+    assert res["rollouts"][2]["min_distance"] == pytest.approx(0.06)
