@@ -18,10 +18,13 @@ out on those seeds) and prints
     another training seed would land;
   - with ``--by-goal-kind``, each policy's success split by what the goal asks (the env is
     reset at every seed to read its start and goal layouts): an object into the tray, an
-    object moved farther than a push goes (``FAR`` m, a pick-and-place), or a nearer move.
+    object moved farther than a push goes (``FAR`` m, a pick-and-place), or a nearer move;
+  - with ``--any-step``, all of the above for goals met at any step of a rollout rather
+    than at the last (needs summaries with ``first_success_step``, goalrl eval since
+    2026-12-05).
 
     python bench/goal_overlap.py GCBC=<eval dir> "AM, prior mean=<eval dir>" ... \\
-        [--scripted-push] [--pool NAME=TEXT ...] [--by-goal-kind] \\
+        [--scripted-push] [--pool NAME=TEXT ...] [--by-goal-kind] [--any-step] \\
         [--out docs/benchmarks/goal_overlap_push.md]
 
 An argument is LABEL=PATH, PATH an eval output folder or its summary.json. A label given
@@ -49,11 +52,13 @@ FAR = 0.15  # m: the longest push a Push/Rearrange goal skill makes (goalrl.envs
 GOAL_KINDS = ("into the tray", f"moved over {FAR:.2f} m", f"moved up to {FAR:.2f} m")
 
 
-def outcomes_of(summary: dict[str, Any], source: str) -> tuple[str, Outcomes]:
+def outcomes_of(summary: dict[str, Any], source: str,
+                any_step: bool = False) -> tuple[str, Outcomes]:
     """(scene, seed -> success) from a ``goalrl eval`` summary; ``source`` names it in errors.
 
     The scene is the env id plus the options it was made with (``env_kwargs``, e.g.
     ``skills_per_goal``): the same seeds draw other goals under other options.
+    ``any_step`` counts a goal met at any step of the rollout, not only at the last.
     """
     rows = summary.get("rollouts")
     if not rows:
@@ -62,7 +67,11 @@ def outcomes_of(summary: dict[str, Any], source: str) -> tuple[str, Outcomes]:
     for row in rows:
         if row["seed"] in out:
             raise ValueError(f"{source}: seed {row['seed']} appears twice")
-        out[int(row["seed"])] = bool(row["success"])
+        if any_step and "first_success_step" not in row:
+            raise ValueError(f"{source}: rollouts have no 'first_success_step' (written by an "
+                             "older `goalrl eval`; evaluate again for --any-step)")
+        met = row["first_success_step"] is not None if any_step else row["success"]
+        out[int(row["seed"])] = bool(met)
     return scene_name(summary.get("env"), summary.get("env_kwargs") or {}), out
 
 
@@ -84,11 +93,11 @@ def parse_scene(scene: str) -> tuple[str, dict[str, Any]]:
     return env_id, kwargs
 
 
-def load_outcomes(path: Path) -> tuple[str, Outcomes]:
+def load_outcomes(path: Path, any_step: bool = False) -> tuple[str, Outcomes]:
     file = path / "summary.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such eval summary")
-    return outcomes_of(json.loads(file.read_text()), str(file))
+    return outcomes_of(json.loads(file.read_text()), str(file), any_step)
 
 
 def merge_goals(a: Outcomes, b: Outcomes, label: str) -> Outcomes:
@@ -278,6 +287,8 @@ def main() -> None:
                     help="leave out the table of every pair (long for many evaluations)")
     ap.add_argument("--by-goal-kind", action="store_true",
                     help="split each policy's success by goal kind (tray / far / near move)")
+    ap.add_argument("--any-step", action="store_true",
+                    help="count a goal met at any step of a rollout, not only at the last")
     ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = ap.parse_args()
 
@@ -285,7 +296,7 @@ def main() -> None:
     envs = set()
     for spec in args.evals:
         label, path = parse_spec(spec)
-        env, out = load_outcomes(path)
+        env, out = load_outcomes(path, args.any_step)
         by_label[label] = merge_goals(by_label.get(label, {}), out, label)
         envs.add(env)
     labels, outcomes = list(by_label), list(by_label.values())
@@ -300,7 +311,7 @@ def main() -> None:
         seeds = set.intersection(*(set(o) for o in outcomes))
         summary = scripted_push_summary(max(seeds) - min(seeds) + 1, first_seed=min(seeds),
                                         env_kwargs=kwargs)
-        env, out = outcomes_of(summary, "scripted pusher")
+        env, out = outcomes_of(summary, "scripted pusher", args.any_step)
         labels.append("scripted pusher (privileged)"), outcomes.append(out)
 
     lines = report(labels, outcomes, pairs=not args.no_pairs)
@@ -315,7 +326,8 @@ def main() -> None:
     if args.out:
         tmp = args.out.with_suffix(".tmp")
         command = shlex.join(["python", "bench/goal_overlap.py", *sys.argv[1:]])
-        tmp.write_text("\n".join([f"# Per-goal agreement ({scene})", "",
+        counted = ", goals met at any step" if args.any_step else ""
+        tmp.write_text("\n".join([f"# Per-goal agreement ({scene}{counted})", "",
                                   f"Written by `{command}`.", ""] + lines) + "\n")
         tmp.replace(args.out)  # atomic: a crash never leaves half a report
 

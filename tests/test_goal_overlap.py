@@ -63,6 +63,19 @@ def test_bad_summaries_are_refused_by_name(tmp_path) -> None:
         overlap.load_outcomes(bad)
 
 
+def test_any_step_counts_goals_met_before_the_last_step(tmp_path) -> None:
+    rows = [{"seed": 1, "success": True, "first_success_step": 9},
+            {"seed": 2, "success": False, "first_success_step": 12},  # met, then left
+            {"seed": 3, "success": False, "first_success_step": None}]
+    s = {"env": "goalrl/Push-v0", "rollouts": rows}
+    assert overlap.outcomes_of(s, "x")[1] == {1: True, 2: False, 3: False}
+    assert overlap.outcomes_of(s, "x", any_step=True)[1] == {1: True, 2: True, 3: False}
+    old = tmp_path / "summary.json"  # written before goalrl eval kept first_success_step
+    old.write_text(json.dumps(summary({1: True})))
+    with pytest.raises(ValueError, match=f"{old}.*first_success_step"):
+        overlap.load_outcomes(old, any_step=True)
+
+
 def test_scripted_pusher_rolls_out_the_requested_seeds() -> None:
     env, out = overlap.outcomes_of(
         load_bench("pretrain").scripted_push_summary(2, first_seed=1_000_010), "pusher")
