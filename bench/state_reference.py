@@ -15,6 +15,11 @@ learner stays at the floor, more updates (or a GPU) come before any change to th
 budgets (prints one JSON line; evaluation seeds from 1,000,000 up, as `goalrl eval`):
 
     python bench/state_reference.py --data <play dataset> --steps 5000 --batch-size 256
+
+With ``--out PATH`` the same summary is also written to PATH in the form of a ``goalrl eval``
+summary.json (per-rollout rows included), so ``bench/goal_overlap.py`` can pair it with the
+image learners on the same goals; ``--eval-seed`` starts the goals elsewhere (as ``goalrl eval
+seed=``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from goalrl.agents.gcbc import GCBCConfig
+from goalrl.cli import write_json_atomic
 from goalrl.data.sampler import (
     episode_ends,
     episode_of,
@@ -114,7 +120,8 @@ def state_policy(net: nn.Module, env: Any):
 
 
 def evaluate_state_gcbc(
-    net: nn.Module, env_id: str, episodes: int, image_size: int = 32
+    net: nn.Module, env_id: str, episodes: int, image_size: int = 32,
+    seed_start: int | None = None,
 ) -> dict[str, Any]:
     """Rollouts of ``state_policy`` on the held-out goals of ``goalrl eval``.
 
@@ -125,9 +132,10 @@ def evaluate_state_gcbc(
     import goalrl  # noqa: F401  (registers the scenes)
     from goalrl.evaluate import EVAL_SEED_OFFSET, run_rollout, summarize_rollouts
 
+    start = EVAL_SEED_OFFSET if seed_start is None else seed_start
     env = gym.make(env_id, image_size=image_size)
     policy = state_policy(net, env.unwrapped)
-    rollouts = [run_rollout(env, policy, EVAL_SEED_OFFSET + i) for i in range(episodes)]
+    rollouts = [run_rollout(env, policy, start + i) for i in range(episodes)]
     env.close()
     return summarize_rollouts(env_id, rollouts)
 
@@ -140,13 +148,21 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=GCBCConfig.lr, help="as image GCBC's default")
     p.add_argument("--episodes", type=int, default=40, help="evaluation episodes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-seed", type=int, default=None,
+                   help="first env seed of the goals (default: goalrl eval's, 1,000,000)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the summary here (a goalrl eval summary.json, for "
+                        "bench/goal_overlap.py)")
     args = p.parse_args()
     torch.set_num_threads(1)
     with EpisodeDataset(args.data) as ds:
         env_id = ds.meta["env_id"]
         net = train_state_gcbc(ds, args.steps, args.batch_size, lr=args.lr, seed=args.seed)
-    result = evaluate_state_gcbc(net, env_id, args.episodes)
-    print(json.dumps({**vars(args), **result}))
+    result = evaluate_state_gcbc(net, env_id, args.episodes, seed_start=args.eval_seed)
+    summary = {**vars(args), "out": None if args.out is None else str(args.out), **result}
+    if args.out is not None:
+        write_json_atomic(args.out, summary)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

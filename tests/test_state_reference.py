@@ -3,6 +3,7 @@ training (from a dataset) as in the simulator (from the env), and refuses data w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -61,3 +62,20 @@ def test_dataset_without_state_is_refused(tmp_path) -> None:
                                   actions=rng.uniform(-1, 1, (3, 4)).astype(np.float32)))
     with EpisodeDataset(tmp_path / "plain") as ds, pytest.raises(ValueError, match="plain"):
         state_reference.train_state_gcbc(ds, steps=1, batch_size=2)
+
+
+def test_out_file_is_an_eval_summary_goal_overlap_reads(tmp_path, monkeypatch, capsys) -> None:
+    """--out writes what `goalrl eval` writes (per-rollout rows on the asked seeds), so the
+    privileged learner pairs with image learners in bench/goal_overlap.py."""
+    _push_dataset(tmp_path / "push").close()
+    out = tmp_path / "reports" / "state.json"
+    monkeypatch.setattr("sys.argv", [
+        "state_reference.py", "--data", str(tmp_path / "push"), "--steps", "2",
+        "--batch-size", "4", "--episodes", "2", "--eval-seed", "7", "--out", str(out),
+    ])
+    state_reference.main()
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    written = json.loads(out.read_text())
+    assert written == printed and written["out"] == str(out)
+    scene, outcomes = load_bench("goal_overlap").outcomes_of(written, str(out))
+    assert scene == "goalrl/Push-v0" and sorted(outcomes) == [7, 8]
