@@ -35,14 +35,15 @@ def batch(seed: int = 0, b: int = 8) -> dict:
     return out
 
 
-def test_saved_agent_gives_identical_outputs_and_training(tmp_path) -> None:
-    agent = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=1)
+@pytest.mark.parametrize("keypoints", [0, 4])
+def test_saved_agent_gives_identical_outputs_and_training(tmp_path, keypoints: int) -> None:
+    agent = AMAgent(AMConfig(**TINY, keypoints=keypoints), (16, 16, 3), 4, seed=1)
     for i in range(3):
         agent.update(batch(i))
     path = save_checkpoint(tmp_path, 3, {"agent": agent.state_dict()}, {"note": "x"})
     state, meta = load_checkpoint(tmp_path)  # the run folder resolves to its latest
     assert meta["step"] == 3 and meta["note"] == "x" and meta["path"] == str(path)
-    other = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=99)
+    other = AMAgent(AMConfig(**TINY, keypoints=keypoints), (16, 16, 3), 4, seed=99)
     other.load_state_dict(state["agent"])
     b = batch(7)
     actions = np.random.default_rng(0).uniform(-1, 1, (8, 4)).astype(np.float32)

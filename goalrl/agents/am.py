@@ -140,6 +140,7 @@ class AMConfig:
     # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
     conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
+    keypoints: int = 0  # K spatial-softmax keypoints beside the flat map (0 = none; networks.py)
     embed_dim: int = 128  # D: image/goal embedding width (the goal vector z)
     proprio_embed_dim: int = 32  # Dp: proprio embedding width (used when use_proprio)
     fusion_dim: int = 256  # F: width of the fused (o, g) embedding and its MLP
@@ -209,6 +210,7 @@ class AMAgent(SeededAgent):
                 head_hidden_dim=cfg.head_hidden_dim,
                 num_heads=cfg.num_q_heads,
                 stem_stride=cfg.stem_stride,
+                keypoints=cfg.keypoints,
                 behaviour_prior=cfg.behaviour_prior,
             ).to(self.device),
             seed,

@@ -26,6 +26,11 @@ Design choices:
   almost independent of the image size and small (about 2.4 M multiply-adds per 64x64 image with
   the default widths), which is what makes updates fast on a 2-core CPU. uint8 BHWC input is
   permuted (not copied) to a channels-last float tensor, the layout oneDNN convolutions prefer.
+* **Optional keypoints** (``keypoints=K``, off by default). A 1x1 conv turns the map of the
+  second-to-last conv stage (about 8x8) into K heat maps; a spatial softmax turns each into its
+  expected (x, y) (Levine et al. 2016; robomimic's image encoder). The 2K coordinates join the
+  flattened final map in the projection, so positions reach z as numbers a difference |h - z|
+  can compare, not only as which of 4x4 cells fired. Late fusion is unchanged.
 * **Cheap action head.** The first head layer is split, W [e; a] = W_e e + W_a a, so W_e e is
   computed once per (o, g) and only W_a a plus two small layers run per candidate action; CEM's
   (B, N, A) actions cost O(N * H^2), never a conv. Two heads (clipped double Q) are computed as one
@@ -65,6 +70,22 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def spatial_softmax(features: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Expected grid position of each channel's softmax: (B, K, h, w) -> (B, K, 2) as (x, y).
+
+    Coordinates run from -1 (first column / row) to 1 (last); a channel that peaks in one cell
+    gives that cell's centre, a flat channel gives (0, 0).
+    """
+    b, k, h, w = features.shape
+    weights = torch.softmax(features.float().reshape(b, k, h * w) / temperature, dim=-1)
+    weights = weights.view(b, k, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=features.device)  # (w,)
+    ys = torch.linspace(-1.0, 1.0, h, device=features.device)  # (h,)
+    x = (weights.sum(dim=2) * xs).sum(dim=-1)  # (B, K): column marginal
+    y = (weights.sum(dim=3) * ys).sum(dim=-1)  # (B, K): row marginal
+    return torch.stack([x, y], dim=-1)
+
+
 class ConvTrunk(nn.Module):
     """uint8 images (B, H, W, C) -> feature maps (B, C_out, h, w); see the module docstring."""
 
@@ -86,19 +107,30 @@ class ConvTrunk(nn.Module):
         else:
             layers += [nn.Conv2d(in_ch, channels[0], 3, 1, 1), nn.ReLU(inplace=True)]
             h, w = height, width
+        self.stage_shapes = [(int(channels[0]), h, w)]  # (C, h, w) after each conv + ReLU
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=False):
             layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.ReLU(inplace=True)]
             h, w = _conv_out(h, 3, 2, 1), _conv_out(w, 3, 2, 1)
-        self.net = nn.Sequential(*layers)
-        self.out_shape = (int(channels[-1]), h, w)  # (C_out, h, w)
+            self.stage_shapes.append((int(c_out), h, w))
+        self.net = nn.Sequential(*layers)  # kept flat: checkpoints name its layers net.<i>
+        self.out_shape = self.stage_shapes[-1]  # (C_out, h, w)
         self.out_dim = math.prod(self.out_shape)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images_to_float(images))  # (B, C_out, h, w)
 
+    def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The map after every conv + ReLU, stem first: shapes (B, *stage_shapes[i])."""
+        x, maps = images_to_float(images), []
+        for i, layer in enumerate(self.net):
+            x = layer(x)
+            if i % 2 == 1:  # after each ReLU
+                maps.append(x)
+        return maps
+
 
 class ImageEncoder(nn.Module):
-    """Conv trunk + linear + LayerNorm + tanh: (B, H, W, C) uint8 -> (B, D) in (-1, 1)."""
+    """Conv trunk [+ keypoints] + linear + LayerNorm + tanh: (B, H, W, C) uint8 -> (B, D) in (-1, 1)."""
 
     def __init__(
         self,
@@ -106,16 +138,36 @@ class ImageEncoder(nn.Module):
         embed_dim: int = 128,
         channels: Sequence[int] = (32, 64, 64),
         stem_stride: int | None = None,
+        keypoints: int = 0,
     ) -> None:
         super().__init__()
+        if keypoints < 0:
+            raise ValueError(f"keypoints={keypoints}: expected >= 0 (0 = no keypoints)")
         self.trunk = ConvTrunk(image_shape, channels, stem_stride)
+        self.keypoints = keypoints
+        # keypoints read the second-to-last stage (about 8x8): finer than the final 4x4 map
+        self.keypoint_stage = max(0, len(self.trunk.stage_shapes) - 2)
+        self.keypoint_conv: nn.Module | None = None
+        if keypoints:
+            stage_channels = self.trunk.stage_shapes[self.keypoint_stage][0]
+            self.keypoint_conv = nn.Conv2d(stage_channels, keypoints, 1)
+            # learned softmax temperature, as log so it stays positive; starts at 1
+            self.keypoint_log_temperature = nn.Parameter(torch.zeros(()))
         self.proj = nn.Sequential(
-            nn.Linear(self.trunk.out_dim, embed_dim), nn.LayerNorm(embed_dim), nn.Tanh()
+            nn.Linear(self.trunk.out_dim + 2 * keypoints, embed_dim),
+            nn.LayerNorm(embed_dim),
+            nn.Tanh(),
         )
         self.embed_dim = embed_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.trunk(images).flatten(1))  # (B, D)
+        if self.keypoint_conv is None:
+            return self.proj(self.trunk(images).flatten(1))  # (B, D)
+        maps = self.trunk.stages(images)
+        heat = self.keypoint_conv(maps[self.keypoint_stage])  # (B, K, h, w)
+        points = spatial_softmax(heat, self.keypoint_log_temperature.exp())  # (B, K, 2)
+        x = torch.cat([maps[-1].flatten(1), points.flatten(1).to(maps[-1].dtype)], dim=-1)
+        return self.proj(x)  # (B, D)
 
 
 class ObsGoalEncoder(nn.Module):
@@ -131,9 +183,10 @@ class ObsGoalEncoder(nn.Module):
         proprio_embed_dim: int = 32,
         fusion_dim: int = 256,
         stem_stride: int | None = None,
+        keypoints: int = 0,
     ) -> None:
         super().__init__()
-        self.image = ImageEncoder(image_shape, embed_dim, channels, stem_stride)
+        self.image = ImageEncoder(image_shape, embed_dim, channels, stem_stride, keypoints)
         self.embed_dim = embed_dim
         self.proprio_dim = proprio_dim or 0
         self.proprio: nn.Module | None = None
@@ -271,6 +324,7 @@ class GoalQNetwork(nn.Module):
         head_hidden_dim: int = 128,
         num_heads: int = 2,
         stem_stride: int | None = None,
+        keypoints: int = 0,
         behaviour_prior: bool = False,
     ) -> None:
         super().__init__()
@@ -282,6 +336,7 @@ class GoalQNetwork(nn.Module):
             proprio_embed_dim=proprio_embed_dim,
             fusion_dim=fusion_dim,
             stem_stride=stem_stride,
+            keypoints=keypoints,
         )
         self.q_head = EnsembleActionHead(
             self.encoder.feature_dim, action_dim, head_hidden_dim, num_heads
@@ -360,6 +415,7 @@ class GaussianPolicyNetwork(nn.Module):
         log_std_min: float = -5.0,
         log_std_max: float = 1.0,
         stem_stride: int | None = None,
+        keypoints: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = ObsGoalEncoder(
@@ -370,6 +426,7 @@ class GaussianPolicyNetwork(nn.Module):
             proprio_embed_dim=proprio_embed_dim,
             fusion_dim=fusion_dim,
             stem_stride=stem_stride,
+            keypoints=keypoints,
         )
         self.out = nn.Linear(self.encoder.feature_dim, 2 * action_dim)
         self.action_dim = action_dim

@@ -87,6 +87,7 @@ TASK_INPUTS = ("embedding", "goal_image")  # what stands in for the goal: z_task
 ARCHITECTURE_FIELDS = (
     "conv_channels",
     "stem_stride",
+    "keypoints",
     "embed_dim",
     "proprio_embed_dim",
     "fusion_dim",
