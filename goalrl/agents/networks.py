@@ -70,7 +70,9 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def spatial_softmax(features: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+def spatial_softmax(
+    features: torch.Tensor, temperature: torch.Tensor | float = 1.0
+) -> torch.Tensor:
     """Expected grid position of each channel's softmax: (B, K, h, w) -> (B, K, 2) as (x, y).
 
     Coordinates run from -1 (first column / row) to 1 (last); a channel that peaks in one cell
@@ -130,7 +132,7 @@ class ConvTrunk(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Conv trunk [+ keypoints] + linear + LayerNorm + tanh: (B, H, W, C) uint8 -> (B, D) in (-1, 1)."""
+    """Conv trunk [+ keypoints] + linear + LayerNorm + tanh: (B, H, W, C) uint8 -> (B, D)."""
 
     def __init__(
         self,
