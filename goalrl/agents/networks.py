@@ -146,7 +146,6 @@ class ImageEncoder(nn.Module):
         if keypoints < 0:
             raise ValueError(f"keypoints={keypoints}: expected >= 0 (0 = no keypoints)")
         self.trunk = ConvTrunk(image_shape, channels, stem_stride)
-        self.keypoints = keypoints
         # keypoints read the second-to-last stage (about 8x8): finer than the final 4x4 map
         self.keypoint_stage = max(0, len(self.trunk.stage_shapes) - 2)
         self.keypoint_conv: nn.Module | None = None
