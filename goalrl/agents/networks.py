@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -309,45 +310,13 @@ class EnsembleActionHead(nn.Module):
         return out.view(k, b, n).permute(1, 2, 0)  # (B, N, K)
 
 
-class GoalQNetwork(nn.Module):
-    """Q(o, a, g) = sigmoid(logits) with K heads; see the module docstring for the structure."""
+class _ObsGoalNetwork(nn.Module):
+    """A network on an ``ObsGoalEncoder`` (kept as ``self.encoder``, so checkpoints keep their
+    ``encoder.*`` names); the encoding methods are the encoder's own."""
 
-    def __init__(
-        self,
-        image_shape: Sequence[int],
-        action_dim: int,
-        *,
-        proprio_dim: int | None = None,
-        channels: Sequence[int] = (32, 64, 64),
-        embed_dim: int = 128,
-        proprio_embed_dim: int = 32,
-        fusion_dim: int = 256,
-        head_hidden_dim: int = 128,
-        num_heads: int = 2,
-        stem_stride: int | None = None,
-        keypoints: int = 0,
-        behaviour_prior: bool = False,
-    ) -> None:
+    def __init__(self, image_shape: Sequence[int], **encoder_kwargs: Any) -> None:
         super().__init__()
-        self.encoder = ObsGoalEncoder(
-            image_shape,
-            proprio_dim=proprio_dim,
-            channels=channels,
-            embed_dim=embed_dim,
-            proprio_embed_dim=proprio_embed_dim,
-            fusion_dim=fusion_dim,
-            stem_stride=stem_stride,
-            keypoints=keypoints,
-        )
-        self.q_head = EnsembleActionHead(
-            self.encoder.feature_dim, action_dim, head_hidden_dim, num_heads
-        )
-        # Optional behaviour prior pi_b(a | o, g): a diagonal Gaussian on e where CEM starts
-        # its search (am.py, AMConfig.behaviour_prior); None keeps the plain Q network.
-        self.prior_head = (
-            nn.Linear(self.encoder.feature_dim, 2 * action_dim) if behaviour_prior else None
-        )
-        self.action_dim, self.num_heads = action_dim, num_heads
+        self.encoder = ObsGoalEncoder(image_shape, **encoder_kwargs)
 
     def encode_obs(
         self, obs_image: torch.Tensor, proprio: torch.Tensor | None = None
@@ -371,6 +340,46 @@ class GoalQNetwork(nn.Module):
     ) -> torch.Tensor:
         """e (B, F) with one trunk call for obs and goal."""
         return self.encoder.encode(obs_image, goal_image, proprio)
+
+
+class GoalQNetwork(_ObsGoalNetwork):
+    """Q(o, a, g) = sigmoid(logits) with K heads; see the module docstring for the structure."""
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        action_dim: int,
+        *,
+        proprio_dim: int | None = None,
+        channels: Sequence[int] = (32, 64, 64),
+        embed_dim: int = 128,
+        proprio_embed_dim: int = 32,
+        fusion_dim: int = 256,
+        head_hidden_dim: int = 128,
+        num_heads: int = 2,
+        stem_stride: int | None = None,
+        keypoints: int = 0,
+        behaviour_prior: bool = False,
+    ) -> None:
+        super().__init__(
+            image_shape,
+            proprio_dim=proprio_dim,
+            channels=channels,
+            embed_dim=embed_dim,
+            proprio_embed_dim=proprio_embed_dim,
+            fusion_dim=fusion_dim,
+            stem_stride=stem_stride,
+            keypoints=keypoints,
+        )
+        self.q_head = EnsembleActionHead(
+            self.encoder.feature_dim, action_dim, head_hidden_dim, num_heads
+        )
+        # Optional behaviour prior pi_b(a | o, g): a diagonal Gaussian on e where CEM starts
+        # its search (am.py, AMConfig.behaviour_prior); None keeps the plain Q network.
+        self.prior_head = (
+            nn.Linear(self.encoder.feature_dim, 2 * action_dim) if behaviour_prior else None
+        )
+        self.action_dim, self.num_heads = action_dim, num_heads
 
     def head(self, e: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """logits (B, N, K) for embeddings e (B, F) and actions (B, N, A)."""
@@ -400,7 +409,7 @@ class GoalQNetwork(nn.Module):
         return (logits, self.prior(e)) if with_prior else logits
 
 
-class GaussianPolicyNetwork(nn.Module):
+class GaussianPolicyNetwork(_ObsGoalNetwork):
     """pi(a | o, g) = N(tanh(mu), sigma) on the same encoder; sigma depends on (o, g)."""
 
     def __init__(
@@ -418,8 +427,7 @@ class GaussianPolicyNetwork(nn.Module):
         stem_stride: int | None = None,
         keypoints: int = 0,
     ) -> None:
-        super().__init__()
-        self.encoder = ObsGoalEncoder(
+        super().__init__(
             image_shape,
             proprio_dim=proprio_dim,
             channels=channels,
@@ -433,17 +441,6 @@ class GaussianPolicyNetwork(nn.Module):
         self.action_dim = action_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
-    def encode_obs(
-        self, obs_image: torch.Tensor, proprio: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.encoder.encode_obs(obs_image, proprio)
-
-    def encode_goal(self, goal_image: torch.Tensor) -> torch.Tensor:
-        return self.encoder.encode_goal(goal_image)
-
-    def fuse(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.encoder.fuse(h, z)
-
     def dist_params(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mean (B, A) in (-1, 1) and log_std (B, A) in [log_std_min, log_std_max]."""
         return gaussian_params(self.out(e), self.log_std_min, self.log_std_max)
@@ -454,4 +451,4 @@ class GaussianPolicyNetwork(nn.Module):
         goal_image: torch.Tensor,
         proprio: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dist_params(self.encoder.encode(obs_image, goal_image, proprio))
+        return self.dist_params(self.encode(obs_image, goal_image, proprio))
