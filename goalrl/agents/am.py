@@ -66,7 +66,7 @@ from goalrl.agents.losses import (
     q_targets,
     select_negatives,
 )
-from goalrl.agents.networks import GoalQNetwork
+from goalrl.agents.networks import GoalQNetwork, encoder_kwargs
 from goalrl.data import keys as K
 
 POLICY_NEGATIVE_STATES = ("next", "current")  # AMConfig.policy_negative_state
@@ -203,15 +203,10 @@ class AMAgent(SeededAgent):
                 self.image_shape,
                 self.action_dim,
                 proprio_dim=self.proprio_dim,
-                channels=cfg.conv_channels,
-                embed_dim=cfg.embed_dim,
-                proprio_embed_dim=cfg.proprio_embed_dim,
-                fusion_dim=cfg.fusion_dim,
                 head_hidden_dim=cfg.head_hidden_dim,
                 num_heads=cfg.num_q_heads,
-                stem_stride=cfg.stem_stride,
-                keypoints=cfg.keypoints,
                 behaviour_prior=cfg.behaviour_prior,
+                **encoder_kwargs(cfg),
             ).to(self.device),
             seed,
         )

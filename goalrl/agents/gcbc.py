@@ -38,7 +38,7 @@ from goalrl.agents.base import (
     to_tensor,
 )
 from goalrl.agents.losses import gaussian_nll
-from goalrl.agents.networks import GaussianPolicyNetwork
+from goalrl.agents.networks import GaussianPolicyNetwork, encoder_kwargs
 from goalrl.data import keys as K
 
 
@@ -88,14 +88,9 @@ class GCBCAgent(SeededAgent):
                 self.image_shape,
                 self.action_dim,
                 proprio_dim=self.proprio_dim,
-                channels=cfg.conv_channels,
-                embed_dim=cfg.embed_dim,
-                proprio_embed_dim=cfg.proprio_embed_dim,
-                fusion_dim=cfg.fusion_dim,
                 log_std_min=cfg.log_std_min,
                 log_std_max=cfg.log_std_max,
-                stem_stride=cfg.stem_stride,
-                keypoints=cfg.keypoints,
+                **encoder_kwargs(cfg),
             ).to(self.device),
             seed,
         )

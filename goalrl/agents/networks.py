@@ -310,6 +310,19 @@ class EnsembleActionHead(nn.Module):
         return out.view(k, b, n).permute(1, 2, 0)  # (B, N, K)
 
 
+def encoder_kwargs(cfg: Any) -> dict[str, Any]:
+    """The ``ObsGoalEncoder`` arguments an agent config names (AMConfig and GCBCConfig share
+    these fields), for the networks built on it."""
+    return {
+        "channels": cfg.conv_channels,
+        "embed_dim": cfg.embed_dim,
+        "proprio_embed_dim": cfg.proprio_embed_dim,
+        "fusion_dim": cfg.fusion_dim,
+        "stem_stride": cfg.stem_stride,
+        "keypoints": cfg.keypoints,
+    }
+
+
 class _ObsGoalNetwork(nn.Module):
     """A network on an ``ObsGoalEncoder`` (kept as ``self.encoder``, so checkpoints keep their
     ``encoder.*`` names); the encoding methods are the encoder's own."""
