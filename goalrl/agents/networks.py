@@ -327,9 +327,9 @@ class _ObsGoalNetwork(nn.Module):
     """A network on an ``ObsGoalEncoder`` (kept as ``self.encoder``, so checkpoints keep their
     ``encoder.*`` names); the encoding methods are the encoder's own."""
 
-    def __init__(self, image_shape: Sequence[int], **encoder_kwargs: Any) -> None:
+    def __init__(self, image_shape: Sequence[int], **encoder_args: Any) -> None:
         super().__init__()
-        self.encoder = ObsGoalEncoder(image_shape, **encoder_kwargs)
+        self.encoder = ObsGoalEncoder(image_shape, **encoder_args)
 
     def encode_obs(
         self, obs_image: torch.Tensor, proprio: torch.Tensor | None = None
