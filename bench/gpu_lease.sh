@@ -78,15 +78,10 @@ for item in "${archives[@]}"; do
   scene=${item%%=*}; work=/tmp/work-$scene
   cp "$work/trained_$profile.json" "$out/meta/trained_${profile}_$scene.json"
   # the last step every run of this scene reached keeps the methods on one budget
-  step=$(python3 - "$repo/bench" "$work/runs-$profile" <<'EOF'
-import sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from pretrain import shared_step
-step = shared_step([d for d in Path(sys.argv[2]).iterdir() if d.is_dir()])
-print("" if step is None else f"step_{step:07d}")
-EOF
-)
+  runs=("$work/runs-$profile"/*/)
+  # names are zero-padded (step_0005000): the last one listed by every run is the largest
+  step=$(for run in "${runs[@]}"; do ls "$run/checkpoints" 2>/dev/null | grep '^step_'; done \
+    | sort | uniq -c | awk -v n=${#runs[@]} '$1 == n {s = $2} END {print s}')
   echo "$scene: shared checkpoint ${step:-none}"
   [ -n "$step" ] || continue
   for run in "$work/runs-$profile"/*/; do

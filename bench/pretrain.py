@@ -33,16 +33,18 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+
+from goalrl.agents.gcbc import GCBCConfig
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DOCS = REPO / "docs" / "benchmarks"
 
 IMAGE = 64
@@ -58,8 +60,6 @@ TARGET_MARGIN = 0.20  # AM minus GCBC, both scenes
 
 
 def machine(device: str) -> dict[str, Any]:
-    import torch
-
     info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -110,7 +110,7 @@ _cuda_sync = None
 
 def make_agent(kind: str, size: int, device: str, **overrides: Any):
     from goalrl.agents.am import AMAgent, AMConfig
-    from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
+    from goalrl.agents.gcbc import GCBCAgent
 
     if kind == "gcbc":
         return GCBCAgent(GCBCConfig(**overrides), (size, size, 3), ACTION_DIM, device=device)
@@ -187,8 +187,6 @@ def cem_latency_ms(size: int, device: str, calls: int) -> dict[str, float]:
 
 
 def run_speed(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
     global _cuda_sync
     device = args.device
     if device.startswith("cuda"):
@@ -296,7 +294,6 @@ def ensure_data(scene: str, episodes: int, workdir: Path) -> Path:
 
 def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[str, Any]:
     from goalrl.agents.am import AMConfig
-    from goalrl.agents.gcbc import GCBCConfig
     from goalrl.train import PretrainConfig, pretrain
 
     kind, overrides = METHODS[method]
@@ -335,20 +332,127 @@ def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[
     }
 
 
+# ------------------------------------------------------------------------------- state reference
+# GCBC on low-dimensional state instead of images, trained on the same play data with the same
+# hindsight goals and update budget as the image learners:
+#     state s_t = [proprio (tcp xyz, opening, yaw), achieved_goal (every object's xyz)]
+#     goal  g   = [tcp xyz, achieved_goal] of the goal frame: what a goal image pictures
+# It reads the objects' coordinates that an image learner has to find in pixels, so it tells
+# whether a result is limited by vision or by the data and the update budget.
+
+
+def state_features(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame state (N, P + G) and goal features (N, 3 + G) of a dataset, float32."""
+    if ds.proprio_dim is None or ds.goal_dim is None:
+        raise ValueError(f"{ds.root}: the state reference needs proprio and achieved_goal")
+    proprio = np.asarray(ds.proprio, dtype=np.float32)  # (N, P), tcp xyz first
+    achieved = np.asarray(ds.achieved_goal, dtype=np.float32)  # (N, G)
+    return np.concatenate([proprio, achieved], 1), np.concatenate([proprio[:, :3], achieved], 1)
+
+
+def goal_features(env: Any) -> np.ndarray:
+    """The goal of a (unwrapped) goalrl env as ``state_features`` builds it: (3 + G,)."""
+    return np.concatenate([env.goal_layout.tcp, env.goal]).astype(np.float32)
+
+
+class StateGCBC(nn.Module):
+    """MLP on standardised [state, goal] (B, S + G') -> actions (B, A) in [-1, 1].
+
+    Positions in metres span a few tenths, so the inputs are standardised with the data's
+    mean and std: without it the first layer learns several times slower.
+    """
+
+    def __init__(self, inputs: np.ndarray, action_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(inputs.mean(0)))
+        self.register_buffer("std", torch.from_numpy(inputs.std(0) + 1e-3))
+        self.net = nn.Sequential(
+            nn.Linear(inputs.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, action_dim), nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def train_state_gcbc(
+    ds: Any, steps: int, batch_size: int, *, lr: float = GCBCConfig.lr,
+    gamma: float = 0.9, seed: int = 0,
+) -> nn.Module:
+    """An MLP pi(s, g) -> a in [-1, 1], fitted by mean squared error on hindsight goals.
+
+    Squared error is the mean's gradient of the image GCBC's beta-NLL at beta 1 (its default).
+    """
+    from goalrl.data.sampler import (
+        episode_ends,
+        episode_of,
+        sample_hindsight_goals,
+        sample_transitions,
+    )
+
+    states, goals = state_features(ds)
+    actions = torch.from_numpy(np.asarray(ds.actions, dtype=np.float32))  # (N, A)
+    starts, lengths = np.asarray(ds.episode_starts), np.asarray(ds.episode_lengths)
+    ends = episode_ends(starts, lengths)  # (E,)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    net = StateGCBC(np.concatenate([states, goals], 1), actions.shape[1])
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        t = sample_transitions(rng, starts, lengths, batch_size)  # (B,)
+        end = ends[episode_of(t, starts)]  # (B,) the last frame of each one's episode
+        g = sample_hindsight_goals(rng, t, end, "geometric", gamma)  # (B,)
+        x = torch.from_numpy(np.concatenate([states[t], goals[g]], 1))  # (B, S + G')
+        loss = ((net(x) - actions[t]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def state_policy(net: nn.Module, env: Any):
+    """An ``evaluate.Policy`` that reads the (unwrapped) env's state instead of the images."""
+
+    @torch.no_grad()
+    def act(obs_image: Any, goal_image: Any, proprio: Any) -> tuple[np.ndarray, None]:
+        s = np.concatenate([env.arm.proprio(), env.achieved_goal(), goal_features(env)])
+        return net(torch.from_numpy(s.astype(np.float32))[None])[0].numpy(), None
+
+    return act
+
+
+def evaluate_state_gcbc(
+    net: nn.Module, env_id: str, episodes: int, image_size: int = 32,
+    seed_start: int | None = None,
+) -> dict[str, Any]:
+    """Rollouts of ``state_policy`` on the held-out goals of ``goalrl eval``.
+
+    The policy never looks at the images, so their size changes only the render cost.
+    """
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401  (registers the scenes)
+    from goalrl.evaluate import EVAL_SEED_OFFSET, run_rollout, summarize_rollouts
+
+    start = EVAL_SEED_OFFSET if seed_start is None else seed_start
+    env = gym.make(env_id, image_size=image_size)
+    policy = state_policy(net, env.unwrapped)
+    rollouts = [run_rollout(env, policy, start + i) for i in range(episodes)]
+    env.close()
+    return summarize_rollouts(env_id, rollouts)
+
+
 def reference_rows(scene: str, data: Path, prof: Profile, seed: int) -> list[dict[str, Any]]:
     """Policies read against the learners on the same held-out goals.
 
     - an arm that never moves: the floor that goals already met at the start (object placed
       within 5 cm by chance) give;
-    - GCBC on privileged state (``state_reference.py``) with the learners' data, hindsight
+    - GCBC on privileged state (``StateGCBC``) with the learners' data, hindsight
       goals and update budget: whether the budget allows the task when the object's
       coordinates are given, not seen;
     - on Push, a noise-free scripted pusher that reads the goal layout (``GoalPushPolicy``):
       what the scene allows a policy with privileged state in one episode.
     """
-    import torch
-    from state_reference import evaluate_state_gcbc, train_state_gcbc
-
     from goalrl.data.storage import EpisodeDataset
     from goalrl.evaluate import evaluate_policy
 
@@ -498,8 +602,6 @@ def tb_updates_per_s(run: Path) -> float | None:
 def evaluate_trained(ckpt: Path, episodes: int) -> dict[str, Any]:
     """``goalrl eval`` of one checkpoint on CPU (its scene and image size come from the
     checkpoint), one torch thread per process."""
-    import torch
-
     from goalrl.commands.evaluate import EvalConfig
     from goalrl.commands.evaluate import run as goalrl_eval
 

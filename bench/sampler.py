@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TARGET_RATE = 20_000  # transitions/s on one core
 TARGET_FLAT = 0.25  # max/min - 1 across dataset sizes

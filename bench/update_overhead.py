@@ -31,9 +31,20 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 OUT = REPO / "docs" / "benchmarks" / "update_overhead.md"
+
+
+
+def load_pretrain_bench(tree: Path = REPO) -> Any:
+    """bench/pretrain.py of ``tree`` as a module: its synthetic batches and default agents are
+    the ones its speed part times (loaded by path: bench/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pretrain", tree / "bench" / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # (file name suffix, function name) -> phase; cumulative times, each counted once per update
 PHASES = {
@@ -120,12 +131,12 @@ def measure(
     """One agent's row. On a GPU the batch is pinned (as the trainer's prefetcher gives it) and
     the wall time is of ``updates`` updates queued back to back, then one wait for the device."""
     import torch
-    from pretrain import make_agent, synthetic_batch
 
     from goalrl.data.prefetch import tensor_batch
 
-    agent = make_agent(kind, image, device)
-    batch: dict[str, Any] = synthetic_batch(np.random.default_rng(0), batch_size, image)
+    bench = load_pretrain_bench()
+    agent = bench.make_agent(kind, image, device)
+    batch: dict[str, Any] = bench.synthetic_batch(np.random.default_rng(0), batch_size, image)
     cuda = device.startswith("cuda")
     if cuda:
         batch = tensor_batch(batch, pin=True)
@@ -177,15 +188,18 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 # Median CPU time per update of the default agents in the tree at sys.argv[1]: run in a child
-# process per tree and round, so both trees share the same minutes of this machine.
+# process per tree and round, so both trees share the same minutes of this machine. The child
+# runs with PYTHONPATH set to the tree, so its goalrl is the tree's.
 AB_CHILD = """
-import json, statistics, sys, time
+import importlib.util, json, statistics, sys, time
 import numpy as np
 repo, batch, updates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sys.path[:0] = [repo + "/bench", repo]
 import torch
 torch.set_num_threads(1)
-from pretrain import make_agent, synthetic_batch
+spec = importlib.util.spec_from_file_location("bench_pretrain", repo + "/bench/pretrain.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+make_agent, synthetic_batch = bench.make_agent, bench.synthetic_batch
 out = {}
 for kind in ("am", "gcbc"):
     agent = make_agent(kind, 64, "cpu")
@@ -218,7 +232,8 @@ def ab_rounds(against: str, rounds: int, batch: int, updates: int) -> dict[str, 
                 for label, tree in (("before", old), ("after", REPO)):
                     res = subprocess.run(
                         [sys.executable, "-c", AB_CHILD, str(tree), str(batch), str(updates)],
-                        check=True, capture_output=True, text=True)
+                        check=True, capture_output=True, text=True,
+                        env={**os.environ, "PYTHONPATH": str(tree)})
                     for kind, ms in json.loads(res.stdout.strip().splitlines()[-1]).items():
                         times[label].setdefault(kind, []).append(ms)
         finally:
@@ -296,8 +311,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     import torch
-    from pretrain import machine, write_json
 
+    bench = load_pretrain_bench()
+    machine, write_json = bench.machine, bench.write_json
     torch.set_num_threads(1)
     if args.against:
         ab = ab_rounds(args.against, args.rounds, args.batch, args.updates)
