@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from einops import rearrange
 
 _CHANNELS = (1, 3, 4)
 
@@ -42,7 +43,7 @@ def frames_to_hwc(frames: np.ndarray) -> np.ndarray:
     if frames.shape[-1] in _CHANNELS:
         return frames
     if frames.shape[1] in _CHANNELS:  # channels-first, as torch and LeRobot features use
-        return np.moveaxis(frames, 1, -1)
+        return rearrange(frames, "n c h w -> n h w c")
     raise ValueError(f"no channel axis of size 1, 3 or 4 in frames of shape {frames.shape}")
 
 

@@ -141,7 +141,7 @@ def collect_push(out: Path, total: int) -> dict:
 def test_an_episode_is_the_same_on_a_reused_simulator(env_id: str, policy: str) -> None:
     """collect keeps one simulator per process across episodes; episode s must not depend on
     which episodes ran on it before."""
-    from goalrl.commands.collect import close_scenes, run_episode, scene
+    from goalrl.data.collect import close_scenes, run_episode, scene
 
     def episode(seed: int):
         return run_episode(env_id, seed, 16, policy, action_noise=0.15)

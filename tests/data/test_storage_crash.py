@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import goalrl.data.storage as storage
+import goalrl.data.storage.writer as storage_writer
 from goalrl.data.storage import (
     DatasetError,
     DatasetWriter,
@@ -78,16 +78,17 @@ _CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {repo!r})
     import numpy as np
-    import goalrl.data.storage as storage
+    import goalrl.data.storage.writer as storage_writer
+    from goalrl.data.storage import DatasetWriter
     from test_storage_crash import episode
     root, kill_at, where = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    owner = storage.os if where == "replace" else storage
+    owner = storage_writer.os if where == "replace" else storage_writer
     real = getattr(owner, where)
     calls = [0]
     def fatal(*a, **k):
         calls[0] += 1
         if calls[0] == kill_at:
-            if where == "_pwrite_all":  # die after writing half of the bytes
+            if where == "pwrite_all":  # die after writing half of the bytes
                 fd, data, off = a
                 real(fd, memoryview(data).cast("B")[: len(memoryview(data).cast("B")) // 2], off)
             if where == "replace":  # die right after the commit point
@@ -95,19 +96,19 @@ _CHILD = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*a, **k)
     setattr(owner, where, fatal)
-    w = storage.DatasetWriter(root, image_shape=(8, 8, 3), action_dim=2, proprio_dim=3)
+    w = DatasetWriter(root, image_shape=(8, 8, 3), action_dim=2, proprio_dim=3)
     for i in range(100):
         w.append(episode(i))
         print(i, flush=True)
 """)
 
 
-# per append: 4 _pwrite_all (images, actions, proprio, episode line), 1 _atomic_write and
+# per append: 4 pwrite_all (images, actions, proprio, episode line), 1 atomic_write and
 # 1 os.replace (meta.json); creating the dataset does 2 of each (meta.json, README.md)
 @pytest.mark.parametrize("where, kill_at, survivors", [
-    ("_pwrite_all", 4 * 2 + 1, 2),  # half-way through the images of episode 2
-    ("_pwrite_all", 4 * 3 + 4, 3),  # half-way through the index line of episode 3
-    ("_atomic_write", 2 + 2, 1),  # before the meta.json of episode 1 is written
+    ("pwrite_all", 4 * 2 + 1, 2),  # half-way through the images of episode 2
+    ("pwrite_all", 4 * 3 + 4, 3),  # half-way through the index line of episode 3
+    ("atomic_write", 2 + 2, 1),  # before the meta.json of episode 1 is written
     ("replace", 2 + 3, 3),  # right after episode 2's commit, before append returns
 ])
 def test_sigkill_mid_append_keeps_finished_episodes(tmp_path: Path, where: str,
@@ -162,7 +163,7 @@ def test_exception_mid_append_leaves_dataset_and_writer_usable(tmp_path: Path,
     root = tmp_path / "ds"
     w = DatasetWriter(root, image_shape=SHAPE, action_dim=2, proprio_dim=3, durable=False)
     w.append(episode(0))
-    real = storage._pwrite_all
+    real = storage_writer.pwrite_all
     calls = [0]
 
     def flaky(fd, data, off):
@@ -171,7 +172,7 @@ def test_exception_mid_append_leaves_dataset_and_writer_usable(tmp_path: Path,
             raise OSError(28, "No space left on device")
         return real(fd, data, off)
 
-    monkeypatch.setattr(storage, "_pwrite_all", flaky)
+    monkeypatch.setattr(storage_writer, "pwrite_all", flaky)
     with pytest.raises(OSError):
         w.append(episode(1))
     check_episodes(EpisodeDataset(root), [0])
@@ -183,16 +184,16 @@ def test_exception_mid_append_leaves_dataset_and_writer_usable(tmp_path: Path,
 def test_ctrl_c_during_append_finishes_the_append(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "ds"
     w = DatasetWriter(root, image_shape=SHAPE, action_dim=2, proprio_dim=3, durable=False)
-    real = storage._pwrite_all
+    real = storage_writer.pwrite_all
 
     def interrupted(fd, data, off):
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while bytes are written
         return real(fd, data, off)
 
-    monkeypatch.setattr(storage, "_pwrite_all", interrupted)
+    monkeypatch.setattr(storage_writer, "pwrite_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
         w.append(episode(0))
-    monkeypatch.setattr(storage, "_pwrite_all", real)
+    monkeypatch.setattr(storage_writer, "pwrite_all", real)
     assert w.num_episodes == 1  # committed, and the writer knows it
     w.append(episode(1))
     w.close()

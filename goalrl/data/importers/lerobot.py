@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from goalrl.data.images import prepare_frames
-from goalrl.data.importers import ImportSource, SourceEpisode, bounds_from_data, run_import
+from goalrl.data.importers.common import ImportSource, SourceEpisode, bounds_from_data, run_import
 from goalrl.data.storage import DatasetError, EpisodeData
 
 INFO_PATH = "meta/info.json"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from goalrl.data.images import prepare_frames
-from goalrl.data.importers import (
+from goalrl.data.importers.common import (
     ImportSource,
     SourceEpisode,
     bounds_from_data,

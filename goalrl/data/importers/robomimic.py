@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from goalrl.data.images import prepare_frames
-from goalrl.data.importers import ImportSource, SourceEpisode, bounds_from_data, run_import
+from goalrl.data.importers.common import ImportSource, SourceEpisode, bounds_from_data, run_import
 from goalrl.data.storage import DatasetError, EpisodeData
 
 DEFAULT_FPS = 20.0  # robosuite's default control frequency
