@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+HELP_FLAGS = ("--help", "-h")
+FULL_ERROR_VARIABLE = "HYDRA_FULL_ERROR"  # "1": every error with its full traceback
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,18 @@ def split_command(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
-    """Run subcommand ``name`` as a hydra app with ``overrides``; returns its summary."""
+    """Run subcommand ``name`` as a hydra app with ``overrides``; returns its summary.
+
+    ``--help`` (or ``-h``) among the overrides prints the command's fields with their
+    descriptions instead of running it. A user error (``UserError``, a missing required
+    field, a bad override) ends the process with one line on stderr and exit status 2.
+    """
     import hydra
     from hydra.core.config_store import ConfigStore
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
+
+    from goalrl.cli_help import command_help
 
     cmd = COMMANDS[name]
     module = importlib.import_module(cmd.module)
@@ -106,11 +116,26 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
     ConfigStore.instance().store(name=f"{config_name}_schema", node=getattr(module, cmd.schema))
     if hasattr(module, "register_configs"):  # config groups (e.g. agent=am|gcbc)
         module.register_configs()
+    show_help = any(arg in HELP_FLAGS for arg in overrides)
+    overrides = [arg for arg in overrides if arg not in HELP_FLAGS]
+    full_error = os.environ.get(FULL_ERROR_VARIABLE)
     result: dict[str, Any] = {}
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
     def app(cfg: Any) -> None:
-        summary = function(OmegaConf.to_object(cfg))
+        if show_help:  # composed like a real run, so `agent=gcbc --help` shows gcbc's fields
+            choices = HydraConfig.get().runtime.choices
+            print(command_help(name, cmd.help, cfg, choices, CONFIG_DIR))
+            return
+        try:
+            summary = function(checked_config(cfg, name))
+        except Exception as error:
+            # kept for the report below: raised out of here, hydra would first print
+            # "Error executing job with overrides: [...]"
+            if full_error == "1" or user_error_message(error, name) is None:
+                raise
+            result["error"] = error
+            return
         if summary:  # None, or {} from a non-zero rank: rank 0 alone writes the summary
             result["summary"] = summary
             out = OmegaConf.select(cfg, "out", default=None)
@@ -120,11 +145,70 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
 
     saved_argv = sys.argv
     sys.argv = [f"goalrl {name}", *overrides]
+    # hydra.main reports a failed composition (a bad override) itself, in several lines,
+    # unless HYDRA_FULL_ERROR=1 makes it re-raise: set it for the call, report here
+    os.environ[FULL_ERROR_VARIABLE] = "1"
     try:
         app()
+    except Exception as error:
+        message = user_error_message(error, name)
+        if message is None or full_error == "1":
+            raise
+        result["error"] = error
     finally:
         sys.argv = saved_argv
+        if full_error is None:
+            os.environ.pop(FULL_ERROR_VARIABLE, None)
+        else:
+            os.environ[FULL_ERROR_VARIABLE] = full_error
+    if "error" in result:
+        print(f"goalrl {name}: {user_error_message(result['error'], name)}", file=sys.stderr)
+        raise SystemExit(2)
     return result.get("summary")
+
+
+def checked_config(cfg: Any, name: str) -> Any:
+    """The schema object of ``cfg``; a UserError naming every required field left out."""
+    from omegaconf import OmegaConf
+
+    from goalrl.errors import UserError
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(
+            f"missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}: give "
+            f"{' '.join(f'{key}=...' for key in missing)} (goalrl {name} --help describes them)"
+        )
+    return OmegaConf.to_object(cfg)
+
+
+def user_error_message(error: BaseException, name: str) -> str | None:
+    """The one-line report of a user error, or None when ``error`` is a bug (a traceback)."""
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    from goalrl.errors import UserError
+
+    if isinstance(error, UserError):
+        return one_line(str(error))
+    if isinstance(error, MissingMandatoryValue):
+        return f"missing required field {error.full_key}: give {error.full_key}=..."
+    if isinstance(error, MissingConfigException) and error.options:  # group=unknown option
+        options = [o for o in error.options if not o.endswith("_schema")]  # not user choices
+        first = str(error).strip().splitlines()[0]
+        return f"{first}; choose one of {', '.join(options)}"
+    if isinstance(error, (HydraException, OmegaConfBaseException)):
+        # a bad override: hydra's message says which, its cause (omegaconf's) why
+        parts = [str(error).strip().splitlines()[0].rstrip(".")]
+        cause = error.__cause__
+        if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+            parts.append(str(cause).strip().splitlines()[0].rstrip("."))
+        return ": ".join(parts) + f" (goalrl {name} --help lists the fields)"
+    return None
+
+
+def one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from goalrl.envs.tasks import Layout
+from goalrl.errors import UserError
 
 ALPHA_BACKGROUND = 255  # RGBA goals are composited over white (the camera's empty background)
 PNG_TEXT_KEY = "goalrl-goal"  # PNG tEXt chunk holding the pictured scene state (JSON)
@@ -42,7 +43,7 @@ GOAL_VERSION = 1
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse bigger pictures before decoding them
 
 
-class GoalImageError(ValueError):
+class GoalImageError(UserError, ValueError):
     """A goal image that cannot be used; the message says what is wrong with it."""
 
 

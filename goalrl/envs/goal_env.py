@@ -19,11 +19,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium_robotics.core import GoalEnv
 
+from goalrl.envs import quiet
 from goalrl.envs.robot import Arm
 from goalrl.envs.scene import CONTROL_HZ, Scene
 from goalrl.envs.tasks import TASKS, Layout, Task, goal_distance, is_success
+
+GoalEnv = quiet.gymnasium_robotics().core.GoalEnv
 
 OFF_TABLE_Z = -0.05  # an object this far below the table surface (z = 0) has fallen off
 

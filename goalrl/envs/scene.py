@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as p
-from pybullet_utils.bullet_client import BulletClient
 
+from goalrl.envs import quiet
 from goalrl.envs.assets import asset_path
+
+p = quiet.pybullet()
 
 PHYSICS_HZ = 240  # pybullet's default step; contacts stay stable at this rate
 CONTROL_HZ = 10  # one env step = PHYSICS_HZ // CONTROL_HZ physics substeps
@@ -39,7 +40,7 @@ class Scene:
     """pybullet world: table, named bodies, camera, physics stepping and snapshots."""
 
     def __init__(self, image_size: int = 64, camera: Camera | None = None) -> None:
-        self.client = BulletClient(connection_mode=p.DIRECT)
+        self.client = quiet.bullet_client(p.DIRECT)
         self.client.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         self.client.setGravity(0, 0, -9.81)
         self.client.setTimeStep(1.0 / PHYSICS_HZ)
