@@ -1,6 +1,7 @@
 """Actionable Models: offline goal-conditioned Q-learning with relabeling, chaining and negatives.
 
-One update on a relabeled batch (see DESIGN.md section 2):
+One update on a relabeled batch (Chebotar et al. 2021; what goalrl measured about each choice:
+docs/lab-notes.md):
 
 1. Random-shift obs, next obs and goal with **one shift per sample shared by the three images**.
    The Q-function compares obs with goal; a shared shift keeps their relative geometry (a reached
@@ -12,18 +13,14 @@ One update on a relabeled batch (see DESIGN.md section 2):
    Chained samples (goal from another episode) are bootstrap-only whatever ``reached`` says.
    With ``mc_floor`` a hindsight target is raised to gamma^(k-1) for a goal k steps ahead.
 3. Positives: BCE of both online heads on the dataset action against y.
-4. Negatives: N candidate actions per (o, g) (uniform and/or other rows' data actions, plus
-   with ``policy_negative`` the target network's greedy CEM action: by default the one step 2
-   found at (o', g), one step from o, or with ``policy_negative_state="current"`` that of a
-   second CEM at (o, g)); one is picked with probability ∝ exp(Q) (Q averaged over heads, no
-   gradient) and trained toward 0 with weight lambda_neg.
+4. Negatives: N candidate actions per (o, g) (uniform, other rows' data actions, or near misses
+   of the data action, plus with ``policy_negative`` the target network's greedy CEM action
+   that step 2 found at (o', g), one step from o); one is picked with probability ∝ exp(Q / T)
+   (Q averaged over heads, no gradient) and trained toward 0 with weight lambda_neg.
 5. With ``behaviour_prior``: a Gaussian head pi_b(a | o, g) on the same fused embedding, fitted
    by beta-NLL to the data actions of non-chained rows (weight prior_weight); every CEM (targets
    and acting) then starts from pi_b's Gaussian instead of the uniform box (EMaQ-style support
    constraint: the max runs over actions like the data's, not over actions the data never took).
-   With ``prior_adv_beta > 0`` each row's NLL is weighted by exp(beta * A), A the target
-   network's log-Q advantage of the data action over the prior's mean at (o, g) (AWR-style
-   extraction: the prior copies the data actions Q rates above its own).
 6. Adam step on the online network, then Polyak averaging of the target network (tau) and of
    the acting copy q_ema (ema_tau, a slower average that ``act`` and ``q_values`` use).
 
@@ -43,7 +40,7 @@ import torch
 
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
-    SeededAgent,
+    AgentBase,
     UpdateStats,
     add_exploration,
     autocast_context,
@@ -53,10 +50,10 @@ from goalrl.agents.base import (
     q_output,
     to_tensor,
 )
-from goalrl.agents.cem import best_of_gaussian, cem_maximize
+from goalrl.agents.cem import cem_maximize
+from goalrl.agents.config import EncoderConfig, config_from_dict
 from goalrl.agents.losses import (
     PolyakAverage,
-    advantage_weights,
     bce_q_loss,
     check_neg_source,
     gaussian_nll,
@@ -66,12 +63,11 @@ from goalrl.agents.losses import (
     q_targets,
     select_negatives,
 )
-from goalrl.agents.networks import GoalQNetwork, encoder_kwargs
+from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
 
-POLICY_NEGATIVE_STATES = ("next", "current")  # AMConfig.policy_negative_state
-ACT_RULES = ("cem", "prior_mean", "prior_best")  # AMConfig.act_rule
-PRIOR_ACT_RULES = ("prior_mean", "prior_best")  # the rules that need a behaviour prior
+ACT_RULES = ("cem", "prior_mean")  # AMConfig.act_rule
+AM_NEG_SOURCES = ("uniform", "batch", "swap")  # AMConfig.neg_source
 
 
 @dataclass
@@ -92,22 +88,20 @@ class AMConfig:
     chaining: bool = True  # the sampler draws chained goals; the agent treats them bootstrap-only
     negatives: bool = True  # contrastive artificial negatives (pick ∝ exp(Q), train toward 0)
     num_negatives: int = 16  # N candidate actions per (o, g) for the negative
-    # where candidates come from: uniform | batch (other rows' data actions) | mixed (half each)
-    # | swap (the data action with some dimensions taken from other rows: near misses);
-    # see losses.negative_candidates for why uniform alone is easy to game
+    # where candidates come from: uniform | batch (other rows' data actions) | swap (the data
+    # action with some dimensions taken from other rows: near misses); see
+    # losses.negative_candidates for why uniform alone is easy to game
     neg_source: str = "batch"
     lambda_neg: float = 1.0  # weight of the negative BCE term relative to the TD term
     # p(candidate) ∝ exp(Q / T). T = 1 is the Actionable Models rule, but Q in [0, 1] then
     # picks nearly uniformly (at most a factor e apart); 0.05 picks mostly the best candidates,
-    # the actions CEM would exploit (docs/pretrain_notes.md: with T = 1, the greedy action
-    # copied the pictured arm on Push)
+    # the actions CEM would exploit (docs/lab-notes.md: with T = 1, the greedy action copied
+    # the pictured arm on Push)
     neg_temperature: float = 0.05
-    # also offer the greedy action itself, argmax_a Q_target(., a, g) by CEM, as a candidate:
-    # CEM acts on exactly the actions the Q-function overrates, which other candidates rarely hit
+    # also offer the target network's greedy action at (o', g), which the TD target's CEM found
+    # anyway, as a candidate: CEM acts on exactly the actions the Q-function overrates, which
+    # other candidates rarely hit
     policy_negative: bool = True
-    # whose greedy action: "next" reuses the TD target's CEM at (o', g), free, and one step away
-    # from o; "current" runs a second CEM at (o, g) itself, about 40% more time per update
-    policy_negative_state: str = "next"
     # raise hindsight targets to gamma^(k-1), the value the logged actions achieved toward a goal
     # k steps ahead (losses.hindsight_floor); needs the sampler's OFFSET key
     mc_floor: bool = True
@@ -116,19 +110,10 @@ class AMConfig:
     # max_a Q runs over actions the data takes where Q is trained, not where it is extrapolated
     behaviour_prior: bool = False
     prior_weight: float = 1.0  # weight of the prior's NLL in the loss (it trains the encoder too)
-    # advantage-weighted prior (AWR-style policy extraction): each row's NLL is weighted by
-    # exp(beta * A), A = log Q_target(o, a_data, g) - log Q_target(o, prior mean, g), clipped at
-    # prior_adv_max and normalised over the batch (losses.advantage_weights), so the prior copies
-    # the data actions Q rates above its own; 0 fits the plain behaviour prior
-    prior_adv_beta: float = 0.0
-    prior_adv_max: float = 20.0
     # how act() picks an action: "cem" maximises Q by CEM (the recipe); "prior_mean" takes the
     # behaviour prior's mean and only scores it with Q (needs behaviour_prior; on Push the
-    # prior's mean reached more goals than CEM on Q: docs/benchmarks/pretrain_notes.md);
-    # "prior_best" scores the prior's mean and act_prior_samples - 1 draws from the prior with
-    # Q and takes the best (one round, no refit: Q chooses among actions the data would take)
+    # prior's mean reached more goals than CEM on Q: docs/lab-notes.md)
     act_rule: str = "cem"
-    act_prior_samples: int = 32  # candidates for act_rule="prior_best", the mean among them
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
@@ -137,27 +122,24 @@ class AMConfig:
     act_cem_iterations: int = 3  # CEM iterations when acting (online network)
     act_cem_samples: int = 128  # CEM samples per iteration when acting
     act_cem_elites: int = 10  # CEM elites when acting
-    # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
-    conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
-    stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
-    keypoints: int = 0  # K spatial-softmax keypoints beside the flat map (0 = none; networks.py)
-    embed_dim: int = 128  # D: image/goal embedding width (the goal vector z)
-    proprio_embed_dim: int = 32  # Dp: proprio embedding width (used when use_proprio)
-    fusion_dim: int = 256  # F: width of the fused (o, g) embedding and its MLP
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # image/proprio encoder shape
     head_hidden_dim: int = 128  # H: hidden width of each action head
     num_q_heads: int = 2  # K: Q heads for clipped double Q (min over heads in targets and acting)
-    use_proprio: bool = False  # feed OBS_PROPRIO/NEXT_OBS_PROPRIO to the encoder if present
-    amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, where: str = "agent") -> AMConfig:
+        """From ``asdict`` output, nested or the old flat layout (``config.config_from_dict``);
+        ValueError naming a removed option a checkpoint relied on."""
+        removed = {"act_rule": ("prior_best",), "neg_source": ("mixed",)}
+        return config_from_dict(cls, values, where=where, removed_values=removed)
 
 
-def check_act_rule(rule: str, behaviour_prior: bool, prior_samples: int = 1) -> None:
+def check_act_rule(rule: str, behaviour_prior: bool) -> None:
     """ValueError naming the field unless ``rule`` is an act rule this network can follow."""
     if rule not in ACT_RULES:
         raise ValueError(f"agent.act_rule={rule!r}: expected one of {', '.join(ACT_RULES)}")
-    if rule in PRIOR_ACT_RULES and not behaviour_prior:
+    if rule == "prior_mean" and not behaviour_prior:
         raise ValueError(f"agent.act_rule={rule} needs agent.behaviour_prior=true")
-    if prior_samples < 1:
-        raise ValueError(f"agent.act_prior_samples={prior_samples}: expected >= 1")
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -166,12 +148,7 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum()
 
 
-def _cat_optional(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    """torch.cat([a, b]) for optional proprio tensors (None when the agent has none)."""
-    return None if a is None else torch.cat([a, b])
-
-
-class AMAgent(SeededAgent):
+class AMAgent(AgentBase):
     """Actionable Models agent: ``update(batch)``, ``act(obs, goal)``, ``q_values``, state dicts."""
 
     def __init__(
@@ -183,30 +160,20 @@ class AMAgent(SeededAgent):
         device: str | torch.device = "cpu",
         *,
         seed: int = 0,
+        amp: bool = False,
     ) -> None:
-        check_neg_source(cfg.neg_source)
-        if cfg.policy_negative_state not in POLICY_NEGATIVE_STATES:
-            raise ValueError(
-                f"agent.policy_negative_state={cfg.policy_negative_state!r}: expected one of "
-                f"{', '.join(POLICY_NEGATIVE_STATES)}"
-            )
-        check_act_rule(cfg.act_rule, cfg.behaviour_prior, cfg.act_prior_samples)
-        if cfg.prior_adv_beta < 0:
-            raise ValueError(f"agent.prior_adv_beta={cfg.prior_adv_beta}: expected >= 0")
-        if cfg.prior_adv_max <= 0:  # every weight would be clipped to <= 0: no prior fit at all
-            raise ValueError(f"agent.prior_adv_max={cfg.prior_adv_max}: expected > 0")
-        if cfg.prior_adv_beta and not cfg.behaviour_prior:
-            raise ValueError("agent.prior_adv_beta > 0 needs agent.behaviour_prior=true")
-        self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
+        check_neg_source(cfg.neg_source, AM_NEG_SOURCES)
+        check_act_rule(cfg.act_rule, cfg.behaviour_prior)
+        self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed, amp)
         self.q = self.build_seeded(
             lambda: GoalQNetwork(
                 self.image_shape,
                 self.action_dim,
+                cfg.encoder,
                 proprio_dim=self.proprio_dim,
                 head_hidden_dim=cfg.head_hidden_dim,
                 num_heads=cfg.num_q_heads,
                 behaviour_prior=cfg.behaviour_prior,
-                **encoder_kwargs(cfg),
             ).to(self.device),
             seed,
         )
@@ -303,37 +270,17 @@ class AMAgent(SeededAgent):
         bsz = action.shape[0]
 
         # TD target from the target network; no gradient.
-        with torch.no_grad(), autocast_context(dev, cfg.amp):
-            policy_negative = cfg.negatives and cfg.policy_negative
-            greedy_obs = policy_negative and cfg.policy_negative_state == "current"
-            weigh_prior = cfg.behaviour_prior and cfg.prior_adv_beta > 0
-            # Rows to encode: (o', g), and (o, g) too for a greedy action at o or for the
-            # prior's advantage weights -> (R, F), rows :B at o', rows B: at o.
-            with_obs = greedy_obs or weigh_prior
-            states = torch.cat([next_obs, obs]) if with_obs else next_obs
-            props = _cat_optional(next_proprio, proprio) if with_obs else next_proprio
-            # fuse(encode_obs(o'), encode_goal(g)), one trunk call; each goal encoded once
-            e_max = self.q_target.encode(states, goal, props)  # (R, F)
-            # (R', A) a*, (R',) min-over-heads logit at a*, over the rows that need a max
-            best, best_logit = self.maximize(self.q_target, e_max if greedy_obs else e_max[:bsz])
-            next_q = torch.sigmoid(best_logit[:bsz].float())  # (B,)
+        with torch.no_grad(), autocast_context(dev, self.amp):
+            e_next = self.q_target.encode(next_obs, goal, next_proprio)  # (B, F) at (o', g)
+            best, best_logit = self.maximize(self.q_target, e_next)  # (B, A) a*, (B,) its logit
+            next_q = torch.sigmoid(best_logit.float())  # (B,)
             target = q_targets(reached, next_q, cfg.gamma)  # (B,)
             if cfg.mc_floor:
                 target = torch.maximum(target, hindsight_floor(self._offset(batch), cfg.gamma))
-            greedy = None  # (B, 1, A): the greedy action at o (rows B:), else at o' (rows :B)
-            if policy_negative:
-                greedy = best[bsz:, None] if greedy_obs else best[:bsz, None]
-            prior_weights = torch.ones(bsz, device=dev)  # (B,)
-            if weigh_prior:
-                e_obs = e_max[bsz:]  # (B, F) at (o, g)
-                own = self.q_target.prior(e_obs)[0]  # (B, A) the prior's mean
-                # (B, 2) logits of the data action and of the prior's mean, one head call
-                logit = self._score_fn(self.q_target, e_obs)(torch.stack([action, own], 1))
-                prior_weights = advantage_weights(
-                    logit[:, 0], logit[:, 1], cfg.prior_adv_beta, cfg.prior_adv_max
-                )
+            # (B, 1, A): the greedy action at o', one step from o, offered as a negative
+            greedy = best[:, None] if cfg.negatives and cfg.policy_negative else None
 
-        with autocast_context(dev, cfg.amp):
+        with autocast_context(dev, self.amp):
             actions = action[:, None]  # (B, 1, A)
             if cfg.negatives:
                 cands = negative_candidates(
@@ -362,8 +309,8 @@ class AMAgent(SeededAgent):
             if prior is not None:
                 # beta 1: the prior's mean gets the squared-error gradient of every row (gcbc.py)
                 nll = gaussian_nll(action, prior[0], prior[1], beta=1.0)  # (B,)
-                # chained goals say nothing about the action; weights normalised over the rest
-                used = (~chained).float() * prior_weights  # (B,)
+                # chained goals say nothing about the action: the mean is over the rest
+                used = (~chained).float()  # (B,)
                 loss_prior = (nll * used).sum() / used.sum().clamp_min(1e-6)
                 loss = loss + cfg.prior_weight * loss_prior
 
@@ -392,12 +339,6 @@ class AMAgent(SeededAgent):
                 stats["prior/nll"] = loss_prior.detach()
                 stats["prior/mse"] = _masked_mean(((prior[0] - action) ** 2).mean(-1), ~chained)
                 stats["prior/std"] = prior[1].exp().mean()
-                if weigh_prior:
-                    # effective sample fraction (sum w)^2 / (n sum w^2): 1 is plain BC, small
-                    # means a few rows carry the prior's fit
-                    stats["prior/weight_ess"] = used.sum().square() / (
-                        (~chained).float().sum() * used.square().sum()
-                    ).clamp_min(1e-12)
             if greedy is not None:
                 stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()
         return loss, stats
@@ -414,12 +355,10 @@ class AMAgent(SeededAgent):
 
     # --- inference ---
 
-    def set_act_rule(self, rule: str, prior_samples: int | None = None) -> None:
-        """Act by ``rule`` from now on (AMConfig.act_rule; ``prior_samples`` sets
-        act_prior_samples when given); training is unaffected."""
-        samples = self.cfg.act_prior_samples if prior_samples is None else prior_samples
-        check_act_rule(rule, self.cfg.behaviour_prior, samples)
-        self.cfg.act_rule, self.cfg.act_prior_samples = rule, samples
+    def set_act_rule(self, rule: str) -> None:
+        """Act by ``rule`` (AMConfig.act_rule) from now on; training is unaffected."""
+        check_act_rule(rule, self.cfg.behaviour_prior)
+        self.cfg.act_rule = rule
 
     @property
     def acting_q(self) -> GoalQNetwork:
@@ -450,7 +389,7 @@ class AMAgent(SeededAgent):
         computed anyway (before exploration noise).
         """
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
-        with autocast_context(self.device, self.cfg.amp):
+        with autocast_context(self.device, self.amp):
             e = self.acting_q.encode(obs, goal, prop)  # (B, F)
         return self.act_on_embedding(e, single, explore_std=explore_std, return_q=return_q)
 
@@ -465,21 +404,15 @@ class AMAgent(SeededAgent):
         net: GoalQNetwork | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings
-        e (B, F), or from the behaviour prior with ``act_rule="prior_mean"`` / ``"prior_best"``;
-        the acting half of ``act``, shared with the task agent (whose e comes from its task
-        embedding or goal image, and which may act with its target weights)."""
+        e (B, F), or the behaviour prior's mean, scored by the head, with
+        ``act_rule="prior_mean"``; the acting half of ``act``, shared with the task agent (whose
+        e comes from its task embedding or goal image, and which may act with its target
+        weights)."""
         net = net or self.acting_q
-        rule = self.cfg.act_rule
-        with autocast_context(self.device, self.cfg.amp):
-            if rule in PRIOR_ACT_RULES:
-                mean, log_std = net.prior(e)  # (B, A) each
-                best, best_logit = best_of_gaussian(
-                    self._score_fn(net, e),
-                    mean,
-                    log_std.exp(),
-                    1 if rule == "prior_mean" else self.cfg.act_prior_samples,
-                    generator=self.generator,
-                )  # (B, A), (B,)
+        with autocast_context(self.device, self.amp):
+            if self.cfg.act_rule == "prior_mean":
+                best = net.prior(e)[0]  # (B, A) the mean, inside the box (tanh)
+                best_logit = self._score_fn(net, e)(best[:, None])[:, 0].float()  # (B,)
             else:
                 best, best_logit = self.maximize(net, e, acting=True)  # (B, A), (B,)
         best = add_exploration(best, explore_std, self.generator)
@@ -506,7 +439,7 @@ class AMAgent(SeededAgent):
         axis).
         """
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
-        with autocast_context(self.device, self.cfg.amp):
+        with autocast_context(self.device, self.amp):
             e = self.acting_q.encode(obs, goal, prop)  # (B, F)
         return self.q_on_embedding(e, actions, single, reduce=reduce)
 
@@ -520,14 +453,17 @@ class AMAgent(SeededAgent):
         reduce: str = "min",
         net: GoalQNetwork | None = None,
     ) -> np.ndarray:
-        """Q in [0, 1] of actions for fused embeddings e (B, F) from ``net``'s head (default:
-        the online network); the scoring half of ``q_values``, shared with the task agent."""
+        """Q in [0, 1] of given actions for fused embeddings e (B, F) already computed: runs
+        only ``net``'s action head (default: ``acting_q``, the weight average when kept), no
+        encoder. actions (B, A) -> (B,), (B, N, A) -> (B, N), and without the B axis when
+        ``single``; heads reduced by ``reduce`` as in ``q_values``. The scoring half of
+        ``q_values``, shared with the task agent (whose e comes from its task embedding)."""
         acts = to_tensor(actions, self.device).float()
         if single:
             acts = acts[None]  # (1, A) or (1, N, A)
         squeeze = acts.ndim == 2
         acts = acts[:, None] if squeeze else acts  # (B, N, A)
-        with autocast_context(self.device, self.cfg.amp):
+        with autocast_context(self.device, self.amp):
             q = torch.sigmoid((net or self.acting_q).head(e, acts).float())  # (B, N, K)
         return q_output(q, reduce, squeeze=squeeze, single=single)
 

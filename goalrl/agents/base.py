@@ -1,7 +1,7 @@
 """What every goalrl agent shares: tensors in, devices, autocast, RNG and resume plumbing.
 
 Each agent owns one ``torch.Generator`` (augmentation, CEM, negatives, exploration noise) so a
-resumed run continues exactly; ``SeededAgent`` gives them the same seed/state methods and the
+resumed run continues exactly; ``AgentBase`` gives them the same seed/state methods and the
 same save/restore of optimiser, step and RNG. The input helpers turn arrays (or tensors, batched
 or not) into the (B, ...) tensors the networks take.
 """
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from goalrl.agents.losses import PolyakAverage, ema_rate
+from goalrl.distributed import DistInfo, resolve_device
 
 # Optimiser settings a config sets and a resume keeps from the config, not from the checkpoint.
 OPTIMIZER_HPARAMS = ("lr", "weight_decay")
@@ -43,13 +44,6 @@ def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     if not arr.flags.writeable:
         arr = arr.copy()
     return torch.as_tensor(arr, device=device)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def autocast_context(device: torch.device, enabled: bool) -> AbstractContextManager:
@@ -199,11 +193,12 @@ class UpdateStats(Mapping[str, float]):
         return f"UpdateStats({self._read()!r})"
 
 
-class SeededAgent:
+class AgentBase:
     """RNG and resume plumbing; subclasses call ``_setup`` first and then set ``optimizer``."""
 
     cfg: Any
     device: torch.device
+    amp: bool  # bfloat16 autocast on CUDA (a run setting, not a hyper-parameter)
     image_shape: tuple[int, int, int]
     action_dim: int
     proprio_dim: int | None
@@ -220,14 +215,20 @@ class SeededAgent:
         proprio_dim: int | None,
         device: str | torch.device,
         seed: int,
+        amp: bool,
     ) -> None:
-        """Config, device, shapes (proprio only when ``cfg.use_proprio``), a generator seeded
-        with ``seed`` and step 0."""
+        """Config, device ("auto", "cpu", "cuda[:i]" or a torch.device), autocast switch,
+        shapes (proprio only when ``cfg.encoder.use_proprio``), a generator seeded with
+        ``seed`` and step 0."""
         self.cfg = cfg
-        self.device = resolve_device(device)
+        self.device = (
+            device if isinstance(device, torch.device) else resolve_device(device, DistInfo())
+        )
+        self.amp = bool(amp)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.action_dim = int(action_dim)
-        self.proprio_dim = int(proprio_dim) if (proprio_dim and cfg.use_proprio) else None
+        use_proprio = cfg.encoder.use_proprio
+        self.proprio_dim = int(proprio_dim) if (proprio_dim and use_proprio) else None
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.step = 0
@@ -273,7 +274,7 @@ class SeededAgent:
         Why: a policy read off the latest weights swings between nearby updates, and averaging
         is free. On Push at 30,000 updates, GCBC acting with the average reached 73% of 100
         held-out goals against 60% with the latest weights; AM 44% against 39%
-        (docs/benchmarks/pretrain_notes.md).
+        (docs/lab-notes.md).
         """
         if averager is None:
             return

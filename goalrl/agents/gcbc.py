@@ -28,7 +28,7 @@ import torch
 
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
-    SeededAgent,
+    AgentBase,
     UpdateStats,
     add_exploration,
     autocast_context,
@@ -37,8 +37,9 @@ from goalrl.agents.base import (
     make_adamw,
     to_tensor,
 )
+from goalrl.agents.config import EncoderConfig, config_from_dict
 from goalrl.agents.losses import gaussian_nll
-from goalrl.agents.networks import GaussianPolicyNetwork, encoder_kwargs
+from goalrl.agents.networks import GaussianPolicyNetwork
 from goalrl.data import keys as K
 
 
@@ -58,18 +59,15 @@ class GCBCConfig:
     log_std_max: float = 1.0  # upper bound of the policy's log std
     # beta-NLL weight (losses.gaussian_nll): 0 is plain NLL, 1 gives the mean an MSE gradient
     nll_beta: float = 1.0
-    # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
-    conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
-    stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
-    keypoints: int = 0  # K spatial-softmax keypoints beside the flat map (0 = none; networks.py)
-    embed_dim: int = 128  # D: image/goal embedding width (the goal vector z)
-    proprio_embed_dim: int = 32  # Dp: proprio embedding width (used when use_proprio)
-    fusion_dim: int = 256  # F: width of the fused (o, g) embedding and its MLP
-    use_proprio: bool = False  # feed OBS_PROPRIO to the encoder if present
-    amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # image/proprio encoder shape
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, where: str = "agent") -> GCBCConfig:
+        """From ``asdict`` output, nested or the old flat layout (``config.config_from_dict``)."""
+        return config_from_dict(cls, values, where=where)
 
 
-class GCBCAgent(SeededAgent):
+class GCBCAgent(AgentBase):
     """GCBC with the same interface as ``AMAgent``: ``update``, ``act``, state dicts, RNG."""
 
     def __init__(
@@ -81,16 +79,17 @@ class GCBCAgent(SeededAgent):
         device: str | torch.device = "cpu",
         *,
         seed: int = 0,
+        amp: bool = False,
     ) -> None:
-        self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed)
+        self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed, amp)
         self.policy = self.build_seeded(
             lambda: GaussianPolicyNetwork(
                 self.image_shape,
                 self.action_dim,
+                cfg.encoder,
                 proprio_dim=self.proprio_dim,
                 log_std_min=cfg.log_std_min,
                 log_std_max=cfg.log_std_max,
-                **encoder_kwargs(cfg),
             ).to(self.device),
             seed,
         )
@@ -123,7 +122,7 @@ class GCBCAgent(SeededAgent):
         else:
             weight = torch.ones(action.shape[0], device=dev)
 
-        with autocast_context(dev, cfg.amp):
+        with autocast_context(dev, self.amp):
             mean, log_std = self.train_net(obs, goal, proprio)  # (B, A) each, float32
         nll = gaussian_nll(action, mean, log_std, cfg.nll_beta)  # (B,)
         loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
@@ -156,7 +155,7 @@ class GCBCAgent(SeededAgent):
         from the weight average policy_ema when kept."""
         obs, goal, single = batch_images(obs_image, goal_image, self.device)
         policy = self.policy if self.policy_ema is None else self.policy_ema
-        with autocast_context(self.device, self.cfg.amp):
+        with autocast_context(self.device, self.amp):
             mean, _ = policy(obs, goal, self._proprio(proprio))  # (B, A)
         out = add_exploration(mean, explore_std, self.generator).float().cpu().numpy()
         return out[0] if single else out

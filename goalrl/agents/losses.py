@@ -58,13 +58,14 @@ def bce_q_loss(
     return loss.mean()
 
 
+# "mixed" is kept for task fine-tuning, whose default it is; goal reaching refuses it (am.py)
 NEGATIVE_SOURCES = ("uniform", "batch", "mixed", "swap")
 
 
-def check_neg_source(source: str) -> None:
-    """ValueError naming the field unless ``source`` is one of NEGATIVE_SOURCES."""
-    if source not in NEGATIVE_SOURCES:
-        raise ValueError(f"agent.neg_source must be one of {NEGATIVE_SOURCES}, got {source!r}")
+def check_neg_source(source: str, allowed: tuple[str, ...] = NEGATIVE_SOURCES) -> None:
+    """ValueError naming the field unless ``source`` is one of ``allowed``."""
+    if source not in allowed:
+        raise ValueError(f"agent.neg_source must be one of {allowed}, got {source!r}")
 
 
 def negative_candidates(
@@ -185,23 +186,6 @@ def gaussian_nll(
     if beta:
         per_dim = per_dim * torch.exp(2.0 * beta * log_std).detach()  # var ** beta
     return per_dim.sum(dim=-1)
-
-
-def advantage_weights(
-    data_logit: torch.Tensor, reference_logit: torch.Tensor, beta: float, max_weight: float
-) -> torch.Tensor:
-    """Per-row weights (B,) exp(beta * A), clipped at max_weight, for advantage-weighted
-    regression of a policy onto the data actions (AWR, Peng et al. 2019; AWAC; WGCSL for goals).
-
-    A = log Q(o, a_data, g) - log Q(o, a_ref, g) from Q logits (B,), with a_ref the policy's
-    own action. Q here is a discounted reach probability, so log-Q differences count steps:
-    an action one step closer to the goal has A = -log(gamma) (0.105 at gamma 0.9), and
-    beta = 10 then weighs it e^1.05 ~ 2.9 times an action as good as the policy's.
-    No gradient: the weights only choose which data actions the policy copies.
-    """
-    with torch.no_grad():
-        adv = F.logsigmoid(data_logit.float()) - F.logsigmoid(reference_logit.float())
-        return torch.exp(beta * adv).clamp(max=max_weight)
 
 
 def ema_rate(step: int, tau: float) -> float:

@@ -26,11 +26,6 @@ Design choices:
   almost independent of the image size and small (about 2.4 M multiply-adds per 64x64 image with
   the default widths), which is what makes updates fast on a 2-core CPU. uint8 BHWC input is
   permuted (not copied) to a channels-last float tensor, the layout oneDNN convolutions prefer.
-* **Optional keypoints** (``keypoints=K``, off by default). A 1x1 conv turns the map of the
-  second-to-last conv stage (about 8x8) into K heat maps; a spatial softmax turns each into its
-  expected (x, y) (Levine et al. 2016; robomimic's image encoder). The 2K coordinates join the
-  flattened final map in the projection, so positions reach z as numbers a difference |h - z|
-  can compare, not only as which of 4x4 cells fired. Late fusion is unchanged.
 * **Cheap action head.** The first head layer is split, W [e; a] = W_e e + W_a a, so W_e e is
   computed once per (o, g) and only W_a a plus two small layers run per candidate action; CEM's
   (B, N, A) actions cost O(N * H^2), never a conv. Two heads (clipped double Q) are computed as one
@@ -41,10 +36,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
+from einops import rearrange
 from torch import nn
+
+from goalrl.agents.config import EncoderConfig
 
 # log std bounds of GoalQNetwork's behaviour prior: std from 0.05 (a CEM that can still move)
 # to e (wider than the [-1, 1] box)
@@ -61,7 +58,7 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
 
     The permute is a view, so the result keeps channels-last strides without a copy.
     """
-    x = images.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last strides
+    x = rearrange(images, "b h w c -> b c h w")  # a view with channels-last strides
     if x.dtype == torch.uint8:
         return x.float().mul_(1.0 / 255.0).sub_(0.5)
     return x.float() - 0.5
@@ -69,24 +66,6 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
-
-
-def spatial_softmax(
-    features: torch.Tensor, temperature: torch.Tensor | float = 1.0
-) -> torch.Tensor:
-    """Expected grid position of each channel's softmax: (B, K, h, w) -> (B, K, 2) as (x, y).
-
-    Coordinates run from -1 (first column / row) to 1 (last); a channel that peaks in one cell
-    gives that cell's centre, a flat channel gives (0, 0).
-    """
-    b, k, h, w = features.shape
-    weights = torch.softmax(features.float().reshape(b, k, h * w) / temperature, dim=-1)
-    weights = weights.view(b, k, h, w)
-    xs = torch.linspace(-1.0, 1.0, w, device=features.device)  # (w,)
-    ys = torch.linspace(-1.0, 1.0, h, device=features.device)  # (h,)
-    x = (weights.sum(dim=2) * xs).sum(dim=-1)  # (B, K): column marginal
-    y = (weights.sum(dim=3) * ys).sum(dim=-1)  # (B, K): row marginal
-    return torch.stack([x, y], dim=-1)
 
 
 class ConvTrunk(nn.Module):
@@ -110,30 +89,19 @@ class ConvTrunk(nn.Module):
         else:
             layers += [nn.Conv2d(in_ch, channels[0], 3, 1, 1), nn.ReLU(inplace=True)]
             h, w = height, width
-        self.stage_shapes = [(int(channels[0]), h, w)]  # (C, h, w) after each conv + ReLU
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=False):
             layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.ReLU(inplace=True)]
             h, w = _conv_out(h, 3, 2, 1), _conv_out(w, 3, 2, 1)
-            self.stage_shapes.append((int(c_out), h, w))
         self.net = nn.Sequential(*layers)  # kept flat: checkpoints name its layers net.<i>
-        self.out_shape = self.stage_shapes[-1]  # (C_out, h, w)
+        self.out_shape = (int(channels[-1]), h, w)  # (C_out, h, w)
         self.out_dim = math.prod(self.out_shape)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images_to_float(images))  # (B, C_out, h, w)
 
-    def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The map after every conv + ReLU, stem first: shapes (B, *stage_shapes[i])."""
-        x, maps = images_to_float(images), []
-        for i, layer in enumerate(self.net):
-            x = layer(x)
-            if i % 2 == 1:  # after each ReLU
-                maps.append(x)
-        return maps
-
 
 class ImageEncoder(nn.Module):
-    """Conv trunk [+ keypoints] + linear + LayerNorm + tanh: (B, H, W, C) uint8 -> (B, D)."""
+    """Conv trunk + linear + LayerNorm + tanh: (B, H, W, C) uint8 -> (B, D)."""
 
     def __init__(
         self,
@@ -141,35 +109,18 @@ class ImageEncoder(nn.Module):
         embed_dim: int = 128,
         channels: Sequence[int] = (32, 64, 64),
         stem_stride: int | None = None,
-        keypoints: int = 0,
     ) -> None:
         super().__init__()
-        if keypoints < 0:
-            raise ValueError(f"keypoints={keypoints}: expected >= 0 (0 = no keypoints)")
         self.trunk = ConvTrunk(image_shape, channels, stem_stride)
-        # keypoints read the second-to-last stage (about 8x8): finer than the final 4x4 map
-        self.keypoint_stage = max(0, len(self.trunk.stage_shapes) - 2)
-        self.keypoint_conv: nn.Module | None = None
-        if keypoints:
-            stage_channels = self.trunk.stage_shapes[self.keypoint_stage][0]
-            self.keypoint_conv = nn.Conv2d(stage_channels, keypoints, 1)
-            # learned softmax temperature, as log so it stays positive; starts at 1
-            self.keypoint_log_temperature = nn.Parameter(torch.zeros(()))
         self.proj = nn.Sequential(
-            nn.Linear(self.trunk.out_dim + 2 * keypoints, embed_dim),
+            nn.Linear(self.trunk.out_dim, embed_dim),
             nn.LayerNorm(embed_dim),
             nn.Tanh(),
         )
         self.embed_dim = embed_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.keypoint_conv is None:
-            return self.proj(self.trunk(images).flatten(1))  # (B, D)
-        maps = self.trunk.stages(images)
-        heat = self.keypoint_conv(maps[self.keypoint_stage])  # (B, K, h, w)
-        points = spatial_softmax(heat, self.keypoint_log_temperature.exp())  # (B, K, 2)
-        x = torch.cat([maps[-1].flatten(1), points.flatten(1).to(maps[-1].dtype)], dim=-1)
-        return self.proj(x)  # (B, D)
+        return self.proj(rearrange(self.trunk(images), "b c h w -> b (c h w)"))  # (B, D)
 
 
 class ObsGoalEncoder(nn.Module):
@@ -178,36 +129,34 @@ class ObsGoalEncoder(nn.Module):
     def __init__(
         self,
         image_shape: Sequence[int],
+        encoder: EncoderConfig | None = None,
         *,
         proprio_dim: int | None = None,
-        channels: Sequence[int] = (32, 64, 64),
-        embed_dim: int = 128,
-        proprio_embed_dim: int = 32,
-        fusion_dim: int = 256,
-        stem_stride: int | None = None,
-        keypoints: int = 0,
     ) -> None:
+        """``encoder`` sets the widths (default: EncoderConfig()); the proprio embedding exists
+        when ``proprio_dim`` is given (the agent passes it only with ``encoder.use_proprio``)."""
         super().__init__()
-        self.image = ImageEncoder(image_shape, embed_dim, channels, stem_stride, keypoints)
-        self.embed_dim = embed_dim
+        cfg = encoder or EncoderConfig()
+        self.image = ImageEncoder(image_shape, cfg.embed_dim, cfg.conv_channels, cfg.stem_stride)
+        self.embed_dim = cfg.embed_dim
         self.proprio_dim = proprio_dim or 0
         self.proprio: nn.Module | None = None
         prop_out = 0
         if self.proprio_dim:
             self.proprio = nn.Sequential(
-                nn.Linear(self.proprio_dim, proprio_embed_dim),
-                nn.LayerNorm(proprio_embed_dim),
+                nn.Linear(self.proprio_dim, cfg.proprio_embed_dim),
+                nn.LayerNorm(cfg.proprio_embed_dim),
                 nn.Tanh(),
             )
-            prop_out = proprio_embed_dim
-        self.obs_dim = embed_dim + prop_out  # width of h
+            prop_out = cfg.proprio_embed_dim
+        self.obs_dim = cfg.embed_dim + prop_out  # width of h
         self.fusion = nn.Sequential(
-            nn.Linear(4 * embed_dim + prop_out, fusion_dim),
+            nn.Linear(4 * cfg.embed_dim + prop_out, cfg.fusion_dim),
             nn.ReLU(inplace=True),
-            nn.Linear(fusion_dim, fusion_dim),
+            nn.Linear(cfg.fusion_dim, cfg.fusion_dim),
             nn.ReLU(inplace=True),
         )
-        self.feature_dim = fusion_dim  # width of e
+        self.feature_dim = cfg.fusion_dim  # width of e
 
     def _with_proprio(self, h_img: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
         if self.proprio is None:
@@ -240,8 +189,8 @@ class ObsGoalEncoder(nn.Module):
     ) -> torch.Tensor:
         """fuse(encode_obs(o), encode_goal(g)) with one trunk call on the stacked images.
 
-        obs (mB, ...) may stack m batches of observations for the same B goals (e.g. o' and o
-        in AM's target pass): each goal image is then encoded once and its z reused m times.
+        obs (mB, ...) may stack m batches of observations for the same B goals: each goal
+        image is then encoded once and its z reused m times.
         """
         b, rows = goal_image.shape[0], obs_image.shape[0]
         if rows % b:
@@ -296,40 +245,29 @@ class EnsembleActionHead(nn.Module):
 
     def embed(self, e: torch.Tensor) -> torch.Tensor:
         """The action-independent part of layer 1: (B, F) -> (K, B, H); reusable across calls."""
-        return self.embed_in(e).view(e.shape[0], self.num_heads, self.hidden_dim).transpose(0, 1)
+        return rearrange(self.embed_in(e), "b (k h) -> k b h", k=self.num_heads)
 
     def forward(self, e: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        b, n, a = actions.shape
-        k, h = self.num_heads, self.hidden_dim
+        b = actions.shape[0]  # actions (B, N, A)
         u = self.embed(e)  # (K, B, H)
-        wa = torch.matmul(actions.reshape(b * n, a).to(u.dtype), self.action_in.to(u.dtype))
+        flat = rearrange(actions, "b n a -> (b n) a").to(u.dtype)
+        wa = torch.matmul(flat, self.action_in.to(u.dtype))  # (K, B*N, H)
         # In-place ReLUs on fresh sums are autograd-safe and save two (K, B*N, H) buffers.
-        x = (wa.view(k, b, n, h) + u[:, :, None]).relu_()  # (K, B, N, H)
-        x = torch.baddbmm(self.b2, x.view(k, b * n, h), self.w2).relu_()  # (K, B*N, H)
+        x = (rearrange(wa, "k (b n) h -> k b n h", b=b) + u[:, :, None]).relu_()
+        x = torch.baddbmm(self.b2, rearrange(x, "k b n h -> k (b n) h"), self.w2).relu_()
         out = torch.baddbmm(self.b3, x, self.w3)  # (K, B*N, 1)
-        return out.view(k, b, n).permute(1, 2, 0)  # (B, N, K)
-
-
-def encoder_kwargs(cfg: Any) -> dict[str, Any]:
-    """The ``ObsGoalEncoder`` arguments an agent config names (AMConfig and GCBCConfig share
-    these fields), for the networks built on it."""
-    return {
-        "channels": cfg.conv_channels,
-        "embed_dim": cfg.embed_dim,
-        "proprio_embed_dim": cfg.proprio_embed_dim,
-        "fusion_dim": cfg.fusion_dim,
-        "stem_stride": cfg.stem_stride,
-        "keypoints": cfg.keypoints,
-    }
+        return rearrange(out, "k (b n) 1 -> b n k", b=b)
 
 
 class _ObsGoalNetwork(nn.Module):
     """A network on an ``ObsGoalEncoder`` (kept as ``self.encoder``, so checkpoints keep their
     ``encoder.*`` names); the encoding methods are the encoder's own."""
 
-    def __init__(self, image_shape: Sequence[int], **encoder_args: Any) -> None:
+    def __init__(
+        self, image_shape: Sequence[int], encoder: EncoderConfig | None, proprio_dim: int | None
+    ) -> None:
         super().__init__()
-        self.encoder = ObsGoalEncoder(image_shape, **encoder_args)
+        self.encoder = ObsGoalEncoder(image_shape, encoder, proprio_dim=proprio_dim)
 
     def encode_obs(
         self, obs_image: torch.Tensor, proprio: torch.Tensor | None = None
@@ -362,28 +300,14 @@ class GoalQNetwork(_ObsGoalNetwork):
         self,
         image_shape: Sequence[int],
         action_dim: int,
+        encoder: EncoderConfig | None = None,
         *,
         proprio_dim: int | None = None,
-        channels: Sequence[int] = (32, 64, 64),
-        embed_dim: int = 128,
-        proprio_embed_dim: int = 32,
-        fusion_dim: int = 256,
         head_hidden_dim: int = 128,
         num_heads: int = 2,
-        stem_stride: int | None = None,
-        keypoints: int = 0,
         behaviour_prior: bool = False,
     ) -> None:
-        super().__init__(
-            image_shape,
-            proprio_dim=proprio_dim,
-            channels=channels,
-            embed_dim=embed_dim,
-            proprio_embed_dim=proprio_embed_dim,
-            fusion_dim=fusion_dim,
-            stem_stride=stem_stride,
-            keypoints=keypoints,
-        )
+        super().__init__(image_shape, encoder, proprio_dim)
         self.q_head = EnsembleActionHead(
             self.encoder.feature_dim, action_dim, head_hidden_dim, num_heads
         )
@@ -429,27 +353,13 @@ class GaussianPolicyNetwork(_ObsGoalNetwork):
         self,
         image_shape: Sequence[int],
         action_dim: int,
+        encoder: EncoderConfig | None = None,
         *,
         proprio_dim: int | None = None,
-        channels: Sequence[int] = (32, 64, 64),
-        embed_dim: int = 128,
-        proprio_embed_dim: int = 32,
-        fusion_dim: int = 256,
         log_std_min: float = -5.0,
         log_std_max: float = 1.0,
-        stem_stride: int | None = None,
-        keypoints: int = 0,
     ) -> None:
-        super().__init__(
-            image_shape,
-            proprio_dim=proprio_dim,
-            channels=channels,
-            embed_dim=embed_dim,
-            proprio_embed_dim=proprio_embed_dim,
-            fusion_dim=fusion_dim,
-            stem_stride=stem_stride,
-            keypoints=keypoints,
-        )
+        super().__init__(image_shape, encoder, proprio_dim)
         self.out = nn.Linear(self.encoder.feature_dim, 2 * action_dim)
         self.action_dim = action_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max

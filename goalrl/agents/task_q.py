@@ -51,7 +51,7 @@ copying its code; with the task embedding, acting and Q-values ignore any goal i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,7 @@ import torch
 from goalrl.agents.am import AMAgent, AMConfig, _masked_mean
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
-    SeededAgent,
+    AgentBase,
     UpdateStats,
     autocast_context,
     batch_images,
@@ -68,6 +68,7 @@ from goalrl.agents.base import (
     make_adamw,
     to_tensor,
 )
+from goalrl.agents.config import config_from_dict
 from goalrl.agents.losses import (
     PolyakAverage,
     bce_q_loss,
@@ -84,18 +85,8 @@ from goalrl.data.task import MC_RETURN, ONLINE
 TASK_INPUTS = ("embedding", "goal_image")  # what stands in for the goal: z_task, or the goal image
 
 # AMConfig fields that fix the network's shape: a checkpoint's values are the only valid ones
-ARCHITECTURE_FIELDS = (
-    "conv_channels",
-    "stem_stride",
-    "keypoints",
-    "embed_dim",
-    "proprio_embed_dim",
-    "fusion_dim",
-    "head_hidden_dim",
-    "num_q_heads",
-    "use_proprio",
-    "behaviour_prior",
-)
+# ("encoder" is the nested EncoderConfig, every field of which shapes the network)
+ARCHITECTURE_FIELDS = ("encoder", "head_hidden_dim", "num_q_heads", "behaviour_prior")
 
 
 @dataclass
@@ -110,14 +101,15 @@ class TaskQConfig:
     tau: float = 0.005  # Polyak rate of the target network and of z_task's target copy
     conservative: bool = True  # push down Q of sampled actions (contrastive negative, CQL-style)
     num_negatives: int = 64  # N candidate actions per observation
-    neg_source: str = "mixed"  # uniform | batch | mixed | swap, as AMConfig.neg_source
+    # uniform | batch | mixed (half batch, half uniform) | swap: losses.negative_candidates
+    neg_source: str = "mixed"
     lambda_neg: float = 1.0  # weight of the conservative term
     # p(candidate) ∝ exp(Q / T); 0.1 picks nearly the highest-Q candidate, as CQL's soft maximum
     # does: the greedy CEM policy exploits exactly those actions (AM's T = 1 is near uniform)
     neg_temperature: float = 0.1
     # Cal-QL: floor the pushed-down Q at the data's Monte-Carlo return. Off by default: on
     # Grasp-v0 with the goal-image input every calibrated run ended the offline phase below its
-    # uncalibrated twin (docs/benchmarks/finetune.md): floored candidates of successful
+    # uncalibrated twin (docs/lab-notes.md): floored candidates of successful
     # episodes float up to the data's value, and CEM picks them
     calibrate: bool = False
     mc_floor: bool = True  # raise TD targets to the Monte-Carlo return of the logged action
@@ -129,19 +121,18 @@ class TaskQConfig:
     # z_task's target copy instead of the online ones: an average over about 1 / tau updates.
     # The greedy CEM policy of the last update's weights swung 30-40 points in success between
     # evaluations 250 updates apart on Grasp-v0; the averaged weights held steady
-    # (docs/benchmarks/finetune.md)
+    # (docs/lab-notes.md)
     act_with_target: bool = True
     # network shape, CEM, augmentation and the auxiliary loss; with init=<ckpt> the shape comes
     # from the checkpoint, and its other values unless overridden here
     am: AMConfig = field(default_factory=AMConfig)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TaskQConfig:
-        """Rebuild from ``asdict`` output (checkpoint metadata); unknown keys are ignored."""
-        known = {f.name for f in fields(cls)} - {"am"}
-        am_known = {f.name for f in fields(AMConfig)}
-        am = AMConfig(**{k: v for k, v in dict(values.get("am", {})).items() if k in am_known})
-        return cls(**{k: v for k, v in values.items() if k in known}, am=am)
+    def from_dict(cls, values: Mapping[str, Any], *, where: str = "agent") -> TaskQConfig:
+        """Rebuild from ``asdict`` output (checkpoint metadata), its ``am`` nested or in the
+        old flat layout (``AMConfig.from_dict``); unknown keys are ignored."""
+        am = AMConfig.from_dict(values.get("am") or {}, where=f"{where}.am")
+        return config_from_dict(cls, values, where=where, nested={"am": am})
 
 
 def calibrated_negative_loss(
@@ -160,7 +151,7 @@ def calibrated_negative_loss(
     return negative_loss(chosen_logits, lambda_neg)
 
 
-class TaskQAgent(SeededAgent):
+class TaskQAgent(AgentBase):
     """Q(o, a; z_task): ``update(batch, aux_batch)``, ``act(obs)``, ``q_values``, state dicts."""
 
     def __init__(
@@ -172,18 +163,21 @@ class TaskQAgent(SeededAgent):
         device: str | torch.device = "cpu",
         *,
         seed: int = 0,
+        amp: bool = False,
     ) -> None:
         check_neg_source(cfg.neg_source)
         if cfg.task_input not in TASK_INPUTS:
             raise ValueError(
                 f"agent.task_input must be one of {TASK_INPUTS}, got {cfg.task_input!r}"
             )
-        self.cfg = cfg
+        self.cfg, self.amp = cfg, bool(amp)
         # network, target network, generator and the auxiliary loss live in the goal agent
         # No weight average in the goal agent: the task agent steps the shared network itself,
         # and goal images sent to a fine-tuned checkpoint are reached with that network.
         am_cfg = replace(cfg.am, ema_tau=0.0)
-        self.goal_agent = AMAgent(am_cfg, image_shape, action_dim, proprio_dim, device, seed=seed)
+        self.goal_agent = AMAgent(
+            am_cfg, image_shape, action_dim, proprio_dim, device, seed=seed, amp=amp
+        )
         self.goal_agent.optimizer = None  # the task agent's optimiser steps the shared network
         g = self.goal_agent
         self.device, self.image_shape = g.device, g.image_shape
@@ -191,7 +185,7 @@ class TaskQAgent(SeededAgent):
         self.q = self.goal_agent.q
         self.q_target = self.goal_agent.q_target
         self.generator = self.goal_agent.generator
-        dim = cfg.am.embed_dim
+        dim = cfg.am.encoder.embed_dim
         self.z = torch.nn.Parameter(torch.zeros(dim, device=self.device))  # (D,) task embedding
         self.z_target = torch.zeros(dim, device=self.device)  # (D,) its Polyak-averaged copy
         # tensors listed once for clipping and the two Polyak averages (all updated in place)
@@ -239,7 +233,7 @@ class TaskQAgent(SeededAgent):
         """
         if len(images) == 0:
             raise ValueError("no success frames to initialise the task embedding from")
-        total = torch.zeros(self.cfg.am.embed_dim, device=self.device)
+        total = torch.zeros(self.cfg.am.encoder.embed_dim, device=self.device)
         for i in range(0, len(images), chunk):
             x = to_tensor(images[i : i + chunk], self.device)  # (m, H, W, 3)
             total += self.q.encode_goal(x).float().sum(dim=0)
@@ -301,7 +295,7 @@ class TaskQAgent(SeededAgent):
         GOAL_IMAGE (B, H, W, 3) with ``task_input="goal_image"``.
         ``aux_batch``: a relabeled GoalBatchSampler batch, used when ``aux_weight`` > 0.
         """
-        cfg, am, dev = self.cfg, self.cfg.am, self.device
+        cfg, dev = self.cfg, self.device
         obs, next_obs, goal = self._images(batch)
         action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
         rewarded = to_tensor(batch[K.REWARD], dev).float() > 0  # (B,)
@@ -312,14 +306,14 @@ class TaskQAgent(SeededAgent):
         floor = mc if cfg.conservative and cfg.calibrate else None
         bsz = action.shape[0]
 
-        with torch.no_grad(), autocast_context(dev, am.amp):
+        with torch.no_grad(), autocast_context(dev, self.amp):
             e_next = self._embed(self.q_target, next_obs, next_prop, self.z_target, goal)  # (B, F)
             _, next_logit = self.goal_agent.maximize(self.q_target, e_next)  # (B,)
             next_q = torch.sigmoid(next_logit.float())  # (B,)
             td_target = q_targets(rewarded, next_q, cfg.gamma)  # (B,)
             target = torch.maximum(td_target, mc) if cfg.mc_floor else td_target  # (B,)
 
-        with autocast_context(dev, am.amp):
+        with autocast_context(dev, self.amp):
             actions = action[:, None]  # (B, 1, A)
             if cfg.conservative:
                 cands = negative_candidates(
@@ -394,7 +388,7 @@ class TaskQAgent(SeededAgent):
         obs, goal, single = batch_images(obs_image, goal_in, self.device)
         prop = batch_proprio(proprio, self.proprio_dim, self.device)
         net, z = self._acting_weights()
-        with autocast_context(self.device, self.cfg.am.amp):
+        with autocast_context(self.device, self.amp):
             return self._embed(net, obs, prop, z, goal), single
 
     def _acting_weights(self) -> tuple[GoalQNetwork, torch.Tensor]:

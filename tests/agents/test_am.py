@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from goalrl.agents.am import AMAgent, AMConfig
+from goalrl.agents.config import ENCODER_FIELDS, EncoderConfig
 from goalrl.data import keys as K
 
 SIZE, A, P = 16, 3, 4
+
+
+def flat_config(cls, **values):
+    """``cls`` with the encoder's fields given flat, beside the others (unknown names raise)."""
+    encoder = {k: values.pop(k) for k in ENCODER_FIELDS if k in values}
+    return cls(encoder=EncoderConfig(**encoder), **values)
 
 
 def tiny_cfg(**overrides) -> AMConfig:
@@ -28,7 +35,7 @@ def tiny_cfg(**overrides) -> AMConfig:
         pad=2,
     )
     base.update(overrides)
-    return AMConfig(**base)
+    return flat_config(AMConfig, **base)
 
 
 def make_batch(b: int = 8, seed: int = 0, proprio: bool = False) -> dict[str, np.ndarray]:
@@ -129,15 +136,12 @@ def test_targets_reached_chained_bootstrapped(monkeypatch: pytest.MonkeyPatch) -
     assert info["critic/target_bootstrap"] == pytest.approx(0.4)
 
 
-@pytest.mark.parametrize(
-    ("state", "use_proprio"), [("current", False), ("current", True), ("next", True)]
-)
+@pytest.mark.parametrize("use_proprio", [False, True])
 def test_policy_negative_offers_the_greedy_action(
-    monkeypatch: pytest.MonkeyPatch, state: str, use_proprio: bool
+    monkeypatch: pytest.MonkeyPatch, use_proprio: bool
 ) -> None:
-    """"current": one CEM call maximises over (o', g) rows then (o, g) rows; the first half
-    sets the TD target, the second half's action joins the negative candidates (last column).
-    "next": CEM runs on the (o', g) rows only, and their action is the candidate."""
+    """One CEM call on the (o', g) rows sets the TD target, and its action joins the negative
+    candidates (last column)."""
     import goalrl.agents.am as am_module
 
     b = 4
@@ -147,13 +151,11 @@ def test_policy_negative_offers_the_greedy_action(
         calls.append(batch_size)
         rows = torch.arange(batch_size, dtype=torch.float32)
         best = (rows[:, None] / 10).expand(batch_size, action_dim).clone()  # row i -> i / 10
-        logits = torch.where(rows < b, 0.0, 5.0)  # next-obs rows: Q 0.5; obs rows: ~0.99
-        return best, logits
+        return best, torch.zeros(batch_size)  # Q 0.5
 
     monkeypatch.setattr(am_module, "cem_maximize", fake_cem)
     cfg = tiny_cfg(
-        policy_negative=True, policy_negative_state=state, augment=False, gamma=0.8,
-        use_proprio=use_proprio, mc_floor=False,
+        policy_negative=True, augment=False, gamma=0.8, use_proprio=use_proprio, mc_floor=False,
     )
     agent = AMAgent(cfg, (SIZE, SIZE, 3), A, proprio_dim=P)
     seen = []
@@ -164,29 +166,13 @@ def test_policy_negative_offers_the_greedy_action(
     batch = make_batch(b, proprio=use_proprio)
     batch[K.REACHED] = np.zeros(b, bool)
     info = agent.update(batch)
-    assert calls == ([2 * b] if state == "current" else [b])
-    assert info["critic/target_bootstrap"] == pytest.approx(0.8 * 0.5)  # from rows [:B] only
+    assert calls == [b]
+    assert info["critic/target_bootstrap"] == pytest.approx(0.8 * 0.5)
     actions = seen[0]  # (B, 1 + N + 1, A)
     assert actions.shape == (b, 1 + cfg.num_negatives + 1, A)
-    rows = torch.arange(b, 2 * b) if state == "current" else torch.arange(b)
-    expected = (rows.float() / 10)[:, None].expand(b, A)
+    expected = (torch.arange(b).float() / 10)[:, None].expand(b, A)
     torch.testing.assert_close(actions[:, -1], expected)
     assert "critic/q_greedy" in info and np.isfinite(info["critic/q_greedy"])
-
-
-def test_greedy_candidate_scores_at_least_the_random_ones() -> None:
-    """With the real CEM the greedy candidate is the target net's maximiser at (o, g); at the
-    first update the target equals the online net, so it outscores the random candidates."""
-    cfg = tiny_cfg(
-        policy_negative=True, policy_negative_state="current", neg_source="uniform", augment=False
-    )
-    info = AMAgent(cfg, (SIZE, SIZE, 3), A).update(make_batch(16))
-    assert info["critic/q_greedy"] > info["critic/q_random"]
-
-
-def test_unknown_policy_negative_state_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="policy_negative_state='prev'"):
-        AMAgent(tiny_cfg(policy_negative_state="prev"), (SIZE, SIZE, 3), A)
 
 
 def test_mc_floor_raises_hindsight_targets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,7 +307,8 @@ def test_rng_state_roundtrip() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("amp", [False, True])
 def test_cuda_update_and_act(amp: bool) -> None:
-    agent = AMAgent(tiny_cfg(amp=amp), (SIZE, SIZE, 3), A, device="cuda")
+    agent = AMAgent(tiny_cfg(), (SIZE, SIZE, 3), A, device="cuda", amp=amp)
+    assert agent.amp is amp
     info = agent.update(make_batch())
     assert np.isfinite(info["critic/loss"])
     batch = make_batch(2)
@@ -337,12 +324,8 @@ def test_rng_state_from_another_device_type_reseeds_with_warning() -> None:
 
 
 def test_act_returns_the_q_value_of_its_action() -> None:
-    agent = AMAgent(
-        AMConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16),
-        (16, 16, 3),
-        4,
-        seed=0,
-    )
+    encoder = EncoderConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32)
+    agent = AMAgent(AMConfig(encoder=encoder, head_hidden_dim=16), (16, 16, 3), 4, seed=0)
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
     goal = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
@@ -352,6 +335,8 @@ def test_act_returns_the_q_value_of_its_action() -> None:
     np.testing.assert_allclose(q, np.asarray(expected).reshape(-1)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_unknown_negative_source_is_refused_when_the_agent_is_built() -> None:
-    with pytest.raises(ValueError, match="agent.neg_source.*'policy'"):
-        AMAgent(tiny_cfg(neg_source="policy"), (SIZE, SIZE, 3), A)
+@pytest.mark.parametrize("source", ["policy", "mixed"])
+def test_unknown_negative_source_is_refused_when_the_agent_is_built(source: str) -> None:
+    """"mixed" (half batch, half uniform) stays for task fine-tuning only."""
+    with pytest.raises(ValueError, match=f"agent.neg_source.*'{source}'"):
+        AMAgent(tiny_cfg(neg_source=source), (SIZE, SIZE, 3), A)

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from test_am import flat_config
 
 from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
 from goalrl.data import keys as K
@@ -17,7 +18,7 @@ SIZE, A, P = 16, 2, 3
 def tiny_cfg(**overrides) -> GCBCConfig:
     base = dict(conv_channels=[8, 16], embed_dim=16, fusion_dim=32, pad=2)
     base.update(overrides)
-    return GCBCConfig(**base)
+    return flat_config(GCBCConfig, **base)
 
 
 def make_batch(b: int = 8, seed: int = 0, proprio: bool = False) -> dict[str, np.ndarray]:

@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents import AMAgent, AMConfig, GCBCAgent, GCBCConfig
+from goalrl.agents import AMAgent, AMConfig, EncoderConfig, GCBCAgent, GCBCConfig
 from goalrl.data import keys as K
 
 EPISODES = 1000
-ENCODER = dict(conv_channels=[16, 32], embed_dim=64, fusion_dim=128, pad=1, lr=1e-3)
+ENCODER = dict(
+    encoder=EncoderConfig(conv_channels=[16, 32], embed_dim=64, fusion_dim=128), pad=1, lr=1e-3
+)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from torch import nn
 
 from goalrl.agents.losses import (
     PolyakAverage,
-    advantage_weights,
     bce_q_loss,
     ema_rate,
     gaussian_nll,
@@ -250,17 +249,3 @@ def test_beta_nll_gives_the_mean_a_squared_error_gradient() -> None:
     torch.testing.assert_close(mean_grad(0.0), (mu0 - a) * torch.exp(-2 * log_std))
     # beta 0 is the plain NLL, the default
     torch.testing.assert_close(gaussian_nll(a, mu0, log_std, 0.0), gaussian_nll(a, mu0, log_std))
-
-
-def test_advantage_weights_count_steps_in_log_q() -> None:
-    gamma, beta = 0.9, 10.0
-    q_ref = torch.tensor([0.5, 0.5, 0.5, 0.05])
-    q_data = torch.tensor([0.5, 0.5 / gamma, 0.5 * gamma, 0.9])  # same, one step better, worse
-    logit = lambda q: torch.log(q) - torch.log1p(-q)  # noqa: E731
-    data, ref = logit(q_data).requires_grad_(), logit(q_ref)
-    w = advantage_weights(data, ref, beta, max_weight=20.0)  # (B,)
-    step = math.exp(-beta * math.log(gamma))  # one step closer: e^(beta * -log gamma)
-    torch.testing.assert_close(w, torch.tensor([1.0, step, 1 / step, 20.0]), rtol=1e-5, atol=0)
-    assert not w.requires_grad  # weights choose rows; they carry no gradient into Q
-    flat = advantage_weights(data, ref, 0.0, max_weight=20.0)
-    torch.testing.assert_close(flat, torch.ones(4))  # beta 0: plain behaviour cloning

@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from goalrl.agents.config import EncoderConfig
 from goalrl.agents.networks import (
     ConvTrunk,
     GaussianPolicyNetwork,
     GoalQNetwork,
-    ImageEncoder,
-    spatial_softmax,
 )
 
-TINY = dict(channels=(8, 16), embed_dim=16, fusion_dim=32)
+TINY = dict(encoder=EncoderConfig(conv_channels=[8, 16], embed_dim=16, fusion_dim=32))
 
 
 def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -120,74 +119,3 @@ def test_float_images_accepted() -> None:
     net = GoalQNetwork((16, 16, 3), 2, **TINY)
     u8 = _images(2, 16, 16)
     torch.testing.assert_close(net.encode_goal(u8.float() / 255.0), net.encode_goal(u8))
-
-
-
-
-def test_spatial_softmax_finds_peaks_and_centres_flat_maps() -> None:
-    heat = torch.full((2, 3, 5, 4), -30.0)  # (B, K, h, w)
-    heat[0, 0, 4, 3] = 30.0  # bottom-right cell
-    heat[0, 1, 0, 0] = 30.0  # top-left cell
-    heat[0, 2, 2, 1] = 30.0  # row 2 of 5 (the middle), column 1 of 4
-    heat[1] = 0.0  # flat maps
-    points = spatial_softmax(heat)  # (B, K, 2) as (x, y)
-    assert points.shape == (2, 3, 2)
-    torch.testing.assert_close(points[0, 0], torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(points[0, 1], torch.tensor([-1.0, -1.0]))
-    torch.testing.assert_close(points[0, 2], torch.tensor([-1.0 / 3.0, 0.0]))
-    torch.testing.assert_close(points[1], torch.zeros(3, 2))
-    # a higher temperature pulls a peak toward the centre, never past it
-    soft = spatial_softmax(heat[:1, :1], temperature=30.0)[0, 0]
-    assert 0.0 < soft[0] < 1.0 and 0.0 < soft[1] < 1.0
-
-
-def test_trunk_stages_end_with_the_trunk_output() -> None:
-    trunk = ConvTrunk((64, 64, 3), channels=(8, 16, 16))
-    x = _images(2, 64, 64)
-    maps = trunk.stages(x)
-    assert [tuple(m.shape[1:]) for m in maps] == trunk.stage_shapes == [
-        (8, 16, 16), (16, 8, 8), (16, 4, 4)
-    ]
-    torch.testing.assert_close(maps[-1], trunk(x))
-
-
-def test_keypoints_read_the_finer_map_and_feed_the_embedding() -> None:
-    enc = ImageEncoder((64, 64, 3), embed_dim=16, channels=(8, 16, 16), keypoints=5)
-    assert enc.keypoint_stage == 1 and enc.proj[0].in_features == 16 * 4 * 4 + 2 * 5
-    x = _images(3, 64, 64)
-    enc(x).sum().backward()
-    assert enc.keypoint_conv.weight.grad.abs().sum() > 0
-    assert enc.keypoint_log_temperature.grad is not None
-    # with the heat maps' weights changed, the embedding changes: the points are used
-    before = enc(x).detach()
-    with torch.no_grad():
-        enc.keypoint_conv.weight.mul_(-3.0)
-    assert not torch.allclose(enc(x), before)
-    with pytest.raises(ValueError, match="keypoints=-1"):
-        ImageEncoder((64, 64, 3), keypoints=-1)
-
-
-def test_networks_without_keypoints_keep_their_parameter_names() -> None:
-    """keypoints=0 adds no parameters, so checkpoints written before the option still load."""
-    names = set(GoalQNetwork((16, 16, 3), 2, **TINY).state_dict())
-    assert not any("keypoint" in n for n in names)
-    assert "encoder.image.trunk.net.0.weight" in names
-    with_points = set(GoalQNetwork((16, 16, 3), 2, keypoints=4, **TINY).state_dict())
-    assert with_points - names == {
-        "encoder.image.keypoint_conv.weight",
-        "encoder.image.keypoint_conv.bias",
-        "encoder.image.keypoint_log_temperature",
-    }
-
-
-@pytest.mark.parametrize("size", [(32, 32), (64, 64), (48, 64)])
-def test_keypoint_networks_encode_like_the_plain_ones(size: tuple[int, int]) -> None:
-    b, a = 3, 4
-    q = GoalQNetwork((*size, 3), a, head_hidden_dim=16, keypoints=6, **TINY)
-    obs, goal = _images(b, *size, seed=1), _images(b, *size, seed=2)
-    e = q.fuse(q.encode_obs(obs), q.encode_goal(goal))
-    torch.testing.assert_close(q.encode(obs, goal), e)  # batched path == separate path
-    assert q.head(e, torch.zeros(b, 5, a)).shape == (b, 5, 2)
-    pi = GaussianPolicyNetwork((*size, 3), a, keypoints=6, **TINY)
-    mean, _ = pi(obs, goal)
-    assert mean.shape == (b, a)

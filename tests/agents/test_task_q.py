@@ -8,6 +8,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
+from test_am import flat_config
 
 from goalrl.agents.am import AMAgent, AMConfig
 from goalrl.agents.losses import negative_loss
@@ -28,7 +29,7 @@ def cfg(**overrides) -> TaskQConfig:
     show each update at once) unless ``task_input`` / ``act_with_target`` say otherwise."""
     overrides.setdefault("task_input", "embedding")
     overrides.setdefault("act_with_target", False)
-    am = AMConfig(**{**TINY_AM, **overrides.pop("am", {})})
+    am = flat_config(AMConfig, **{**TINY_AM, **overrides.pop("am", {})})
     return TaskQConfig(num_negatives=4, am=am, **overrides)
 
 
@@ -97,7 +98,7 @@ def test_config_round_trips_through_checkpoint_metadata() -> None:
 
 def test_task_q_equals_the_goal_q_with_that_goal_embedding() -> None:
     """Swapping z for encode_goal(g) reproduces the pretrained Q(o, a, g) exactly."""
-    pre = AMAgent(AMConfig(**TINY_AM), (SIZE, SIZE, 3), A, seed=3)
+    pre = AMAgent(flat_config(AMConfig, **TINY_AM), (SIZE, SIZE, 3), A, seed=3)
     agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
     agent.load_pretrained({"q": pre.q.state_dict()})
     obs, goal = images(4, 0), images(1, 1)
@@ -110,7 +111,7 @@ def test_task_q_equals_the_goal_q_with_that_goal_embedding() -> None:
 
 def test_fine_tuning_starts_from_the_pretrained_weight_average() -> None:
     """The task agent starts from the weights the goal agent acted (and was evaluated) with."""
-    pre = AMAgent(AMConfig(**TINY_AM, ema_tau=0.01), (SIZE, SIZE, 3), A, seed=3)
+    pre = AMAgent(flat_config(AMConfig, **TINY_AM, ema_tau=0.01), (SIZE, SIZE, 3), A, seed=3)
     with torch.no_grad():
         for p in pre.q_ema.parameters():
             p.add_(0.05)  # the average now differs from the latest weights
@@ -204,7 +205,7 @@ def test_unknown_negative_source_is_refused_when_the_task_agent_is_built() -> No
 
 def test_goal_image_task_q_equals_the_pretrained_goal_q() -> None:
     """With task_input=goal_image the task Q is the pretrained Q(o, a, g) of that goal image."""
-    pre = AMAgent(AMConfig(**TINY_AM), (SIZE, SIZE, 3), A, seed=3)
+    pre = AMAgent(flat_config(AMConfig, **TINY_AM), (SIZE, SIZE, 3), A, seed=3)
     agent = TaskQAgent(cfg(task_input="goal_image"), (SIZE, SIZE, 3), A, seed=0)
     agent.load_pretrained({"q": pre.q.state_dict()})
     obs, goals = images(4, 0), images(4, 1)
