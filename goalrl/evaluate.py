@@ -11,8 +11,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from einops import rearrange, repeat
 
-from goalrl.data.sheets import write_video
+from goalrl.data.sheets import draw_label, write_video
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
 
@@ -187,35 +188,41 @@ def rollout_panels(rollout: Rollout, scale: int = 4, plot_height: int = 48) -> l
     goal = rollout.goal_image
     panels = []
     for t, frame in enumerate(rollout.frames):
-        top = np.concatenate([frame, goal], axis=1)  # (H, 2W, 3)
-        top = cv2.resize(
-            top, (top.shape[1] * scale, top.shape[0] * scale), interpolation=cv2.INTER_NEAREST
-        )
+        top = rearrange([frame, goal], "n h w c -> h (n w) c")  # (H, 2W, 3)
+        top = repeat(top, "h w c -> (h sh) (w sw) c", sh=scale, sw=scale)
         trace = q_trace(rollout.q_values[:t], len(rollout.frames) - 1, top.shape[1], plot_height)
         panel = np.concatenate([top, trace], axis=0)
-        cv2.putText(panel, f"t={t}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
-        cv2.putText(
-            panel,
-            "goal",
-            (top.shape[1] // 2 + 4, 14),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            (255, 255, 255),
-            1,
-        )
+        draw_label(panel, f"t={t}", (2, 2))
+        draw_label(panel, "goal", (top.shape[1] // 2 + 2, 2))
         panels.append(panel)
     return panels
 
 
+TRACE_AXIS_W = 26  # left margin of the Q trace: the axis name and its 0 / 1 ticks
+TRACE_MARGIN = 7  # rows between the strip's edges and the Q = 1 / Q = 0 lines
+
+
 def q_trace(values: list[float], horizon: int, width: int, height: int) -> np.ndarray:
-    """(height, width, 3) uint8 strip plotting Q in [0, 1] over the episode so far."""
+    """(height, width, 3) uint8 strip plotting Q over the episode so far, on a fixed
+    0..1 axis (ticks and grid lines at 0 and 1), the latest value written at the right."""
     strip = np.full((height, width, 3), 30, dtype=np.uint8)
-    cv2.putText(strip, "Q", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1)
+    y_one, y_zero = TRACE_MARGIN, height - 1 - TRACE_MARGIN
+    text = (200, 200, 200)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(strip, "Q", (3, (y_one + y_zero) // 2 + 4), font, 0.4, text, 1, cv2.LINE_AA)
+    for tick, y in (("1", y_one), ("0", y_zero)):
+        cv2.line(strip, (TRACE_AXIS_W, y), (width - 1, y), (75, 75, 75), 1)
+        cv2.putText(strip, tick, (TRACE_AXIS_W - 10, y + 4), font, 0.35, text, 1, cv2.LINE_AA)
+    cv2.line(strip, (TRACE_AXIS_W, y_one), (TRACE_AXIS_W, y_zero), (150, 150, 150), 1)
     if len(values) >= 2:
-        xs = np.linspace(0, width - 1, max(horizon, 2))[: len(values)]
-        ys = (height - 3) - np.clip(values, 0, 1) * (height - 6)
-        pts = np.stack([xs, ys], axis=1).astype(np.int32)[:, None, :]
+        xs = np.linspace(TRACE_AXIS_W, width - 1, max(horizon, 2))[: len(values)]
+        ys = y_zero - np.clip(values, 0, 1) * (y_zero - y_one)
+        pts = np.stack([xs, ys], axis=1).astype(np.int32)[:, None, :]  # (T, 1, 2) x, y
         cv2.polylines(strip, [pts], False, (80, 220, 120), 1, cv2.LINE_AA)
+    if values:
+        label = f"Q={values[-1]:.2f}"
+        label_w = cv2.getTextSize(label, font, 0.35, 1)[0][0] + 4
+        draw_label(strip, label, (width - label_w - 2, 1), scale=0.35, box=(30, 30, 30))
     return strip
 
 

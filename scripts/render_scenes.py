@@ -17,7 +17,8 @@ def main(out: str = "docs/images/scenes.png", image_size: int = 128, seed: int =
         obs, _ = env.reset(seed=seed)
         rows.append([obs["image"], obs["desired_goal_image"]])
         env.close()
-    grid = image_grid(rows, ("start", "goal"), scale=1)
+    scenes = [env_id.removeprefix("goalrl/").removesuffix("-v0") for env_id in goalrl.ENV_IDS]
+    grid = image_grid(rows, ("start", "goal"), scale=1, row_labels=scenes)
     write_png_atomic(Path(out), grid)
     print(f"wrote {out}: rows {', '.join(goalrl.ENV_IDS)}")
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from goalrl.evaluate import evaluate_policy, mean_or_none
+from goalrl.data.sheets import image_grid
+from goalrl.evaluate import (
+    TRACE_AXIS_W,
+    TRACE_MARGIN,
+    Rollout,
+    evaluate_policy,
+    mean_or_none,
+    q_trace,
+    rollout_panels,
+)
 
 IMAGE = 32
 
@@ -146,3 +155,52 @@ def test_summary_counts_goals_reached_at_any_step() -> None:
     assert res["success_any_step_rate"] == pytest.approx(0.5)
     assert [row["first_success_step"] for row in res["rollouts"]] == [1, 2, None, None]
     assert res["rollouts"][2]["min_distance"] == pytest.approx(0.06)
+
+
+# ---- pictures: rollout video panels, the Q trace, contact-sheet grids ----------------------
+def white_rollout(steps: int, q_values: list[float]) -> Rollout:
+    white = np.full((16, 16, 3), 255, np.uint8)  # the camera's empty background is white
+    return Rollout(seed=0, success=False, final_distance=0.0, steps=steps,
+                   frames=[white] * (steps + 1), goal_image=white, q_values=q_values)
+
+
+def test_video_labels_sit_on_a_box_that_contrasts_with_a_white_scene() -> None:
+    panel = rollout_panels(white_rollout(3, [0.2, 0.5, 0.9]), scale=4)[2]
+    assert panel.shape[:2] == (16 * 4 + 48, 2 * 16 * 4)
+    for x in (2, 16 * 4 + 2):  # "t=2" over the camera view, "goal" over the goal image
+        box = panel[3:12, x + 1 : x + 20]
+        assert (box < 60).mean() > 0.4  # mostly dark box...
+        assert (box > 150).any()  # ...with light text in it
+    assert (panel[20:60, 20:40] == 255).all()  # the picture itself is untouched
+
+
+def test_q_trace_has_a_scale_and_its_latest_value() -> None:
+    width, height = 200, 48
+    strip = q_trace([0.0, 0.5, 1.0], horizon=10, width=width, height=height)
+    y_one, y_zero = TRACE_MARGIN, height - 1 - TRACE_MARGIN
+    for y in (y_one, y_zero):  # grid lines at Q = 1 and Q = 0 ...
+        assert (strip[y, TRACE_AXIS_W + 60 : width - 60] == 75).all()
+        ticks = strip[y - 5 : y + 6, TRACE_AXIS_W - 12 : TRACE_AXIS_W - 1]
+        assert (ticks > 150).any()  # ... with their "1" / "0" beside the axis
+    assert strip[y_zero - 1 : y_zero + 2, TRACE_AXIS_W : TRACE_AXIS_W + 3, 1].max() > 150
+    assert (strip[1:12, width - 50 :] > 150).any()  # "Q=1.00" at the right
+    assert not (q_trace([], 10, width, height)[1:12, width - 50 :] > 150).any()
+
+
+def test_image_grid_lays_tiles_out_with_column_and_row_labels() -> None:
+    rng = np.random.default_rng(0)
+    rows = [[rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+            for _ in range(2)]  # fmt: skip
+    plain = image_grid(rows, scale=2)
+    assert plain.shape == (2 * (32 + 2), 3 * (32 + 2), 3)
+    np.testing.assert_array_equal(plain[34:66, 68:100], rows[1][2].repeat(2, 0).repeat(2, 1))
+    assert image_grid([[rows[0][0]]], scale=1).shape == (18, 18, 3)  # one tile: padded too
+    grid = image_grid(rows, ("start", "goal", "end"), scale=2,
+                      row_labels=[("ep 0", "seed 7"), "ep 1"])  # fmt: skip
+    label_w = grid.shape[1] - plain.shape[1]
+    assert grid.shape[0] == 14 + plain.shape[0] and label_w > 20
+    np.testing.assert_array_equal(grid[14:, label_w:], plain)
+    first, second = grid[14 : 14 + 34, :label_w], grid[14 + 34 :, :label_w]
+    assert (first[:12] < 128).any() and (first[12:24] < 128).any()  # "ep 0" and "seed 7"
+    assert (second[:12] < 128).any() and not (second[12:] < 128).any()  # "ep 1" alone
+    assert (grid[:14, label_w : label_w + 30] < 128).any()  # the "start" header

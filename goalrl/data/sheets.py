@@ -7,44 +7,99 @@ Every writer goes through a temp file and a rename, so no half-written file is l
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
+from einops import rearrange, repeat
+
+GRID_PAD = 2  # white pixels after each tile of a grid
+HEADER_H = 14  # height of a grid's column-label header
+LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_SCALE = 0.3  # grid labels: about 7 px tall
+LINE_H = 11  # pixels between the lines of a row label
 
 
 def image_grid(
-    rows: list[list[np.ndarray]], labels: tuple[str, ...] | list[str] = (), scale: int = 2
+    rows: list[list[np.ndarray]],
+    labels: Sequence[str] = (),
+    scale: int = 2,
+    row_labels: Sequence[str | Sequence[str]] = (),
 ) -> np.ndarray:
-    """(R*h + header, C*w, 3) uint8 grid of (h, w, 3) frames, upscaled ``scale``x, labelled."""
+    """(header + R*(h*scale + pad), label column + C*(w*scale + pad), 3) uint8 grid on white.
+
+    ``rows`` of (h, w, 3) frames are upscaled ``scale``x (nearest); ``labels`` name the
+    columns in a header; ``row_labels`` (one per row: its lines, e.g. ``("ep 3", "seed 3")``,
+    or one string) fill a column on the left.
+    """
+    import torch
+    from torchvision.utils import make_grid
+
     if not rows or not rows[0]:
         raise ValueError("image_grid needs at least one row with one image")
     h, w = rows[0][0].shape[:2]
-    h, w = h * scale, w * scale
-    pad = 2
-    header = 14 if labels else 0
     n_cols = max(len(r) for r in rows)
-    grid = np.full(
-        (header + len(rows) * (h + pad), n_cols * (w + pad), 3), 255, dtype=np.uint8
-    )  # (H, W, 3) white background
+    blank = np.full((h, w, 3), 255, np.uint8)  # fills the end of a short row
+    # (R*C, h, w, 3), row by row
+    tiles = np.stack([_fit(row[c], h, w) if c < len(row) else blank
+                      for row in rows for c in range(n_cols)])  # fmt: skip
+    tiles = repeat(tiles, "n h w c -> n c (h sh) (w sw)", sh=scale, sw=scale)
+    if len(tiles) > 1:
+        body = make_grid(torch.from_numpy(tiles), nrow=n_cols, padding=GRID_PAD, pad_value=255)
+        # make_grid pads before every tile as well: drop the first band so tiles start at 0
+        body = rearrange(body.numpy(), "c h w -> h w c")[GRID_PAD:, GRID_PAD:]
+    else:  # make_grid hands a single image back unpadded
+        body = np.pad(rearrange(tiles[0], "c h w -> h w c"), ((0, GRID_PAD), (0, GRID_PAD), (0, 0)),
+                      constant_values=255)  # fmt: skip
+    lines = [[label] if isinstance(label, str) else list(label) for label in row_labels]
+    label_w = max(_text_width(t) for ls in lines for t in ls) + 6 if lines else 0
+    header = HEADER_H if labels else 0
+    grid = np.full((header + body.shape[0], label_w + body.shape[1], 3), 255, np.uint8)
+    grid[header:, label_w:] = body
+    tile_h, tile_w = h * scale + GRID_PAD, w * scale + GRID_PAD
     for c, label in enumerate(labels):
-        cv2.putText(
-            grid,
-            str(label),
-            (c * (w + pad) + 2, 10),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.3,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    for r, row in enumerate(rows):
-        for c, frame in enumerate(row):
-            big = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
-            y, x = header + r * (h + pad), c * (w + pad)
-            grid[y : y + h, x : x + w] = big
+        _put_text(grid, str(label), (label_w + c * tile_w + 2, 10))
+    for r, row_lines in enumerate(lines):
+        for i, text in enumerate(row_lines):
+            _put_text(grid, text, (2, header + r * tile_h + 10 + i * LINE_H))
     return grid
+
+
+def _fit(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    if frame.shape[:2] == (h, w):
+        return frame
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _text_width(text: str, scale: float = LABEL_SCALE) -> int:
+    return cv2.getTextSize(text, LABEL_FONT, scale, 1)[0][0]
+
+
+def _put_text(image: np.ndarray, text: str, org: tuple[int, int]) -> None:
+    """Black grid text, baseline at ``org`` (grids are white where labels go)."""
+    cv2.putText(image, text, org, LABEL_FONT, LABEL_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_label(
+    image: np.ndarray,
+    text: str,
+    corner: tuple[int, int],
+    *,
+    scale: float = 0.4,
+    color: tuple[int, int, int] = (255, 255, 255),
+    box: tuple[int, int, int] = (0, 0, 0),
+) -> tuple[int, int]:
+    """Write ``text`` on a filled ``box`` whose top-left is ``corner``, in place: readable
+    on any picture. Returns the box's (width, height)."""
+    pad = 2
+    (text_w, text_h), baseline = cv2.getTextSize(text, LABEL_FONT, scale, 1)
+    box_w, box_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    x, y = corner
+    cv2.rectangle(image, (x, y), (x + box_w - 1, y + box_h - 1), box, thickness=-1)
+    cv2.putText(image, text, (x + pad, y + pad + text_h), LABEL_FONT, scale, color, 1, cv2.LINE_AA)
+    return box_w, box_h
 
 
 def write_png_atomic(path: str | Path, image: np.ndarray) -> None:
