@@ -26,11 +26,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from goalrl.errors import UserError
+
 FORMAT = "goalrl-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, incomplete or not goalrl's."""
 
 

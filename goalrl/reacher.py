@@ -27,11 +27,12 @@ import numpy as np
 
 from goalrl.checkpoint import CheckpointError
 from goalrl.data.sheets import check_video_path, write_video
+from goalrl.errors import UserError
 from goalrl.evaluate import EVAL_SEED_OFFSET, Rollout, rollout_panels
 from goalrl.goal_image import Goal, GoalImageError, load_goal
 
 
-class SceneMismatchError(ValueError):
+class SceneMismatchError(UserError, ValueError):
     """A checkpoint or goal made for another scene than the one asked for."""
 
 
@@ -151,7 +152,7 @@ def goal_conditioned(agent: Any) -> Any:
 
 def load_checkpoint_agent(path: str | Path, device: Any) -> tuple[Any, dict[str, Any]]:
     """(agent, meta); CheckpointError with the path in the message for every failure."""
-    from goalrl.train import load_agent
+    from goalrl.agents.registry import load_agent
 
     if not Path(path).expanduser().exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -245,7 +246,7 @@ class GoalReacher:
                 torch.set_num_threads(self.threads)
 
     def _set_policy(self) -> None:
-        from goalrl.train import agent_policy
+        from goalrl.agents.registry import agent_policy
 
         self.policy = agent_policy(goal_conditioned(self.agent))
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents import AMAgent, AMConfig
+from goalrl.agents import AMAgent, AMConfig, EncoderConfig
+from goalrl.agents.registry import load_agent
 from goalrl.checkpoint import (
     CheckpointError,
     checkpoint_hash,
@@ -17,7 +18,8 @@ from goalrl.checkpoint import (
     save_checkpoint,
 )
 
-TINY = dict(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16)
+TINY = dict(encoder=EncoderConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32),
+            head_hidden_dim=16)
 
 
 def batch(seed: int = 0, b: int = 8) -> dict:
@@ -35,15 +37,14 @@ def batch(seed: int = 0, b: int = 8) -> dict:
     return out
 
 
-@pytest.mark.parametrize("keypoints", [0, 4])
-def test_saved_agent_gives_identical_outputs_and_training(tmp_path, keypoints: int) -> None:
-    agent = AMAgent(AMConfig(**TINY, keypoints=keypoints), (16, 16, 3), 4, seed=1)
+def test_saved_agent_gives_identical_outputs_and_training(tmp_path) -> None:
+    agent = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=1)
     for i in range(3):
         agent.update(batch(i))
     path = save_checkpoint(tmp_path, 3, {"agent": agent.state_dict()}, {"note": "x"})
     state, meta = load_checkpoint(tmp_path)  # the run folder resolves to its latest
     assert meta["step"] == 3 and meta["note"] == "x" and meta["path"] == str(path)
-    other = AMAgent(AMConfig(**TINY, keypoints=keypoints), (16, 16, 3), 4, seed=99)
+    other = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=99)
     other.load_state_dict(state["agent"])
     b = batch(7)
     actions = np.random.default_rng(0).uniform(-1, 1, (8, 4)).astype(np.float32)
@@ -82,3 +83,35 @@ def test_bad_checkpoints_are_named_in_errors(tmp_path) -> None:
     (path / "tensors.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(path)
+
+
+# agent_config as checkpoints wrote it before the nested encoder: flat encoder fields, the run's
+# amp, and options since removed at their old defaults
+OLD_FLAT_AM = {
+    "gamma": 0.9, "lr": 3e-4, "tau": 0.02, "neg_source": "batch", "policy_negative_state": "next",
+    "prior_adv_beta": 0.0, "prior_adv_max": 20.0, "act_rule": "cem", "act_prior_samples": 32,
+    "conv_channels": [8, 8], "stem_stride": None, "keypoints": 0, "embed_dim": 16,
+    "proprio_embed_dim": 32, "fusion_dim": 32, "head_hidden_dim": 16, "use_proprio": False,
+    "amp": True,
+}
+
+
+def old_checkpoint(tmp_path, **changes) -> tuple[AMAgent, object]:
+    agent = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=1)
+    agent.update(batch(0))
+    meta = {"agent": "am", "agent_config": {**OLD_FLAT_AM, **changes}, "image_shape": [16, 16, 3],
+            "action_dim": 4, "proprio_dim": None, "env_id": "goalrl/Reach-v0"}
+    return agent, save_checkpoint(tmp_path, 1, {"agent": agent.state_dict()}, meta)
+
+
+def test_checkpoint_of_the_old_flat_layout_loads_and_acts_the_same(tmp_path) -> None:
+    agent, path = old_checkpoint(tmp_path)
+    loaded, meta = load_agent(path)
+    assert loaded.cfg.encoder.embed_dim == 16 and loaded.cfg.head_hidden_dim == 16
+    assert loaded.amp is True  # the run trained under autocast: acting does too (on CUDA)
+    b = batch(3)
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 4)).astype(np.float32)
+    np.testing.assert_array_equal(agent.q_values(b["obs_image"], b["goal_image"], actions),
+                                  loaded.q_values(b["obs_image"], b["goal_image"], actions))
+    with pytest.raises(ValueError, match="act_rule=prior_best was removed"):
+        load_agent(old_checkpoint(tmp_path / "best", act_rule="prior_best")[1])

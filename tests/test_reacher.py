@@ -280,7 +280,7 @@ def test_fine_tuned_checkpoints_drive_goal_images(ckpt, tmp_path) -> None:
     from goalrl.agents import AMConfig
     from goalrl.checkpoint import load_checkpoint, read_meta, resolve_checkpoint, save_checkpoint
 
-    cfg = task_q.TaskQConfig(am=AMConfig(**TINY_AGENT))
+    cfg = task_q.TaskQConfig(am=AMConfig.from_dict(TINY_AGENT))
     agent = task_q.TaskQAgent(cfg, (SIZE, SIZE, 3), 4)
     state, meta = load_checkpoint(ckpt)
     agent.load_pretrained(state["agent"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ENV = "goalrl/Push-v0"
 SIZE = 16
-TINY_AGENT = dict(
+TINY_AGENT = dict(  # AMConfig fields; the encoder's in the flat layout of AMConfig.from_dict
     conv_channels=[8, 8],
     embed_dim=16,
     fusion_dim=32,
@@ -30,7 +30,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     if "run" not in _CACHE:
         from goalrl.agents import AMConfig
         from goalrl.commands.collect import CollectConfig, collect
-        from goalrl.train import PretrainConfig, pretrain
+        from goalrl.training import PretrainConfig, pretrain
 
         root = tmp_path_factory.mktemp("tiny_reacher")
         collect(
@@ -40,7 +40,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
             PretrainConfig(
                 data=str(root / "data"),
                 out=str(root / "run"),
-                agent=AMConfig(**TINY_AGENT),
+                agent=AMConfig.from_dict(TINY_AGENT),
                 steps=4,
                 batch_size=16,
                 eval_episodes=0,

@@ -182,7 +182,7 @@ class AMAgent(AgentBase):
         # the acting weight average and its averager; None when ema_tau = 0
         self.q_ema, self._ema_averager = self.make_weight_average(self.q, cfg.ema_tau)
         # Gradients flow through train_net: the network itself, or DistributedDataParallel(q)
-        # when goalrl.train runs under torchrun (DDP syncs gradients in its backward hooks).
+        # when goalrl.training runs under torchrun (DDP syncs gradients in its backward hooks).
         self.train_net: torch.nn.Module = self.q
         self._params = list(self.q.parameters())  # listed once: clipped every update
         self.optimizer = make_adamw(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from goalrl.errors import UserError
 from goalrl.evaluate import EVAL_SEED_OFFSET
 
 
@@ -84,10 +85,10 @@ def goal(cfg: GoalConfig) -> dict[str, Any]:
         env_id = env_id or (scenes[0] if scenes else None)
         size = size or int(meta["image_shape"][0])
     if env_id is None:
-        raise ValueError("pass env=goalrl/<Scene>-v0 (or ckpt=<checkpoint> to use its scene)")
+        raise UserError("pass env=goalrl/<Scene>-v0 (or ckpt=<checkpoint> to use its scene)")
     size = int(size or 64)
     if size < 8:
-        raise ValueError(f"image_size must be >= 8, got {size}")
+        raise UserError(f"image_size must be >= 8, got {size}")
     g = capture_goal(env_id, cfg.seed, size)
     path = save_goal_png(cfg.out, g)
     summary: dict[str, Any] = {

@@ -17,12 +17,9 @@ class EvalConfig:
     videos: int = 2  # rollouts written as MP4 (camera | goal, Q trace)
     seed: int = EVAL_SEED_OFFSET  # first env seed; collection seeds stay below 1,000,000
     device: str = "auto"  # auto | cpu | cuda
-    # AM and fine-tuned checkpoints: act by CEM on Q ("cem"), with the behaviour prior's mean
-    # ("prior_mean"), or with the Q-best of act_prior_samples draws from the prior
-    # ("prior_best"); the prior rules need a checkpoint trained with agent.behaviour_prior.
-    # Default: as trained
+    # AM and fine-tuned checkpoints: act by CEM on Q ("cem") or with the behaviour prior's mean
+    # ("prior_mean", for a checkpoint trained with agent.behaviour_prior). Default: as trained
     act_rule: str | None = None
-    act_prior_samples: int | None = None  # candidates for prior_best (default: as trained)
     # scene options for gym.make, e.g. +env_kwargs.max_episode_steps=100
     # +env_kwargs.skills_per_goal=2 (goals two scripted skills away from the start)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -31,23 +28,21 @@ class EvalConfig:
 def run(cfg: EvalConfig) -> dict[str, Any]:
     from pathlib import Path
 
+    from goalrl.agents.registry import agent_policy, load_agent, override_act_rule
     from goalrl.distributed import DistInfo, resolve_device
+    from goalrl.errors import UserError
     from goalrl.evaluate import evaluate_policy
-    from goalrl.train import agent_policy, load_agent, override_act_rule
 
     device = resolve_device(cfg.device, DistInfo())
     agent, meta = load_agent(cfg.ckpt, device)
     acting = getattr(agent, "goal_agent", agent).cfg  # the AM config a Q agent acts by
     # the rule asked for, else the one the checkpoint was trained with (None for GCBC)
     rule = cfg.act_rule or getattr(acting, "act_rule", None)
-    if cfg.act_prior_samples is not None and rule != "prior_best":
-        raise ValueError(f"act_prior_samples={cfg.act_prior_samples} applies to "
-                         f"act_rule=prior_best only, not act_rule={rule}")
-    if cfg.act_rule is not None or cfg.act_prior_samples is not None:
-        override_act_rule(agent, rule, cfg.act_prior_samples)
+    if cfg.act_rule is not None:
+        override_act_rule(agent, rule)
     env_id = cfg.env or meta.get("env_id")
     if not env_id:
-        raise ValueError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
+        raise UserError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
     # the folder holds summary.json even when no video is written (the CLI writes the summary
     # only into a folder that exists)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
@@ -61,10 +56,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         video_dir=Path(cfg.out) / "videos",
         env_kwargs=dict(cfg.env_kwargs),
     )
-    # how an AM or task agent acted (None for GCBC, which acts with its mean)
-    samples = acting.act_prior_samples if rule == "prior_best" else None
     return {
-        "checkpoint": meta["path"], "step": meta["step"], "act_rule": rule,
-        "act_prior_samples": samples,
+        "checkpoint": meta["path"], "step": meta["step"],
+        "act_rule": rule,  # how an AM or task agent acted (None for GCBC: its policy's mean)
         "env_kwargs": dict(cfg.env_kwargs), **result,
     }

@@ -1,10 +1,11 @@
-"""``goalrl finetune``: a pretrained checkpoint (or none) to a task policy (goalrl/finetune.py)."""
+"""``goalrl finetune``: a pretrained checkpoint (or none) to a task policy
+(goalrl/training/finetune.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from goalrl.finetune import FinetuneConfig, finetune
+from goalrl.training.finetune import FinetuneConfig, finetune
 
 __all__ = ["FinetuneConfig", "finetune", "run"]
 

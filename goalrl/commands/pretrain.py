@@ -1,10 +1,10 @@
-"""``goalrl pretrain``: Actionable Models (or GCBC) on a dataset; see goalrl/train.py."""
+"""``goalrl pretrain``: Actionable Models (or GCBC) on a dataset; see goalrl/training/."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from goalrl.train import PretrainConfig, pretrain
+from goalrl.training.pretrain import PretrainConfig, pretrain
 
 __all__ = ["PretrainConfig", "pretrain", "register_configs"]
 

@@ -159,7 +159,7 @@ def test_graphed_updates_train_like_eager_ones_on_cuda(kind: str) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_acting_between_replays_with_the_rng_restored_leaves_the_graph_stream_alone() -> None:
     # Evaluation during a cuda_graph run acts with the generator the graph registered, then
-    # restores its state (train.evaluate_agent). The next replay must draw what it would have
+    # restores its state (loop.evaluate_agent). The next replay must draw what it would have
     # drawn without the evaluation; without the restore it draws something else.
     from goalrl.agents.graphed import GraphedUpdate
 

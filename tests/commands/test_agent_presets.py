@@ -8,9 +8,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from goalrl.agents import AMConfig, GCBCConfig
+from goalrl.agents.registry import agent_kind
 from goalrl.cli import CONFIG_DIR
 from goalrl.commands.pretrain import PretrainConfig, register_configs
-from goalrl.train import agent_kind
 
 
 def pretrain_config(*overrides: str) -> PretrainConfig:

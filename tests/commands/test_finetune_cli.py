@@ -11,9 +11,9 @@ from conftest import last_json, run_goalrl
 from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
 
 TINY = [
-    "agent.am.conv_channels=[8,8]",
-    "agent.am.embed_dim=16",
-    "agent.am.fusion_dim=32",
+    "agent.am.encoder.conv_channels=[8,8]",
+    "agent.am.encoder.embed_dim=16",
+    "agent.am.encoder.fusion_dim=32",
     "agent.am.head_hidden_dim=16",
     "agent.am.act_cem_samples=32",
     "agent.am.act_cem_elites=4",

@@ -1,25 +1,29 @@
-"""The fine-tuning loop: lineage, task embedding init, offline-to-online switch, refusals."""
+"""Fine-tuning through the shared loop: lineage, task embedding init, offline-to-online switch,
+refusals."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from goalrl.agents import AMConfig, GCBCConfig
+from goalrl.agents import AMConfig, EncoderConfig, GCBCConfig
+from goalrl.agents.registry import agent_policy, load_agent
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
 from goalrl.commands.collect import CollectConfig, collect
 from goalrl.data.storage import DatasetError, EpisodeDataset
-from goalrl.finetune import FinetuneConfig, finetune, success_frame_indices
-from goalrl.train import PretrainConfig, TrainingError, agent_policy, load_agent, pretrain
+from goalrl.training import PretrainConfig, TrainingError, pretrain
+from goalrl.training.finetune import FinetuneConfig, finetune, success_frame_indices
 
+TINY_ENCODER = EncoderConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32)
 TINY = dict(
-    conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16, cem_samples=16,
+    encoder=TINY_ENCODER, head_hidden_dim=16, cem_samples=16,
     cem_elites=4, act_cem_iterations=2, act_cem_samples=32, act_cem_elites=4, num_negatives=4,
     pad=2,
 )
@@ -76,7 +80,7 @@ def test_finetuned_checkpoint_records_parent_and_task_and_evaluates(data, tmp_pa
     assert Path(summary["eval"]["videos"][0]).stat().st_size > 0
     assert list((tmp_path / "ft" / "tb").glob("events.out.tfevents.*"))
     agent, meta = load_agent(tmp_path / "ft")
-    assert isinstance(agent, TaskQAgent) and agent.cfg.am.embed_dim == 16
+    assert isinstance(agent, TaskQAgent) and agent.cfg.am.encoder.embed_dim == 16
     obs = np.zeros((16, 16, 3), np.uint8)
     action, q = agent_policy(agent)(obs, obs, np.zeros(5, np.float32))
     assert action.shape == (4,) and 0 <= q <= 1
@@ -162,17 +166,17 @@ def test_mismatched_checkpoints_are_refused_before_training(data, tmp_path) -> N
         finetune(config(data, out, init=str(five)))
     prop = edited_checkpoint(
         data["pre"], tmp_path / "prop", proprio_dim=7,
-        agent_config={**AMConfig(**TINY).__dict__, "use_proprio": True},
+        agent_config={**asdict(AMConfig(**TINY)), "use_proprio": True},  # the old flat layout
     )
     with pytest.raises(TrainingError, match="field 'proprio_dim' is 7"):
         finetune(config(data, out, init=str(prop)))
-    wide = TaskQConfig(am=AMConfig(**{**TINY, "embed_dim": 32}))
-    with pytest.raises(TrainingError, match=r"field 'agent_config.embed_dim' is 16 but "
-                                            r"agent.am.embed_dim=32"):
+    wide = TaskQConfig(am=AMConfig(**{**TINY, "encoder": replace(TINY_ENCODER, embed_dim=32)}))
+    with pytest.raises(TrainingError, match=r"field 'agent_config.encoder.embed_dim' is 16 but "
+                                            r"agent.am.encoder.embed_dim=32"):
         finetune(config(data, out, agent=wide))
     gcbc = tmp_path / "gcbc"
     pretrain(PretrainConfig(data=str(data["play"]), out=str(gcbc), steps=1, batch_size=8,
-                            agent=GCBCConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32),
+                            agent=GCBCConfig(encoder=TINY_ENCODER),
                             eval_episodes=0, videos=0, prefetch=1))
     with pytest.raises(TrainingError, match="field 'agent' is 'gcbc'"):
         finetune(config(data, out, init=str(gcbc)))

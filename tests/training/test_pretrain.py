@@ -1,4 +1,5 @@
-"""The pretraining loop: end to end, resume, refusal of bad data, NaN stop, torchrun."""
+"""Pretraining through the shared loop: end to end, resume, refusal of bad data, NaN stop,
+torchrun, progress lines."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents import AMAgent, AMConfig, GCBCConfig
+from goalrl.agents import AMAgent, AMConfig, EncoderConfig, GCBCConfig
+from goalrl.agents.registry import load_agent
 from goalrl.checkpoint import load_checkpoint
 from goalrl.commands.collect import CollectConfig, collect
 from goalrl.data.storage import DatasetWriter, EpisodeData
-from goalrl.train import PretrainConfig, TrainingError, changed_settings, load_agent, pretrain
+from goalrl.training import PretrainConfig, TrainingError, pretrain
+from goalrl.training.checks import changed_settings
 
-TINY = dict(conv_channels=[8, 8], embed_dim=16, fusion_dim=32, head_hidden_dim=16)
+TINY_ENCODER = EncoderConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32)
+TINY = dict(encoder=TINY_ENCODER, head_hidden_dim=16)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +86,26 @@ def test_gcbc_baseline_runs_on_the_same_data(reach_data, tmp_path) -> None:
         config(
             reach_data,
             tmp_path / "gcbc",
-            agent=GCBCConfig(conv_channels=[8, 8], embed_dim=16, fusion_dim=32),
+            agent=GCBCConfig(encoder=TINY_ENCODER),
+            device="cpu",
+            amp=True,  # the run's one switch reaches GCBC too (ignored on CPU)
         )
     )
     assert summary["agent"] == "gcbc" and summary["steps"] == 6
+    agent, meta = load_agent(tmp_path / "gcbc")
+    assert "amp" not in meta["agent_config"] and meta["train_config"]["amp"] is True
+    assert agent.amp is True  # acts as its run trained
+
+
+def test_progress_lines_on_stderr_without_a_terminal(reach_data, tmp_path, capsys) -> None:
+    # pytest's captured stderr is no terminal: plain lines instead of a bar
+    pretrain(config(reach_data, tmp_path / "run", steps=4, log_every=2, progress_every=0))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("pretrain am: ")]
+    assert len(lines) == 5  # after each update (cadence 0 s), and once more at the end
+    assert lines[0].startswith("pretrain am: step 1/4 (25%), ") and "updates/s, ETA " in lines[0]
+    assert ", loss " in lines[1]  # read at update 2, a log_every update
+    assert lines[-1].startswith("pretrain am: step 4/4 (100%), ") and ", done in " in lines[-1]
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -104,22 +124,14 @@ def test_behaviour_prior_run_evaluates_with_every_act_rule(reach_data, tmp_path)
     results = {
         rule: evaluate_run(EvalConfig(
             ckpt=str(tmp_path / "run"), episodes=1, videos=0, out=str(tmp_path / rule),
-            device="cpu", act_rule=rule, act_prior_samples=8 if rule == "prior_best" else None))
-        for rule in ("cem", "prior_mean", "prior_best")
+            device="cpu", act_rule=rule))
+        for rule in ("cem", "prior_mean")
     }
-    assert {r["act_rule"] for r in results.values()} == {"cem", "prior_mean", "prior_best"}
-    assert [r["act_prior_samples"] for r in results.values()] == [None, None, 8]
-    with pytest.raises(ValueError, match="act_prior_samples=8 applies to act_rule=prior_best"):
-        evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=1, videos=0,
-                                out=str(tmp_path / "e"), device="cpu", act_prior_samples=8))
-    # a checkpoint trained to act by prior_best takes a new sample count without the rule
-    best = pretrain(config(reach_data, tmp_path / "best", agent=AMConfig(
-        **TINY, behaviour_prior=True, act_rule="prior_best")))
-    assert best["steps"] > 0
-    resampled = evaluate_run(EvalConfig(ckpt=str(tmp_path / "best"), episodes=1, videos=0,
-                                        out=str(tmp_path / "b"), device="cpu",
-                                        act_prior_samples=4))
-    assert (resampled["act_rule"], resampled["act_prior_samples"]) == ("prior_best", 4)
+    assert {r["act_rule"] for r in results.values()} == {"cem", "prior_mean"}
+    # without act_rule, the checkpoint acts as it was trained to
+    trained = evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=1, videos=0,
+                                      out=str(tmp_path / "t"), device="cpu"))
+    assert trained["act_rule"] == "prior_mean"
     # scene options reach gym.make and are recorded beside the rollouts they shaped
     short = evaluate_run(EvalConfig(ckpt=str(tmp_path / "run"), episodes=2, videos=0,
                                     out=str(tmp_path / "short"), device="cpu",
@@ -127,8 +139,7 @@ def test_behaviour_prior_run_evaluates_with_every_act_rule(reach_data, tmp_path)
     assert short["env_kwargs"] == {"max_episode_steps": 3}
     assert [r["steps"] for r in short["rollouts"]] == [3, 3]
     assert all(r["start_distance"] > 0 for r in short["rollouts"])
-    gcbc = pretrain(config(reach_data, tmp_path / "gcbc", agent=GCBCConfig(
-        conv_channels=[8, 8], embed_dim=16, fusion_dim=32)))
+    gcbc = pretrain(config(reach_data, tmp_path / "gcbc", agent=GCBCConfig(encoder=TINY_ENCODER)))
     with pytest.raises(ValueError, match="act_rule=cem: a GCBCAgent"):
         evaluate_run(EvalConfig(ckpt=str(tmp_path / "gcbc"), episodes=1, videos=0,
                                 out=str(tmp_path / "e"), device="cpu", act_rule="cem"))
@@ -153,6 +164,9 @@ def test_resume_applies_and_names_changed_agent_settings(reach_data, tmp_path) -
     state, _ = load_checkpoint(tmp_path / "run")
     assert [g["lr"] for g in state["agent"]["optimizer"]["param_groups"]] == [1e-4]
     assert changed_settings({"lr": 3e-4, "tau": 0.02}, {"lr": 3e-4, "tau": 0.02}) == []
+    # nested settings by dotted name
+    assert changed_settings({"encoder": {"embed_dim": 16}}, {"encoder": {"embed_dim": 32}}) == [
+        "encoder.embed_dim: 16 -> 32"]
 
 
 def test_existing_run_is_not_overwritten_without_resume(reach_data, tmp_path) -> None:
@@ -210,7 +224,7 @@ def test_cuda_graph_is_refused_off_cuda_before_anything_runs(reach_data, tmp_pat
 
 def test_cuda_graph_is_refused_under_torchrun() -> None:
     from goalrl.distributed import DistInfo
-    from goalrl.train import check_cuda_graph
+    from goalrl.training.checks import check_cuda_graph
 
     with pytest.raises(TrainingError, match="world size 2"):
         check_cuda_graph(True, torch.device("cuda"), DistInfo(world_size=2))
@@ -227,9 +241,9 @@ def ddp_overrides(data: Path, out: Path) -> list[str]:
         "save_every=2",
         "device=cpu",
         "threads=1",  # two ranks on two cores: no intra-op threads waiting on each other
-        "agent.conv_channels=[8,8]",
-        "agent.embed_dim=16",
-        "agent.fusion_dim=32",
+        "agent.encoder.conv_channels=[8,8]",
+        "agent.encoder.embed_dim=16",
+        "agent.encoder.fusion_dim=32",
         "agent.head_hidden_dim=16",
     ]
 
@@ -283,14 +297,14 @@ def test_submitit_launcher_two_ranks(reach_data, tmp_path) -> None:
 
 def test_import_goalrl_does_not_load_the_simulator() -> None:
     # a GPU node with only the learning stack can import the package and train
-    code = ("import sys, goalrl, goalrl.train, goalrl.agents.am, goalrl.data.sampler; "
+    code = ("import sys, goalrl, goalrl.training, goalrl.agents.am, goalrl.data.sampler; "
             "print('pybullet' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_training_only_run_needs_no_simulator(reach_data, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("goalrl.train.simulator_available", lambda: False)
+    monkeypatch.setattr("goalrl.training.checks.simulator_available", lambda: False)
     with pytest.warns(UserWarning, match="pybullet is not installed"):
         summary = pretrain(config(reach_data, tmp_path / "run", steps=3))
     assert summary["steps"] == 3
@@ -300,7 +314,7 @@ def test_training_only_run_needs_no_simulator(reach_data, tmp_path, monkeypatch)
 def test_evaluating_run_without_simulator_is_refused_before_training(
     reach_data, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr("goalrl.train.simulator_available", lambda: False)
+    monkeypatch.setattr("goalrl.training.checks.simulator_available", lambda: False)
     with pytest.raises(TrainingError, match="needs pybullet.*eval_every=0 eval_episodes=0"):
         pretrain(config(reach_data, tmp_path / "run", eval_episodes=2))
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -10,7 +10,8 @@ import torch
 
 from goalrl.agents.base import UpdateStats
 from goalrl.loss_watch import LossWatch
-from goalrl.train import TrainingError, check_loss
+from goalrl.training import TrainingError
+from goalrl.training.loop import check_loss
 
 
 def stats(loss: float) -> UpdateStats:

@@ -1,0 +1,116 @@
+"""Build and load agents, and the adapters that make them act.
+
+Inference (``goalrl eval``, ``goalrl command``, ``goalrl serve``, ``GoalReacher``) needs only
+this module and ``goalrl.checkpoint``: it never imports the training package.
+
+Agent kinds, as checkpoints name them in ``meta["agent"]``: ``am`` (Actionable Models),
+``gcbc`` (the baseline) and ``task`` (a fine-tuned task Q, ``goalrl finetune``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalrl.agents.am import AMAgent, AMConfig
+from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
+from goalrl.agents.task_q import TaskQAgent, TaskQConfig
+from goalrl.checkpoint import CheckpointError, load_checkpoint
+from goalrl.errors import UserError
+
+Agent = AMAgent | GCBCAgent | TaskQAgent
+
+AGENT_CLASSES: dict[str, type] = {"am": AMAgent, "gcbc": GCBCAgent, "task": TaskQAgent}
+CONFIG_CLASSES: dict[str, type] = {"am": AMConfig, "gcbc": GCBCConfig, "task": TaskQConfig}
+
+
+def agent_kind(agent_cfg: Any) -> str:
+    """The kind of agent a config builds (``am``, ``gcbc`` or ``task``)."""
+    for kind, cls in CONFIG_CLASSES.items():
+        if isinstance(agent_cfg, cls):
+            return kind
+    raise UserError(f"unknown agent config {type(agent_cfg).__name__}; use agent=am or gcbc")
+
+
+def build_agent(
+    kind: str,
+    agent_cfg: Any,
+    image_shape: tuple[int, int, int],
+    action_dim: int,
+    proprio_dim: int | None,
+    device: str | torch.device,
+    *,
+    seed: int = 0,
+    amp: bool = False,
+) -> Agent:
+    """A fresh agent of ``kind``; ``amp``: bfloat16 autocast on CUDA (ignored on CPU), the one
+    switch of a run, for every kind."""
+    cls = AGENT_CLASSES[kind]
+    return cls(agent_cfg, image_shape, action_dim, proprio_dim, device, seed=seed, amp=amp)
+
+
+def config_from_dict(kind: str, values: dict[str, Any]) -> Any:
+    """The agent config a checkpoint's ``agent_config`` describes (old layouts included)."""
+    return CONFIG_CLASSES[kind].from_dict(values)
+
+
+def checkpoint_amp(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's run trained under autocast: older checkpoints kept the switch in
+    the agent config (set only on CUDA), newer ones in the run's config."""
+    agent_cfg = meta.get("agent_config", {})
+    for values in (agent_cfg, agent_cfg.get("am", {})):
+        if "amp" in values:
+            return bool(values["amp"])
+    return bool(meta.get("train_config", {}).get("amp", False))
+
+
+def load_agent(
+    path: str | Path, device: str | torch.device = "cpu", amp: bool | None = None
+) -> tuple[Agent, dict[str, Any]]:
+    """Rebuild the agent a checkpoint was saved from (weights only; no training state needed).
+
+    ``amp``: autocast while acting on CUDA; None acts as the checkpoint's run trained."""
+    state, meta = load_checkpoint(path, map_location=str(device))
+    kind = meta["agent"]
+    try:
+        agent_cfg = config_from_dict(kind, meta["agent_config"])
+    except ValueError as err:  # an option this goalrl no longer has
+        raise CheckpointError(f"checkpoint {meta['path']}: {err}") from err
+    agent = build_agent(
+        kind,
+        agent_cfg,
+        tuple(meta["image_shape"]),
+        meta["action_dim"],
+        meta.get("proprio_dim"),
+        torch.device(device),
+        seed=0,
+        amp=checkpoint_amp(meta) if amp is None else amp,
+    )
+    agent.load_state_dict(state["agent"])
+    return agent, meta
+
+
+def agent_policy(agent: Agent):
+    """evaluate.Policy over an agent: greedy action and (for Q agents) its Q-value."""
+
+    def policy(obs_image: np.ndarray, goal_image: np.ndarray, proprio: np.ndarray):
+        # CEM scored the action already: no second pass. A task agent reads the goal
+        # image only with agent.task_input=goal_image.
+        if isinstance(agent, (AMAgent, TaskQAgent)):
+            action, q = agent.act(obs_image, goal_image, proprio, return_q=True)
+            return action, float(q)
+        return agent.act(obs_image, goal_image, proprio), None
+
+    return policy
+
+
+def override_act_rule(agent: Agent, rule: str) -> None:
+    """Make an AM or task agent act by ``rule`` (AMConfig.act_rule)."""
+    am = agent.goal_agent if isinstance(agent, TaskQAgent) else agent
+    if not isinstance(am, AMAgent):
+        raise ValueError(f"act_rule={rule}: a {type(agent).__name__} acts with its policy's "
+                         "mean; only Q checkpoints (AM, fine-tuned) choose how to act")
+    am.set_act_rule(rule)

@@ -1,0 +1,330 @@
+"""Fine-tuning on a task reward: from a pretrained goal-conditioned checkpoint to a task policy.
+
+``finetune(cfg)`` is what ``goalrl finetune`` runs:
+
+1. Open the reward-labeled dataset; refuse an init checkpoint that does not fit it or the
+   task scene (image shape, action size, proprio size, network shape), before any training.
+2. Build a ``TaskQAgent`` (goalrl.agents.task_q) from the init weights (or from scratch with
+   ``init=none``); z_task = mean goal embedding of the labeled successful final frames, or,
+   with ``agent.task_input=goal_image``, every episode's goal image re-rendered from its seed
+   (goalrl.data.episode_goals).
+3. Offline phase, ``steps`` updates: reward-labeled batches, plus relabeled batches of the
+   unlabeled pretraining data for the auxiliary goal-reaching loss.
+4. Online phase, ``online_steps`` updates: every ``updates_per_episode`` updates the current
+   policy (CEM + Gaussian noise) plays one episode of the task scene
+   (goalrl.training.online); batches mix offline and online transitions at ``online_ratio``.
+5. Success on the task scene at step 0, every ``eval_every`` updates and at each phase's end
+   (the learning curve, in summary.json and TensorBoard); checkpoints whose metadata name the
+   parent checkpoint (content hash and path) and the task.
+
+Steps 3-5 are the shared training loop (goalrl.training.loop). One process (no torchrun):
+fine-tuning data is small by design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalrl.agents import AMConfig
+from goalrl.agents.registry import build_agent, config_from_dict
+from goalrl.agents.task_q import ARCHITECTURE_FIELDS, TaskQConfig
+from goalrl.distributed import DistInfo, resolve_device
+from goalrl.training.checks import (
+    TrainingError,
+    check_aux_data_fits,
+    check_dataset_fits,
+    check_init_fits,
+    check_out_free,
+    flatten,
+)
+from goalrl.training.loop import Phase, Run, Schedule, open_writer, run_meta, train
+from goalrl.training.online import OnlinePhase
+
+
+@dataclass
+class FinetuneConfig:
+    init: str = "???"  # pretrained checkpoint (step or run folder), or none: train from scratch
+    task: str = "goalrl/Grasp-v0"  # task scene: its reward defines success; evaluation runs here
+    data: str = "???"  # reward-labeled dataset (per-step rewards or per-frame success labels)
+    out: str = "runs/finetune"  # run folder: checkpoints/, tb/, online/, videos/, summary.json
+    steps: int = 2000  # offline gradient updates on the labeled data
+    online_steps: int = 0  # online gradient updates after the offline ones (0: offline only)
+    agent: TaskQConfig = field(default_factory=TaskQConfig)  # task Q, conservative term, aux loss
+    # unlabeled data for the auxiliary goal-reaching loss: '' = the init checkpoint's
+    # pretraining dataset (none with init=none), none = no auxiliary loss, or a dataset folder
+    aux_data: str = ""
+    batch_size: int = 128  # reward-labeled transitions per update
+    aux_batch_size: int = 0  # relabeled goal transitions per update (0: batch_size)
+    goal_mode: str = "uniform"  # auxiliary goals: hindsight offset law (uniform | geometric)
+    p_chain: float = 0.2  # auxiliary goals: fraction chained from other episodes
+    online_ratio: float = 0.5  # fraction of each batch from online episodes once there are any
+    updates_per_episode: int = 20  # online phase: one new policy episode every N updates
+    explore_std: float = 0.2  # std of Gaussian noise on CEM actions when collecting online
+    seed: int = 0  # weights (init=none), sampling, augmentation, exploration
+    device: str = "auto"  # auto | cpu | cuda | cuda:<i>
+    amp: bool = True  # bfloat16 autocast when on CUDA (ignored on CPU)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    eval_every: int = 500  # evaluate every N updates (0: only at step 0 and the phase ends)
+    eval_episodes: int = 20  # evaluation rollouts per point (seeds from 1,000,000 up)
+    videos: int = 2  # rollout videos written by the final evaluation
+    log_every: int = 50  # TensorBoard scalars and the NaN/exploding-loss check every N updates
+    save_every: int = 1000  # checkpoint every N updates (and at the end of each phase)
+    prefetch: int = 4  # auxiliary batches read ahead in a background thread
+    max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
+    # seconds between progress lines on stderr when it is not a terminal (a terminal gets a bar)
+    progress_every: float = 30.0
+
+
+# ---- the init checkpoint --------------------------------------------------------------------
+@dataclass
+class Init:
+    """What fine-tuning starts from: agent config, weights (None: scratch) and lineage."""
+
+    agent_cfg: TaskQConfig
+    state: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    path: str | None = None  # the checkpoint's step folder
+    parent: str | None = None  # checkpoint_hash of the init checkpoint
+
+
+def is_none(value: str | None) -> bool:
+    return value is None or str(value).strip().lower() in ("none", "null", "")
+
+
+def merge_am_config(user: AMConfig, ckpt_values: dict[str, Any], where: str) -> AMConfig:
+    """The checkpoint's AM config, with the fields the user changed from the defaults.
+
+    A changed architecture field that differs from the checkpoint cannot be honoured (the
+    weights have another shape): TrainingError naming the field.
+    """
+    # How the pretrained policy acted is not inherited: with act_rule=prior_mean the task
+    # policy would follow the goal-reaching prior and never use the task Q it learns.
+    inherited = {k: v for k, v in ckpt_values.items() if k != "act_rule"}
+    merged = flatten(asdict(config_from_dict("am", inherited)))  # today's layout
+    defaults = flatten(asdict(AMConfig()))
+    for name, value in flatten(asdict(user)).items():
+        if value == defaults[name]:
+            continue
+        if set(name.split(".")) & set(ARCHITECTURE_FIELDS) and merged[name] != value:
+            raise TrainingError(
+                f"{where}: field 'agent_config.{name}' is {merged[name]!r} but "
+                f"agent.am.{name}={value!r} was asked for; the encoder and heads of a checkpoint "
+                "cannot change shape (drop the override or pretrain with it)"
+            )
+        merged[name] = value
+    return config_from_dict("am", unflatten(merged))
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"encoder.embed_dim": 16}`` -> ``{"encoder": {"embed_dim": 16}}``."""
+    nested: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested
+
+
+def resolve_init(
+    cfg: FinetuneConfig, dataset: Any, spec: dict[str, Any], device: torch.device
+) -> Init:
+    """Read and check the init checkpoint (nothing is trained or written here)."""
+    if is_none(cfg.init):
+        return Init(agent_cfg=cfg.agent)
+    from goalrl.checkpoint import checkpoint_hash, load_checkpoint, read_meta, resolve_checkpoint
+
+    step_dir = str(resolve_checkpoint(cfg.init))
+    meta = read_meta(step_dir)
+    check_init_fits(meta, step_dir, dataset, spec, cfg.task)
+    ckpt_am = meta["agent_config"].get("am", meta["agent_config"])
+    where = f"init checkpoint {Path(step_dir) / 'meta.json'}"
+    agent_cfg = replace(cfg.agent, am=merge_am_config(cfg.agent.am, ckpt_am, where))
+    state, meta = load_checkpoint(step_dir, map_location=str(device))
+    return Init(agent_cfg, state["agent"], meta, step_dir, checkpoint_hash(step_dir))
+
+
+# ---- data -----------------------------------------------------------------------------------
+def open_aux_data(cfg: FinetuneConfig, init: Init, dataset: Any) -> Any | None:
+    """The unlabeled dataset of the auxiliary loss, or None (aux_weight 0, none, or scratch)."""
+    from goalrl.data.storage import EpisodeDataset
+
+    if cfg.agent.aux_weight <= 0 or str(cfg.aux_data).strip().lower() in ("none", "null"):
+        return None
+    path = cfg.aux_data or (init.meta or {}).get("dataset")
+    if not path:
+        return None
+    if not Path(path).is_dir():
+        raise TrainingError(
+            f"auxiliary data {path} (the init checkpoint's pretraining dataset) does not exist; "
+            "pass aux_data=<dir>, or aux_data=none to fine-tune without the auxiliary loss"
+        )
+    aux = EpisodeDataset(path)
+    check_aux_data_fits(aux, dataset)
+    return aux
+
+
+def success_frame_indices(dataset: Any) -> np.ndarray:
+    """(S,) frames that show the task done: the final frames of the episodes that end in
+    success; if none does, the last success frame of every episode that had one."""
+    from goalrl.data.task import last_success_frames, task_success
+
+    success = task_success(dataset)  # (N,)
+    finals = dataset.episode_ends[success[dataset.episode_ends]]
+    if len(finals):
+        return finals
+    return last_success_frames(success, dataset.episode_starts, dataset.episode_lengths)
+
+
+def task_input(agent: Any, cfg: FinetuneConfig, dataset: Any, init: Init) -> tuple[Any, Any, str]:
+    """(goal renderer, (E, H, W, 3) episode goal images, where z_task came from): with
+    goal-image input, the labeled episodes' goals; otherwise z_task's initial value."""
+    from goalrl.data.episode_goals import GoalImageRenderer
+
+    if agent.uses_goal_image:
+        goals = GoalImageRenderer(cfg.task, dataset.image_shape[0])
+        try:
+            return goals, goals.goal_images(dataset), "not used (agent.task_input=goal_image)"
+        except Exception:
+            goals.close()
+            raise
+    if init.state is not None and "z" in init.state:
+        return None, None, "init checkpoint"
+    idx = success_frame_indices(dataset)
+    if len(idx):
+        agent.init_task_embedding(dataset.images(idx))  # (S, H, W, 3)
+        return None, None, "success frames"
+    return None, None, "zeros (no successful labeled episode)"
+
+
+# ---- the run --------------------------------------------------------------------------------
+def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+    from goalrl.data.sampler import GoalBatchSampler
+    from goalrl.data.storage import EpisodeDataset
+    from goalrl.data.task import TaskBatchSampler, task_rewards
+
+    if cfg.steps < 0 or cfg.online_steps < 0 or cfg.steps + cfg.online_steps == 0:
+        raise TrainingError(f"steps={cfg.steps}, online_steps={cfg.online_steps}: nothing to do")
+    if cfg.updates_per_episode < 1:
+        raise TrainingError("updates_per_episode must be >= 1")
+    out = Path(cfg.out)
+    check_out_free(out, "a fine-tuning run", resumable=False)
+    device = resolve_device(cfg.device, DistInfo())
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+
+    # data and init checkpoint, checked before anything is trained or written
+    dataset = EpisodeDataset(cfg.data)
+    spec = check_dataset_fits(dataset, cfg.task)
+    rewards = task_rewards(dataset)  # refuses a dataset without reward or success labels
+    init = resolve_init(cfg, dataset, spec, device)
+    aux = open_aux_data(cfg, init, dataset)
+
+    # the agent, its task input, and the batches
+    agent = build_agent("task", init.agent_cfg, dataset.image_shape, dataset.action_dim,
+                        dataset.proprio_dim, device, seed=cfg.seed, amp=cfg.amp)
+    if init.state is not None:
+        agent.load_pretrained(init.state)
+    goals, goal_images, z_from = task_input(agent, cfg, dataset, init)
+    agent.seed(cfg.seed * 1000 + 1)
+    task_sampler = TaskBatchSampler(dataset, cfg.batch_size, gamma=init.agent_cfg.gamma,
+                                    online_ratio=cfg.online_ratio, seed=cfg.seed,
+                                    goal_images=goal_images)
+    aux_batches = None
+    if aux is not None:
+        aux_sampler = GoalBatchSampler(
+            aux, cfg.aux_batch_size or cfg.batch_size, goal_mode=cfg.goal_mode,
+            gamma=init.agent_cfg.am.gamma,
+            p_chain=cfg.p_chain if init.agent_cfg.am.chaining else 0.0, seed=cfg.seed,
+        )
+        aux_batches = aux_sampler.prefetch(depth=cfg.prefetch)
+    meta = checkpoint_meta(cfg, agent, dataset, aux, init, z_from)
+    writer = open_writer(out, DistInfo())
+    online = OnlinePhase(cfg, dataset, spec, task_sampler, goals, writer)
+
+    def next_batch(step: int) -> tuple[Any, Any]:
+        online.before_update(agent, step)
+        return task_sampler.sample(), next(aux_batches) if aux_batches is not None else None
+
+    total = cfg.steps + cfg.online_steps
+    phases = [Phase(name, end) for name, end, n in
+              (("offline", cfg.steps, cfg.steps), ("online", total, cfg.online_steps)) if n]
+    try:
+        result = train(Run(
+            label="finetune",
+            agent=agent,
+            out=out,
+            phases=phases,
+            schedule=Schedule.of(cfg),
+            next_batch=next_batch,
+            checkpoint_state=lambda: {"agent": agent.state_dict()},
+            checkpoint_meta=meta,
+            env_id=cfg.task,
+            image_size=dataset.image_shape[0],
+            eval_at_start=True,
+            writer=writer,
+        ))
+    finally:
+        if aux_batches is not None:
+            aux_batches.close()
+        online.close()
+        if goals is not None:
+            goals.close()
+        writer.close()
+
+    def at(step: int) -> float | None:
+        rates = [p["success_rate"] for p in result.curve if p["step"] == step]
+        return rates[-1] if rates else None
+
+    summary: dict[str, Any] = {
+        "init": None if is_none(cfg.init) else str(cfg.init),
+        "parent": init.parent,
+        "task": cfg.task,
+        "data": str(cfg.data),
+        "labeled_episodes": int(dataset.num_episodes),
+        "labeled_success_rate": float(np.mean(dataset.success[dataset.episode_ends]))
+        if dataset.success is not None else None,
+        "labeled_reward_frames": int(rewards.sum()),
+        "aux_data": meta["aux_dataset"],
+        "task_embedding_init": z_from,
+        "task_input": agent.cfg.task_input,
+        "calibrate": agent.cfg.calibrate,
+        "act_with_target": agent.cfg.act_with_target,
+        "steps": cfg.steps,
+        "online_steps": cfg.online_steps,
+        "success_init": at(0),
+        "success_offline": at(cfg.steps) if cfg.steps else None,
+        "success_final": at(total),
+        "curve": result.curve,
+        "online_episodes": online.episodes,
+        "online_episode_success_rate": online.success_rate,
+        "offline_checkpoint": result.checkpoints.get("offline"),
+        "checkpoint": result.checkpoints.get("online", result.checkpoints.get("offline")),
+        "updates_per_s": result.updates_per_s,
+        "seconds": result.seconds,
+        "tensorboard": str(out / "tb"),
+    }
+    if result.final_eval is not None:
+        summary["eval"] = result.final_eval
+    return summary
+
+
+def checkpoint_meta(
+    cfg: FinetuneConfig, agent: Any, dataset: Any, aux: Any, init: Init, z_from: str
+) -> dict[str, Any]:
+    return {
+        **run_meta("task", agent.cfg, cfg, dataset),
+        "env_id": cfg.task,
+        "task": cfg.task,
+        "aux_dataset": str(aux.root.resolve()) if aux is not None else None,
+        "parent": init.parent,  # content hash of the init checkpoint (None: from scratch)
+        "parent_checkpoint": init.path,
+        "parent_step": init.meta["step"] if init.meta else None,
+        "task_embedding_init": z_from,
+    }

@@ -1,0 +1,106 @@
+"""Fine-tuning's online phase: the current policy plays episodes of the task scene, recorded
+with the simulator's rewards into ``<out>/online`` (a goalrl dataset) and mixed into the task
+batches from then on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ONLINE_SEED_OFFSET = 500_000  # online episodes use env seeds from here (eval seeds: 1,000,000+)
+
+
+def record_episode(env: Any, agent: Any, seed: int, explore_std: float) -> Any:
+    """One episode of the current policy with exploration noise, as EpisodeData."""
+    from goalrl.data.recording import record_rollout
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return agent.act(obs["image"], obs["desired_goal_image"], obs["observation"],
+                         explore_std=explore_std)
+
+    episode, _ = record_rollout(env, act, seed)
+    episode.info = {"policy": "finetune-online", "explore_std": explore_std, "step": agent.step}
+    return episode
+
+
+class OnlinePhase:
+    """The hook the training loop calls before each update (``before_update``): from update
+    ``cfg.steps`` on, every ``cfg.updates_per_episode`` updates, one new policy episode.
+
+    The simulator and the online dataset are opened on the first episode.
+    """
+
+    def __init__(self, cfg: Any, dataset: Any, spec: dict[str, Any], sampler: Any,
+                 goals: Any = None, writer: Any = None) -> None:
+        self.cfg, self.dataset, self.spec = cfg, dataset, spec
+        self.sampler = sampler  # TaskBatchSampler: takes the online dataset
+        self.goals = goals  # GoalImageRenderer with goal-image task input, else None
+        self.writer = writer
+        self.root = Path(cfg.out) / "online"
+        self.env: Any = None
+        self.recorder: Any = None  # DatasetWriter of <out>/online
+        self.online: Any = None  # the online episodes so far, as an EpisodeDataset
+        self.episodes = 0
+        self.successes = 0
+
+    def before_update(self, agent: Any, step: int) -> None:
+        """Play an episode if update ``step + 1`` is due one."""
+        cfg = self.cfg
+        if step < cfg.steps or (step - cfg.steps) % cfg.updates_per_episode:
+            return
+        self.collect(agent)
+        self.sampler.set_online(self.online,
+                                self.goals.goal_images(self.online) if self.goals else None)
+        if self.writer is not None:
+            self.writer.add_scalar("online/episodes", self.episodes, step)
+            self.writer.add_scalar("online/success_rate", self.successes / self.episodes, step)
+
+    def collect(self, agent: Any) -> None:
+        """Play one episode, append it, and re-open the online dataset."""
+        from goalrl.data.storage import EpisodeDataset
+
+        if self.env is None:
+            self.open()
+        seed = ONLINE_SEED_OFFSET + self.cfg.seed * 10_000 + self.episodes
+        episode = record_episode(self.env, agent, seed, self.cfg.explore_std)
+        self.recorder.append(episode)
+        self.episodes += 1
+        self.successes += int(episode.success[-1])
+        if self.online is not None:
+            self.online.close()
+        self.online = EpisodeDataset(self.root)
+
+    def open(self) -> None:
+        import gymnasium as gym
+
+        import goalrl  # noqa: F401  (registers the scene ids)
+        from goalrl.data.storage import DatasetWriter
+
+        spec = self.spec
+        self.env = gym.make(self.cfg.task, image_size=self.dataset.image_shape[0])
+        self.recorder = DatasetWriter(
+            self.root,
+            image_shape=tuple(self.dataset.image_shape),
+            action_dim=spec["action_dim"],
+            proprio_dim=spec["proprio_dim"],
+            goal_dim=spec["goal_dim"],
+            env_id=self.cfg.task,
+            source="goalrl finetune (online policy episodes)",
+            has_rewards=True,
+            has_success=True,
+            durable=False,
+        )
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.episodes if self.episodes else None
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.env is not None:
+            self.env.close()
+        if self.online is not None:
+            self.online.close()
