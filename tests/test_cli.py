@@ -151,3 +151,37 @@ def test_collect_prints_its_summary_and_nothing_else(tmp_path: Path) -> None:
     assert proc.stderr == ""  # no pybullet banner, no gymnasium-robotics notice
     assert len(proc.stdout.splitlines()) == 1  # no "argv[0]=" from pybullet's connect
     assert json.loads(proc.stdout)["episodes_total"] == 1
+
+
+def schema_classes() -> set[type]:
+    """Every dataclass a command's config is built from, nested ones and agent groups included."""
+    import dataclasses
+    import importlib
+    import typing
+
+    from goalrl.agents import AMConfig, GCBCConfig
+
+    todo = [getattr(importlib.import_module(c.module), c.schema) for c in cli.COMMANDS.values()]
+    todo += [AMConfig, GCBCConfig]  # the agent=am|gcbc group of pretrain
+    seen: set[type] = set()
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = typing.get_type_hints(cls)
+        todo += [hints[f.name] for f in dataclasses.fields(cls)
+                 if dataclasses.is_dataclass(hints[f.name])]  # fmt: skip
+    return seen
+
+
+def test_every_config_field_has_a_description() -> None:
+    import dataclasses
+
+    undocumented = [
+        f"{cls.__name__}.{f.name}"
+        for cls in schema_classes()
+        for f in dataclasses.fields(cls)
+        if not field_comments(cls).get(f.name)
+    ]
+    assert undocumented == []
