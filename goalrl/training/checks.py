@@ -25,6 +25,9 @@ def simulator_available() -> bool:
 def check_dataset_fits(dataset: Any, env_id: str | None, evaluates: bool = True) -> dict[str, Any]:
     """The eval scene's action/proprio sizes; TrainingError when the dataset does not match.
 
+    A dataset of another robot (its env id is not a goalrl scene) trains unchecked when the
+    run does not evaluate.
+
     Without the simulator (a GPU node with only the learning stack) a run that never
     evaluates trains unchecked, with a warning; one that would evaluate is refused now rather
     than after its updates are spent.
@@ -44,6 +47,18 @@ def check_dataset_fits(dataset: Any, env_id: str | None, evaluates: bool = True)
         )
         return {}
     from goalrl.data.collect import env_spec
+    from goalrl.envs.registration import ENV_IDS
+
+    if env_id not in ENV_IDS:
+        # imported logs name their own robot's environment (robomimic's "Lift"): there is no
+        # scene to check them against, nor to evaluate in
+        if evaluates:
+            raise TrainingError(
+                f"{env_id} (env= or the dataset's env id) is not a goalrl scene, so this run "
+                f"cannot evaluate; pass env=<one of {', '.join(ENV_IDS)}> or train only with "
+                "eval_every=0 eval_episodes=0"
+            )
+        return {}
 
     spec = env_spec(env_id, dataset.image_shape[0])
     if spec["action_dim"] != dataset.action_dim:

@@ -192,6 +192,20 @@ def test_dataset_with_wrong_action_size_is_refused(tmp_path) -> None:
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_imported_logs_of_another_robot_train_without_evaluating(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "lift", image_shape=(16, 16, 3), action_dim=7,
+                       env_id="Lift") as w:  # as the robomimic importer records it
+        for _ in range(2):
+            w.append(EpisodeData(images=rng.integers(0, 255, (5, 16, 16, 3), dtype=np.uint8),
+                                 actions=rng.uniform(-1, 1, (4, 7)).astype(np.float32)))
+    with pytest.raises(TrainingError, match="Lift .* is not a goalrl scene.*eval_episodes=0"):
+        pretrain(config(tmp_path / "lift", tmp_path / "run", eval_episodes=1))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    summary = pretrain(config(tmp_path / "lift", tmp_path / "run", steps=2))
+    assert summary["steps"] == 2 and "eval" not in summary
+
+
 @pytest.mark.parametrize(
     ("bad_loss", "only_once", "reported"),
     [(float("nan"), False, "nan"), (-1e9, True, "1000000000.0")],  # persists; spikes, recovers
