@@ -41,7 +41,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 def brief_checkpoint(root: Path, env: str, episodes: int, steps: int) -> Path:
     from goalrl.agents import AMConfig
     from goalrl.commands.collect import CollectConfig, collect
-    from goalrl.train import PretrainConfig, pretrain
+    from goalrl.training import PretrainConfig, pretrain
 
     collect(CollectConfig(env=env, episodes=episodes, out=str(root / "data"), image_size=64,
                           sheet=False))  # fmt: skip
@@ -53,6 +53,7 @@ def brief_checkpoint(root: Path, env: str, episodes: int, steps: int) -> Path:
 
 def action_latency(ckpt: Path, steps: int, seed: int, threads: int) -> dict:
     """Per-step action-selection times and the control rate over ``steps`` steps."""
+    from goalrl.agents import AMConfig
     from goalrl.data.sheets import write_browser_video
     from goalrl.reacher import GoalReacher
 
@@ -84,7 +85,7 @@ def action_latency(ckpt: Path, steps: int, seed: int, threads: int) -> dict:
         "steps": steps_done,
         "image_size": image,
         "cem": f"{agent_cfg['act_cem_iterations']} x {agent_cfg['act_cem_samples']} samples",
-        "conv": agent_cfg["conv_channels"],
+        "conv": AMConfig.from_dict(agent_cfg).encoder.conv_channels,
         "median_ms": float(np.median(ms)),
         "p90_ms": float(np.percentile(ms, 90)),
         "p99_ms": float(np.percentile(ms, 99)),

@@ -50,11 +50,11 @@ TARGET_DIP = 0.10  # deepest drop after the switch to online, calibration on
 
 # Network shape shared by pretraining and both fine-tuning inits (scratch gets the same net).
 SMALL_NET = {
-    "conv_channels": "[16,32,32]",
-    "embed_dim": "64",
-    "fusion_dim": "128",
+    "encoder.conv_channels": "[16,32,32]",
+    "encoder.embed_dim": "64",
+    "encoder.fusion_dim": "128",
     "head_hidden_dim": "64",
-    "use_proprio": "true",
+    "encoder.use_proprio": "true",
 }
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": dict(
@@ -66,7 +66,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         device="cuda", threads=0, jobs=1, image_size=64, play_episodes=1000,
         labeled_episodes=40, waypoint_noise=0.03, pretrain_steps=30000, batch_size=256,
         steps=5000, online_steps=5000, updates_per_episode=20, eval_every=500,
-        eval_episodes=50, net={"use_proprio": "true"},
+        eval_episodes=50, net={"encoder.use_proprio": "true"},
     ),
 }
 RUNS = (  # (name, init, calibrate, agent.task_input)
@@ -281,154 +281,6 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------------------- report
 
-# Hand-written diagnosis of a recorded run (shown under its profile; update it with the run).
-NOTES = {
-    "cpu": """What the run shows (2026-11-22, third run of the day: the task policy now acts with
-the Polyak-averaged target weights, `agent.act_with_target=true`; pretraining takes 45,000
-updates instead of 15,000. The play data and labeled set of the 2026-11-21 run are reused, and the
-pretrained checkpoint of the second run of the day, made by the same command in 19.3 min, so
-their times are not listed; every fine-tuning run is new):
-
-- **Longer pretraining is what lifts the task.** The goal-reaching Q reaches 65% of
-  Grasp-v0 goal images on its own (20 episodes; 25% after 15,000 updates), and the task
-  policy starts at 60% (18 of 30). A side run resumed the 15,000-update checkpoint of the
-  first run and evaluated it on the way (`goalrl pretrain ... resume=true steps=45000
-  eval_every=7500 eval_episodes=20`): 25%, 70%, 65%, 60% and 65% at 15,000, 22,500, 30,000,
-  37,500 and 45,000 updates, so the gain comes by 22,500 and then levels off.
-- **Acting with the averaged weights steadies the policy.** The uncalibrated curve stays at
-  60-77% at every point (offline 63-77%, online 60-77%), ends the offline phase at 67% and
-  the online phase at 63%. The second run, identical except that it acted with the latest
-  weights, ended at 60% and 57%, and its online curve swung between 23% and 67% from one
-  point to the next (43 67 23 43 23 57%), a 37-point dip. The checkpoints of a side run
-  (saved every 250 updates, `save_every=250`) re-evaluated with their target weights
-  (`python bench/eval_weights.py target --ckpt <run>/checkpoints/step_<n> ... --episodes
-  30`) held at 57-73% where the latest weights went 40-77%.
-- Pretrained against scratch at the end of the offline phase: 50% vs 0% calibrated and 67%
-  vs 3% uncalibrated, with 95% intervals apart in both. From scratch every point stays at
-  0-10%.
-- After the online phase: 67% calibrated and 63% uncalibrated, both above the 60% target on
-  the point estimates (the 95% interval of 63% on 30 episodes is [46%, 78%]). One seed.
-  Because acting with the averaged weights was chosen after looking at these 30 evaluation
-  seeds, both final checkpoints were also evaluated on 100 seeds never used before
-  (`goalrl eval ckpt=<workdir>/ft_pretrained_<calibrated|uncalibrated> episodes=100
-  seed=1000100 videos=0`): **61%** each (95% interval 51-70%), just above the target.
-- Dip at the switch: 0 points calibrated (50% at the switch, 50-53% in the first half of
-  the online phase), 3 points uncalibrated.
-- **Calibration lowers the offline level.** The calibrated run falls to 33-37% at 750-1,000
-  offline updates and ends the offline phase at 50% (67% uncalibrated); it recovers online
-  (57-73% in the second half). Its TensorBoard scalars show why, in the second run: the
-  Cal-QL floor leaves 44-61% of the picked negatives untouched (`task/frac_floored`), and the
-  mean Q of random candidate actions climbs to 0.21-0.36 (`task/q_random`), against
-  0.07-0.13 without calibration. A random action in a successful episode is no longer pushed
-  below the episode's return, so CEM finds such actions. In all five calibrated/uncalibrated
-  pairs run so far (the three runs of the day and two side runs below) the calibrated run
-  ended the offline phase lower, and four of the five ended the online phase lower, so
-  `agent.calibrate` is now off by default. Calibration does keep the switch smooth (dips 0-3
-  points calibrated, 3-37 uncalibrated, over the three runs).
-- The earlier runs of the day, success at step 0 / end of offline / end of online:
-  first run (15,000 pretraining updates, latest weights): 27 / 23 / 40% calibrated,
-  27 / 47 / 53% uncalibrated, scratch 0-7%, the task embedding 0-17%. Second run (45,000
-  updates, latest weights): 60 / 40 / 50% calibrated, 60 / 60 / 57% uncalibrated, scratch
-  0-7%, the task embedding 0-13%.
-- Side runs (same labeled set, 30 episodes per point, one seed, latest weights; end of
-  offline / end of online): from the 15,000-update checkpoint with `agent.lr=1e-4`, 20 / 37%
-  calibrated and 40 / 57% uncalibrated. From the resumed 45,000-update checkpoint above,
-  57 / 30% calibrated and 73 / 77% uncalibrated.
-- **Tried and not kept: flooring only the policy's action**, as Cal-QL's code does (it
-  floors the Q of the policy's actions and never the random ones). The TD target's greedy
-  action at o' joined the candidates, and only it was floored. Offline this removed the
-  calibrated collapse (70% at the switch, calibrated and not), but both online phases then
-  fell (to 37% calibrated and 43% uncalibrated). Re-evaluated every 250 updates with the
-  target weights (the same script), the uncalibrated one went from 73% at the switch to 0%,
-  where the kept code's uncalibrated twin stayed at 57-73% throughout. With
-  `online_ratio=0.25` it ended at 70%. The variant was dropped.
-- The task embedding (`agent.task_input=embedding`) gains little from the longer
-  pretraining: 0-10% from the pretrained init, 0-3% from scratch (analysis below).
-
-- In the first run, the goal image did not make the Q judge grasps better: at the end of
-  the offline phase its AUC on 200 held-out grasp attempts (`goalrl collect
-  env=goalrl/Grasp-v0 policy=grasp episodes=200 waypoint_noise=0.03 image_size=64 seed=5000
-  workers=2 out=<dir>`, then `python bench/grasp_q_auc.py --ckpt
-  <workdir>/ft_pretrained_calibrated/checkpoints/step_0001500 --data <dir>`) was 0.62 (0.63
-  uncalibrated), within the range of the embedding runs below (0.63-0.77).
-- Side run, more labeled data with the goal image (15,000-update pretraining): the
-  200-episode set above, offline only,
-  3,000 updates (`goalrl finetune init=<workdir>/pretrain data=<dir> steps=3000
-  online_steps=0 batch_size=64 eval_every=500 eval_episodes=20 agent.calibrate=<true|false>
-  device=cpu threads=1 seed=0` with the network overrides below; 20 episodes per point):
-  calibrated 20 20 40 35 5 25 30%, uncalibrated 20 50 35 50 5 30 50%. Five times the
-  labeled data does not lift the curve above the 40-episode runs within this budget, and
-  both curves drop to 5% at 2,000 updates before recovering.
-
-**Why the task embedding stays near 0%** (the analysis of the 2026-11-21 runs, which used it):
-
-- Pretraining now does something on this scene: the goal-conditioned Q reaches **25%** of
-  Grasp-v0 goal images (5 of 20; 0% in the run before, with the paper's targets).
-- Fine-tuning with the task embedding does not inherit it. Every such curve started at 0% and
-  stayed at 0-13% (0-4 of 30 episodes); the online phase found 1-3 successes in 75 policy
-  episodes from the pretrained inits and none from scratch, too few positives to learn from.
-- Why the start is 0%, probed on the pretrained checkpoint without any fine-tuning
-  (`python bench/task_goal_probe.py --ckpt <workdir>/pretrain --data <workdir>/grasp
-  --episodes 20`; 20 Grasp-v0 episodes per row):
-
-  | goal embedding given to the pretrained Q | success | final distance |
-  |---|---:|---:|
-  | the env's goal image of this episode | 25% (11-47%) | 0.074 m |
-  | mean of the 19 success frames (fine-tuning's initial task vector) | 0% | 0.100 m |
-  | an MLP from the observation to its episode's success frame | 0% | 0.099 m |
-  | the success frame with the highest greedy Q, chosen every step | 0% | 0.099 m |
-  | this frame's embedding + the mean (success frame - first frame) difference | 0% | 0.099 m |
-
-  A Grasp-v0 goal image shows *this* scene with one object lifted straight up. The
-  labeled success frames show other scenes, objects elsewhere. The pretrained Q reaches the
-  first kind and none of the second, alone or averaged, and 19 successful episodes are too
-  few to learn a goal proposal from the observation (the MLP fits its training pairs and
-  misses held-out scenes by as much as the mean does). So the single task vector starts
-  where scratch starts, and 1,500 offline updates on 40 episodes do not close that gap.
-- The last row (added to the probe on 2026-11-21; the other rows reran identically) asks
-  whether the embedding adds up: "this scene" plus "done". It does not.
-- **Side runs: more labeled data and more updates do not lift the offline task policy.**
-  Same pretrained checkpoint and network as above, offline only, calibrated, 20 evaluation
-  episodes per point (so one episode is 5 points), labeled sets collected like the one
-  above with other seeds (`goalrl collect env=goalrl/Grasp-v0 policy=grasp episodes=<n>
-  waypoint_noise=0.03 image_size=64 seed=<5000|10000> workers=2 out=<dir>`: 43% and 44%
-  holding the object up at the end), then `goalrl finetune init=<pretrain|none> data=<dir> steps=<n>
-  online_steps=0 batch_size=64 eval_every=<k> eval_episodes=20 agent.calibrate=true
-  device=cpu threads=1 seed=0` with the network overrides listed below. AUC: `python
-  bench/grasp_q_auc.py --ckpt <run> --data <labeled set>` scores Q(o, a) at each attempt's
-  closing frame and ranks attempts that end lifted against those that do not (0.5 =
-  chance), on the 40-episode set above (held out: never trained on) and on the run's own
-  training set.
-
-  | labeled episodes | updates | init | success along the curve | end | AUC held out / own data |
-  |---:|---:|---|---|---:|---|
-  | 200 | 3,000 | pretrained | 0 0 0 0 15 5 15 | 15% | 0.63 / 0.93 |
-  | 200 | 3,000 | scratch | 0 0 0 5 0 0 5 | 5% | 0.71 / 0.93 |
-  | 200 | 8,000 | pretrained | 0 0 15 15 5 5 10 15 0 | 0% | |
-  | 200 | 8,000 | scratch | 0 0 0 5 0 0 10 0 5 | 5% | |
-  | 1,000 | 4,000 | pretrained | 0 10 5 5 0 | 0% | 0.77 / 0.72 |
-  | 1,000 | 4,000 | scratch | 0 0 5 10 0 | 0% | 0.64 / 0.66 |
-  | 1,000 | 20,000 | pretrained | 0 10 0 15 15 | 15% | 0.76 / 0.84 |
-  | 1,000 | 20,000 | scratch | 0 0 15 10 15 | 15% | 0.71 / 0.94 |
-
-  On 200 episodes with the 3,000-update budget, these did not change the picture either:
-  `agent.lambda_neg=0.1` (end 5%), `agent.aux_weight=0` (5%),
-  `agent.am.augment=false` (pretrained 15%, held-out AUC 0.49; scratch 0%, 0.55), and
-  `agent.am.stem_stride=2` from scratch (0%, AUC 0.71).
-- What the AUC says: with 200 labeled episodes the task Q ranks its own grasp attempts well
-  (0.93) and held-out ones barely (0.63-0.71): it memorises scenes. With 1,000 and 4,000
-  updates it ranks neither well (0.64-0.77); with 20,000 it fits its own data again (0.84
-  pretrained, 0.94 scratch) and held-out attempts a little better from the pretrained init
-  (0.76 vs 0.71). The rollouts inspected (seed 1,000,000 of the 200- and 1,000-episode
-  pretrained runs, video and a step-by-step trace) show the gripper coming down 3-5 cm
-  beside the object, then knocking it or sliding along the table with the gripper open:
-  the policy does not locate the object precisely enough for a grasp that holds. Within
-  these CPU budgets the policy stays at 0-15% wherever it starts, so the 2x and 60% targets
-  could not be told apart from noise with the embedding.
-""",
-}
-
-
 COLORS = {
     "pretrained, calibrated": "tab:green",
     "pretrained, uncalibrated": "tab:olive",
@@ -440,8 +292,10 @@ COLORS = {
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # pip install -e '.[bench]'; the picture drawn last time stays
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -527,7 +381,9 @@ def report(results: list[dict[str, Any]]) -> str:
             "",
             *verdicts(r),
             "",
-            *([NOTES[r["profile"]], ""] if r["profile"] in NOTES else []),
+            "Side runs and what they found (calibration, acting weights, the task embedding): "
+            "[docs/lab-notes.md](../lab-notes.md).",
+            "",
             "The dip is the success at the switch minus the lowest success in the first half "
             "of the online phase (0 if it never drops). With "
             f"{s['eval_episodes']} episodes per point a rate has a 95% interval of about "

@@ -63,14 +63,17 @@ echo "== $(date -u +%FT%TZ) training, deadline ${deadline}s"
 pids=()
 for item in "${archives[@]}"; do  # one workdir per scene, so each has its own trained json
   scene=${item%%=*}; methods=${item#*@}; jobs=$(awk -F';' '{print NF}' <<< "$methods")
-  python3 "$repo/bench/pretrain.py" success --train-only --profile "$profile" --device "$device" \
+  # its own process group (setsid), so the deadline stops it and its pool workers, nothing else
+  setsid python3 "$repo/bench/pretrain.py" success --train-only --profile "$profile" --device "$device" \
     --scenes "$scene" --methods "$methods" --data "$data_args" --jobs "$jobs" \
     --workdir "/tmp/work-$scene" ${CUDA_GRAPH:+--cuda-graph} > "$out/meta/train-$scene.log" 2>&1 &
   pids+=($!)
 done
 end=$((SECONDS + deadline))
-while [ $SECONDS -lt $end ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 5; done
-pkill -TERM -f "bench/pretrain.py success" ; sleep 5; pkill -KILL -f "bench/pretrain.py success"
+alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+while [ $SECONDS -lt $end ] && alive; do sleep 5; done
+for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done; sleep 5
+for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 nvidia-smi --query-gpu=name,memory.used --format=csv >> "$out/meta/nvidia-smi.txt" 2>&1
 
 echo "== $(date -u +%FT%TZ) pack"

@@ -112,10 +112,12 @@ def make_agent(kind: str, size: int, device: str, **overrides: Any):
     from goalrl.agents.am import AMAgent, AMConfig
     from goalrl.agents.gcbc import GCBCAgent
 
+    amp = device.startswith("cuda")  # as training's default amp=true: bfloat16 on CUDA only
     if kind == "gcbc":
-        return GCBCAgent(GCBCConfig(**overrides), (size, size, 3), ACTION_DIM, device=device)
-    cfg = AMConfig(pad=max(1, size // 16), amp=device.startswith("cuda"), **overrides)
-    return AMAgent(cfg, (size, size, 3), ACTION_DIM, device=device)
+        return GCBCAgent(GCBCConfig(**overrides), (size, size, 3), ACTION_DIM, device=device,
+                         amp=amp)
+    cfg = AMConfig(pad=max(1, size // 16), **overrides)
+    return AMAgent(cfg, (size, size, 3), ACTION_DIM, device=device, amp=amp)
 
 
 # ------------------------------------------------------------------------------- speed
@@ -271,7 +273,7 @@ METHODS = {  # name -> (agent kind, AMConfig overrides)
     # (agent.behaviour_prior, agent.act_rule): on Push its mean beat CEM on AM's Q
     "AM + behaviour prior": ("am", {"behaviour_prior": True, "act_rule": "prior_mean"}),
     # the same prior with near-miss negatives (neg_source=swap), acting by CEM on Q: on Push
-    # the best CEM policy so far, still below GCBC (docs/benchmarks/pretrain_notes.md)
+    # the best CEM policy so far, still below GCBC (docs/lab-notes.md)
     "AM + behaviour prior, swap negatives": ("am", {"behaviour_prior": True,
                                                     "neg_source": "swap"}),
     "GCBC": ("gcbc", {}),
@@ -294,7 +296,7 @@ def ensure_data(scene: str, episodes: int, workdir: Path) -> Path:
 
 def train_one(scene: str, method: str, data: Path, prof: Profile, args) -> dict[str, Any]:
     from goalrl.agents.am import AMConfig
-    from goalrl.train import PretrainConfig, pretrain
+    from goalrl.training import PretrainConfig, pretrain
 
     kind, overrides = METHODS[method]
     agent = AMConfig(**overrides) if kind == "am" else GCBCConfig()
@@ -883,13 +885,13 @@ def write_report() -> Path:
             verdicts += [f"{v} ({name})" for v in speed_verdicts(res)]
     if verdicts:
         lines += ["## Targets", "", *verdicts, ""]
-    if plot(results, DOCS / "pretrain.png"):
+    # without matplotlib the picture drawn from the same JSON files last time stays
+    if plot(results, DOCS / "pretrain.png") or (DOCS / "pretrain.png").is_file():
         lines += ["![Success on held-out goal images along training](pretrain.png)", ""]
     for name, res in results.items():
         lines += success_section(name, res) if "runs" in res else speed_section(name, res)
-    notes = DOCS / "pretrain_notes.md"  # the reading of the figures, written by hand
-    if notes.is_file():
-        lines += ["## Reading the figures", "", notes.read_text().strip(), ""]
+    lines += ["What was tried beyond these profiles, and how the figures were read: "
+              "[docs/lab-notes.md](../lab-notes.md).", ""]
     path = DOCS / "pretrain.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines))

@@ -34,14 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "benchmarks" / "update_overhead.md"
 
 
-
-def load_pretrain_bench(tree: Path = REPO) -> Any:
-    """bench/pretrain.py of ``tree`` as a module: its synthetic batches and default agents are
-    the ones its speed part times (loaded by path: bench/ is not a package)."""
+def load_pretrain_bench() -> Any:
+    """bench/pretrain.py as a module: its synthetic batches and default agents are the ones its
+    speed part times (loaded by path: bench/ is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_pretrain", tree / "bench" / "pretrain.py")
+    name = "bench_pretrain"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "pretrain.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered first: its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -189,7 +192,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 # Median CPU time per update of the default agents in the tree at sys.argv[1]: run in a child
 # process per tree and round, so both trees share the same minutes of this machine. The child
-# runs with PYTHONPATH set to the tree, so its goalrl is the tree's.
+# runs in the tree with PYTHONPATH set to it, so its goalrl is the tree's.
 AB_CHILD = """
 import importlib.util, json, statistics, sys, time
 import numpy as np
@@ -197,7 +200,7 @@ repo, batch, updates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 import torch
 torch.set_num_threads(1)
 spec = importlib.util.spec_from_file_location("bench_pretrain", repo + "/bench/pretrain.py")
-bench = importlib.util.module_from_spec(spec)
+bench = sys.modules["bench_pretrain"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 make_agent, synthetic_batch = bench.make_agent, bench.synthetic_batch
 out = {}
@@ -233,7 +236,7 @@ def ab_rounds(against: str, rounds: int, batch: int, updates: int) -> dict[str, 
                     res = subprocess.run(
                         [sys.executable, "-c", AB_CHILD, str(tree), str(batch), str(updates)],
                         check=True, capture_output=True, text=True,
-                        env={**os.environ, "PYTHONPATH": str(tree)})
+                        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
                     for kind, ms in json.loads(res.stdout.strip().splitlines()[-1]).items():
                         times[label].setdefault(kind, []).append(ms)
         finally:

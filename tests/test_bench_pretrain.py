@@ -1,4 +1,5 @@
-"""bench/pretrain.py: the speed part's synthetic batches train the default agents."""
+"""bench/pretrain.py: synthetic batches train the default agents; report tables; the train-only
+and evaluate parts; the privileged-state reference learner."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ bench_pretrain = load_bench("pretrain")
 
 def test_synthetic_batch_updates_default_am_and_gcbc() -> None:
     batch = bench_pretrain.synthetic_batch(np.random.default_rng(0), 4, 16)
-    tiny = dict(conv_channels=[8, 8], embed_dim=8, fusion_dim=16)
-    am = AMAgent(AMConfig(**tiny, head_hidden_dim=8, cem_samples=8, cem_elites=2),
-                 (16, 16, 3), bench_pretrain.ACTION_DIM)
+    tiny = {"encoder": {"conv_channels": [8, 8], "embed_dim": 8, "fusion_dim": 16}}
+    am = AMAgent(AMConfig.from_dict({**tiny, "head_hidden_dim": 8, "cem_samples": 8,
+                                     "cem_elites": 2}), (16, 16, 3), bench_pretrain.ACTION_DIM)
     assert np.isfinite(am.update(batch)["critic/loss"])  # default AM: mc_floor reads offsets
-    gcbc = GCBCAgent(GCBCConfig(**tiny), (16, 16, 3), bench_pretrain.ACTION_DIM)
+    gcbc = GCBCAgent(GCBCConfig.from_dict(tiny), (16, 16, 3), bench_pretrain.ACTION_DIM)
     assert all(np.isfinite(v) for v in gcbc.update(batch).values())
 
 
@@ -140,3 +141,61 @@ def test_update_overhead_ab_section_lists_every_round() -> None:
     text = "\n".join(overhead.report([ab]))
     assert "## A/B against abc" in text
     assert "| am | 11.0 ms | 8.8 ms | 10.0 / 8.0, 12.0 / 9.5 |" in text
+
+
+def _push_dataset(root):
+    """Two short random-action Push episodes with proprio and object positions."""
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401  (registers the scenes)
+    from goalrl.data.recording import record_rollout
+    from goalrl.data.storage import DatasetWriter, EpisodeDataset
+
+    env = gym.make("goalrl/Push-v0", image_size=16, max_episode_steps=6)
+    rng = np.random.default_rng(0)
+    with DatasetWriter(root, image_shape=(16, 16, 3), action_dim=4, proprio_dim=5, goal_dim=3,
+                       env_id="goalrl/Push-v0", durable=False) as writer:
+        for seed in range(2):
+            episode, _ = record_rollout(
+                env, lambda obs: rng.uniform(-1, 1, 4).astype(np.float32), seed
+            )
+            writer.append(episode)
+    env.close()
+    return EpisodeDataset(root)
+
+
+def test_state_reference_reads_the_same_features_from_data_and_env(tmp_path) -> None:
+    """The privileged-state GCBC row: features from a dataset match the simulator's."""
+    import gymnasium as gym
+
+    with _push_dataset(tmp_path / "push") as ds:
+        states, goals = bench_pretrain.state_features(ds)
+        net = bench_pretrain.train_state_gcbc(ds, steps=3, batch_size=8)
+    assert states.shape == (ds.num_frames, 5 + 3) and goals.shape == (ds.num_frames, 3 + 3)
+    env = gym.make("goalrl/Push-v0", image_size=16)
+    u = env.unwrapped
+    obs, _ = env.reset(seed=0)  # the dataset's first episode starts here
+    np.testing.assert_allclose(states[0], np.concatenate([obs["observation"],
+                                                          obs["achieved_goal"]]), atol=1e-6)
+    # the env's goal is built like a goal frame: pictured tcp, then the objects
+    np.testing.assert_allclose(bench_pretrain.goal_features(u)[:3], u.goal_layout.tcp, atol=1e-6)
+    np.testing.assert_allclose(bench_pretrain.goal_features(u)[3:], obs["desired_goal"])
+    action, _ = bench_pretrain.state_policy(net, u)(obs["image"], None, None)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1.0)
+    env.close()
+    summary = bench_pretrain.evaluate_state_gcbc(net, "goalrl/Push-v0", episodes=1, image_size=16)
+    assert summary["episodes"] == 1 and summary["seeds"] == [1_000_000, 1_000_000]
+
+
+def test_state_reference_refuses_data_without_state(tmp_path) -> None:
+    import pytest
+
+    from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
+
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "plain", image_shape=(16, 16, 3), action_dim=4,
+                       durable=False) as writer:
+        writer.append(EpisodeData(images=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+                                  actions=rng.uniform(-1, 1, (3, 4)).astype(np.float32)))
+    with EpisodeDataset(tmp_path / "plain") as ds, pytest.raises(ValueError, match="plain"):
+        bench_pretrain.train_state_gcbc(ds, steps=1, batch_size=2)

@@ -35,7 +35,7 @@ class CollectedEpisode:
 
 # This process's simulators, one per (scene, image size), kept across episodes: building a
 # pybullet scene (loading its URDFs, about 50 ms) cost Push collection 8-9% of its time
-# (docs/benchmarks/collect_reuse_ab.md). reset(seed=s) rebuilds everything an episode reads,
+# (docs/lab-notes.md). reset(seed=s) rebuilds everything an episode reads,
 # so episode s is the same from a fresh or a reused simulator.
 _SCENES: dict[tuple[str, int], Any] = {}
 
