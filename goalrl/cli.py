@@ -201,10 +201,27 @@ def user_error_message(error: BaseException, name: str) -> str | None:
         # a bad override: hydra's message says which, its cause (omegaconf's) why
         parts = [str(error).strip().splitlines()[0].rstrip(".")]
         cause = error.__cause__
+        hint = f" (goalrl {name} --help lists the fields)"
         if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
             parts.append(str(cause).strip().splitlines()[0].rstrip("."))
-        return ": ".join(parts) + f" (goalrl {name} --help lists the fields)"
+            hint = close_field_names(cause) or hint
+        return ": ".join(parts) + hint
     return None
+
+
+def close_field_names(error: Any) -> str:
+    """"; did you mean 'steps'?" for an unknown key ``stpes`` of a schema, else ""."""
+    import dataclasses
+    import difflib
+
+    schema, key = getattr(error, "object_type", None), getattr(error, "key", None)
+    if not (isinstance(key, str) and dataclasses.is_dataclass(schema)):
+        return ""
+    names = [f.name for f in dataclasses.fields(schema)]
+    if key in names:  # a known field given a bad value
+        return ""
+    close = difflib.get_close_matches(key, names, n=2)
+    return f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
 
 
 def one_line(text: str) -> str:

@@ -37,6 +37,7 @@ def test_misspelled_override_is_one_line_and_full_error_keeps_the_traceback() ->
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "goalrl collect: Could not override 'episdes'" in proc.stderr
+    assert "did you mean 'episodes'" in proc.stderr
     proc = goalrl("collect", "episdes=2", "out=/nonexistent/never", env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "episdes" in proc.stderr
 

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from einops import rearrange, repeat
 
+from goalrl.errors import UserError
+
 GRID_PAD = 2  # white pixels after each tile of a grid
 HEADER_H = 14  # height of a grid's column-label header
 LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -117,10 +119,14 @@ def write_png_atomic(path: str | Path, image: np.ndarray) -> None:
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webm")
 
 
+class VideoPathError(UserError, ValueError):
+    """A video file name whose suffix names no format ``write_video`` writes."""
+
+
 def check_video_path(path: str | Path) -> None:
-    """ValueError unless ``path`` ends in a suffix ``write_video`` can write."""
+    """VideoPathError unless ``path`` ends in a suffix ``write_video`` can write."""
     if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"video {path} must end in {', '.join(VIDEO_SUFFIXES)}")
+        raise VideoPathError(f"video {path} must end in {', '.join(VIDEO_SUFFIXES)}")
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
