@@ -105,6 +105,7 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
     import hydra
     from hydra.core.config_store import ConfigStore
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
     from goalrl.cli_help import command_help
@@ -131,8 +132,10 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
             summary = function(checked_config(cfg, name))
         except Exception as error:
             # kept for the report below: raised out of here, hydra would first print
-            # "Error executing job with overrides: [...]"
-            if full_error == "1" or user_error_message(error, name) is None:
+            # "Error executing job with overrides: [...]". A --multirun job raises: it may run
+            # in another process (SLURM), which `result` does not reach.
+            multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+            if full_error == "1" or multirun or user_error_message(error, name) is None:
                 raise
             result["error"] = error
             return
