@@ -8,7 +8,7 @@ whatever the number of workers, and an interrupted one resumes where it stopped:
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,7 @@ def collect_dataset(
     out = Path(out)
     stats = SkillStats()
     sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    sheet_labels: list[tuple[str, str]] = []  # (episode, seed) of each sheet row
     with DatasetWriter(
         out,
         image_shape=(image_size, image_size, 3),
@@ -186,19 +187,21 @@ def collect_dataset(
         bar = tqdm(total=len(seeds), desc=f"collect {env}", unit="ep", disable=None)
         frames = 0
         for item in iter_episodes(jobs, workers):
-            writer.append(item.episode)
+            index = writer.append(item.episode)
             stats.merge(item.stats)
             frames += len(item.episode.images)
             if len(sheet_rows) < sheet_episodes:
                 ep = item.episode
                 sheet_rows.append((ep.images[0], item.goal_image, ep.images[-1]))
+                sheet_labels.append((f"ep {index}", f"seed {ep.seed}"))
             bar.update(1)
         bar.close()
         total = writer.num_episodes
     sheet_path = None
     if sheet and sheet_rows:
         sheet_path = str(out / "contact_sheet.png")
-        write_contact_sheet(sheet_path, sheet_rows, ("start", "goal", "end"))
+        write_contact_sheet(sheet_path, sheet_rows, ("start", "goal", "end"),
+                            row_labels=sheet_labels)
     return {
         "env": env,
         "out": str(out),
@@ -229,9 +232,15 @@ def check_skill_weights(weights: dict[str, float], policy: str) -> None:
 
 
 def write_contact_sheet(
-    path: str, rows: list[tuple[np.ndarray, ...]], labels: tuple[str, ...], scale: int = 2
+    path: str,
+    rows: list[tuple[np.ndarray, ...]],
+    labels: tuple[str, ...],
+    scale: int = 2,
+    row_labels: Sequence[Sequence[str]] = (),
 ) -> None:
-    """A PNG grid: one row per episode, one labelled column per image."""
+    """A PNG grid: one row per episode (``row_labels``: its lines, e.g. episode and seed, on
+    the left), one labelled column per image."""
     from goalrl.data.sheets import image_grid, write_png_atomic
 
-    write_png_atomic(path, image_grid([list(r) for r in rows], labels, scale=scale))
+    grid = image_grid([list(r) for r in rows], labels, scale=scale, row_labels=row_labels)
+    write_png_atomic(path, grid)

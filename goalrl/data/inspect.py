@@ -12,11 +12,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from goalrl.data.sheets import write_png_atomic, write_video
+from goalrl.data.sheets import draw_label, image_grid, write_png_atomic, write_video
 from goalrl.data.storage import CHUNKS_DIR, DatasetError, EpisodeDataset
 
-LABEL_H = 14  # pixels of the column-label strip on a contact sheet
-ROW_LABEL_W = 64  # pixels of the episode-label column
 MIN_TILE = 96  # tiles are upscaled (nearest) to at least this many pixels
 
 
@@ -84,16 +82,6 @@ def dataset_info(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------- contact sheet
 
 
-def _label(img: np.ndarray, text: str, org: tuple[int, int], on_frame: bool = False) -> None:
-    """Black text on the white margins; white with a dark outline over frames (any colour)."""
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.35
-    if on_frame:
-        cv2.putText(img, text, org, font, size, (0, 0, 0), 2, cv2.LINE_AA)
-        cv2.putText(img, text, org, font, size, (255, 255, 255), 1, cv2.LINE_AA)
-    else:
-        cv2.putText(img, text, org, font, size, (0, 0, 0), 1, cv2.LINE_AA)
-
-
 def pick_episodes(num_episodes: int, max_episodes: int) -> list[int]:
     """Up to ``max_episodes`` episode indices spread evenly over the dataset."""
     if num_episodes <= max_episodes:
@@ -102,7 +90,8 @@ def pick_episodes(num_episodes: int, max_episodes: int) -> list[int]:
 
 
 def contact_sheet(path: str | Path, out_png: str | Path, *, max_episodes: int = 16) -> dict:
-    """One row per episode (first, middle, last frame), labelled; PNG written atomically."""
+    """One row per episode (first, middle, last frame) labelled with its episode, seed and
+    length; each frame with its step. PNG written atomically."""
     if max_episodes < 1:
         raise ValueError(f"max_episodes must be >= 1, got {max_episodes}")
     with EpisodeDataset(Path(path).expanduser()) as ds:
@@ -110,24 +99,17 @@ def contact_sheet(path: str | Path, out_png: str | Path, *, max_episodes: int = 
             raise DatasetError(f"{ds.root}: the dataset has no episodes to show")
         h, w = ds.image_shape[:2]
         scale = max(1, -(-MIN_TILE // max(h, w)))  # ceil: tiles of at least MIN_TILE px
-        th, tw, pad = h * scale, w * scale, 2
         episodes = pick_episodes(ds.num_episodes, max_episodes)
-        sheet = np.full((LABEL_H + len(episodes) * (th + pad), ROW_LABEL_W + 3 * (tw + pad), 3),
-                        255, np.uint8)  # (H, W, 3) white
-        for c, name in enumerate(("first", "middle", "last")):
-            _label(sheet, name, (ROW_LABEL_W + c * (tw + pad) + 2, LABEL_H - 3))
-        for r, e in enumerate(episodes):
+        rows, row_labels = [], []
+        for e in episodes:
             start, n = int(ds.episode_starts[e]), int(ds.episode_lengths[e])
             steps = (0, (n - 1) // 2, n - 1)
             frames = ds.images(np.array([start + t for t in steps]))  # (3, h, w, 3)
-            y = LABEL_H + r * (th + pad)
-            _label(sheet, f"ep {e}", (2, y + 12))
-            _label(sheet, f"T={n - 1}", (2, y + 26))
-            for c, (t, frame) in enumerate(zip(steps, frames)):
-                x = ROW_LABEL_W + c * (tw + pad)
-                sheet[y : y + th, x : x + tw] = cv2.resize(frame, (tw, th),
-                                                           interpolation=cv2.INTER_NEAREST)
-                _label(sheet, f"t={t}", (x + 3, y + th - 5), on_frame=True)
+            rows.append([_step_tile(frame, t, scale) for t, frame in zip(steps, frames)])
+            seed = int(ds.seeds[e])
+            row_labels.append((f"ep {e}", f"seed {seed}" if seed >= 0 else "no seed",
+                               f"T={n - 1}"))
+    sheet = image_grid(rows, ("first", "middle", "last"), scale=1, row_labels=row_labels)
     write_png_atomic(out_png, sheet)
     return {
         "out": str(Path(out_png).resolve()),  # PNG written
@@ -135,6 +117,14 @@ def contact_sheet(path: str | Path, out_png: str | Path, *, max_episodes: int = 
         "width": int(sheet.shape[1]),  # pixels
         "height": int(sheet.shape[0]),  # pixels
     }
+
+
+def _step_tile(frame: np.ndarray, step: int, scale: int) -> np.ndarray:
+    """``frame`` upscaled ``scale``x (nearest) with its step written on a dark box."""
+    h, w = frame.shape[:2]
+    tile = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    draw_label(tile, f"t={step}", (1, 1), scale=0.35)
+    return tile
 
 
 # ----------------------------------------------------------------------------- video

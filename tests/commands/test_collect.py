@@ -42,6 +42,7 @@ def test_collect_writes_a_dataset_summary_and_contact_sheet(tmp_path: Path) -> N
 
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 2 * 16  # two rows of upscaled frames
+    assert sheet.shape[1] > 3 * (2 * 16 + 2)  # and a column of episode / seed labels
     assert summary["skills"]["reach"]["attempts"] >= 1
 
 

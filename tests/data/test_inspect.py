@@ -41,6 +41,8 @@ def test_contact_sheet(ds_path, tmp_path):
     img = cv2.imread(str(out))
     assert img.shape[:2] == (s["height"], s["width"])
     assert img.shape[0] > 3 * 96  # three rows of upscaled tiles
+    label_w = img.shape[1] - 3 * (96 + 2)  # the column of episode / seed / length labels
+    assert label_w > 20 and (img[:, :label_w] < 128).any()  # dark text on white
     assert [p.name for p in out.parent.iterdir()] == ["sheet.png"]  # no temp file left
 
 
