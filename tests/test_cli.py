@@ -186,3 +186,24 @@ def test_every_config_field_has_a_description() -> None:
         if not field_comments(cls).get(f.name)
     ]
     assert undocumented == []
+
+
+def test_goal_eval_and_command_print_their_summary_and_nothing_else(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tiny_reacher import ENV, SIZE, tiny_checkpoint
+
+    run = tiny_checkpoint(tmp_path_factory)
+    goal = tmp_path / "goal.png"
+    runs = {
+        "goal": ("goal", f"env={ENV}", f"image_size={SIZE}", f"out={goal}"),
+        "eval": ("eval", f"ckpt={run}", "episodes=1", "videos=1", f"out={tmp_path / 'eval'}"),
+        "command": ("command", f"ckpt={run}", f"goal={goal}", "max_steps=2",
+                    f"out={tmp_path / 'command.gif'}"),
+    }  # fmt: skip
+    for name, args in runs.items():  # in this order: command reads the goal PNG
+        proc = goalrl(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == "", f"{name}: {proc.stderr}"
+        assert len(proc.stdout.splitlines()) == 1, f"{name}: {proc.stdout}"
+        json.loads(proc.stdout)
