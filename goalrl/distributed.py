@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from goalrl.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -55,10 +57,10 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device=cuda but torch sees no CUDA device; use device=cpu or auto")
+            raise UserError("device=cuda but torch sees no CUDA device; use device=cpu or auto")
         return torch.device("cuda", info.local_rank)
     if name != "cpu" and not name.startswith("cuda:"):
-        raise ValueError(f"device={name!r}: choose auto, cpu, cuda or cuda:<index>")
+        raise UserError(f"device={name!r}: choose auto, cpu, cuda or cuda:<index>")
     return torch.device(name)
 
 
