@@ -13,13 +13,29 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from goalrl.errors import UserError
+
 C = TypeVar("C")
+
+
+class AgentConfigError(UserError, ValueError):
+    """An agent config field with a value no agent can be built from."""
+
+
+OBSERVATION_KINDS = ("image", "state")
 
 
 @dataclass
 class EncoderConfig:
-    """Shape of the Siamese image encoder, its proprio embedding and the (o, g) fusion MLP."""
+    """Shape of the Siamese observation encoder, its proprio embedding and the (o, g) fusion MLP.
 
+    ``kind`` picks what an observation (and a goal) is: a camera image, encoded by a conv trunk,
+    or a low-dim state vector (arm and object coordinates), encoded by an MLP; everything after
+    the per-frame embedding (proprio, fusion, heads) is the same for both.
+    """
+
+    # what observations and goals are: image (camera frames) or state (low-dim vectors, an MLP)
+    kind: str = "image"
     # conv widths, stem first; the trunk ends at about 4x4 cells whatever the image size
     conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     stem_stride: int | None = None  # patch size of the first conv (None: min(H, W) // 16)
@@ -27,6 +43,15 @@ class EncoderConfig:
     proprio_embed_dim: int = 32  # Dp: proprio embedding width (used when use_proprio)
     fusion_dim: int = 256  # F: width of the fused (o, g) embedding and its MLP
     use_proprio: bool = False  # feed the batch's proprio vectors to the encoder if present
+    state_hidden: list[int] = field(default_factory=lambda: [256, 256])  # state MLP widths
+    # width of a state vector (kind=state); None: taken from the dataset when the agent is built
+    state_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBSERVATION_KINDS:
+            raise AgentConfigError(
+                f"agent.encoder.kind={self.kind!r}: must be one of {', '.join(OBSERVATION_KINDS)}"
+            )
 
 
 ENCODER_FIELDS = tuple(f.name for f in fields(EncoderConfig))

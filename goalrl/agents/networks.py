@@ -123,8 +123,40 @@ class ImageEncoder(nn.Module):
         return self.proj(rearrange(self.trunk(images), "b c h w -> b (c h w)"))  # (B, D)
 
 
+class StateEncoder(nn.Module):
+    """MLP + linear + LayerNorm + tanh: low-dim states (B, S) -> (B, D), like ImageEncoder's end."""
+
+    def __init__(self, state_dim: int, embed_dim: int = 128, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = int(state_dim)
+        for h in hidden:
+            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True)]
+            width = int(h)
+        layers += [nn.Linear(width, embed_dim), nn.LayerNorm(embed_dim), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.embed_dim = embed_dim
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net(states.float())  # (B, D)
+
+
+def frame_encoder(image_shape: Sequence[int], cfg: EncoderConfig) -> nn.Module:
+    """The per-frame encoder ``cfg.kind`` names: conv trunk for images, MLP for state vectors."""
+    if cfg.kind == "state":
+        if not cfg.state_dim:
+            raise ValueError("agent.encoder.kind=state needs agent.encoder.state_dim (the width "
+                             "of the dataset's state vectors; training fills it in)")
+        return StateEncoder(cfg.state_dim, cfg.embed_dim, cfg.state_hidden)
+    return ImageEncoder(image_shape, cfg.embed_dim, cfg.conv_channels, cfg.stem_stride)
+
+
 class ObsGoalEncoder(nn.Module):
-    """Siamese image encoder, optional proprio encoder and late fusion: (o, g) -> e (B, F)."""
+    """Siamese frame encoder, optional proprio encoder and late fusion: (o, g) -> e (B, F).
+
+    A frame is an image (B, H, W, 3) uint8 or, with ``encoder.kind=state``, a state (B, S); the
+    per-frame encoder is kept as ``image`` or ``state`` so image checkpoints keep their names.
+    """
 
     def __init__(
         self,
@@ -137,7 +169,11 @@ class ObsGoalEncoder(nn.Module):
         when ``proprio_dim`` is given (the agent passes it only with ``encoder.use_proprio``)."""
         super().__init__()
         cfg = encoder or EncoderConfig()
-        self.image = ImageEncoder(image_shape, cfg.embed_dim, cfg.conv_channels, cfg.stem_stride)
+        self.kind = cfg.kind
+        if cfg.kind == "state":
+            self.state = frame_encoder(image_shape, cfg)
+        else:
+            self.image = frame_encoder(image_shape, cfg)
         self.embed_dim = cfg.embed_dim
         self.proprio_dim = proprio_dim or 0
         self.proprio: nn.Module | None = None
@@ -158,6 +194,10 @@ class ObsGoalEncoder(nn.Module):
         )
         self.feature_dim = cfg.fusion_dim  # width of e
 
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) images or (B, S) states -> (B, D) in (-1, 1), by the kind's encoder."""
+        return self.state(frames) if self.kind == "state" else self.image(frames)
+
     def _with_proprio(self, h_img: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
         if self.proprio is None:
             return h_img  # (B, D)
@@ -169,11 +209,11 @@ class ObsGoalEncoder(nn.Module):
         self, obs_image: torch.Tensor, proprio: torch.Tensor | None = None
     ) -> torch.Tensor:
         """h (B, D + Dp): image embedding, then the proprio embedding if the net has one."""
-        return self._with_proprio(self.image(obs_image), proprio)
+        return self._with_proprio(self.embed_frames(obs_image), proprio)
 
     def encode_goal(self, goal_image: torch.Tensor) -> torch.Tensor:
         """z (B, D) in (-1, 1): the goal embedding (a task embedding can stand in for it)."""
-        return self.image(goal_image)
+        return self.embed_frames(goal_image)
 
     def fuse(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """e (B, F) from obs features h (B, D + Dp) and goal vector z (B, D)."""
@@ -195,7 +235,7 @@ class ObsGoalEncoder(nn.Module):
         b, rows = goal_image.shape[0], obs_image.shape[0]
         if rows % b:
             raise ValueError(f"obs rows ({rows}) must be a multiple of goal rows ({b})")
-        both = self.image(torch.cat([obs_image, goal_image], dim=0))  # (mB + B, D)
+        both = self.embed_frames(torch.cat([obs_image, goal_image], dim=0))  # (mB + B, D)
         h_img, z = both[:rows], both[rows:]  # (mB, D), (B, D)
         z = z.repeat(rows // b, 1)  # (mB, D): goal i for rows i, B + i, ...
         return self.fuse(self._with_proprio(h_img, proprio), z)  # (mB, F)
@@ -257,6 +297,23 @@ class EnsembleActionHead(nn.Module):
         x = torch.baddbmm(self.b2, rearrange(x, "k b n h -> k (b n) h"), self.w2).relu_()
         out = torch.baddbmm(self.b3, x, self.w3)  # (K, B*N, 1)
         return rearrange(out, "k (b n) 1 -> b n k", b=b)
+
+
+class EnsembleHead(nn.Module):
+    """K independent two-layer MLP heads on e (B, F) -> values (B, K), batched like
+    ``EnsembleActionHead`` but without an action input (V(o, g) of GCIVL, GCIQL, HIQL)."""
+
+    def __init__(self, embed_dim: int, hidden_dim: int = 256, num_heads: int = 2) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.embed_in = nn.Linear(embed_dim, num_heads * hidden_dim)
+        bound = 1.0 / math.sqrt(hidden_dim)  # nn.Linear's default init, per head
+        self.w2 = nn.Parameter(torch.empty(num_heads, hidden_dim, 1).uniform_(-bound, bound))
+        self.b2 = nn.Parameter(torch.empty(num_heads, 1, 1).uniform_(-bound, bound))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        x = rearrange(self.embed_in(e), "b (k h) -> k b h", k=self.num_heads).relu()  # (K, B, H)
+        return rearrange(torch.baddbmm(self.b2, x, self.w2), "k b 1 -> b k")  # (B, K)
 
 
 class _ObsGoalNetwork(nn.Module):
@@ -344,6 +401,28 @@ class GoalQNetwork(_ObsGoalNetwork):
         logits = self.head(e, actions[:, None] if single else actions)  # (B, N, K)
         logits = logits[:, 0] if single else logits
         return (logits, self.prior(e)) if with_prior else logits
+
+
+class GoalValueNetwork(_ObsGoalNetwork):
+    """V(o, g) with K heads (B, K): the ObsGoalEncoder, then ``EnsembleHead``; unbounded values."""
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        encoder: EncoderConfig | None = None,
+        *,
+        proprio_dim: int | None = None,
+        head_hidden_dim: int = 256,
+        num_heads: int = 2,
+    ) -> None:
+        super().__init__(image_shape, encoder, proprio_dim)
+        self.v_head = EnsembleHead(self.encoder.feature_dim, head_hidden_dim, num_heads)
+
+    def forward(
+        self, obs: torch.Tensor, goal: torch.Tensor, proprio: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """values (mB, K) for obs (mB, ...) and goals (B, ...) (see ``ObsGoalEncoder.encode``)."""
+        return self.v_head(self.encode(obs, goal, proprio)).float()
 
 
 class GaussianPolicyNetwork(_ObsGoalNetwork):

@@ -17,3 +17,16 @@ REWARD = "reward"  # (B,) float32, optional: task reward r(o_t, a_t) from labels
 DONE = "done"  # (B,) bool, optional: t + 1 is the last frame of its episode
 FRAME_INDEX = "frame_index"  # (B,) int64: global frame index of o_t
 GOAL_INDEX = "goal_index"  # (B,) int64: global frame index of the goal frame
+# low-dim state observations (EncoderConfig.kind=state): arm and object coordinates
+OBS_STATE = "obs_state"  # (B, S) float32: state at time t
+NEXT_OBS_STATE = "next_obs_state"  # (B, S) float32: state at time t + 1
+GOAL_STATE = "goal_state"  # (B, S) float32: the goal's state
+# goal mixtures (GoalBatchSampler value_goals/actor_goals): GOAL_* is then the value goal
+AT_GOAL = "at_goal"  # (B,) bool: o_t is the (value) goal frame itself, goal index == t
+ACTOR_GOAL_INDEX = "actor_goal_index"  # (B,) int64: frame index of the actor's goal
+ACTOR_GOAL_IMAGE = "actor_goal_image"  # (B, H, W, 3) uint8: the actor's goal (image kind)
+ACTOR_GOAL_STATE = "actor_goal_state"  # (B, S) float32: the actor's goal (state kind)
+# subgoal k steps ahead toward the actor goal (GoalBatchSampler subgoal_steps > 0; HIQL)
+SUBGOAL_INDEX = "subgoal_index"  # (B,) int64: min(t + k, actor goal or episode end)
+SUBGOAL_IMAGE = "subgoal_image"  # (B, H, W, 3) uint8
+SUBGOAL_STATE = "subgoal_state"  # (B, S) float32

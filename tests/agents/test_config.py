@@ -226,6 +226,9 @@ BASES = {"am": test_am.tiny_cfg, "gcbc": test_gcbc.tiny_cfg, "task": test_task_q
 # read by the training loop, not the agent: AMConfig.chaining sets the sampler's p_chain
 # (test_chaining_switches_the_samplers_chained_goals)
 NOT_READ_BY_THE_AGENT = {"am": {"chaining"}}
+# the state encoder's fields change what the agent reads (state batches, not images): their
+# cases are in tests/agents/test_gcivl.py (every agent kind on image and state observations)
+STATE_ENCODER_FIELDS = {"encoder.kind", "encoder.state_hidden", "encoder.state_dim"}
 
 
 def _leaf_fields(cls: type, prefix: str = "") -> set[str]:
@@ -245,6 +248,7 @@ def test_every_field_has_a_behaviour_case(kind: str, cls: type) -> None:
     # TaskQConfig.am counts as one field: the "am" cases test each of its own
     covered = {"am" if name.startswith("am.") else name for name, _, _ in CASES[kind]}
     covered |= NOT_READ_BY_THE_AGENT.get(kind, set())
+    covered |= STATE_ENCODER_FIELDS if kind != "task" else set()
     assert covered == _leaf_fields(cls)
 
 

@@ -9,17 +9,28 @@ import pytest
 
 from goalrl.data import keys
 from goalrl.data.sampler import (
+    SOURCE_CURRENT,
+    SOURCE_FUTURE,
+    SOURCE_RANDOM,
     GoalBatchSampler,
+    GoalMixture,
+    GoalMixtureError,
+    actor_goal_mixture,
     episode_ends,
     episode_of,
     relabel,
     sample_goals,
     sample_hindsight_goals,
     sample_index_batch,
+    sample_mixture_goals,
+    sample_mixture_index_batch,
     sample_other_episode_frames,
     sample_transitions,
+    state_vectors,
+    subgoal_indices,
 )
 from goalrl.data.storage import DatasetWriter, EpisodeData, EpisodeDataset
+from goalrl.errors import UserError
 
 
 def boundaries(lengths) -> tuple[np.ndarray, np.ndarray]:
@@ -317,3 +328,143 @@ def test_sampler_argument_checks(dataset: EpisodeDataset, tmp_path: Path) -> Non
         GoalBatchSampler(one, 8, p_chain=0.1)
     b = GoalBatchSampler(one, 8).sample()  # no proprio/reward fields: keys left out
     assert keys.OBS_PROPRIO not in b and keys.REWARD not in b
+
+
+# ----------------------------------------------------------------------------- goal mixtures
+
+
+@pytest.mark.parametrize("future", ["geometric", "uniform"])
+def test_mixture_proportions_and_where_each_goal_lies(future: str) -> None:
+    starts, lengths = boundaries(LENGTHS)
+    rng = np.random.default_rng(5)
+    n = 100_000
+    t = sample_transitions(rng, starts, lengths, n)
+    mix = GoalMixture(p_current=0.2, p_future=0.5, p_random=0.3, future=future)
+    goal, source = sample_mixture_goals(rng, t, starts, lengths, mix, gamma=0.9)
+    for src, p in ((SOURCE_CURRENT, 0.2), (SOURCE_FUTURE, 0.5), (SOURCE_RANDOM, 0.3)):
+        frac = np.mean(source == src)
+        assert abs(frac - p) < 5 * np.sqrt(p * (1 - p) / n), (src, frac)
+    cur, fut, rnd = (source == s for s in (SOURCE_CURRENT, SOURCE_FUTURE, SOURCE_RANDOM))
+    assert np.array_equal(goal[cur], t[cur])  # the current goal is o_t itself
+    ends = episode_ends(starts, lengths)[episode_of(t, starts)]
+    assert np.all(goal[fut] > t[fut]) and np.all(goal[fut] <= ends[fut])  # later, same episode
+    # random goals cover the whole dataset, last frames and other episodes included
+    assert set(np.unique(goal[rnd])) == set(range(int(lengths.sum())))
+
+
+def test_geometric_future_goals_follow_the_discount() -> None:
+    t = np.zeros(100_000, np.int64)
+    starts, lengths = np.array([0]), np.array([400])
+    mix = GoalMixture(p_current=0.0, p_future=1.0, p_random=0.0, future="geometric")
+    goal, _ = sample_mixture_goals(np.random.default_rng(6), t, starts, lengths, mix, gamma=0.9)
+    assert np.mean(goal) == pytest.approx(10.0, rel=0.03)  # mean offset 1 / (1 - gamma)
+
+
+def test_default_mixtures_are_ogbenchs() -> None:
+    value, actor = GoalMixture(), actor_goal_mixture()
+    assert (value.p_current, value.p_future, value.p_random, value.future) == (
+        0.2, 0.5, 0.3, "geometric")
+    assert (actor.p_current, actor.p_future, actor.p_random, actor.future) == (
+        0.0, 1.0, 0.0, "uniform")
+
+
+@pytest.mark.parametrize("bad", [dict(p_current=0.5), dict(p_random=-0.1, p_future=0.9),
+                                 dict(future="linear")])
+def test_bad_mixtures_name_the_field(bad: dict) -> None:
+    with pytest.raises(GoalMixtureError, match="p_current|future="):
+        GoalMixture(**bad)
+
+
+def test_subgoals_stop_at_the_goal_and_the_episode_end() -> None:
+    starts, lengths = boundaries([10, 10])  # frames 0..9 and 10..19
+    t = np.array([0, 0, 5, 5, 12])
+    goal = np.array([2, 9, 7, 15, 11])  # near, far, near, other episode, behind t
+    sub = subgoal_indices(t, goal, starts, lengths, steps=3)
+    np.testing.assert_array_equal(sub, [2, 3, 7, 8, 15])
+
+
+def test_mixture_index_batch_flags() -> None:
+    starts, lengths = boundaries(LENGTHS)
+    b = sample_mixture_index_batch(np.random.default_rng(7), starts, lengths, 5000,
+                                   value_goals=GoalMixture(), actor_goals=actor_goal_mixture(),
+                                   gamma=0.9, subgoal_steps=4)
+    t, g, a = b[keys.FRAME_INDEX], b[keys.GOAL_INDEX], b[keys.ACTOR_GOAL_INDEX]
+    assert np.array_equal(b[keys.AT_GOAL], g == t)
+    assert np.array_equal(b[keys.OFFSET][b[keys.CHAINED]], np.full(b[keys.CHAINED].sum(), -1))
+    assert np.array_equal(b[keys.REACHED], b[keys.OFFSET] == 1)
+    assert np.all(a > t) and np.all(episode_of(a, starts) == episode_of(t, starts))
+    sub = b[keys.SUBGOAL_INDEX]
+    assert np.all(sub > t) and np.all(sub <= np.minimum(t + 4, a))
+
+
+@pytest.fixture(scope="module")
+def state_dataset(tmp_path_factory) -> EpisodeDataset:
+    """Images spell the frame index; proprio = index, achieved_goal = (2 index, -index)."""
+    root = tmp_path_factory.mktemp("sampler_state") / "ds"
+    frame = 0
+    with DatasetWriter(root, image_shape=SHAPE, action_dim=2, proprio_dim=1, goal_dim=2,
+                       durable=False) as w:
+        for length in [6, 9, 4, 12]:
+            idx = np.arange(frame, frame + length)
+            w.append(EpisodeData(
+                images=np.stack([encode(i) for i in idx]),
+                actions=np.zeros((length - 1, 2), np.float32),
+                proprio=idx[:, None].astype(np.float32),
+                achieved_goal=np.stack([2 * idx, -idx], 1).astype(np.float32),
+            ))
+            frame += length
+    ds = EpisodeDataset(root)
+    yield ds
+    ds.close()
+
+
+@pytest.mark.parametrize("observation", ["image", "state"])
+def test_mixture_batches_carry_each_goal(state_dataset: EpisodeDataset, observation: str) -> None:
+    s = GoalBatchSampler(state_dataset, 256, gamma=0.9, seed=2, observation=observation,
+                         value_goals=GoalMixture(), actor_goals=actor_goal_mixture(),
+                         subgoal_steps=3)
+    b = s.sample()
+    pairs = [(keys.FRAME_INDEX, "obs"), (keys.GOAL_INDEX, "goal"),
+             (keys.ACTOR_GOAL_INDEX, "actor_goal"), (keys.SUBGOAL_INDEX, "subgoal")]
+    for index_key, name in pairs:
+        idx = b[index_key]
+        if observation == "image":
+            assert np.array_equal(decode(b[f"{name}_image"]), idx)
+            assert f"{name}_state" not in b
+        else:
+            state = b[f"{name}_state"]
+            assert state.shape == (256, 3) and state.dtype == np.float32
+            np.testing.assert_array_equal(state, np.stack([idx, 2 * idx, -idx], 1))
+            assert f"{name}_image" not in b
+    t = b[keys.FRAME_INDEX]
+    if observation == "state":
+        np.testing.assert_array_equal(b[keys.NEXT_OBS_STATE][:, 0], t + 1)
+
+
+def test_state_batches_prefetch_and_resume_the_same(state_dataset: EpisodeDataset) -> None:
+    kw = dict(seed=4, observation="state", value_goals=GoalMixture(), gamma=0.9)
+    direct = GoalBatchSampler(state_dataset, 32, **kw)
+    ahead = GoalBatchSampler(state_dataset, 32, **kw)
+    with ahead.prefetch(depth=2, pin=False) as it:
+        for _ in range(5):
+            assert same_batches(direct.sample(), next(it))
+        state = it.state_dict()
+    resumed = GoalBatchSampler(state_dataset, 32, **kw)
+    resumed.load_state_dict(state)
+    assert same_batches(resumed.sample(), direct.sample())
+
+
+def test_state_vectors_need_a_low_dim_field(dataset: EpisodeDataset, tmp_path: Path) -> None:
+    np.testing.assert_array_equal(state_vectors(dataset)[:, 0], np.arange(dataset.num_frames))
+    with DatasetWriter(tmp_path / "img", image_shape=SHAPE, action_dim=2, durable=False) as w:
+        w.append(EpisodeData(images=np.zeros((3, *SHAPE), np.uint8),
+                             actions=np.zeros((2, 2), np.float32)))
+    with EpisodeDataset(tmp_path / "img") as ds, pytest.raises(UserError, match="no state"):
+        GoalBatchSampler(ds, 4, observation="state")
+
+
+def test_mixture_options_need_value_goals(dataset: EpisodeDataset) -> None:
+    with pytest.raises(ValueError, match="need value_goals"):
+        GoalBatchSampler(dataset, 4, actor_goals=actor_goal_mixture())
+    with pytest.raises(ValueError, match="observation"):
+        GoalBatchSampler(dataset, 4, observation="pixels")
