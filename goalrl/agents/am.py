@@ -21,7 +21,8 @@ docs/lab-notes.md):
    by beta-NLL to the data actions of non-chained rows (weight prior_weight); every CEM (targets
    and acting) then starts from pi_b's Gaussian instead of the uniform box (EMaQ-style support
    constraint: the max runs over actions like the data's, not over actions the data never took).
-6. Adam step on the online network, then Polyak averaging of the target network (tau) and of
+6. With ``actor``: a DDPG+BC actor on Q that never trains Q (am_actor.py; ``act_rule=actor``).
+7. Adam step on the online network, then Polyak averaging of the target network (tau) and of
    the acting copy q_ema (ema_tau, a slower average that ``act`` and ``q_values`` use).
 
 The agent holds its own torch.Generator (augmentation, CEM, negatives, exploration), saved in
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from goalrl.agents.am_actor import AMActor
 from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     AgentBase,
@@ -66,7 +68,7 @@ from goalrl.agents.losses import (
 from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
 
-ACT_RULES = ("cem", "prior_mean")  # AMConfig.act_rule
+ACT_RULES = ("cem", "prior_mean", "actor")  # AMConfig.act_rule
 AM_NEG_SOURCES = ("uniform", "batch", "swap")  # AMConfig.neg_source
 
 
@@ -112,8 +114,12 @@ class AMConfig:
     prior_weight: float = 1.0  # weight of the prior's NLL in the loss (it trains the encoder too)
     # how act() picks an action: "cem" maximises Q by CEM (the recipe); "prior_mean" takes the
     # behaviour prior's mean and only scores it with Q (needs behaviour_prior; on Push the
-    # prior's mean reached more goals than CEM on Q: docs/lab-notes.md)
+    # prior's mean reached more goals than CEM on Q: docs/lab-notes.md); "actor" the actor's
     act_rule: str = "cem"
+    # a deterministic actor on the fused embedding trained DDPG+BC on Q (am_actor.py); its loss
+    # never trains Q, so the critic's updates are the same with it on
+    actor: bool = False
+    actor_alpha: float = 0.3  # weight of its BC term (squared error to the data action)
     augment: bool = True  # DrQ random shift of obs, next obs and goal (one shift per sample)
     pad: int = 4  # random-shift padding in pixels (for 64x64 images; scale with image size)
     cem_iterations: int = 2  # CEM iterations for max_a' Q_target in the TD target
@@ -123,7 +129,7 @@ class AMConfig:
     act_cem_samples: int = 128  # CEM samples per iteration when acting
     act_cem_elites: int = 10  # CEM elites when acting
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # image/proprio encoder shape
-    head_hidden_dim: int = 128  # H: hidden width of each action head
+    head_hidden_dim: int = 128  # H: hidden width of each action head (and of the actor)
     num_q_heads: int = 2  # K: Q heads for clipped double Q (min over heads in targets and acting)
 
     @classmethod
@@ -134,18 +140,18 @@ class AMConfig:
         return config_from_dict(cls, values, where=where, removed_values=removed)
 
 
-def check_act_rule(rule: str, behaviour_prior: bool) -> None:
+def check_act_rule(rule: str, behaviour_prior: bool, actor: bool = False) -> None:
     """ValueError naming the field unless ``rule`` is an act rule this network can follow."""
     if rule not in ACT_RULES:
         raise ValueError(f"agent.act_rule={rule!r}: expected one of {', '.join(ACT_RULES)}")
-    if rule == "prior_mean" and not behaviour_prior:
-        raise ValueError(f"agent.act_rule={rule} needs agent.behaviour_prior=true")
+    needs = {"prior_mean": ("behaviour_prior", behaviour_prior), "actor": ("actor", actor)}
+    if rule in needs and not needs[rule][1]:
+        raise ValueError(f"agent.act_rule={rule} needs agent.{needs[rule][0]}=true")
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values over mask (NaN when the mask is empty); no host sync."""
-    mask = mask.float()
-    return (values * mask).sum() / mask.sum()
+    return (values * mask.float()).sum() / mask.float().sum()
 
 
 class AMAgent(AgentBase):
@@ -163,7 +169,7 @@ class AMAgent(AgentBase):
         amp: bool = False,
     ) -> None:
         check_neg_source(cfg.neg_source, AM_NEG_SOURCES)
-        check_act_rule(cfg.act_rule, cfg.behaviour_prior)
+        check_act_rule(cfg.act_rule, cfg.behaviour_prior, cfg.actor)
         self._setup(cfg, image_shape, action_dim, proprio_dim, device, seed, amp)
         self.q = self.build_seeded(
             lambda: GoalQNetwork(
@@ -185,9 +191,10 @@ class AMAgent(AgentBase):
         # when goalrl.training runs under torchrun (DDP syncs gradients in its backward hooks).
         self.train_net: torch.nn.Module = self.q
         self._params = list(self.q.parameters())  # listed once: clipped every update
-        self.optimizer = make_adamw(
-            self._params, self.device, lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
+        self.actor = AMActor(self, self.q.encoder.feature_dim, seed) if cfg.actor else None
+        # the actor in a param group of its own, never clipped with Q (max_grad_norm is Q's)
+        groups = AMActor.param_groups(self._params, self.actor)
+        self.optimizer = make_adamw(groups, self.device, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     # --- batches ---
 
@@ -214,8 +221,7 @@ class AMAgent(AgentBase):
         if K.OFFSET not in batch:
             raise KeyError(
                 f"agent.mc_floor needs the batch key {K.OFFSET!r} (hindsight offset k), which "
-                "goalrl's relabeling sampler provides; this batch has only "
-                f"{sorted(batch)}"
+                f"goalrl's relabeling sampler provides; this batch has only {sorted(batch)}"
             )
         return to_tensor(batch[K.OFFSET], self.device)  # (B,)
 
@@ -341,6 +347,11 @@ class AMAgent(AgentBase):
                 stats["prior/std"] = prior[1].exp().mean()
             if greedy is not None:
                 stats["critic/q_greedy"] = torch.sigmoid(cand_logits[:, -1].detach()).mean()
+        if self.actor is not None:  # its gradients reach only the actor (am_actor.py)
+            with autocast_context(dev, self.amp):
+                loss_a, actor_stats = self.actor.loss(self.q, obs, goal, proprio, action, chained)
+            loss = loss + loss_a
+            stats.update(actor_stats)
         return loss, stats
 
     def update(self, batch: Mapping[str, Any]) -> UpdateStats:
@@ -351,13 +362,14 @@ class AMAgent(AgentBase):
         self._target_averager(self.cfg.tau)
         self.step += 1
         self.update_weight_average(self._ema_averager, self.cfg.ema_tau)
+        self.update_weight_average(self.actor.averager if self.actor else None, self.cfg.ema_tau)
         return UpdateStats(stats)
 
     # --- inference ---
 
     def set_act_rule(self, rule: str) -> None:
         """Act by ``rule`` (AMConfig.act_rule) from now on; training is unaffected."""
-        check_act_rule(rule, self.cfg.behaviour_prior)
+        check_act_rule(rule, self.cfg.behaviour_prior, self.cfg.actor)
         self.cfg.act_rule = rule
 
     @property
@@ -403,15 +415,14 @@ class AMAgent(AgentBase):
         return_q: bool = False,
         net: GoalQNetwork | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings
-        e (B, F), or the behaviour prior's mean, scored by the head, with
-        ``act_rule="prior_mean"``; the acting half of ``act``, shared with the task agent (whose
-        e comes from its task embedding or goal image, and which may act with its target
-        weights)."""
+        """CEM over the head of ``net`` (default: ``acting_q``) for fused embeddings e (B, F), or
+        by ``act_rule`` the behaviour prior's mean or the actor's action, scored by the head;
+        the acting half of ``act``, shared with the task agent (whose e comes from its task
+        embedding or goal image, and which may act with its target weights)."""
         net = net or self.acting_q
         with autocast_context(self.device, self.amp):
-            if self.cfg.act_rule == "prior_mean":
-                best = net.prior(e)[0]  # (B, A) the mean, inside the box (tanh)
+            if self.cfg.act_rule in ("prior_mean", "actor"):  # (B, A) inside the box (tanh)
+                best = net.prior(e)[0] if self.cfg.act_rule == "prior_mean" else self.actor.act(e)
                 best_logit = self._score_fn(net, e)(best[:, None])[:, 0].float()  # (B,)
             else:
                 best, best_logit = self.maximize(net, e, acting=True)  # (B, A), (B,)
@@ -475,6 +486,7 @@ class AMAgent(AgentBase):
             "q": self.q.state_dict(),
             "q_target": self.q_target.state_dict(),
             **({} if self.q_ema is None else {"q_ema": self.q_ema.state_dict()}),
+            **({} if self.actor is None else self.actor.state_dict()),
             **self.training_state(),
         }
 
@@ -483,4 +495,6 @@ class AMAgent(AgentBase):
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state.get("q_target", state["q"]))
         self.load_weight_average(self.q_ema, state, "q_ema", "q")
+        if self.actor is not None:
+            self.actor.load_state_dict(state)
         self.load_training_state(state)
