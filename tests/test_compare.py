@@ -1,0 +1,188 @@
+"""goalrl compare: IQM and intervals against hand-computed values, paired differences on
+toy tables with known answers, step selection, and the command's files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from goalrl.commands.compare import CompareConfig, run
+from goalrl.compare import (
+    CompareError,
+    cell_table,
+    iqm_and_mean,
+    paired_difference,
+    paired_table,
+    score_matrix,
+    select_step,
+)
+from goalrl.results import append_rows
+
+REPS = 1000
+
+
+def row(method="am", seed=0, step=100, task="task1", env_seed=0, success=True, **fields):
+    return {"v": 1, "method": method, "act_rule": "cem_on_q" if method == "am" else "policy_mean",
+            "dataset": "play", "train_seed": seed, "step": step, "env": "goalrl/Reach-v0",
+            "goal_split": "test", "task": task, "env_seed": env_seed, "success": bool(success),
+            **fields}
+
+
+# ---- IQM and intervals ------------------------------------------------------------------------
+def test_iqm_of_a_known_matrix() -> None:
+    # 8 scores; the IQM drops the lowest 2 (0, 0) and the highest 2 (0.9, 1.0)
+    matrix = np.array([[0.0, 0.1, 0.9, 0.3], [1.0, 0.2, 0.0, 0.5]])
+    est = iqm_and_mean(matrix, REPS, seed=0)
+    assert est["iqm"].point == pytest.approx((0.1 + 0.2 + 0.3 + 0.5) / 4)
+    assert est["mean"].point == pytest.approx(3.0 / 8)
+    assert est["iqm"].low <= est["iqm"].point <= est["iqm"].high
+
+
+def test_equal_scores_collapse_the_interval() -> None:
+    est = iqm_and_mean(np.full((3, 5), 0.4), REPS, seed=0)
+    for name in ("iqm", "mean"):
+        assert (est[name].point, est[name].low, est[name].high) == pytest.approx((0.4,) * 3)
+
+
+def test_interval_over_two_goals_by_hand() -> None:
+    # one seed, goals scored 0 and 1: resamples of the goals have means 0, 1/2, 1 with
+    # chances 1/4, 1/2, 1/4, so the 2.5% and 97.5% percentiles are 0 and 1
+    est = iqm_and_mean(np.array([[0.0, 1.0]]), REPS, seed=0)
+    assert (est["mean"].point, est["mean"].low, est["mean"].high) == pytest.approx((0.5, 0, 1))
+
+
+def test_seeds_are_resampled_within_a_goal() -> None:
+    # one goal, seeds scoring 0 and 1: an interval from seeds alone, [0, 1] by the same count
+    est = iqm_and_mean(np.array([[0.0], [1.0]]), REPS, seed=0)
+    assert (est["mean"].low, est["mean"].high) == pytest.approx((0, 1))
+
+
+def test_interval_near_the_binomial_one_and_reproducible() -> None:
+    # 40 goals, 30 reached: normal approximation 0.75 +- 1.96 * sqrt(.75 * .25 / 40)
+    matrix = np.array([[1.0] * 30 + [0.0] * 10])
+    state = np.random.get_state()[1].copy()
+    est = iqm_and_mean(matrix, REPS, seed=1)
+    half = 1.96 * np.sqrt(0.75 * 0.25 / 40)
+    assert est["mean"].low == pytest.approx(0.75 - half, abs=0.03)
+    assert est["mean"].high == pytest.approx(0.75 + half, abs=0.03)
+    assert iqm_and_mean(matrix, REPS, seed=1) == est
+    assert (np.random.get_state()[1] == state).all()  # numpy's global generator put back
+
+
+# ---- score matrix, steps ----------------------------------------------------------------------
+def test_score_matrix_by_task_and_by_goal() -> None:
+    rows = [row(seed=s, task=t, env_seed=g, success=(s + g) % 2 == 0)
+            for s in (0, 1) for t in ("task1", "task2") for g in (0, 1)]
+    by_task, seeds, tasks = score_matrix(rows, "task")
+    assert seeds == [0, 1] and [t[1] for t in tasks] == ["task1", "task2"]
+    assert by_task.tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    by_goal, _, goals = score_matrix(rows, "goal")
+    assert by_goal.shape == (2, 4)
+    assert by_goal[0].tolist() == [1, 0, 1, 0] and by_goal[1].tolist() == [0, 1, 0, 1]
+
+
+def test_goals_not_evaluated_for_every_seed_are_left_out_with_a_warning() -> None:
+    rows = [row(seed=0, env_seed=0), row(seed=0, env_seed=1, success=False),
+            row(seed=1, env_seed=0)]
+    with pytest.warns(UserWarning, match="1 of 2 goals were not evaluated for every seed"):
+        matrix, _, goals = score_matrix(rows, "goal")
+    assert matrix.tolist() == [[1.0], [1.0]]
+
+
+def test_step_last_is_per_seed_and_a_fixed_step_is_exact() -> None:
+    rows = [row(seed=0, step=100), row(seed=0, step=200), row(seed=1, step=100)]
+    assert [(r["train_seed"], r["step"]) for r in select_step(rows, "last")] == [(0, 200),
+                                                                                 (1, 100)]
+    assert [r["train_seed"] for r in select_step(rows, 100)] == [0, 1]
+    with pytest.raises(CompareError, match="step='best'"):
+        select_step(rows, "best")
+
+
+def test_cell_table_groups_and_picks_the_step() -> None:
+    rows = [row(method=m, seed=s, step=st, env_seed=g, success=m == "am" or st == 100)
+            for m in ("am", "gcbc") for s in (0, 1) for st in (100, 200) for g in range(4)]
+    table = cell_table(rows, ["method"], "goal", "last", REPS, 0)
+    assert [(line["method"], line["seeds"], line["units"], line["rollouts"], line["steps"])
+            for line in table] == [("am", 2, 4, 8, [200]), ("gcbc", 2, 4, 8, [200])]
+    assert [line["mean"]["point"] for line in table] == [1.0, 0.0]
+    early = cell_table(rows, ["method"], "goal", "100", REPS, 0)
+    assert [line["mean"]["point"] for line in early] == [1.0, 1.0]
+    with pytest.raises(CompareError, match="group_by: field 'algo' is in no row"):
+        cell_table(rows, ["algo"], "goal", "last", REPS, 0)
+
+
+# ---- paired differences -----------------------------------------------------------------------
+def test_paired_difference_on_shared_goals_only() -> None:
+    # A reaches goals 0-3 with both seeds; B reaches 0-1, and goal 9 only B was given
+    a = [row(seed=s, env_seed=g) for s in (0, 1) for g in range(4)]
+    b = [row("gcbc", env_seed=g, success=g < 2) for g in [*range(4), 9]]
+    result = paired_difference(a, b, REPS, seed=0)
+    assert result["goals"] == 4
+    assert (result["a_success"], result["b_success"]) == (1.0, 0.5)
+    diff = result["difference"]
+    # per-goal differences [0, 0, 1, 1]: a resample of 4 is all 0 (or all 1) with chance
+    # 1/16 > 2.5%, so the percentile interval spans [0, 1]
+    assert (diff.point, diff.low, diff.high) == pytest.approx((0.5, 0.0, 1.0))
+
+
+def test_paired_difference_averages_seeds_per_goal() -> None:
+    a = [row(seed=0, env_seed=0, success=True), row(seed=1, env_seed=0, success=False)]
+    b = [row("gcbc", env_seed=0, success=False)]
+    diff = paired_difference(a, b, REPS, seed=0)["difference"]
+    assert (diff.point, diff.low, diff.high) == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_goals_pair_by_task_and_scene_options_too() -> None:
+    a = [row(env_seed=0, task="task1"), row(env_seed=0, env_kwargs={"skills_per_goal": 2})]
+    b = [row("gcbc", env_seed=0, task="task2")]
+    assert paired_difference(a, b, REPS, seed=0) is None
+
+
+def test_paired_table_compares_methods_within_a_dataset() -> None:
+    rows = [row(m, env_seed=g, success=m == "am", dataset=d)
+            for m in ("am", "gcbc") for g in range(3) for d in ("noisy", "play")]
+    pairs = paired_table(rows, ["method", "act_rule", "dataset"], ["method", "act_rule"],
+                         "last", REPS, 0)
+    assert [(p["dataset"], p["a"], p["b"], p["goals"]) for p in pairs] == [
+        ("noisy", "am/cem_on_q", "gcbc/policy_mean", 3), ("play", "am/cem_on_q",
+                                                           "gcbc/policy_mean", 3)]
+    assert [p["difference"]["point"] for p in pairs] == [1.0, 1.0]
+    with pytest.raises(CompareError, match="every contrast field must be in group_by"):
+        paired_table(rows, ["dataset"], ["method"], "last", REPS, 0)
+
+
+# ---- the command ------------------------------------------------------------------------------
+def test_compare_writes_tables_plot_and_a_generated_page(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "results.jsonl"
+    append_rows(store, [row(m, seed=s, step=st, env_seed=g, success=(g + s) % 3 != 0 or m == "am")
+                        for m in ("am", "gcbc") for s in range(3) for st in (50, 100)
+                        for g in range(6)])
+    page = tmp_path / "docs" / "results.md"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a full table: no column left out
+        summary = run(CompareConfig(results=str(store), unit="goal", reps=500,
+                                    out=str(tmp_path / "out"), markdown=str(page),
+                                    note="Toy rows."))
+    printed = capsys.readouterr().out
+    assert "paired differences on shared goals" in printed
+    assert [line["method"] for line in summary["table"]] == ["am", "gcbc"]
+    assert summary["table"][0]["mean"]["point"] == 1.0
+    assert Path(summary["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = page.read_text()
+    assert text.startswith("<!-- generated by `goalrl compare")
+    assert f"from the results store `{store}` (72 rollouts)" in text
+    assert f"goalrl compare results={store} unit=goal reps=500" in text
+    assert "Toy rows." in text and "](../out/success_vs_updates.png)" in text
+    assert "| am | cem_on_q | play | test | 3 | 6 | 18 | 100 |" in text
+
+
+def test_compare_refuses_a_where_that_keeps_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "results.jsonl"
+    append_rows(store, [row()])
+    with pytest.raises(CompareError, match="no rows of .* match where"):
+        run(CompareConfig(results=str(store), where={"dataset": "noisy"}))
+    with pytest.raises(CompareError, match="markdown= needs out="):
+        run(CompareConfig(results=str(store), markdown=str(tmp_path / "r.md")))
