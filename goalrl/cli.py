@@ -52,6 +52,9 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "goalrl.commands.serve", "ServeConfig", "run", "local web page to command the arm"
     ),
+    "compare": Command(
+        "goalrl.commands.compare", "CompareConfig", "run", "tables + plot from a results store"
+    ),
     "data info": Command(
         "goalrl.commands.data", "DataInfoConfig", "info", "counts, shapes, sizes (JSON)"
     ),
