@@ -1,4 +1,4 @@
-"""``goalrl data info|show|import|export``: configs and command functions.
+"""``goalrl data info|show|import|export|verify|repair``: configs and command functions.
 
 Plain dataclass configs (the CLI registers them as hydra structured configs) and one
 function per subcommand, each returning a JSON-serialisable summary dict.
@@ -17,6 +17,17 @@ EXPORT_FORMATS = ("minari",)  # valid values of `goalrl data export format=`
 @dataclass
 class DataInfoConfig:
     path: str = "???"  # goalrl dataset folder
+
+
+@dataclass
+class DataVerifyConfig:
+    path: str = "???"  # goalrl dataset folder; every checksum (images included) is checked
+
+
+@dataclass
+class DataRepairConfig:
+    path: str = "???"  # goalrl dataset folder; damaged episodes are dropped from its index
+    check_images: bool = True  # also read every frame to find corrupt images (slow on big sets)
 
 
 @dataclass
@@ -55,6 +66,20 @@ def info(cfg: DataInfoConfig) -> dict:
     from goalrl.data.inspect import dataset_info
 
     return dataset_info(cfg.path)
+
+
+def verify(cfg: DataVerifyConfig) -> dict:
+    """Every checksum; a DatasetError naming each damaged episode, its file and the fault."""
+    from goalrl.data.integrity import verify_dataset
+
+    return verify_dataset(cfg.path)
+
+
+def repair(cfg: DataRepairConfig) -> dict:
+    """Drop damaged episodes (frames stay on disk; the index and meta.json are rewritten)."""
+    from goalrl.data.integrity import repair_summary
+
+    return repair_summary(cfg.path, check_images=cfg.check_images)
 
 
 def show(cfg: DataShowConfig) -> dict:

@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from goalrl.data.images import frames_to_rgb
 from goalrl.data.sheets import draw_label, image_grid, write_png_atomic, write_video
 from goalrl.data.storage import CHUNKS_DIR, DatasetError, EpisodeDataset
 
@@ -104,7 +105,8 @@ def contact_sheet(path: str | Path, out_png: str | Path, *, max_episodes: int = 
         for e in episodes:
             start, n = int(ds.episode_starts[e]), int(ds.episode_lengths[e])
             steps = (0, (n - 1) // 2, n - 1)
-            frames = ds.images(np.array([start + t for t in steps]))  # (3, h, w, 3)
+            # grayscale datasets are shown as RGB: (3, h, w, 1|3) -> (3, h, w, 3)
+            frames = frames_to_rgb(ds.images(np.array([start + t for t in steps])))
             rows.append([_step_tile(frame, t, scale) for t, frame in zip(steps, frames)])
             seed = int(ds.seeds[e])
             row_labels.append((f"ep {e}", f"seed {seed}" if seed >= 0 else "no seed",
@@ -139,7 +141,7 @@ def episode_video(path: str | Path, episode: int, out_mp4: str | Path, *,
         if not -ds.num_episodes <= episode < ds.num_episodes:
             raise DatasetError(f"{ds.root}: episode {episode} out of range "
                                f"({ds.num_episodes} episodes)")
-        frames = ds.episode(episode).images  # (T+1, H, W, 3)
+        frames = frames_to_rgb(ds.episode(episode).images)  # (T+1, H, W, 1|3) -> (.., 3)
         rate = float(fps or ds.meta.get("fps") or 10.0)
     h, w = frames.shape[1] * scale, frames.shape[2] * scale
     big = [cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in frames]

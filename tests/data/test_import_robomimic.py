@@ -84,3 +84,30 @@ def test_corrupt_file(tmp_path):
     good.write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(DatasetError, match="good.hdf5"):
         import_dataset(good, "robomimic", tmp_path / "out")
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_a_demo_with_zero_actions_is_skipped_naming_it(tmp_path, first):
+    src = write_robomimic(tmp_path / "demo.hdf5", make_episodes(3, steps=4))
+    empty = "demo_0" if first else "demo_1"
+    with h5py.File(src, "a") as f:  # robomimic's layout with T = 0: every array empty
+        g = f[f"data/{empty}"]
+        for key in ("actions", "rewards", "dones", f"obs/{CAM}", f"next_obs/{CAM}"):
+            arr = g[key]
+            shape, dtype = (0, *arr.shape[1:]), arr.dtype
+            del g[key]
+            g.create_dataset(key, shape=shape, dtype=dtype)
+    s = import_dataset(src, "robomimic", tmp_path / "out", image_size=16)
+    index = int(empty.split("_")[1])
+    assert s["episodes_skipped"] == [
+        {"episode": index, "reason": f"data/{empty} has 0 actions: no transition"}]
+    assert s["num_episodes"] == 2 and s["action_dim"] == 3
+
+
+def test_every_demo_empty_is_one_clear_error(tmp_path):
+    src = write_robomimic(tmp_path / "demo.hdf5", make_episodes(1, steps=4))
+    with h5py.File(src, "a") as f:
+        del f["data/demo_0/actions"]
+        f["data/demo_0"].create_dataset("actions", shape=(0,), dtype="f8")
+    with pytest.raises(DatasetError, match="every demo has 0 actions"):
+        import_dataset(src, "robomimic", tmp_path / "out", image_size=16)

@@ -82,3 +82,21 @@ def test_commands_end_to_end(ds_path, tmp_path, monkeypatch):
         json.dumps(summary)
     with pytest.raises(DatasetError, match="valid formats: minari"):
         data_cmd.export(data_cmd.DataExportConfig(path=str(ds_path), format="rlds", out="x"))
+
+
+def test_contact_sheet_and_video_of_a_grayscale_dataset(tmp_path):
+    import numpy as np
+
+    from goalrl.data.storage import DatasetWriter, EpisodeData
+
+    root = tmp_path / "gray"
+    rng = np.random.default_rng(0)
+    with DatasetWriter(root, image_shape=(12, 12, 1), action_dim=2, durable=False) as w:
+        for _ in range(2):
+            w.append(EpisodeData(images=rng.integers(0, 256, (5, 12, 12, 1), dtype=np.uint8),
+                                 actions=np.zeros((4, 2), np.float32)))
+    s = contact_sheet(root, tmp_path / "sheet.png")
+    img = cv2.imread(str(tmp_path / "sheet.png"))
+    assert s["episodes"] == [0, 1] and img.shape == (s["height"], s["width"], 3)
+    v = episode_video(root, 1, tmp_path / "ep.mp4", scale=8)
+    assert v["frames"] == 5 and v["size"] == [96, 96]

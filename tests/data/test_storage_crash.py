@@ -212,7 +212,7 @@ def test_truncated_chunk_file(tmp_path: Path) -> None:
         EpisodeDataset(root)
     msg = str(err.value)
     assert str(images) in msg and "episode 2" in msg and "truncated" in msg
-    assert "'images'" in msg and "repair_dataset" in msg
+    assert "'images'" in msg and f"goalrl data repair path={root}" in msg
     with pytest.warns(UserWarning, match="skipping 1 damaged"):
         ds = EpisodeDataset(root, skip_damaged=True)
     check_episodes(ds, [0, 1, 3, 4, 5])

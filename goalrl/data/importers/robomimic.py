@@ -102,7 +102,7 @@ def open_robomimic(
             if key not in first:
                 raise DatasetError(f"{where0}: missing {key!r}")
         cam = pick_camera(first["obs"], camera, where0)
-        action_dim = int(np.prod(first["actions"].shape[1:]))
+        action_dim = _action_dim(data, names, path)
         proprio_dim = None
         if proprio:
             if proprio not in first["obs"]:
@@ -150,6 +150,15 @@ def _env_args(data: Any, path: Path) -> dict:
     return out if isinstance(out, dict) else {}
 
 
+def _action_dim(data: Any, names: list[str], path: Path) -> int:
+    """Action size of the first demo with actions (an empty demo's (0,) says nothing)."""
+    for name in names:
+        actions = data[name].get("actions")
+        if actions is not None and actions.ndim >= 1 and actions.shape[0] > 0:
+            return int(np.prod(actions.shape[1:]))
+    raise DatasetError(f"{path}: every demo has 0 actions (or none): nothing to import")
+
+
 def _action_range(data: Any, names: list[str], path: Path, action_dim: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Min/max over every demo's actions (small arrays).
@@ -165,6 +174,8 @@ def _action_range(data: Any, names: list[str], path: Path, action_dim: int
             a = np.asarray(data[name]["actions"][()], dtype=np.float64)
         except OSError as e:
             raise DatasetError(f"{path}: data/{name}: field 'actions' unreadable ({e})") from None
+        if a.ndim == 0 or not len(a):
+            continue  # an empty demo is skipped, naming it, when the import reaches it
         a = a.reshape(len(a), -1)
         a = a[np.isfinite(a).all(1)]
         if not len(a) or a.shape[1] != action_dim:
@@ -204,7 +215,9 @@ def _read_demo(data: Any, name: str, i: int, path: Path, cam: str, proprio: str 
         actions = np.asarray(g["actions"][()], dtype=np.float32)  # (T, A)
     except OSError as e:
         raise DatasetError(f"{where}: field 'actions' unreadable ({e})") from None
-    t = len(actions)
+    t = len(actions) if actions.ndim else 0
+    if t == 0:  # robomimic demos hold T >= 1 actions; an empty one has nothing to learn from
+        return SourceEpisode(i, where, None, f"data/{name} has 0 actions: no transition")
     actions = actions.reshape(t, -1)
     images_ds = g[f"obs/{cam}"]
     if len(images_ds) != t:

@@ -65,6 +65,7 @@ CARD_FILE = "README.md"
 EPISODES_FILE = "episodes.jsonl"
 CHUNKS_DIR = "chunks"
 LOCK_FILE = ".writer.lock"
+IMAGE_CHANNELS = (1, 3)  # grayscale or RGB frames, channels last
 CHUNK_NAME = re.compile(r"^\d{6}$")
 TMP_PREFIX = ".tmp-"
 
@@ -308,11 +309,15 @@ def load_meta(root: Path) -> dict:
     shape = _require(meta, "image_shape", list, path)
     if not (_is_int_list(shape) and len(shape) == 3 and min(shape) > 0):
         raise DatasetError(f"{path}: bad image_shape {shape!r}")
+    if shape[2] not in IMAGE_CHANNELS:
+        raise DatasetError(f"{path}: 'image_shape' {shape} has {shape[2]} channels; frames are "
+                           f"(H, W, C) with C in {IMAGE_CHANNELS}")
     action_dim = _require(meta, "action_dim", int, path)
     for key in ("action_low", "action_high"):
         bound = _require(meta, key, list, path)
         if len(bound) != action_dim:
             raise DatasetError(f"{path}: {key} has {len(bound)} values, action_dim={action_dim}")
+    check_action_bounds(meta["action_low"], meta["action_high"], str(path))
     for key in ("num_episodes", "num_frames", "num_transitions", "chunk_frames"):
         if _require(meta, key, int, path) < 0:
             raise DatasetError(f"{path}: negative {key}")
@@ -337,6 +342,38 @@ def load_meta(root: Path) -> dict:
     _require(meta, "stats_state", dict, path)
     _require(meta, "fingerprint", str, path)
     return meta
+
+
+def check_action_bounds(low: Sequence[Any], high: Sequence[Any], where: str) -> None:
+    """Refuse non-numeric or non-finite bounds and any dimension where low >= high."""
+    for key, bound in (("action_low", low), ("action_high", high)):
+        for d, v in enumerate(bound):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise DatasetError(f"{where}: '{key}'[{d}] is {v!r}; action bounds must be "
+                                   "finite numbers")
+    for d, (lo, hi) in enumerate(zip(low, high, strict=True)):
+        if not lo < hi:
+            raise DatasetError(f"{where}: 'action_low'[{d}] = {lo!r} is not below "
+                               f"'action_high'[{d}] = {hi!r} (swapped or empty bounds)")
+
+
+def check_fingerprint(root: Path, meta: dict, records: list[EpisodeRecord]) -> None:
+    """The recorded fingerprint must match the header and index as they are now.
+
+    The writer chains image_shape, every field's dtype and shape, and each episode's length,
+    seed and checksums into 'fingerprint'. A hand-edited image_shape (32x32x3 read as
+    16x16x12: the same bytes per frame) would scramble every frame without a read error.
+    """
+    digest = fingerprint_seed(meta)
+    for r in records:
+        digest = chain_fingerprint(digest, episode_digest(r.frames, r.seed, r.crc32))
+    if digest != meta["fingerprint"]:
+        raise DatasetError(
+            f"{root / META_FILE}: 'image_shape' {meta['image_shape']} and the field shapes "
+            f"{ {k: v['shape'] for k, v in meta['fields'].items()} } do not match the "
+            "'fingerprint' the writer recorded (meta.json edited or damaged?); restore the "
+            "shapes the dataset was written with"
+        )
 
 
 def meta_to_bytes(meta: dict) -> bytes:

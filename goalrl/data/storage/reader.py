@@ -20,6 +20,7 @@ from goalrl.data.storage.format import (
     EpisodeRecord,
     FieldSpec,
     chain_fingerprint,
+    check_fingerprint,
     episode_digest,
     fingerprint_seed,
     format_episode_list,
@@ -28,6 +29,7 @@ from goalrl.data.storage.format import (
 )
 
 _FAULT_AROUND_BYTES = 64 << 10  # Linux default fault_around_bytes
+_CHECK_READ_BYTES = 8 << 20  # image checks read an episode in slices of at most this
 
 
 class EpisodeDataset:
@@ -40,7 +42,9 @@ class EpisodeDataset:
 
     ``skip_damaged``: drop (and list in ``damaged``) episodes whose bytes are missing or fail
     their checksum, instead of raising DatasetError. ``verify_checksums``: check the CRC-32 of
-    every low-dim field slice on open (images: see ``verify``).
+    every low-dim field slice on open. ``verify_images``: check an episode's image CRC-32 the
+    first time any of its frames is read (the whole episode is read once, then never again by
+    this reader; cost in docs/benchmarks/sampler.md); ``verify`` checks every episode at once.
 
     Frame-aligned arrays: ``actions`` and ``rewards`` have one row per frame; the row of each
     episode's last frame has no action/reward and holds zeros (``has_next`` is False there).
@@ -53,6 +57,7 @@ class EpisodeDataset:
         read_mode: str = "pread",
         skip_damaged: bool = False,
         verify_checksums: bool = True,
+        verify_images: bool = True,
         mmap_release_bytes: int = 256 << 20,
     ) -> None:
         if read_mode not in ("pread", "mmap"):
@@ -60,8 +65,9 @@ class EpisodeDataset:
         self.root = Path(root)
         self.read_mode = read_mode
         self._opts = {"read_mode": read_mode, "skip_damaged": skip_damaged,
-                      "verify_checksums": verify_checksums,
+                      "verify_checksums": verify_checksums, "verify_images": verify_images,
                       "mmap_release_bytes": mmap_release_bytes}
+        self._verify_images = bool(verify_images)
         self._fds: list[int] = []
         self._mmaps: list[mmap.mmap | None] = []
         self._mm_arrays: list[np.ndarray | None] = []
@@ -72,6 +78,7 @@ class EpisodeDataset:
         self._specs: dict[str, FieldSpec] = meta.pop("_specs")
         self.meta: dict = meta
         records = parse_records(self.root, {**meta, "_specs": self._specs})
+        check_fingerprint(self.root, meta, records)
         problems: dict[int, str] = {}
         avail = self._chunk_rows(records, problems, strict=not skip_damaged)
         lowdim = self._load_lowdim(records, avail, problems, verify_checksums)
@@ -80,9 +87,10 @@ class EpisodeDataset:
                 f"{self.root}: {len(problems)} damaged episode(s) "
                 f"[{format_episode_list(list(problems))}]: "
                 + "; ".join(problems[i] for i in sorted(problems)[:5])
-                + " -- open with skip_damaged=True or run repair_dataset() to keep the rest"
+                + f" -- `goalrl data repair path={self.root}` drops them and keeps the rest"
             )
         self.damaged: list[str] = [problems[i] for i in sorted(problems)]
+        self.damaged_episodes: list[int] = sorted(problems)  # committed index of each
         if problems:
             warnings.warn(f"{self.root}: skipping {len(problems)} damaged episode(s): "
                           f"{format_episode_list(list(problems))}", stacklevel=2)
@@ -160,6 +168,8 @@ class EpisodeDataset:
         self.episode_ends: np.ndarray = self.episode_starts + lengths - 1  # (E,) last frame
         self._ep_chunk = np.array([r.chunk for r in kept], dtype=np.int64)  # (E,)
         self._ep_offset = np.array([r.offset for r in kept], dtype=np.int64)  # (E,) row in chunk
+        self._ep_checked = np.zeros(len(kept), dtype=bool)  # (E,) images matched their CRC
+        self._all_checked = not self._verify_images or not kept
         self.num_episodes = len(kept)
         self.num_frames = int(lengths.sum())
         self.num_transitions = self.num_frames - self.num_episodes
@@ -243,6 +253,11 @@ class EpisodeDataset:
     def fields(self) -> tuple[str, ...]:
         return tuple(self._specs)
 
+    @property
+    def episodes_checked(self) -> int:
+        """Episodes whose images this reader has matched against their CRC-32 so far."""
+        return int(self._ep_checked.sum())
+
     def fingerprint(self) -> str:
         """Short stable hash of shapes + every episode's length, seed and checksums."""
         return self._fingerprint[:16]
@@ -265,11 +280,46 @@ class EpisodeDataset:
     # -- frame reads
 
     def _locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Global frame indices -> (chunk, row in chunk)."""
+        """Global frame indices -> (chunk, row in chunk); checks episodes read the first time."""
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_frames):
             raise IndexError(f"frame index out of range [0, {self.num_frames})")
         ep = np.searchsorted(self.episode_starts, idx, side="right") - 1
+        if not self._all_checked:
+            self._check_first_reads(ep)
         return self._ep_chunk[ep], self._ep_offset[ep] + (idx - self.episode_starts[ep])
+
+    def _check_first_reads(self, ep: np.ndarray) -> None:
+        """CRC-check the images of every episode in ``ep`` not checked yet (each read once).
+
+        Prefetch threads may race here: an episode is at worst checked twice, never skipped.
+        """
+        for e in np.unique(ep[~self._ep_checked[ep]]).tolist():
+            problem = self._episode_image_problem(e)
+            if problem is not None:
+                raise DatasetError(f"{problem} -- `goalrl data verify path={self.root}` lists "
+                                   f"every damaged episode, `goalrl data repair "
+                                   f"path={self.root}` drops them")
+        self._all_checked = bool(self._ep_checked.all())
+
+    def _episode_image_problem(self, e: int) -> str | None:
+        """Read episode ``e``'s frames in slices and compare their CRC-32; None when intact."""
+        r = self._records[e]
+        path = self.root / CHUNKS_DIR / f"{r.chunk:06d}" / self._specs["images"].file
+        fd, fb = self._fds[r.chunk], self._frame_bytes
+        per_read = max(1, _CHECK_READ_BYTES // fb)
+        buf = bytearray(min(r.frames, per_read) * fb)
+        crc = 0
+        for start in range(0, r.frames, per_read):
+            want = min(per_read, r.frames - start) * fb
+            view = memoryview(buf)[:want]
+            if fd < 0 or os.preadv(fd, [view], (r.offset + start) * fb) != want:
+                return (f"{path}: episode {r.index}: field 'images' short read (file truncated "
+                        f"while open? needs {(r.offset + r.frames) * fb} bytes)")
+            crc = zlib.crc32(view, crc)
+        if crc != r.crc32["images"]:
+            return f"{path}: episode {r.index}: field 'images' fails its checksum (corrupt bytes)"
+        self._ep_checked[e] = True
+        return None
 
     def images(self, frame_idx: np.ndarray | Sequence[int],
                out: np.ndarray | None = None) -> np.ndarray:
@@ -364,6 +414,8 @@ class EpisodeDataset:
                         r.offset * self._frame_bytes)
         if got != images.nbytes:
             self._short_read(r.chunk, (r.offset + n) * self._frame_bytes)
+        if self._verify_images and not self._ep_checked[i]:
+            self._check_first_reads(np.array([i]))
 
         def sl(a: np.ndarray | None, per_step: bool = False) -> np.ndarray | None:
             return None if a is None else a[s : s + n - (1 if per_step else 0)].copy()
@@ -387,20 +439,17 @@ class EpisodeDataset:
 
         Returns a list of problems (empty when the dataset is intact).
         """
-        problems = self._image_problems()
+        problems = self.image_problems()
         return [problems[k] for k in sorted(problems)]
 
-    def _image_problems(self) -> dict[int, str]:
+    def image_problems(self) -> dict[int, str]:
+        """Committed episode index -> what is wrong with its images, for every damaged one."""
         problems = {}
-        for i, r in enumerate(self._records):
-            path = self.root / CHUNKS_DIR / f"{r.chunk:06d}" / self._specs["images"].file
-            try:
-                images = self.episode(i).images
-            except DatasetError as e:
-                problems[r.index] = str(e)
-                continue
-            if zlib.crc32(images) != r.crc32["images"]:
-                problems[r.index] = f"{path}: episode {r.index}: field 'images' fails its checksum"
+        for e, r in enumerate(self._records):
+            problem = self._episode_image_problem(e)
+            if problem is not None:
+                problems[r.index] = problem
+        self._all_checked = bool(self._ep_checked.all()) or not self._verify_images
         return problems
 
     # -- lifetime

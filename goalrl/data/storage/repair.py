@@ -42,7 +42,7 @@ def repair_dataset(root: str | Path, *, check_images: bool = False,
             warnings.simplefilter("ignore")
             ds = EpisodeDataset(root, skip_damaged=True)
         with ds:
-            bad_images = ds._image_problems() if check_images else {}
+            bad_images = ds.image_problems() if check_images else {}
         dropped = ds.damaged + [bad_images[k] for k in sorted(bad_images)]
         if not dropped:
             return []

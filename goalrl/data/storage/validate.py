@@ -117,5 +117,5 @@ def normalise_bound(value: float | Sequence[float], dim: int, name: str) -> list
     arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (dim,)) if np.ndim(value) == 0 \
         else np.asarray(value, dtype=np.float64)
     if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be a finite scalar or {dim} values, got {value!r}")
+        raise DatasetError(f"{name} must be a finite scalar or {dim} values, got {value!r}")
     return [float(v) for v in arr]

@@ -32,6 +32,7 @@ from goalrl.data.storage.format import (
     EPISODES_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
+    IMAGE_CHANNELS,
     KNOWN_FIELDS,
     LOCK_FILE,
     META_FILE,
@@ -52,6 +53,7 @@ from goalrl.data.storage.format import (
     update_stat,
     utc_now,
 )
+from goalrl.data.storage.format import check_action_bounds as refuse_bad_bounds
 from goalrl.data.storage.reader import EpisodeDataset
 from goalrl.data.storage.validate import (
     normalise_bound,
@@ -104,10 +106,12 @@ class DatasetWriter:
         for name, dim in (("proprio_dim", proprio_dim), ("goal_dim", goal_dim)):
             if dim is not None and int(dim) <= 0:
                 raise ValueError(f"{name} must be positive or None")
-        low = normalise_bound(action_low, int(action_dim), "action_low")
-        high = normalise_bound(action_high, int(action_dim), "action_high")
-        if any(lo >= hi for lo, hi in zip(low, high, strict=True)):
-            raise ValueError("action_low must be < action_high in every dimension")
+        if image_shape[2] not in IMAGE_CHANNELS:
+            raise DatasetError(f"{self.root}: image_shape {image_shape} has {image_shape[2]} "
+                               f"channels; frames are (H, W, C) with C in {IMAGE_CHANNELS}")
+        low = normalise_bound(action_low, int(action_dim), f"{self.root}: action_low")
+        high = normalise_bound(action_high, int(action_dim), f"{self.root}: action_high")
+        refuse_bad_bounds(low, high, str(self.root))
         wanted = {
             "image_shape": list(image_shape), "action_dim": int(action_dim),
             "action_low": low, "action_high": high,
