@@ -67,6 +67,8 @@ COMMANDS: dict[str, Command] = {
     "data export": Command(
         "goalrl.commands.data", "DataExportConfig", "export", "export to minari"
     ),
+    "data verify": Command("goalrl.commands.data", "DataVerifyConfig", "verify", "every checksum"),
+    "data repair": Command("goalrl.commands.data", "DataRepairConfig", "repair", "drop damaged"),
 }
 
 
