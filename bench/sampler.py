@@ -3,6 +3,8 @@
     python bench/sampler.py                 # 10k, 100k and 1M frames at 64x64 (~12 GB disk, ~5 min)
     python bench/sampler.py --quick         # small sizes, a smoke test (< 1 minute)
     python bench/sampler.py --workdir /data/tmp --sizes 10000,1000000
+    python bench/sampler.py --image-check --sizes 10000,100000 --seconds 4 --rounds 4
+                                            # cost of checking images on first read (~2 min)
 
 For each size a synthetic dataset is written with DatasetWriter into a temporary folder
 under --workdir (deleted afterwards). Each measurement runs in a fresh subprocess pinned to
@@ -34,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_RATE = 20_000  # transitions/s on one core
 TARGET_FLAT = 0.25  # max/min - 1 across dataset sizes
 TARGET_RSS_GIB = 2.0
+NO_CHECK = "-nocheck"  # mode suffix: EpisodeDataset(verify_images=False)
+CHECK_BEGIN, CHECK_END = "<!-- image-check:begin -->", "<!-- image-check:end -->"
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -135,6 +139,8 @@ def worker(root: str, mode: str, batch_size: int, threads: int) -> None:
     t0 = time.perf_counter()
     if mode == "mmap-keep":  # mmap, never releasing mapped pages
         ds = EpisodeDataset(root, read_mode="mmap", mmap_release_bytes=1 << 62)
+    elif mode.endswith(NO_CHECK):  # images not checked against their CRC on first read
+        ds = EpisodeDataset(root, read_mode=mode.removesuffix(NO_CHECK), verify_images=False)
     else:
         ds = EpisodeDataset(root, read_mode=mode)
     open_s = time.perf_counter() - t0
@@ -161,6 +167,16 @@ def worker(root: str, mode: str, batch_size: int, threads: int) -> None:
                 n += 1
             dt = time.perf_counter() - t0
             reply({"rate": n * batch_size / dt, "disk_read": disk_read_bytes() - io0})
+        elif cmd == "first":  # the first batches of a fresh reader: image checks happen here
+            t0 = time.perf_counter()
+            for _ in range(int(arg[0])):
+                step()
+            reply({"first_s": time.perf_counter() - t0,
+                   "checked": ds.episodes_checked / max(ds.num_episodes, 1)})
+        elif cmd == "verify":  # what checking every image at open would cost
+            t0 = time.perf_counter()
+            problems = ds.verify()
+            reply({"verify_s": time.perf_counter() - t0, "problems": len(problems)})
         elif cmd == "evict":
             evict_page_cache(Path(root))
             reply({})
@@ -323,6 +339,11 @@ Frames live in raw `(N, H, W, 3)` uint8 chunk files. Two strategies are implemen
   but as file-backed page cache (`file` column) that the kernel can reclaim, not as the
   process's own memory (`anon` column).
 
+Every reader checks each episode's image CRC-32 on its first read (the default); the rows
+above measure the steady state after it (each process runs `verify()` before its warm-up,
+which marks every episode checked). What the check costs the first batches is in the
+section at the end.
+
 pread is the default. Its cost per transition is a system call plus a copy out of the page
 cache, which hardly depends on the dataset size, and its memory is flat by construction. mmap
 has no Python loop, but every first touch of a page is a page fault that maps it (and, by
@@ -403,7 +424,85 @@ def write_report(path: Path, rows: list[dict], gen: list[dict], args: argparse.N
                   "|" + "---|" * len(collection[0]),
                   *["| " + " | ".join(str(v) for v in r.values()) + " |" for r in collection], ""]
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text() if path.is_file() else ""
+    if CHECK_BEGIN in old:  # the --image-check section (and the notes after it) is kept
+        lines += [CHECK_BEGIN + old.split(CHECK_BEGIN, 1)[1]]
     path.write_text("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- image checks
+
+
+def measure_image_checks(args: argparse.Namespace, sizes: list[int], work: Path) -> list[dict]:
+    """Cost of checking each episode's image CRC-32 the first time it is read.
+
+    Per size, two fresh readers on a warm page cache, with and without the check: the time of
+    their first ``--first-batches`` batches (where the checks happen), the share of episodes
+    checked by then, then the interleaved steady-state rounds; and the time of a full
+    ``EpisodeDataset.verify()`` (what checking everything at open would cost).
+    """
+    rows = []
+    for frames in sizes:
+        root = work / f"ds{frames}"
+        print(f"writing {frames:,} frames to {root} ...", flush=True)
+        info = make_dataset(root, frames, args.image_size)
+        warm_page_cache(root)
+        workers = {m: Worker(root, m, args.batch_size) for m in ("pread", "pread" + NO_CHECK)}
+        first = {m: w.ask(f"first {args.first_batches}") for m, w in workers.items()}
+        for r in range(args.rounds):
+            print(f"{frames:,} frames: round {r + 1}/{args.rounds}", flush=True)
+            for w in workers.values():
+                w.run(args.seconds / args.rounds)
+        full = workers["pread"].ask("verify")
+        for mode, w in workers.items():
+            rows.append({**w.finish(), **first[mode], "frames": info["frames"],
+                         "episodes": info["episodes"], "bytes": info["bytes"],
+                         "mode": mode, "verify_s": full["verify_s"]})
+        shutil.rmtree(root)
+    return rows
+
+
+def image_check_section(rows: list[dict], args: argparse.Namespace) -> str:
+    head = (f"| frames | episodes | images checked on first read | first {args.first_batches} "
+            "batches s | episodes checked by then | steady transitions/s | "
+            "full verify() s | load |")
+    lines = [
+        CHECK_BEGIN,
+        "## Image checks on first read",
+        "",
+        f"Generated by `python bench/sampler.py --image-check --sizes "
+        f"{','.join(str(r['frames']) for r in rows[::2])} --seconds {args.seconds:g} --rounds "
+        f"{args.rounds}` on {time.strftime('%Y-%m-%d')}; machine as above; pread, one core, "
+        f"batches of {args.batch_size}, warm page cache.",
+        "",
+        "`EpisodeDataset` checks an episode's image CRC-32 the first time any of its frames is "
+        "read (`verify_images=True`, the default): the whole episode is read once and never "
+        "checked again by that reader. The first batches of a run pay for it (a full pass over "
+        "the dataset, spread over the batches that first touch each episode); afterwards a "
+        "batch only looks up a per-episode flag. Checking everything at open instead would make "
+        "every open, `goalrl data info` included, cost the `full verify()` column.",
+        "",
+        head,
+        "|" + "---|" * 8,
+    ]
+    for r in rows:
+        checked = "yes" if not r["mode"].endswith(NO_CHECK) else "no"
+        lines.append(
+            f"| {r['frames']:,} | {r['episodes']:,} | {checked} | {r['first_s']:.3f} | "
+            f"{r['checked']:.0%} | {r['rate']:,.0f} | {r['verify_s']:.3f} | {r['load']:.1f} |")
+    lines += ["", CHECK_END, ""]
+    return "\n".join(lines)
+
+
+def write_image_check_section(path: Path, section: str) -> None:
+    """Replace (or append) the image-check section of the report, leaving the rest as is."""
+    text = path.read_text() if path.is_file() else "# Sampler benchmark\n\n"
+    if CHECK_BEGIN in text and CHECK_END in text:
+        before, rest = text.split(CHECK_BEGIN, 1)
+        text = before + section.rstrip("\n") + rest.split(CHECK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
 
 
 # ----------------------------------------------------------------------------- main
@@ -423,6 +522,11 @@ def main() -> None:
     p.add_argument("--cold-threads", type=int, default=8,
                    help="prefetch threads for the second cold row")
     p.add_argument("--workdir", default=None, help="where to write the temporary datasets")
+    p.add_argument("--image-check", action="store_true",
+                   help="measure only the cost of image checks on first read (with and "
+                        "without); writes its own section of the report")
+    p.add_argument("--first-batches", type=int, default=50,
+                   help="batches timed from a fresh reader (--image-check)")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "sampler.md"))
     args = p.parse_args()
     sizes = [int(s) for s in (args.sizes or ("2000,10000" if args.quick
@@ -431,6 +535,17 @@ def main() -> None:
     args.rounds = args.rounds or (4 if args.quick else 8)
     modes = args.modes.split(",")
 
+    if args.image_check:
+        work = Path(tempfile.mkdtemp(prefix="goalrl-bench-", dir=args.workdir))
+        try:
+            rows = measure_image_checks(args, sizes, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        section = image_check_section(rows, args)
+        print(section)
+        write_image_check_section(Path(args.out), section)
+        print(f"\nwrote {args.out}")
+        return
     rows, gen = [], []
     work = Path(tempfile.mkdtemp(prefix="goalrl-bench-", dir=args.workdir))
     try:
@@ -446,6 +561,7 @@ def main() -> None:
             warm_page_cache(root)
             workers = {m: Worker(root, m, args.batch_size) for m in modes}
             for w in workers.values():
+                w.ask("verify")  # every episode's first-read image check, done up front
                 w.run(0.3)  # warm-up: allocator, first faults
                 w.rates.clear()
             for r in range(args.rounds):
@@ -458,7 +574,8 @@ def main() -> None:
                 # cold page cache: evicted right before each row
                 for threads in (0, args.cold_threads):
                     w = Worker(root, modes[0], args.batch_size, threads)
-                    w.ask("evict")
+                    w.ask("verify")  # first-read checks done (it reads every frame) ...
+                    w.ask("evict")  # ... then the cache is emptied
                     w.run(args.seconds / 2)
                     mode = f"{modes[0]}, prefetch {threads} threads" if threads else modes[0]
                     rows.append({**w.finish(), **labels, "mode": mode, "cache": "cold"})
