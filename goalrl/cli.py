@@ -67,8 +67,12 @@ COMMANDS: dict[str, Command] = {
     "data export": Command(
         "goalrl.commands.data", "DataExportConfig", "export", "export to minari"
     ),
-    "data verify": Command("goalrl.commands.data", "DataVerifyConfig", "verify", "every checksum"),
-    "data repair": Command("goalrl.commands.data", "DataRepairConfig", "repair", "drop damaged"),
+    "data verify": Command(
+        "goalrl.commands.data", "DataVerifyConfig", "verify", "check every checksum (JSON)"
+    ),
+    "data repair": Command(
+        "goalrl.commands.data", "DataRepairConfig", "repair", "drop damaged episodes (JSON)"
+    ),
 }
 
 
