@@ -296,10 +296,12 @@ class EpisodeDataset:
         for e in np.unique(ep[~self._ep_checked[ep]]).tolist():
             problem = self._episode_image_problem(e)
             if problem is not None:
-                raise DatasetError(f"{problem} -- `goalrl data verify path={self.root}` lists "
-                                   f"every damaged episode, `goalrl data repair "
-                                   f"path={self.root}` drops them")
+                raise self._damage_error(problem)
         self._all_checked = bool(self._ep_checked.all())
+
+    def _damage_error(self, problem: str) -> DatasetError:
+        return DatasetError(f"{problem} -- `goalrl data verify path={self.root}` lists every "
+                            f"damaged episode, `goalrl data repair path={self.root}` drops them")
 
     def _episode_image_problem(self, e: int) -> str | None:
         """Read episode ``e``'s frames in slices and compare their CRC-32; None when intact."""
@@ -317,9 +319,13 @@ class EpisodeDataset:
                         f"while open? needs {(r.offset + r.frames) * fb} bytes)")
             crc = zlib.crc32(view, crc)
         if crc != r.crc32["images"]:
-            return f"{path}: episode {r.index}: field 'images' fails its checksum (corrupt bytes)"
+            return self._checksum_problem(r)
         self._ep_checked[e] = True
         return None
+
+    def _checksum_problem(self, r: EpisodeRecord) -> str:
+        path = self.root / CHUNKS_DIR / f"{r.chunk:06d}" / self._specs["images"].file
+        return f"{path}: episode {r.index}: field 'images' fails its checksum (corrupt bytes)"
 
     def images(self, frame_idx: np.ndarray | Sequence[int],
                out: np.ndarray | None = None) -> np.ndarray:
@@ -414,8 +420,11 @@ class EpisodeDataset:
                         r.offset * self._frame_bytes)
         if got != images.nbytes:
             self._short_read(r.chunk, (r.offset + n) * self._frame_bytes)
-        if self._verify_images and not self._ep_checked[i]:
-            self._check_first_reads(np.array([i]))
+        if self._verify_images and not self._ep_checked[i]:  # the frames are here: no re-read
+            if zlib.crc32(images) != r.crc32["images"]:
+                raise self._damage_error(self._checksum_problem(r))
+            self._ep_checked[i] = True
+            self._all_checked = bool(self._ep_checked.all())
 
         def sl(a: np.ndarray | None, per_step: bool = False) -> np.ndarray | None:
             return None if a is None else a[s : s + n - (1 if per_step else 0)].copy()
