@@ -15,6 +15,9 @@ bytes of any size and channel layout; ``load_goal`` converts them and says what 
 Anything else (NaN, float outside [0, 1], 2 channels, 5-d arrays, bytes that are no image,
 too many pixels) raises a ``GoalImageError`` naming what is wrong.
 
+Converting is not accepting: ``goalrl.goal_match.check_goal_can_match`` is the one rule
+that ``goalrl command``, ``GoalReacher`` and the web page apply to a goal picture.
+
 Goal PNGs written by ``save_goal_png`` (``goalrl goal``, the web page's captures) carry
 the scene state they picture in a PNG text chunk, so commanding toward them reports
 success and distance in metres; a plain picture only gets an image distance.
@@ -35,12 +38,19 @@ import numpy as np
 
 from goalrl.envs.tasks import Layout
 from goalrl.errors import UserError
+from goalrl.goal_match import (
+    GRAY_REASON,
+    TRANSPARENT_REASON,
+    GoalMismatchError,
+    mismatch_message,
+)
 
 ALPHA_BACKGROUND = 255  # RGBA goals are composited over white (the camera's empty background)
 PNG_TEXT_KEY = "goalrl-goal"  # PNG tEXt chunk holding the pictured scene state (JSON)
 GOAL_FORMAT = "goalrl-goal"
 GOAL_VERSION = 1
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse bigger pictures before decoding them
+COMPOSITE_BLOCK_PIXELS = 1 << 16  # RGBA compositing works on blocks of rows this big
 
 
 class GoalImageError(UserError, ValueError):
@@ -113,16 +123,27 @@ def to_rgb_uint8(image: Any, name: str = "goal image") -> tuple[np.ndarray, Conv
         a = np.repeat(a, 3, axis=-1)
     elif channels == 4:
         conv.alpha = True
-        alpha = a[..., 3:4].astype(np.float32) / 255.0  # (H, W, 1)
-        conv.transparent = bool(alpha.min() < 1.0)
+        conv.transparent = bool(a[..., 3].min() < 255)
         if conv.transparent:
-            rgb = a[..., :3].astype(np.float32) * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
-            a = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+            a = composite_over_white(a)
             conv.notes.append("transparent pixels composited over white")
         else:
             a = a[..., :3]
             conv.notes.append("opaque alpha channel dropped")
     return np.ascontiguousarray(a), conv
+
+
+def composite_over_white(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 -> (H, W, 3) uint8 over white, a block of rows at a time: in one
+    piece, the float math on a 16-megapixel upload (a 62 KB PNG) took 850 MB."""
+    out = np.empty((*rgba.shape[:2], 3), np.uint8)  # (H, W, 3)
+    rows = max(1, COMPOSITE_BLOCK_PIXELS // max(1, rgba.shape[1]))
+    for top in range(0, rgba.shape[0], rows):
+        block = rgba[top : top + rows]  # (rows, W, 4)
+        alpha = block[..., 3:4].astype(np.float32) / 255.0  # (rows, W, 1)
+        rgb = block[..., :3] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
+        out[top : top + rows] = np.clip(np.rint(rgb), 0, 255)
+    return out
 
 
 def _to_uint8(a: np.ndarray, name: str, conv: Conversion) -> np.ndarray:
@@ -164,12 +185,18 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 
 # ---- files, bytes and PIL images ----------------------------------------------------------
 def read_image(
-    source: Any, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+    source: Any,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+    *,
+    refuse_unmatchable: bool = False,
 ) -> tuple[np.ndarray, Conversion, dict[str, Any] | None]:
     """(H, W, 3) uint8, what was converted, and the goalrl metadata of a goal PNG (or None).
 
     ``source``: a path, raw file bytes, a PIL image or an array. The pixel count is checked
-    from the header, before the image is decoded.
+    from the header, before the image is decoded. ``refuse_unmatchable``: a grayscale file
+    is refused on its header (before decoding) and a see-through one right after decoding,
+    before any conversion (``GoalMismatchError``), instead of being converted.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -206,6 +233,8 @@ def read_image(
     opened = img
     try:
         _check_pixels(img.width, img.height, max_pixels, label)
+        if refuse_unmatchable and img.mode in GRAY_MODES:  # known from the header
+            raise GoalMismatchError(mismatch_message(label, [GRAY_REASON]))
         notes = []
         try:
             if getattr(img, "n_frames", 1) > 1:
@@ -217,6 +246,8 @@ def read_image(
             raise ImageTooLargeError(f"{label}: {err}") from err
         except (OSError, SyntaxError, ValueError) as err:
             raise NotAnImageError(f"{label} is a damaged or truncated image ({err})") from err
+        if refuse_unmatchable and _has_transparent_pixels(img):  # before any conversion
+            raise GoalMismatchError(mismatch_message(label, [TRANSPARENT_REASON]))
         meta = _goal_metadata(opened)
         array, gray_mode = _pil_array(img)
         rgb, conv = to_rgb_uint8(array, label)
@@ -238,6 +269,16 @@ def _check_pixels(width: int, height: int, max_pixels: int, label: str) -> None:
 
 
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+def _has_transparent_pixels(img: Any) -> bool:
+    """Whether a decoded PIL image has a pixel that is not fully opaque (PIL's own min of
+    the alpha band: no copy, no float)."""
+    if img.mode in ("RGBA", "RGBa", "PA"):
+        return img.getextrema()[3][0] < 255
+    if img.mode in ("LA", "La"):
+        return img.getextrema()[1][0] < 255
+    return img.mode == "P" and "transparency" in img.info
 
 
 def _pil_array(img: Any) -> tuple[np.ndarray, bool]:
@@ -331,14 +372,20 @@ def goal_from_metadata(image: np.ndarray, meta: dict[str, Any] | None, notes: li
 def load_goal(
     source: Any, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
 ) -> Goal:
-    """A ``Goal`` at ``size x size`` from a Goal, array, PIL image, path or file bytes."""
+    """A ``Goal`` at ``size x size`` from a Goal, array, PIL image, path or file bytes
+    (converted whatever it shows; ``check_goal_can_match`` says whether to command it)."""
     return load_goal_converted(source, size, max_pixels=max_pixels, name=name)[0]
 
 
 def load_goal_converted(
-    source: Any, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+    source: Any,
+    size: int,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+    refuse_unmatchable: bool = False,
 ) -> tuple[Goal, Conversion]:
-    """``load_goal`` plus what was converted (callers that refuse gray or transparent input)."""
+    """``load_goal`` plus what was converted; ``refuse_unmatchable`` as in ``read_image``."""
     if isinstance(source, Goal):
         conv = Conversion(original_shape=tuple(source.image.shape))
         if source.image.shape == (size, size, 3):
@@ -353,7 +400,9 @@ def load_goal_converted(
             notes=[*source.notes, note],
         )
         return goal, conv
-    rgb, conv, meta = read_image(source, max_pixels=max_pixels, name=name)
+    rgb, conv, meta = read_image(
+        source, max_pixels=max_pixels, name=name, refuse_unmatchable=refuse_unmatchable
+    )
     notes = list(conv.notes)
     h, w = rgb.shape[:2]
     if (h, w) != (size, size):

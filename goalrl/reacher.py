@@ -17,6 +17,7 @@ camera view and the goal image) is the measure left.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from goalrl.checkpoint import CheckpointError
 from goalrl.data.sheets import check_video_path, write_video
 from goalrl.errors import UserError
 from goalrl.evaluate import EVAL_SEED_OFFSET, Rollout, rollout_panels
-from goalrl.goal_image import Goal, GoalImageError, load_goal
+from goalrl.goal_image import Goal, GoalImageError, load_goal_converted
+from goalrl.goal_match import check_goal_can_match, image_distance
 
 
 class SceneMismatchError(UserError, ValueError):
@@ -150,8 +152,34 @@ def goal_conditioned(agent: Any) -> Any:
     return getattr(agent, "goal_agent", agent)
 
 
+def scene_for(ckpt: str | Path, env: str | None, meta: dict[str, Any]) -> str:
+    """The scene to run checkpoint ``ckpt`` in: ``env`` if the checkpoint was trained for it
+    (or records no goalrl scene), else its own; SceneMismatchError otherwise. One rule for
+    ``goalrl command``, ``goal``, ``eval``, ``serve`` and ``GoalReacher``."""
+    import gymnasium as gym
+
+    import goalrl  # registers the scenes
+
+    scenes = checkpoint_scenes(meta)
+    if env is None and not scenes:
+        raise SceneMismatchError(f"checkpoint {ckpt} records no scene; pass env=goalrl/<Scene>-v0")
+    if env is not None and scenes and env not in scenes:
+        raise SceneMismatchError(
+            f"checkpoint {ckpt} was trained for {' and '.join(scenes)}, not {env}; "
+            f"use a checkpoint of {env} or leave env unset"
+        )
+    env_id = env or scenes[0]
+    if env_id not in gym.registry:
+        raise SceneMismatchError(
+            f"unknown scene {env_id!r}; choose one of {', '.join(goalrl.ENV_IDS)}"
+        )
+    return env_id
+
+
 def load_checkpoint_agent(path: str | Path, device: Any) -> tuple[Any, dict[str, Any]]:
-    """(agent, meta); CheckpointError with the path in the message for every failure."""
+    """(agent, meta); CheckpointError with the path in the message for every failure
+    (a damaged meta.json or state.json raises KeyError, TypeError or UnicodeDecodeError deep
+    in the loader: the user gets one line naming the checkpoint, not a traceback)."""
     from goalrl.agents.registry import load_agent
 
     if not Path(path).expanduser().exists():
@@ -160,8 +188,11 @@ def load_checkpoint_agent(path: str | Path, device: Any) -> tuple[Any, dict[str,
         return load_agent(Path(path).expanduser(), device)
     except CheckpointError:
         raise
-    except (KeyError, TypeError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be loaded as an agent: {err}") from err
+    except (KeyError, TypeError, RuntimeError, ValueError, IndexError, AttributeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded (its meta.json, state.json or "
+            f"tensors.safetensors is damaged or not goalrl's): {type(err).__name__}: {err}"
+        ) from err
 
 
 class GoalReacher:
@@ -193,21 +224,7 @@ class GoalReacher:
         self.threads = threads if self.device.type == "cpu" and threads else None
         self._pin_threads()
         self.agent, self.meta = load_checkpoint_agent(ckpt, self.device)
-        scenes = checkpoint_scenes(self.meta)
-        if env is None and not scenes:
-            raise SceneMismatchError(
-                f"checkpoint {ckpt} records no scene; pass env=goalrl/<Scene>-v0"
-            )
-        if env is not None and scenes and env not in scenes:
-            raise SceneMismatchError(
-                f"checkpoint {ckpt} was trained for {' and '.join(scenes)}, not {env}; "
-                f"use a checkpoint of {env} or leave env unset"
-            )
-        self.env_id: str = env or scenes[0]
-        if self.env_id not in gym.registry:
-            raise SceneMismatchError(
-                f"unknown scene {self.env_id!r}; choose one of {', '.join(goalrl.ENV_IDS)}"
-            )
+        self.env_id: str = scene_for(ckpt, env, self.meta)
         self.image_size = int(self.meta["image_shape"][0])
         yaw = int(self.meta["action_dim"]) == 5  # (dx, dy, dz, grip, yaw) checkpoints
         self.env = gym.make(self.env_id, image_size=self.image_size, yaw=yaw)
@@ -295,10 +312,18 @@ class GoalReacher:
             self._capture_envs[size] = gym.make(self.env_id, image_size=size, yaw=yaw)
         return capture_from(self._capture_envs[size], self.env_id, seed)
 
-    def goal(self, source: Any, name: str | None = None) -> Goal:
-        """``source`` as a Goal at this checkpoint's image size; refuses other scenes' goals."""
-        goal = load_goal(source, self.image_size, name=name)
+    def goal(self, source: Any, name: str | None = None, *, force: bool = False) -> Goal:
+        """``source`` as a Goal at this checkpoint's image size. Refuses other scenes' goals
+        and pictures the camera cannot show (``goal_match.check_goal_can_match``: gray,
+        see-through, far from the camera view); ``force`` commands those with a warning."""
+        label = name or (str(source) if isinstance(source, (str, Path)) else "goal image")
+        goal, conv = load_goal_converted(
+            source, self.image_size, name=label, refuse_unmatchable=not force
+        )
         self.check_goal(goal)
+        warnings = check_goal_can_match(goal, conv, self.frame, label, force=force)
+        if warnings:
+            goal = dataclasses.replace(goal, notes=[*goal.notes, *warnings])
         return goal
 
     def check_goal(self, goal: Goal) -> None:
@@ -313,13 +338,15 @@ class GoalReacher:
         keep_frames: bool = True,
         on_step: Callable[[StepInfo], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        force: bool = False,
     ) -> ReachResult:
         """Run the CEM policy toward ``goal`` from the scene's current state.
 
         Stops after ``max_steps`` (default: the scene's episode length), when ``should_stop()``
         says so, or, with ``stop_on_success`` and a goal of known state, once it is met.
+        ``force``: command a picture the camera cannot show (see ``goal``).
         """
-        goal = self.goal(goal)  # converted and checked (a Goal of the right size passes as is)
+        goal = self.goal(goal, force=force)  # converted and checked (a Goal passes as is)
         self._pin_threads()
         limit = int(max_steps or self.max_steps)
         if self._obs is None:
@@ -452,8 +479,3 @@ def check_goal_fits(goal: Goal, env_id: str, object_names: list[str]) -> None:
             f"the goal's state holds objects {sorted(goal.layout.objects)}, the scene has "
             f"{sorted(object_names)}"
         )
-
-
-def image_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two (S, S, 3) uint8 images, in [0, 1]."""
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() / 255.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -52,9 +54,7 @@ def test_arm_distance_tells_arm_motion_from_object_motion() -> None:
     goal_tcp = env.unwrapped.goal_layout.tcp.copy()
     env.close()
     still_res = evaluate_policy("goalrl/Push-v0", still, 1, image_size=IMAGE, progress=False)
-    moved = evaluate_policy(
-        "goalrl/Push-v0", toward(goal_tcp), 1, image_size=IMAGE, progress=False
-    )
+    moved = evaluate_policy("goalrl/Push-v0", toward(goal_tcp), 1, image_size=IMAGE, progress=False)
     assert moved["mean_final_arm_distance"] < 0.03 < still_res["mean_final_arm_distance"]
 
 
@@ -66,10 +66,13 @@ def test_mean_or_none() -> None:
 def test_summary_has_a_median_and_one_row_per_rollout() -> None:
     from goalrl.evaluate import Rollout, summarize_rollouts
 
-    rollouts = [Rollout(seed=10 + i, success=i == 0, final_distance=d, steps=5)
-                for i, d in enumerate([0.02, 0.06, 0.07])]
-    rollouts.append(Rollout(seed=13, success=False, final_distance=15.0, steps=5,
-                            objects_off_table=1))
+    rollouts = [
+        Rollout(seed=10 + i, success=i == 0, final_distance=d, steps=5)
+        for i, d in enumerate([0.02, 0.06, 0.07])
+    ]
+    rollouts.append(
+        Rollout(seed=13, success=False, final_distance=15.0, steps=5, objects_off_table=1)
+    )
     res = summarize_rollouts("goalrl/Push-v0", rollouts)
     # one object fallen off the table sets the mean; the median stays with the other three
     assert res["mean_final_distance"] > 3.0
@@ -110,8 +113,11 @@ class ScriptedDistanceEnv:
 
     def observe(self):
         d = self.distances[self.t]
-        obs = {"image": np.zeros((8, 8, 3), np.uint8), "desired_goal_image": None,
-               "observation": np.zeros(5, np.float32)}
+        obs = {
+            "image": np.zeros((8, 8, 3), np.uint8),
+            "desired_goal_image": None,
+            "observation": np.zeros(5, np.float32),
+        }
         return obs, {"distance": d, "is_success": d < self.threshold}
 
     def reset(self, seed: int):
@@ -160,8 +166,15 @@ def test_summary_counts_goals_reached_at_any_step() -> None:
 # ---- pictures: rollout video panels, the Q trace, contact-sheet grids ----------------------
 def white_rollout(steps: int, q_values: list[float]) -> Rollout:
     white = np.full((16, 16, 3), 255, np.uint8)  # the camera's empty background is white
-    return Rollout(seed=0, success=False, final_distance=0.0, steps=steps,
-                   frames=[white] * (steps + 1), goal_image=white, q_values=q_values)
+    return Rollout(
+        seed=0,
+        success=False,
+        final_distance=0.0,
+        steps=steps,
+        frames=[white] * (steps + 1),
+        goal_image=white,
+        q_values=q_values,
+    )
 
 
 def test_video_labels_sit_on_a_box_that_contrasts_with_a_white_scene() -> None:
@@ -204,3 +217,70 @@ def test_image_grid_lays_tiles_out_with_column_and_row_labels() -> None:
     assert (first[:12] < 128).any() and (first[12:24] < 128).any()  # "ep 0" and "seed 7"
     assert (second[:12] < 128).any() and not (second[12:] < 128).any()  # "ep 1" alone
     assert (grid[:14, label_w : label_w + 30] < 128).any()  # the "start" header
+
+
+# ---- goalrl eval: the checkpoint, the scene and the counts are checked first ---------------
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_reacher import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory)
+
+
+def eval_config(ckpt, tmp_path, **fields):
+    from goalrl.commands.evaluate import EvalConfig
+
+    defaults = dict(ckpt=str(ckpt), out=str(tmp_path / "eval"), episodes=1, videos=0)
+    return EvalConfig(device="cpu", **{**defaults, **fields})
+
+
+def test_eval_refuses_a_checkpoint_of_another_scene_as_command_does(tiny_ckpt, tmp_path) -> None:
+    from goalrl.commands.evaluate import run
+    from goalrl.reacher import SceneMismatchError
+
+    with pytest.raises(SceneMismatchError, match="trained for goalrl/Push-v0, not goalrl/Reach-v0"):
+        run(eval_config(tiny_ckpt, tmp_path, env="goalrl/Reach-v0"))
+    assert not (tmp_path / "eval").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda meta: meta.write_bytes(b'{"format": "goalrl-checkpoint", "x": "\xff\xfe"}'),
+        lambda meta: meta.write_text(
+            json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "agent"})
+        ),
+        lambda meta: meta.write_text(
+            json.dumps({**json.loads(meta.read_text()), "agent_config": "not a dict"})
+        ),
+    ],
+    ids=["not-utf8", "no-agent-field", "agent-config-not-a-dict"],
+)
+def test_eval_reports_a_damaged_checkpoint_as_one_checkpoint_error(
+    tiny_ckpt, tmp_path, damage
+) -> None:
+    from tiny_reacher import relabelled_copy
+
+    from goalrl.checkpoint import CheckpointError
+    from goalrl.commands.evaluate import run
+
+    broken = relabelled_copy(tiny_ckpt, tmp_path / "broken")
+    damage(broken / "meta.json")
+    with pytest.raises(CheckpointError) as err:
+        run(eval_config(broken, tmp_path))
+    assert str(broken) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("episodes", -2), ("episodes", 0), ("videos", -1), ("seed", -5)]
+)
+def test_eval_refuses_bad_counts_naming_the_field(tiny_ckpt, tmp_path, field, value) -> None:
+    from goalrl.commands.evaluate import run
+    from goalrl.errors import UserError
+
+    with pytest.raises(UserError, match=f"{field} must be >= "):
+        run(eval_config(tiny_ckpt, tmp_path, **{field: value}))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -27,6 +28,11 @@ from goalrl.goal_image import (  # noqa: E402
     load_goal_converted,
     save_goal_png,
     to_rgb_uint8,
+)
+from goalrl.goal_match import (  # noqa: E402
+    MAX_VIEW_DISTANCE,
+    GoalMismatchError,
+    GoalMismatchWarning,
 )
 from goalrl.reacher import (  # noqa: E402
     GoalReacher,
@@ -84,6 +90,21 @@ def test_rgba_is_composited_over_white() -> None:
     assert conv.alpha and conv.transparent
     np.testing.assert_array_equal(rgb[:10], RGB[:10])
     assert (rgb[10:] == 255).all()
+
+
+def test_rgba_compositing_takes_bounded_memory() -> None:
+    """A 62 KB PNG of 16 megapixels took 850 MB to composite in one float32 piece."""
+    import tracemalloc
+
+    rgba = np.zeros((2000, 2000, 4), np.uint8)  # 16 MB, fully transparent
+    tracemalloc.start()
+    try:
+        rgb, conv = to_rgb_uint8(rgba)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert conv.transparent and (rgb == 255).all()
+    assert peak < rgb.nbytes + 4_000_000  # the (2000, 2000, 3) result plus ~1 MB blocks
 
 
 @pytest.mark.parametrize(
@@ -206,7 +227,9 @@ def test_reach_a_captured_goal_round_trip(arm) -> None:
 def test_chained_commands_continue_from_where_the_last_ended(arm) -> None:
     arm.reset(1_000_004)
     first = arm.reach(arm.capture(1_000_005), max_steps=3)
-    picture = RNG.random((3, 40, 30))  # float CHW of another size: converted
+    # a picture of the scene as float CHW of another size (converted), with no state
+    view = cv2.resize(arm.capture(1_000_006, image_size=48).image, (30, 40))  # (40, 30, 3)
+    picture = view.transpose(2, 0, 1) / 255.0  # (3, 40, 30) float in [0, 1]
     second = arm.reach(picture, max_steps=2)
     np.testing.assert_array_equal(second.frames[0], first.frames[-1])
     assert second.seed is None and second.steps == 2
@@ -307,3 +330,43 @@ def test_fine_tuned_checkpoints_drive_goal_images(ckpt, tmp_path) -> None:
         ft.reset(1_000_000)
         result = ft.reach(ft.capture(1_000_000))
         assert len(result.q_values) == result.steps
+
+
+# ---- pictures the camera cannot show: one rule (goal_match), here through the Python API -----
+def blocks_of_colour(size: int) -> np.ndarray:
+    """A photo-like picture: big blocks of saturated colour, far from any view of the scene."""
+    blocks = np.random.default_rng(3).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.kron(blocks, np.ones((size // 4, size // 4, 1), np.uint8))  # (size, size, 3)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda arm: arm.frame.mean(-1).astype(np.uint8), "grayscale"),  # (S, S) one channel
+        (lambda arm: np.repeat(arm.frame.mean(-1, keepdims=True), 3, -1).astype(np.uint8),
+         "grayscale"),  # colourless RGB
+        (lambda arm: blocks_of_colour(64), "from the scene's camera view"),
+        (lambda arm: np.concatenate([arm.frame, np.full((SIZE, SIZE, 1), 100, np.uint8)], -1),
+         "transparent"),
+    ],
+    ids=["gray", "colourless-rgb", "photo-like", "see-through"],
+)  # fmt: skip
+def test_api_refuses_goals_the_camera_cannot_show_unless_forced(arm, make, words) -> None:
+    arm.reset(1_000_010)
+    picture = make(arm)
+    with pytest.raises(GoalMismatchError, match=words) as err:
+        arm.reach(picture, max_steps=1)
+    assert "image distance" in str(err.value) or "from the scene's camera view" in str(err.value)
+    assert "force=true" in str(err.value)
+    with pytest.warns(GoalMismatchWarning, match=words):
+        result = arm.reach(picture, max_steps=1, force=True)
+    assert result.steps == 1 and any(n.startswith("WARNING (force)") for n in result.notes)
+
+
+def test_api_accepts_pictures_of_the_scene(arm) -> None:
+    """A plain picture of the scene (no state: a screenshot, a JPEG) is within the limit."""
+    arm.reset(1_000_011)
+    screenshot = Image.open(io.BytesIO(png_bytes(arm.capture(1_000_012, 48).image, fmt="JPEG")))
+    goal = arm.goal(screenshot)
+    assert goal.layout is None
+    assert np.abs(goal.image.astype(int) - arm.frame).mean() / 255 < MAX_VIEW_DISTANCE

@@ -28,6 +28,9 @@ class CommandConfig:
     fps: float = 10.0  # video frame rate (one step is 0.1 s of simulated time)
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch CPU threads while acting (0: torch's default; 1 is fastest)
+    # command a goal picture the camera cannot show (grayscale, see-through, or far from the
+    # scene's view, e.g. a photo), which is refused otherwise; a loud warning says so
+    force: bool = False
 
 
 @dataclass
@@ -41,9 +44,15 @@ class GoalConfig:
 
 
 def run(cfg: CommandConfig) -> dict[str, Any]:
+    from goalrl.commands.evaluate import require_at_least
     from goalrl.data.sheets import check_video_path
     from goalrl.reacher import GoalReacher
 
+    require_at_least(cfg.max_steps, 1, "max_steps", "command")
+    require_at_least(cfg.seed, 0, "seed", "command")
+    require_at_least(cfg.threads, 0, "threads", "command")
+    if not cfg.fps > 0:
+        raise UserError(f"goalrl command: fps must be > 0, got {cfg.fps}")
     check_video_path(cfg.out)  # before minutes of work, not after
     with GoalReacher(
         cfg.ckpt,
@@ -53,11 +62,11 @@ def run(cfg: CommandConfig) -> dict[str, Any]:
         stop_on_success=cfg.stop_on_success,
         threads=cfg.threads,
     ) as arm:
-        goal = arm.goal(cfg.goal)
+        goal = arm.goal(cfg.goal, force=cfg.force)
         seed = cfg.seed if cfg.seed is not None else goal.seed
         seed = EVAL_SEED_OFFSET if seed is None else seed
         arm.reset(seed)
-        result = arm.reach(goal)
+        result = arm.reach(goal, force=cfg.force)
         video = result.write_video(cfg.out, fps=cfg.fps)
         return {
             "env": arm.env_id,
@@ -72,17 +81,12 @@ def goal(cfg: GoalConfig) -> dict[str, Any]:
     from goalrl.checkpoint import read_meta
     from goalrl.data.sheets import write_png_atomic
     from goalrl.goal_image import save_goal_png
-    from goalrl.reacher import SceneMismatchError, capture_goal, checkpoint_scenes
+    from goalrl.reacher import capture_goal, scene_for
 
     env_id, size = cfg.env, cfg.image_size
     if cfg.ckpt is not None:
         meta = read_meta(cfg.ckpt)
-        scenes = checkpoint_scenes(meta)
-        if env_id is not None and scenes and env_id not in scenes:
-            raise SceneMismatchError(
-                f"checkpoint {cfg.ckpt} was trained for {' and '.join(scenes)}, not {env_id}"
-            )
-        env_id = env_id or (scenes[0] if scenes else None)
+        env_id = scene_for(cfg.ckpt, env_id, meta)
         size = size or int(meta["image_shape"][0])
     if env_id is None:
         raise UserError("pass env=goalrl/<Scene>-v0 (or ckpt=<checkpoint> to use its scene)")

@@ -25,24 +25,34 @@ class EvalConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def require_at_least(value: int | None, least: int, field_name: str, command: str) -> None:
+    """UserError naming the field when a count is below ``least`` (None: left unset, fine)."""
+    from goalrl.errors import UserError
+
+    if value is not None and (isinstance(value, bool) or value < least):
+        raise UserError(f"goalrl {command}: {field_name} must be >= {least}, got {value}")
+
+
 def run(cfg: EvalConfig) -> dict[str, Any]:
     from pathlib import Path
 
-    from goalrl.agents.registry import agent_policy, load_agent, override_act_rule
+    from goalrl.agents.registry import agent_policy, override_act_rule
     from goalrl.distributed import DistInfo, resolve_device
-    from goalrl.errors import UserError
     from goalrl.evaluate import evaluate_policy
+    from goalrl.reacher import load_checkpoint_agent, scene_for
 
+    require_at_least(cfg.episodes, 1, "episodes", "eval")
+    require_at_least(cfg.videos, 0, "videos", "eval")
+    require_at_least(cfg.seed, 0, "seed", "eval")
     device = resolve_device(cfg.device, DistInfo())
-    agent, meta = load_agent(cfg.ckpt, device)
+    agent, meta = load_checkpoint_agent(cfg.ckpt, device)  # damaged files: one CheckpointError
+    # the same scene rule as `goalrl command`: another scene's checkpoint is refused
+    env_id = scene_for(cfg.ckpt, cfg.env, meta)
     acting = getattr(agent, "goal_agent", agent).cfg  # the AM config a Q agent acts by
     # the rule asked for, else the one the checkpoint was trained with (None for GCBC)
     rule = cfg.act_rule or getattr(acting, "act_rule", None)
     if cfg.act_rule is not None:
         override_act_rule(agent, rule)
-    env_id = cfg.env or meta.get("env_id")
-    if not env_id:
-        raise UserError(f"checkpoint {cfg.ckpt} records no env; pass env=goalrl/<Scene>-v0")
     # the folder holds summary.json even when no video is written (the CLI writes the summary
     # only into a folder that exists)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)

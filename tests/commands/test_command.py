@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_reacher import ENV, SIZE, relabelled_copy, tiny_checkpoint  # noqa: E402
 
 from goalrl.goal_image import load_goal  # noqa: E402
+from goalrl.reacher import capture_goal  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,8 @@ def test_goal_capture_then_command_toward_it(ckpt, tmp_path) -> None:
 
 
 def test_command_toward_a_plain_picture_writes_a_gif(ckpt, tmp_path) -> None:
-    picture = tmp_path / "drawn.jpg"
-    rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(picture)
+    picture = tmp_path / "screenshot.jpg"  # a picture of the scene, of another size, no state
+    Image.fromarray(capture_goal(ENV, 8, image_size=96).image).resize((120, 90)).save(picture)
     proc = run_goalrl("goal", f"ckpt={ckpt}", "seed=5", f"out={tmp_path / 'g.png'}")
     assert last_json(proc)["image_size"] == SIZE  # size and scene from the checkpoint
     gif = tmp_path / "run.gif"
@@ -92,3 +92,32 @@ def test_help_lists_the_commands() -> None:
     out = run_goalrl("--help").stdout
     for name in ("command", "goal", "serve"):
         assert f"  {name} " in out
+
+
+def test_goals_the_camera_cannot_show_are_refused_unless_forced(ckpt, tmp_path) -> None:
+    """The rule of the Python API and the web page (goal_match): one stderr line, exit 2."""
+    gray = tmp_path / "gray.png"
+    Image.fromarray(capture_goal(ENV, 9, image_size=SIZE).image).convert("L").save(gray)
+    photo = tmp_path / "photo.png"
+    blocks = np.random.default_rng(3).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(np.kron(blocks, np.ones((16, 16, 1), np.uint8))).save(photo)
+    video = tmp_path / "r.gif"
+    for path, words in ((gray, "grayscale"), (photo, "from the scene's camera view")):
+        proc = run_goalrl("command", f"ckpt={ckpt}", f"goal={path}", f"out={video}",
+                          "max_steps=2", "device=cpu", check=False)  # fmt: skip
+        assert proc.returncode == 2 and words in proc.stderr and str(path) in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not video.exists()
+    proc = run_goalrl("command", f"ckpt={ckpt}", f"goal={photo}", f"out={video}",
+                      "max_steps=2", "device=cpu", "force=true")  # fmt: skip
+    assert "WARNING (force)" in proc.stderr and "from the scene's camera view" in proc.stderr
+    assert any(n.startswith("WARNING (force)") for n in last_json(proc)["notes"])
+
+
+@pytest.mark.parametrize("field, value", [("max_steps", 0), ("max_steps", -3), ("seed", -1)])
+def test_bad_counts_are_refused_naming_the_field(ckpt, tmp_path, field, value) -> None:
+    from goalrl.commands.command import CommandConfig, run
+    from goalrl.errors import UserError
+
+    cfg = CommandConfig(ckpt=str(ckpt), goal="g.png", out=str(tmp_path / "r.mp4"), device="cpu")
+    with pytest.raises(UserError, match=f"{field} must be >= "):
+        run(CommandConfig(**{**cfg.__dict__, field: value}))
