@@ -23,11 +23,14 @@ def start_server(
     realtime: bool = True,
     seed: int = 1_000_000,
     gallery: int = 4,
+    checkpoint_roots: tuple[str | Path, ...] | None = None,
     **limits: Any,
 ) -> Any:
     """A running ``GoalServer`` (serve it with ``serve_forever`` in a thread; ``close()`` it).
 
-    Raises the checkpoint's or scene's error before anything listens.
+    Raises the checkpoint's or scene's error before anything listens. ``checkpoint_roots``:
+    folders the page may load checkpoints from (default: the working folder and the folder
+    holding the starting checkpoint's run). ``limits``: fields of ``server.Limits``.
     """
     from goalrl.reacher import GoalReacher
     from goalrl.serve.server import make_server
@@ -44,7 +47,19 @@ def start_server(
     )
     worker.start()
     try:
-        return make_server(worker, out, host, port, **limits)
+        if checkpoint_roots is None:
+            checkpoint_roots = (Path.cwd(), runs_folder(ckpt))
+        roots = tuple(str(r) for r in checkpoint_roots)
+        return make_server(worker, out, host, port, checkpoint_roots=roots, **limits)
     except BaseException:
         worker.close()
         raise
+
+
+def runs_folder(ckpt: str | Path) -> Path:
+    """The folder holding a checkpoint's run (``runs`` for runs/am or one of its steps)."""
+    from goalrl.checkpoint import resolve_checkpoint
+
+    step = resolve_checkpoint(Path(ckpt).expanduser()).resolve()
+    run = step.parent.parent if step.parent.name == "checkpoints" else step.parent
+    return run.parent

@@ -18,7 +18,15 @@ with a 4xx status, and the server keeps serving):
 
 Writes happen only under ``out`` (goals/, runs/). Uploads are bounded by bytes (checked on
 Content-Length, before reading) and by pixels (checked on the image header, before
-decoding). Requests with a foreign Host (DNS rebinding) or Origin (cross-site POST) get 403.
+decoding); grayscale images are refused on the header and see-through ones right after
+decoding, before any conversion, and at most ``max_decodes`` uploads are decoded at once.
+Connections are served by a pool of ``max_threads`` threads (more wait in a queue, and past
+``max_queued`` are turned away with 503); a client that sends nothing for ``timeout_s`` is
+dropped, so half-sent requests cannot hold threads; the listen backlog is 128 (the
+standard library's 5 reset connections under 50 parallel uploads). ``/api/checkpoint``
+loads only from ``checkpoint_roots`` and answers one error for paths outside them and
+missing paths alike. Requests with a foreign Host (DNS rebinding) or Origin (cross-site
+POST) get 403. Load figures: docs/benchmarks/command.md (``bench/command.py load``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ import json
 import threading
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +49,9 @@ from goalrl.goal_image import (
     NotAnImageError,
     load_goal_converted,
 )
+from goalrl.goal_match import GoalMismatchError, check_goal_can_match
 from goalrl.reacher import SceneMismatchError, check_goal_fits
+from goalrl.serve.connections import PooledHTTPServer, TimedRequestHandler
 from goalrl.serve.worker import ArmWorker, Busy
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -75,25 +84,35 @@ class Limits:
     max_upload_bytes: int = 5_000_000  # request body of an upload
     max_upload_pixels: int = 16_000_000  # width * height of an uploaded image
     view_size: int = 256  # side of the live camera JPEG (nearest-neighbour upscale)
+    max_threads: int = 32  # connections served at once; more wait in the queue
+    max_queued: int = 256  # connections waiting for a thread; past this: 503 and closed
+    max_decodes: int = 2  # uploads decoded at once (each up to max_upload_pixels * 4 bytes)
+    timeout_s: float = 10.0  # a client silent this long (half-sent request, idle) is dropped
+    checkpoint_roots: tuple[str, ...] = ()  # folders /api/checkpoint may load from
 
 
-class GoalServer(ThreadingHTTPServer):
+class GoalServer(PooledHTTPServer):
     """HTTP server holding the worker, the output folder and the limits."""
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(
         self, address: tuple[str, int], worker: ArmWorker, out: Path, limits: Limits
     ) -> None:
-        super().__init__(address, Handler)
+        super().__init__(
+            address,
+            Handler,
+            max_threads=limits.max_threads,
+            max_queued=limits.max_queued,
+            timeout_s=limits.timeout_s,
+        )
         self.worker = worker
         self.out = out.resolve()
         self.limits = limits
+        self.checkpoint_roots = [Path(r).expanduser().resolve() for r in limits.checkpoint_roots]
         self.loopback = address[0] in LOOPBACK_NAMES
         self._jpeg_lock = threading.Lock()
         self._jpeg: tuple[int, bytes] = (-1, b"")
         self.quiet = True
+        self.decode_slots = threading.BoundedSemaphore(limits.max_decodes)
 
     @property
     def url(self) -> str:
@@ -124,7 +143,7 @@ class GoalServer(ThreadingHTTPServer):
         self.worker.close()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(TimedRequestHandler):
     server: GoalServer
     server_version = "goalrl"
     protocol_version = "HTTP/1.1"  # keep-alive: the page polls frames and status
@@ -168,8 +187,8 @@ class Handler(BaseHTTPRequestHandler):
             if err.status >= 400 and self.command == "POST" and not self._body_read:
                 self.close_connection = True  # the unread body must not become the next request
             self.send_json(err.status, {"error": err.message})
-        except BrokenPipeError:
-            pass
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client left or went silent mid-request
         except Exception as err:  # a bug must not take the server down
             self.close_connection = True
             self.send_json(500, {"error": f"internal error: {type(err).__name__}: {err}"})
@@ -339,7 +358,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body(limits.max_upload_bytes, "the upload")
         name = urllib.parse.unquote(self.headers.get("X-Goal-Name", "")) or "the upload"
         name = "".join(ch for ch in name if ch.isprintable())[:80]
-        goal = decode_upload(body, name, self.server.worker, limits.max_upload_pixels)
+        with self.server.decode_slots:  # bounded decode memory, however many upload at once
+            goal = decode_upload(body, name, self.server.worker, limits.max_upload_pixels)
         item = self.server.worker.gallery.add(goal, name)
         self.send_json(201, {"goal": item.public()})
 
@@ -350,7 +370,7 @@ class Handler(BaseHTTPRequestHandler):
             seed = self.server.worker.status().get("seed")
         if seed is None:
             raise HTTPError(400, 'give {"seed": n}: the scene has moved since its last reset')
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        if not is_seed(seed):
             raise HTTPError(400, f"seed must be an integer in [0, 2**32), got {seed!r}")
         self.send_json(201, {"goal": self.server.worker.capture(seed).public()})
 
@@ -372,7 +392,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def reset(self) -> None:
         seed = self.read_json().get("seed")
-        if seed is not None and (not isinstance(seed, int) or not 0 <= seed < 2**32):
+        if seed is not None and not is_seed(seed):
             raise HTTPError(400, f"seed must be an integer in [0, 2**32) or null, got {seed!r}")
         try:
             self.send_json(200, self.server.worker.reset(seed))
@@ -381,56 +401,57 @@ class Handler(BaseHTTPRequestHandler):
 
     def checkpoint(self) -> None:
         path = self.read_json().get("path")
-        if not isinstance(path, str) or not path.strip():
+        if not isinstance(path, str) or not path.strip() or "\x00" in path:
             raise HTTPError(400, 'give {"path": "<checkpoint folder>"}')
+        target = Path(path.strip()).expanduser().resolve()
+        roots = self.server.checkpoint_roots
+        # one answer for a missing path and a path outside the roots: the page must not tell
+        # which files exist elsewhere on the machine
+        if not (any(target.is_relative_to(root) for root in roots) and target.exists()):
+            where = ", ".join(str(root) for root in roots) or "(none configured)"
+            raise HTTPError(
+                404, f"no checkpoint {path.strip()!r} in the folders it loads from: {where}"
+            )
         try:
-            info = self.server.worker.load_checkpoint(path.strip())
+            info = self.server.worker.load_checkpoint(str(target))
         except Busy as err:
             raise HTTPError(409, str(err)) from err
-        except CheckpointError as err:
-            missing = not Path(path.strip()).expanduser().exists()
-            raise HTTPError(404 if missing else 422, str(err)) from err
-        except SceneMismatchError as err:
+        except (CheckpointError, SceneMismatchError) as err:
             raise HTTPError(422, str(err)) from err
         self.send_json(200, info)
+
+
+def is_seed(value: Any) -> bool:
+    """An env seed from JSON: an int in [0, 2**32), not a bool (a subclass of int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
 def decode_upload(body: bytes, name: str, worker: ArmWorker, max_pixels: int) -> Goal:
     """Uploaded bytes as a goal of this scene, or HTTPError 413/415/422 saying why not.
 
-    Unlike the Python API, which converts any channel layout, the page refuses grayscale
-    and see-through images: the camera sees colour and no transparency, so such a goal can
-    never match a camera view, and silently converting it would hide that from the user.
-    An RGBA image whose pixels are all opaque is accepted (its alpha channel is dropped).
+    The rule is ``goal_match.check_goal_can_match``, as for ``goalrl command`` and the
+    Python API (the page has no force): grayscale, see-through and far-from-the-view
+    pictures are refused. An RGBA image whose pixels are all opaque is accepted.
     """
     if not body:
         raise HTTPError(400, "the upload is empty")
     info = worker.info
     try:
         goal, conv = load_goal_converted(
-            body, int(info["image_size"]), max_pixels=max_pixels, name=name
+            body,
+            int(info["image_size"]),
+            max_pixels=max_pixels,
+            name=name,
+            refuse_unmatchable=True,  # gray by the header, see-through before converting
         )
+        check_goal_fits(goal, info["env"], info.get("objects", []))
+        view = worker.wait_frame(-1, timeout=0.0)[1]  # (S, S, 3) the camera view now
+        check_goal_can_match(goal, conv, view, name)  # the rule of `goalrl command` and the API
     except ImageTooLargeError as err:
         raise HTTPError(413, str(err)) from err
     except NotAnImageError as err:
         raise HTTPError(415, str(err)) from err
-    except GoalImageError as err:
-        raise HTTPError(422, str(err)) from err
-    if conv.grayscale:
-        raise HTTPError(
-            422,
-            f"{name} is a grayscale image; the arm's camera sees colour, so a gray goal cannot "
-            "match its view. Upload an RGB image (a capture of the scene, for instance).",
-        )
-    if conv.transparent:
-        raise HTTPError(
-            422,
-            f"{name} has transparent pixels; a camera view has none, so what they should show "
-            "is unknown. Upload an opaque RGB image (flatten it first).",
-        )
-    try:
-        check_goal_fits(goal, info["env"], info.get("objects", []))
-    except (SceneMismatchError, GoalImageError) as err:
+    except (GoalImageError, GoalMismatchError, SceneMismatchError) as err:
         raise HTTPError(422, str(err)) from err
     return goal
 

@@ -44,6 +44,7 @@ def server(ckpt, tmp_path_factory):
         srv = start_server(
             ckpt, "out", port=0, device="cpu", max_steps=4, realtime=False, gallery=2,
             max_upload_bytes=MAX_BYTES, max_upload_pixels=MAX_PIXELS,
+            checkpoint_roots=(tmp_path_factory.getbasetemp(),),
         )  # fmt: skip
         thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
@@ -113,7 +114,7 @@ def image_bytes(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) ->
     return buf.getvalue()
 
 
-PICTURE = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+PICTURE = capture_goal(ENV, 5, image_size=40).image  # a picture of the scene, no state
 
 
 # ---- page, status, frames, gallery --------------------------------------------------------
@@ -161,14 +162,14 @@ def test_command_round_trip(server) -> None:
     assert json.loads(saved.read_text())["steps"] == result["steps"]
 
 
-def test_a_second_command_is_refused_while_one_runs(server) -> None:
+def test_a_second_command_is_refused_while_one_runs(server, ckpt) -> None:
     with worker_held(server):
         status, first = call(server, "POST", "/api/command", {"goal": "g0002"})
         assert status == 202
         status, err = call(server, "POST", "/api/command", {"goal": "g0001"})
         assert status == 409 and "moving toward goal g0002" in err["error"]
         assert call(server, "POST", "/api/reset", {})[0] == 409
-        status, err = call(server, "POST", "/api/checkpoint", {"path": "x"})
+        status, err = call(server, "POST", "/api/checkpoint", {"path": str(ckpt)})
         assert status == 409 and "switch checkpoints" in err["error"]
         assert call(server, "POST", "/api/stop", {})[1] == {"stopping": True}
     job = wait_job(server, first["job"]["id"])
@@ -185,6 +186,22 @@ def test_capture_and_bad_requests(server) -> None:
     assert call(server, "POST", "/api/command", {"goal": "g9999"})[0] == 404
     assert call(server, "POST", "/api/command", {})[0] == 400
     assert call(server, "POST", "/api/reset", {"seed": -3})[0] == 400
+    for bad in (True, 1.5, "3"):  # JSON true is a Python bool, and bool is an int subclass
+        status, data = call(server, "POST", "/api/reset", {"seed": bad})
+        assert status == 400 and "seed must be an integer" in data["error"]
+        assert call(server, "POST", "/api/capture", {"seed": bad})[0] == 400
+
+
+def test_checkpoint_answers_do_not_tell_which_paths_exist(server) -> None:
+    """A path outside the checkpoint roots gets the answer a missing path gets."""
+    outside = str(Path(np.__file__).parent)  # exists, outside the roots
+    missing = str(server.checkpoint_roots[0] / "no_such_run")
+    answers = []
+    for path in (outside, missing, outside + "/../../nope"):
+        status, data = call(server, "POST", "/api/checkpoint", {"path": path})
+        answers.append((status, data["error"].replace(repr(path), "<path>")))
+    assert answers[0] == answers[1] == answers[2] and answers[0][0] == 404
+    assert call(server, "POST", "/api/checkpoint", {"path": "a\x00b"})[0] == 400
 
 
 # ---- uploads ----------------------------------------------------------------------------------
@@ -218,12 +235,91 @@ def test_uploads_of_rgb_images_join_the_gallery(server, tmp_path) -> None:
         (image_bytes(PICTURE, mode="LA"), 422, "grayscale"),
         (image_bytes(np.concatenate([PICTURE, np.zeros((40, 40, 1), np.uint8)], -1)), 422,
          "transparent"),
+        (image_bytes(np.repeat(PICTURE.mean(-1, keepdims=True), 3, -1).astype(np.uint8)), 422,
+         "grayscale"),  # three channels, no colour
+        (image_bytes(np.kron(np.random.default_rng(3).integers(0, 256, (4, 4, 3), np.uint8),
+                             np.ones((10, 10, 1), np.uint8))), 422,
+         "from the scene's camera view"),  # photo-like: the rule of `goalrl command` and the API
     ],
 )  # fmt: skip
 def test_bad_uploads_get_clear_4xx_and_the_server_goes_on(server, body, status, words) -> None:
     got, data = call(server, "POST", "/api/goals", body)
     assert got == status and words in data["error"], data
     assert call(server, "GET", "/api/status")[0] == 200
+
+
+def test_unmatchable_and_oversize_uploads_are_refused_before_decoding(server, monkeypatch):
+    """Gray and oversize images are refused on the header; a see-through one (the RGBA bomb:
+    16 megapixels in 62 KB) right after PIL decodes it, before any numpy copy or float math."""
+    import tracemalloc
+
+    from PIL import ImageFile
+
+    from goalrl.serve.server import decode_upload
+
+    def no_decoding(self, *args):
+        raise AssertionError("decoded")
+
+    gray = image_bytes(PICTURE, mode="L")
+    oversize = image_bytes(np.zeros((1100, 1000, 3), np.uint8))
+    bomb = image_bytes(np.zeros((1000, 1000, 4), np.uint8))  # transparent, within the limits
+    with monkeypatch.context() as patch:
+        patch.setattr(ImageFile.ImageFile, "load", no_decoding)
+        assert call(server, "POST", "/api/goals", gray)[0] == 422
+        assert call(server, "POST", "/api/goals", oversize)[0] == 413
+    tracemalloc.start()  # numpy's allocations are traced, PIL's decoder buffer is not
+    try:
+        with pytest.raises(Exception, match="transparent") as err:
+            decode_upload(bomb, "bomb.png", server.worker, MAX_PIXELS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.value.status == 422 and peak < 1_000_000  # a numpy copy alone would be 4 MB
+
+
+def test_parallel_uploads_are_all_answered(server) -> None:
+    """50 uploads at once: the listen backlog of 5 reset 18 to 31 of them."""
+    start = threading.Barrier(50)
+    statuses: list = []
+
+    def upload() -> None:
+        start.wait(30)
+        try:
+            statuses.append(call(server, "POST", "/api/goals", image_bytes(PICTURE))[0])
+        except OSError as err:  # a reset connection
+            statuses.append(repr(err))
+
+    threads = [threading.Thread(target=upload) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert statuses == [201] * 50
+    assert len(server.threads) <= server.max_threads
+
+
+def test_slow_clients_are_dropped_and_threads_stay_bounded(server) -> None:
+    """Half-sent requests, more of them than threads: each is dropped after the timeout, a
+    normal request is still answered, and no more than max_threads threads ever serve."""
+    import socket
+
+    host, port = server.server_address[:2]
+    saved = server.timeout_s
+    server.timeout_s = 0.5  # the silence allowed (10 s by default)
+    slow = []
+    try:
+        for _ in range(server.max_threads + 8):
+            sock = socket.create_connection((host, port), timeout=60)
+            sock.sendall(b"POST /api/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+            slow.append(sock)
+        assert call(server, "GET", "/api/status")[0] == 200  # answered despite them
+        for sock in slow:  # the server closed each (recv returns b"" at end of stream)
+            assert sock.recv(1024) == b""
+        assert len(server.threads) <= server.max_threads
+    finally:
+        server.timeout_s = saved
+        for sock in slow:
+            sock.close()
 
 
 def test_upload_limits_are_checked_before_reading(server) -> None:
@@ -257,7 +353,7 @@ def test_goals_and_checkpoints_of_other_scenes_are_refused(server, ckpt, tmp_pat
     status, data = call(server, "POST", "/api/goals", (tmp_path / "reach.png").read_bytes())
     assert status == 422 and "captured in goalrl/Reach-v0" in data["error"]
     status, data = call(server, "POST", "/api/checkpoint", {"path": str(tmp_path / "nope")})
-    assert status == 404 and "does not exist" in data["error"]
+    assert status == 404 and "no checkpoint" in data["error"]
     (tmp_path / "empty").mkdir()
     status, data = call(server, "POST", "/api/checkpoint", {"path": str(tmp_path / "empty")})
     assert status == 422 and "not a goalrl checkpoint" in data["error"]
