@@ -35,7 +35,9 @@ READOUT_BY_RULE = {"cem": "cem_on_q", "prior_mean": "prior_mean", "actor": "acto
 # the read-out of agents with no act rule: their policy head
 READOUT_BY_KIND = {"gcbc": "policy_mean", "gcivl": "actor", "gciql": "actor", "crl": "actor",
                    "hiql": "hierarchical_actor"}
-DEFAULT_GOAL_SPLIT = "random"  # goals the scene samples from the env seed (no named split)
+# a rollout of no benchmark goal set (goalrl.benchmark): the scene drew its goal from the env
+# seed, outside the val/test splits
+DEFAULT_GOAL_SPLIT = "env_seed"
 DEFAULT_TASK = "random"
 
 # field -> accepted types; a row without one of these (or of another type) is malformed
@@ -86,7 +88,7 @@ def eval_rows(
 ) -> list[dict[str, Any]]:
     """One store row per rollout of an evaluation ``summary`` (evaluate.summarize_rollouts)
     of the checkpoint described by ``meta``. A rollout row's own ``goal_split``/``task``
-    (named goals) win over the arguments, which win over ``random``."""
+    (benchmark goals) win over the arguments, which win over ``env_seed``/``random``."""
     train_config = meta.get("train_config") or {}
     dataset_path = meta.get("dataset") or ""
     common = {

@@ -55,7 +55,7 @@ def test_eval_rows_name_what_acted_and_what_it_was_trained_on() -> None:
     assert row["dataset_fingerprint"] == "abc123"
     assert row["checkpoint"] == "/runs/x/checkpoints/step_0005000"
     assert (row["env"], row["env_seed"], row["success"]) == ("goalrl/Push-v0", 1_000_001, False)
-    assert (row["goal_split"], row["task"]) == ("random", "random")
+    assert (row["goal_split"], row["task"]) == ("env_seed", "random")
     assert row["env_kwargs"] == {"max_episode_steps": 50}
     assert row["final_distance"] == pytest.approx(0.01) and row["min_distance"] == 0.0
 
@@ -83,6 +83,26 @@ def test_method_names_spell_out_am_ablations() -> None:
     task = {"agent": "task_q", "agent_config": {"am": {"chaining": True, "negatives": False}}}
     assert method_name(task) == "task_q_no_negatives"
     assert method_name({"agent": "gcbc", "agent_config": {}}) == "gcbc"
+
+
+def test_goalrl_eval_appends_one_row_per_rollout(tmp_path: Path,
+                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tiny_reacher import ENV, tiny_checkpoint
+
+    from goalrl.commands.evaluate import EvalConfig, run
+
+    store = tmp_path / "results.jsonl"
+    for _ in range(2):  # a second evaluation appends; it does not replace
+        summary = run(EvalConfig(ckpt=str(tiny_checkpoint(tmp_path_factory)), episodes=2,
+                                 videos=0, out=str(tmp_path / "eval"), device="cpu",
+                                 results=str(store)))
+    assert summary["results"] == {"path": str(store), "rows": 2}
+    rows = read_rows(store)
+    assert len(rows) == 4
+    assert [r["env_seed"] for r in rows] == [1_000_000, 1_000_001] * 2
+    assert [r["success"] for r in rows[:2]] == [r["success"] for r in summary["rollouts"]]
+    assert {(r["method"], r["act_rule"], r["env"], r["train_seed"], r["step"], r["dataset"])
+            for r in rows} == {("am", "cem_on_q", ENV, 0, 4, "data")}
 
 
 # ---- the store --------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class EvalConfig:
     # scene options for gym.make, e.g. +env_kwargs.max_episode_steps=100
     # +env_kwargs.skills_per_goal=2 (goals two scripted skills away from the start)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    # results store (JSON Lines): one row per rollout is appended (goalrl compare reads it)
+    results: str | None = None
 
 
 def require_at_least(value: int | None, least: int, field_name: str, command: str) -> None:
@@ -66,6 +68,12 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         video_dir=Path(cfg.out) / "videos",
         env_kwargs=dict(cfg.env_kwargs),
     )
+    if cfg.results:  # method, training seed and dataset come from the checkpoint's meta
+        from goalrl.results import append_eval_rows
+
+        rows = append_eval_rows(cfg.results, result, meta, act_rule=rule,
+                                env_kwargs=dict(cfg.env_kwargs))
+        result["results"] = {"path": cfg.results, "rows": rows}
     return {
         "checkpoint": meta["path"], "step": meta["step"],
         "act_rule": rule,  # how an AM or task agent acted (None for GCBC: its policy's mean)
