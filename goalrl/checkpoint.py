@@ -30,6 +30,8 @@ from goalrl.errors import UserError
 
 FORMAT = "goalrl-checkpoint"
 VERSION = 1
+STEP_PREFIX = "step_"  # a complete checkpoint: step_0000500
+TMP_PREFIX = ".tmp_step_"  # a save in progress (or interrupted by a kill): .tmp_step_0000500_<pid>
 
 
 class CheckpointError(UserError, ValueError):
@@ -64,6 +66,11 @@ def flatten_state(state: Any, tensors: dict[str, torch.Tensor], prefix: str = ""
 def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(tree, dict):
         if "__tensor__" in tree:
+            if tree["__tensor__"] not in tensors:
+                raise CheckpointError(
+                    f"state.json names tensor {tree['__tensor__']!r}, which "
+                    "tensors.safetensors does not hold"
+                )
             return tensors[tree["__tensor__"]]
         if "__dict__" in tree:
             return {k: unflatten_state(v, tensors) for k, v in tree["__dict__"]}
@@ -82,8 +89,8 @@ def save_checkpoint(
     """Write ``state`` (nested dict of tensors and plain values) as checkpoint ``step``."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:07d}"
-    tmp = root / f".tmp_step_{step:07d}_{os.getpid()}"
+    final = root / step_name(step)
+    tmp = root / f"{TMP_PREFIX}{step:07d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     tensors: dict[str, torch.Tensor] = {}
@@ -95,8 +102,23 @@ def save_checkpoint(
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_atomic(root / "latest", final.name + "\n")
+    write_atomic(root / "latest", final.name + "\n")
     return final
+
+
+def step_name(step: int) -> str:
+    """The folder name of checkpoint ``step`` (``step_0000500``)."""
+    return f"{STEP_PREFIX}{step:07d}"
+
+
+def checkpoint_dirs(root: str | Path) -> list[Path]:
+    """The complete step folders of a ``checkpoints`` folder, oldest step first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob(f"{STEP_PREFIX}*")
+             if p.is_dir() and p.name.removeprefix(STEP_PREFIX).isdigit()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix(STEP_PREFIX)))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -145,8 +167,140 @@ def load_checkpoint(
         tree = json.loads((step_dir / "state.json").read_text())
     except (OSError, json.JSONDecodeError, Exception) as err:  # safetensors raises its own types
         raise CheckpointError(f"checkpoint {step_dir} is damaged: {err}") from err
+    check_finite(tensors, step_dir)
     meta["path"] = str(step_dir)
-    return unflatten_state(tree, tensors), meta
+    try:
+        state = unflatten_state(tree, tensors)
+    except CheckpointError as err:
+        raise CheckpointError(f"checkpoint {step_dir}: {err}") from err
+    return state, meta
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: str | Path) -> None:
+    """CheckpointError naming the first floating tensor holding a NaN or an infinity: a broken
+    net would otherwise act (and evaluate to success 0.0) as if it were a trained one. Training
+    never saves one (the loss check runs before each save), so such a file was made elsewhere."""
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"checkpoint {where}: tensor {key!r} holds NaN or infinite values; refusing to "
+                "load it"
+            )
+
+
+# ---- a loaded state against the live one ---------------------------------------------------
+# Tensors whose size legitimately differs between runs: a generator's state is 5056 bytes on
+# the CPU and 16 on CUDA, and the agent reseeds (with a warning) when it cannot use one.
+FREE_SHAPE_KEYS = ("rng",)
+
+
+def check_state_fits(expected: Any, loaded: Any, path: str = "") -> None:
+    """CheckpointError naming the key path of the first tensor in ``loaded`` whose shape or dtype
+    differs from the live tensor at the same place in ``expected``, and of any tensor missing
+    from a module's weights or not expected at all.
+
+    ``expected`` is the live state (``agent.state_dict()``), with each optimiser's entry
+    replaced by the ``torch.optim.Optimizer`` itself: its saved moments are checked against
+    the parameters they belong to. Torch checks none of this for optimiser state, and the
+    fused AdamW kernel reads and writes past a smaller buffer than its parameter's.
+    Plain values (step counts, configs) may differ: the caller decides what to keep of them.
+    """
+    where = path or "state"
+    if isinstance(expected, torch.optim.Optimizer):
+        check_optimizer_state(expected, loaded, where)
+    elif isinstance(expected, torch.Tensor):
+        if not isinstance(loaded, torch.Tensor):
+            raise CheckpointError(
+                f"{where}: expected a tensor {describe(expected)}, found {type(loaded).__name__}"
+            )
+        free_shape = path.rsplit("/", 1)[-1] in FREE_SHAPE_KEYS
+        if loaded.dtype != expected.dtype or (not free_shape and loaded.shape != expected.shape):
+            raise CheckpointError(
+                f"{where}: expected {describe(expected)}, found {describe(loaded)}"
+            )
+    elif isinstance(expected, dict):
+        if not isinstance(loaded, dict):
+            if holds_tensor(expected):
+                raise CheckpointError(f"{where}: expected a mapping of tensors, found "
+                                      f"{type(loaded).__name__}")
+            return
+        # a module's weights: every one must be there (elsewhere a missing part is optional,
+        # e.g. the weight average of an older checkpoint, and the agent says what it needs)
+        weights = bool(expected) and all(isinstance(v, torch.Tensor) for v in expected.values())
+        for key, value in expected.items():
+            if key in loaded:
+                check_state_fits(value, loaded[key], f"{path}/{key}" if path else str(key))
+            elif weights:
+                raise CheckpointError(
+                    f"{where}: tensor {key!r} {describe(value)} is missing from the checkpoint"
+                )
+        for key in loaded.keys() - expected.keys():
+            if holds_tensor(loaded[key]):
+                raise CheckpointError(
+                    f"{where}: the checkpoint holds {key!r}, which this agent does not have"
+                )
+    elif isinstance(expected, (list, tuple)):
+        if not holds_tensor(expected) and not holds_tensor(loaded):
+            return
+        if not isinstance(loaded, (list, tuple)) or len(loaded) != len(expected):
+            found = len(loaded) if isinstance(loaded, (list, tuple)) else type(loaded).__name__
+            raise CheckpointError(f"{where}: expected {len(expected)} entries, found {found}")
+        for i, (want, got) in enumerate(zip(expected, loaded, strict=True)):
+            check_state_fits(want, got, f"{path}/{i}")
+    elif holds_tensor(loaded):
+        raise CheckpointError(f"{where}: expected {expected!r}, found tensors")
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, loaded: Any, where: str) -> None:
+    """An optimiser's saved state against the parameters it will update: as many groups, as
+    many parameters in each, and every per-parameter tensor of its parameter's shape and dtype
+    (``step``: a float32 scalar)."""
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("param_groups"), list):
+        raise CheckpointError(f"{where}: not an optimiser state (no param_groups list)")
+    groups, live = loaded["param_groups"], optimizer.param_groups
+    if len(groups) != len(live):
+        raise CheckpointError(
+            f"{where}/param_groups: {len(groups)} parameter groups, expected {len(live)}"
+        )
+    params: dict[Any, torch.Tensor] = {}  # saved parameter id -> the live parameter
+    for i, (group, live_group) in enumerate(zip(groups, live, strict=True)):
+        ids = group.get("params") if isinstance(group, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(live_group["params"]):
+            found = len(ids) if isinstance(ids, list) else "no"
+            raise CheckpointError(
+                f"{where}/param_groups/{i}: {found} parameters, expected "
+                f"{len(live_group['params'])}"
+            )
+        params.update(zip(ids, live_group["params"], strict=True))
+    state = loaded.get("state", {})
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}/state: expected a mapping, found {type(state).__name__}")
+    for pid, entry in state.items():
+        if pid not in params:
+            raise CheckpointError(f"{where}/state/{pid}: no parameter of id {pid} in param_groups")
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{where}/state/{pid}: expected a mapping, found "
+                                  f"{type(entry).__name__}")
+        param = params[pid]
+        for name, value in entry.items():
+            # torch keeps Adam's step count as a float32 scalar; every other entry (exp_avg,
+            # exp_avg_sq, max_exp_avg_sq, momentum_buffer) has its parameter's shape and dtype
+            want = torch.empty((), dtype=torch.float32) if name == "step" else param
+            check_state_fits(want, value, f"{where}/state/{pid}/{name}")
+
+
+def describe(tensor: torch.Tensor) -> str:
+    return f"shape {list(tensor.shape)} dtype {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_tensor(v) for v in value)
+    return False
 
 
 def checkpoint_hash(path: str | Path) -> str:
@@ -159,7 +313,7 @@ def checkpoint_hash(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -115,3 +115,85 @@ def test_checkpoint_of_the_old_flat_layout_loads_and_acts_the_same(tmp_path) -> 
                                   loaded.q_values(b["obs_image"], b["goal_image"], actions))
     with pytest.raises(ValueError, match="act_rule=prior_best was removed"):
         load_agent(old_checkpoint(tmp_path / "best", act_rule="prior_best")[1])
+
+
+# ---- crafted tensors are refused by name (issue 39, defect 1) ------------------------------
+def checkpoint_of_am(tmp_path):
+    agent = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=1)
+    agent.update(batch(0))  # optimiser moments exist
+    meta = {"agent": "am", "agent_config": agent.state_dict()["config"],
+            "image_shape": [16, 16, 3], "action_dim": 4, "proprio_dim": None}
+    return agent, save_checkpoint(tmp_path, 1, {"agent": agent.state_dict()}, meta)
+
+
+def rewrite_tensor(step_dir, key, change) -> None:
+    """Replace one tensor of a checkpoint's safetensors file (no pickle involved: a crafted
+    file that passes every format check)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(step_dir / "tensors.safetensors"))
+    tensors[key] = change(tensors[key]).contiguous()
+    save_file(tensors, str(step_dir / "tensors.safetensors"))
+
+
+EXP_AVG = "agent/optimizer/state/0/exp_avg"
+CRAFTED = {
+    "smaller optimiser moment": (EXP_AVG, lambda t: t.flatten()[:-1], r"\[\d+\]"),
+    "larger optimiser moment": (EXP_AVG, lambda t: torch.cat([t, t]), r"\[\d+, "),
+    "optimiser step not a scalar": ("agent/optimizer/state/0/step", lambda t: t.reshape(1),
+                                    r"shape \[1\]"),
+    "model weight of another dtype": (None, lambda t: t.double(), "dtype float64"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_crafted_tensor_of_wrong_shape_or_dtype_is_refused_by_name(tmp_path, case) -> None:
+    _, path = checkpoint_of_am(tmp_path)
+    key, change, found = CRAFTED[case]
+    if key is None:  # the first weight of the Q network
+        from safetensors import safe_open
+
+        with safe_open(str(path / "tensors.safetensors"), "pt") as f:
+            key = next(k for k in f.keys() if k.startswith("agent/q/") and k.endswith("weight"))
+    rewrite_tensor(path, key, change)
+    with pytest.raises(CheckpointError, match=f"{key}: expected shape .* found .*{found}"):
+        load_agent(path)
+
+
+def test_param_groups_and_unknown_tensors_are_refused(tmp_path) -> None:
+    from goalrl.agents.registry import load_agent_state
+
+    agent, _ = checkpoint_of_am(tmp_path)
+    state = agent.state_dict()
+    groups = state["optimizer"]["param_groups"]
+    fresh = AMAgent(AMConfig(**TINY), (16, 16, 3), 4, seed=2)
+    with pytest.raises(CheckpointError, match="param_groups: 2 parameter groups, expected 1"):
+        load_agent_state(fresh, {**state, "optimizer": {**state["optimizer"],
+                                                        "param_groups": groups * 2}}, "x")
+    short = [{**groups[0], "params": groups[0]["params"][:-1]}]
+    with pytest.raises(CheckpointError, match="param_groups/0: .* parameters, expected"):
+        load_agent_state(fresh, {**state, "optimizer": {**state["optimizer"],
+                                                        "param_groups": short}}, "x")
+    extra = {**state["optimizer"]["state"], 9999: state["optimizer"]["state"][0]}
+    with pytest.raises(CheckpointError, match="state/9999: no parameter of id 9999"):
+        load_agent_state(fresh, {**state, "optimizer": {**state["optimizer"], "state": extra}},
+                         "x")
+    weights = dict(state["q"])
+    name = next(iter(weights))
+    del weights[name]
+    with pytest.raises(CheckpointError, match=f"agent/q: tensor '{name}' .* is missing"):
+        load_agent_state(fresh, {**state, "q": weights}, "x")
+    with pytest.raises(CheckpointError, match="holds 'spare', which this agent does not have"):
+        load_agent_state(fresh, {**state, "spare": {"w": torch.zeros(2)}}, "x")
+    load_agent_state(fresh, state, "x")  # the untouched state loads, and the update matches
+    assert fresh.update(batch(5)) == agent.update(batch(5))
+
+
+@pytest.mark.parametrize("key", [EXP_AVG, "agent/q/encoder.fusion.0.weight"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_name(tmp_path, key, bad) -> None:
+    # a broken net would evaluate to success 0.0 as if it were a trained one
+    _, path = checkpoint_of_am(tmp_path)
+    rewrite_tensor(path, key, lambda t: t.index_fill(0, torch.tensor([0]), bad))
+    with pytest.raises(CheckpointError, match=f"tensor '{key}' holds NaN or infinite"):
+        load_agent(path)

@@ -9,6 +9,7 @@ Agent kinds, as checkpoints name them in ``meta["agent"]``: ``am`` (Actionable M
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ import numpy as np
 import torch
 
 from goalrl.agents.am import AMAgent, AMConfig
+from goalrl.agents.config import AgentConfigError
 from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
-from goalrl.checkpoint import CheckpointError, load_checkpoint
+from goalrl.checkpoint import CheckpointError, check_state_fits, load_checkpoint
 from goalrl.errors import UserError
 
 Agent = AMAgent | GCBCAgent | TaskQAgent
@@ -49,7 +51,39 @@ def build_agent(
     """A fresh agent of ``kind``; ``amp``: bfloat16 autocast on CUDA (ignored on CPU), the one
     switch of a run, for every kind."""
     cls = AGENT_CLASSES[kind]
+    check_agent_config(agent_cfg)
     return cls(agent_cfg, image_shape, action_dim, proprio_dim, device, seed=seed, amp=amp)
+
+
+# Agent config fields (at any depth: agent.am.num_q_heads too) that count something and must be
+# at least 1, and the CEM (elites, samples) pairs whose elites are drawn from the samples.
+# A zero here ended in an IndexError or an empty tensor deep inside the first update.
+COUNT_FIELDS = ("num_q_heads", "cem_iterations", "cem_samples", "cem_elites",
+                "act_cem_iterations", "act_cem_samples", "act_cem_elites", "head_hidden_dim",
+                "embed_dim", "proprio_embed_dim", "fusion_dim")
+ELITES_OF = {"cem_elites": "cem_samples", "act_cem_elites": "act_cem_samples"}
+
+
+def check_agent_config(agent_cfg: Any, prefix: str = "agent.") -> None:
+    """AgentConfigError naming the first count field below 1 (or CEM elites above samples)."""
+    if not is_dataclass(agent_cfg):
+        return
+    values = asdict(agent_cfg)
+    for name, value in values.items():
+        if isinstance(value, dict):
+            check_agent_config(getattr(agent_cfg, name), f"{prefix}{name}.")
+        elif name in COUNT_FIELDS and (isinstance(value, bool) or not isinstance(value, int)
+                                       or value < 1):
+            raise AgentConfigError(f"{prefix}{name}={value!r}: must be a whole number >= 1")
+    for elites, samples in ELITES_OF.items():
+        if elites in values and samples in values and values[elites] > values[samples]:
+            raise AgentConfigError(
+                f"{prefix}{elites}={values[elites]} is more than {prefix}{samples}="
+                f"{values[samples]}: CEM keeps its elites among its samples"
+            )
+    if "conv_channels" in values and any(c < 1 for c in values["conv_channels"] or []):
+        raise AgentConfigError(f"{prefix}conv_channels={values['conv_channels']}: every width "
+                               "must be at least 1")
 
 
 def config_from_dict(kind: str, values: dict[str, Any]) -> Any:
@@ -89,8 +123,30 @@ def load_agent(
         seed=0,
         amp=checkpoint_amp(meta) if amp is None else amp,
     )
-    agent.load_state_dict(state["agent"])
+    load_agent_state(agent, state["agent"], meta["path"])
     return agent, meta
+
+
+def expected_state(agent: Any) -> dict[str, Any]:
+    """The agent's live state with each optimiser in place of its state dict, for
+    ``check_state_fits`` (optimiser moments are checked against their parameters)."""
+    state = agent.state_dict()
+    for name, value in vars(agent).items():
+        if isinstance(value, torch.optim.Optimizer) and name in state:
+            state[name] = value
+    return state
+
+
+def load_agent_state(agent: Any, state: Any, where: str | Path) -> None:
+    """Load a checkpoint's agent state after checking every tensor in it (weights and optimiser
+    moments) against the agent's own: CheckpointError naming the first that does not fit."""
+    try:
+        check_state_fits(expected_state(agent), state, "agent")
+        agent.load_state_dict(state)
+    except CheckpointError as err:
+        raise CheckpointError(f"checkpoint {where}: {err}") from err
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:  # a part the agent needs
+        raise CheckpointError(f"checkpoint {where}: cannot load the agent state: {err!r}") from err
 
 
 def agent_policy(agent: Agent):

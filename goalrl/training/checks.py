@@ -4,10 +4,12 @@ update is spent or anything is written."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from goalrl.distributed import DistInfo
@@ -16,6 +18,39 @@ from goalrl.errors import UserError
 
 class TrainingError(UserError, RuntimeError):
     """Training cannot go on (non-finite loss, incompatible data); the message says why."""
+
+
+# Run settings by the values they may take; a field a config does not have is skipped.
+# (A zero save_every or log_every used to end in ZeroDivisionError, steps=-5 in a run that
+# did nothing and exited 0.)
+AT_LEAST_ONE = ("batch_size", "log_every", "save_every", "prefetch", "updates_per_episode")
+COUNTS = ("steps", "online_steps", "eval_every", "eval_episodes", "videos", "threads",
+          "keep_last", "aux_batch_size")  # 0 or more
+POSITIVE = ("max_loss",)
+NOT_NEGATIVE = ("explore_std", "progress_every")  # progress_every=0: a line after every update
+FRACTIONS = ("p_chain", "online_ratio")
+
+
+def check_settings(cfg: Any, at_least_one: tuple[str, ...] = ()) -> None:
+    """TrainingError naming the first run setting whose value cannot work (before anything is
+    read, built or written); ``at_least_one``: more fields that must be 1 or more here (a
+    pretraining run's steps; fine-tuning may have no offline steps)."""
+    at_least_one = AT_LEAST_ONE + at_least_one
+    rules = {
+        **{name: ("a whole number >= 0", lambda v: v >= 0) for name in COUNTS},
+        **{name: ("a whole number >= 1", lambda v: v >= 1) for name in at_least_one},
+        **{name: ("above 0", lambda v: v > 0) for name in POSITIVE},
+        **{name: ("0 or more", lambda v: v >= 0) for name in NOT_NEGATIVE},
+        **{name: ("between 0 and 1", lambda v: 0 <= v <= 1) for name in FRACTIONS},
+    }
+    for name, (rule, holds) in rules.items():
+        if not hasattr(cfg, name):
+            continue
+        value = getattr(cfg, name)
+        whole = name in COUNTS or name in at_least_one
+        number = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not holds(value):
+            raise TrainingError(f"{name}={value!r}: must be {rule}")
 
 
 def simulator_available() -> bool:
@@ -68,7 +103,51 @@ def check_dataset_fits(dataset: Any, env_id: str | None, evaluates: bool = True)
         )
     if dataset.image_shape[0] != dataset.image_shape[1]:
         raise TrainingError(f"dataset {dataset.root} images are not square: {dataset.image_shape}")
+    check_action_bounds(dataset, env_id, scene_action_box(env_id, spec), evaluates)
     return spec
+
+
+def scene_action_box(env_id: str, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(A,) low and high of a scene's action space (from ``spec`` when it carries them)."""
+    if "action_low" in spec and "action_high" in spec:
+        return np.asarray(spec["action_low"], float), np.asarray(spec["action_high"], float)
+    import gymnasium as gym
+
+    import goalrl  # noqa: F401  (registers the scene ids)
+
+    env = gym.make(env_id, image_size=16)  # the action box does not depend on the image size
+    try:
+        return np.asarray(env.action_space.low, float), np.asarray(env.action_space.high, float)
+    finally:
+        env.close()
+
+
+def check_action_bounds(
+    dataset: Any, env_id: str, box: tuple[np.ndarray, np.ndarray], evaluates: bool
+) -> None:
+    """The dataset's action bounds (meta.json's action_low/action_high) against the scene's
+    action box. An agent acts (and CEM searches) inside the scene's box, so data recorded on
+    another scale trains a Q that is never asked about its own actions: refused when the run
+    evaluates on the scene, a warning when it does not."""
+    low, high = dataset.meta.get("action_low"), dataset.meta.get("action_high")
+    if low is None or high is None:
+        return
+    scene_low, scene_high = box
+    for name, bound in (("action_low", low), ("action_high", high)):
+        values = np.asarray(bound, float).reshape(-1)
+        outside = ~np.isfinite(values) | (values < scene_low - 1e-6) | (values > scene_high + 1e-6)
+        if not outside.any():
+            continue
+        d = int(np.flatnonzero(outside)[0])
+        message = (
+            f"dataset {Path(dataset.root) / 'meta.json'}: field '{name}'[{d}] is {values[d]} "
+            f"but scene {env_id} takes actions in [{scene_low[d]}, {scene_high[d]}] (the agent "
+            "acts inside the scene's box); rescale the actions into it"
+        )
+        if evaluates:
+            raise TrainingError(f"{message}, or train only with eval_every=0 eval_episodes=0")
+        warnings.warn(f"{message}; this run does not evaluate, so it trains on", stacklevel=3)
+        return
 
 
 def check_out_free(out: Path, what: str = "a run", resumable: bool = True) -> None:
@@ -79,6 +158,15 @@ def check_out_free(out: Path, what: str = "a run", resumable: bool = True) -> No
 
 
 def check_checkpoint_fits(meta: dict[str, Any], dataset: Any, path: str) -> None:
+    """TrainingError unless a resumed checkpoint was trained on this very dataset."""
+    saved = meta.get("dataset_fingerprint")
+    if saved is not None and saved != dataset.fingerprint():
+        raise TrainingError(
+            f"checkpoint {path} was trained on dataset {meta.get('dataset')} (fingerprint "
+            f"{saved}); data={dataset.root} is another dataset (fingerprint "
+            f"{dataset.fingerprint()}); resume with the run's own data, or start a new run "
+            "(another out=)"
+        )
     if tuple(meta["image_shape"]) != tuple(dataset.image_shape):
         raise TrainingError(
             f"checkpoint {path} was trained on {tuple(meta['image_shape'])} images, "

@@ -33,6 +33,7 @@ import torch
 from goalrl.agents import AMConfig
 from goalrl.agents.registry import build_agent, config_from_dict
 from goalrl.agents.task_q import ARCHITECTURE_FIELDS, TaskQConfig
+from goalrl.checkpoint import CheckpointError, check_state_fits
 from goalrl.distributed import DistInfo, resolve_device
 from goalrl.training.checks import (
     TrainingError,
@@ -40,10 +41,12 @@ from goalrl.training.checks import (
     check_dataset_fits,
     check_init_fits,
     check_out_free,
+    check_settings,
     flatten,
 )
 from goalrl.training.loop import Phase, Run, Schedule, open_writer, run_meta, train
 from goalrl.training.online import OnlinePhase
+from goalrl.training.run_folder import RunFolderLock, remove_partial_saves
 
 
 @dataclass
@@ -74,6 +77,9 @@ class FinetuneConfig:
     videos: int = 2  # rollout videos written by the final evaluation
     log_every: int = 50  # TensorBoard scalars and the NaN/exploding-loss check every N updates
     save_every: int = 1000  # checkpoint every N updates (and at the end of each phase)
+    # step checkpoints kept: the last N (0: all), plus the best evaluated one, each phase's last
+    # and latest
+    keep_last: int = 5
     prefetch: int = 4  # auxiliary batches read ahead in a background thread
     max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
     # seconds between progress lines on stderr when it is not a terminal (a terminal gets a bar)
@@ -150,6 +156,22 @@ def resolve_init(
     return Init(agent_cfg, state["agent"], meta, step_dir, checkpoint_hash(step_dir))
 
 
+def load_init_weights(agent: Any, init: Init) -> None:
+    """The init checkpoint's Q weights (its weight average where it kept one) and task
+    embedding, each tensor checked against the task agent's before it is loaded."""
+    q = agent.q.state_dict()
+    expected = {"q": q, "q_ema": q, "z": agent.z.detach()}
+    used = {key: init.state[key] for key in expected if key in init.state}
+    try:
+        check_state_fits(expected, used, "agent")
+        agent.load_pretrained(used)
+    except CheckpointError as err:
+        raise CheckpointError(f"init checkpoint {init.path}: {err}") from err
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"init checkpoint {init.path}: cannot load its weights: {err!r}") \
+            from err
+
+
 # ---- data -----------------------------------------------------------------------------------
 def open_aux_data(cfg: FinetuneConfig, init: Init, dataset: Any) -> Any | None:
     """The unlabeled dataset of the auxiliary loss, or None (aux_weight 0, none, or scratch)."""
@@ -205,14 +227,12 @@ def task_input(agent: Any, cfg: FinetuneConfig, dataset: Any, init: Init) -> tup
 
 # ---- the run --------------------------------------------------------------------------------
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    from goalrl.data.sampler import GoalBatchSampler
     from goalrl.data.storage import EpisodeDataset
-    from goalrl.data.task import TaskBatchSampler, task_rewards
+    from goalrl.data.task import task_rewards
 
-    if cfg.steps < 0 or cfg.online_steps < 0 or cfg.steps + cfg.online_steps == 0:
+    check_settings(cfg)
+    if cfg.steps + cfg.online_steps == 0:
         raise TrainingError(f"steps={cfg.steps}, online_steps={cfg.online_steps}: nothing to do")
-    if cfg.updates_per_episode < 1:
-        raise TrainingError("updates_per_episode must be >= 1")
     out = Path(cfg.out)
     check_out_free(out, "a fine-tuning run", resumable=False)
     device = resolve_device(cfg.device, DistInfo())
@@ -225,12 +245,27 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     rewards = task_rewards(dataset)  # refuses a dataset without reward or success labels
     init = resolve_init(cfg, dataset, spec, device)
     aux = open_aux_data(cfg, init, dataset)
+    # everything is checked: from here to the end the run holds its folder (a second run on
+    # it is refused), and litter of a killed save goes
+    with RunFolderLock(out):
+        check_out_free(out, "a fine-tuning run", resumable=False)  # again, under the lock
+        remove_partial_saves(out)
+        return train_task_agent(cfg, out, device, dataset, rewards, spec, init, aux)
+
+
+def train_task_agent(
+    cfg: FinetuneConfig, out: Path, device: torch.device, dataset: Any, rewards: np.ndarray,
+    spec: dict[str, Any], init: Init, aux: Any,
+) -> dict[str, Any]:
+    """The fine-tuning run proper, on checked data and init: its summary."""
+    from goalrl.data.sampler import GoalBatchSampler
+    from goalrl.data.task import TaskBatchSampler
 
     # the agent, its task input, and the batches
     agent = build_agent("task", init.agent_cfg, dataset.image_shape, dataset.action_dim,
                         dataset.proprio_dim, device, seed=cfg.seed, amp=cfg.amp)
     if init.state is not None:
-        agent.load_pretrained(init.state)
+        load_init_weights(agent, init)
     goals, goal_images, z_from = task_input(agent, cfg, dataset, init)
     agent.seed(cfg.seed * 1000 + 1)
     task_sampler = TaskBatchSampler(dataset, cfg.batch_size, gamma=init.agent_cfg.gamma,
@@ -310,6 +345,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "seconds": result.seconds,
         "tensorboard": str(out / "tb"),
     }
+    if result.best is not None:
+        summary["best"] = asdict(result.best)
     if result.final_eval is not None:
         summary["eval"] = result.final_eval
     return summary

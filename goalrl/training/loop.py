@@ -8,8 +8,10 @@
 3. fold the update's loss into the loss watch (no device sync), and check it every
    ``log_every`` updates and before each save, so a NaN never reaches a checkpoint,
 4. write TensorBoard scalars every ``log_every`` updates,
-5. save a checkpoint every ``save_every`` updates and at the end of each phase,
-6. evaluate every ``eval_every`` updates and at the end of each phase,
+5. save a checkpoint every ``save_every`` updates and at the end of each phase, and prune the
+   older ones (``keep_last``; the best evaluated one and each phase's last are kept),
+6. evaluate every ``eval_every`` updates and at the end of each phase (an evaluation at a saved
+   step can make that checkpoint the run's ``best``),
 
 then evaluates once more, with videos. ``goalrl.training.pretrain`` and
 ``goalrl.training.finetune`` set a ``Run`` up (data, agent, resume, lineage) and call it.
@@ -26,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from goalrl.agents.registry import agent_policy
-from goalrl.checkpoint import save_checkpoint
+from goalrl.checkpoint import save_checkpoint, step_name
 from goalrl.distributed import DistInfo, barrier
 from goalrl.evaluate import evaluate_policy
 from goalrl.loss_watch import LOSS_KEYS, LossWatch
 from goalrl.training.checks import TrainingError
 from goalrl.training.progress import Progress
+from goalrl.training.run_folder import Best, prune_checkpoints
 
 # an evaluation's figures written to TensorBoard (eval/<key>), and kept on the learning curve
 SCALAR_KEYS = ("success_rate", "success_any_step_rate", "mean_final_distance",
@@ -58,6 +61,7 @@ class Schedule:
     videos: int  # rollout videos of the final evaluation
     max_loss: float
     progress_every: float = 30.0  # seconds between plain progress lines (no terminal)
+    keep_last: int = 0  # step checkpoints kept (0: all); best and phase ends are kept too
 
     @classmethod
     def of(cls, cfg: Any) -> Schedule:
@@ -92,6 +96,7 @@ class LoopResult:
     checkpoints: dict[str, str] = field(default_factory=dict)  # phase -> its last checkpoint
     final_eval: dict[str, Any] | None = None
     updates_per_s: float | None = None  # this process's updates over the loop's time
+    best: Best | None = None  # the best evaluated checkpoint (resumed runs: of the whole run)
     seconds: float = 0.0  # wall time, evaluations included
 
 
@@ -101,6 +106,8 @@ def train(run: Run) -> LoopResult:
     update = run.agent.update if run.update is None else run.update
     evaluates = bool(info.is_main and run.env_id and sched.eval_episodes > 0)
     result = LoopResult(step=run.start_step)
+    if info.is_main and run.start_step > 0:
+        result.best = Best.read(run.out)
     watch = LossWatch()
     progress = Progress(run.label, total, run.start_step, enabled=info.is_main,
                         every_s=sched.progress_every)
@@ -169,7 +176,32 @@ def save(run: Run, result: LoopResult, step: int, phase: str) -> None:
     if run.info.is_main:
         meta = {**run.checkpoint_meta, "phase": phase}
         result.checkpoints[phase] = str(save_checkpoint(run.out, step, state, meta))
+        prune(run, result)
     barrier(run.info)
+
+
+def prune(run: Run, result: LoopResult) -> None:
+    """Keep the last ``keep_last`` checkpoints, the best one and each phase's last one."""
+    kept = {Path(path).name for path in result.checkpoints.values()}
+    if result.best is not None:
+        kept.add(result.best.checkpoint)
+    prune_checkpoints(run.out, run.schedule.keep_last, kept)
+
+
+def keep_best(run: Run, result: LoopResult, step: int, outcome: dict[str, Any]) -> None:
+    """Make the checkpoint of ``step`` the run's best if its evaluation beats every earlier one.
+
+    Only a step that was saved can be best (evaluations at other steps have no weights on
+    disk; saving there would need every rank, and only the main process evaluates)."""
+    rate = outcome.get("success_rate")
+    name = step_name(step)
+    if rate is None or not (run.out / "checkpoints" / name).is_dir():
+        return
+    if result.best is not None and rate <= result.best.success_rate:
+        return
+    result.best = Best(checkpoint=name, step=step, success_rate=float(rate))
+    result.best.write(run.out)
+    prune(run, result)  # the previous best may go now
 
 
 def evaluate(
@@ -179,6 +211,7 @@ def evaluate(
     outcome = evaluate_agent(run.agent, run.env_id, run.schedule.eval_episodes, run.image_size,
                              videos=videos, video_dir=run.out / "videos")
     result.curve.append(eval_point(step, phase, outcome))
+    keep_best(run, result, step, outcome)
     if run.writer is not None:
         log_eval(run.writer, outcome, step)
     return outcome

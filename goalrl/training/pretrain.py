@@ -8,13 +8,14 @@ saves).
 from __future__ import annotations
 
 import warnings
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from goalrl.agents.registry import agent_kind, build_agent, config_from_dict
+from goalrl.agents.registry import agent_kind, build_agent, config_from_dict, load_agent_state
 from goalrl.checkpoint import load_checkpoint
 from goalrl.distributed import (
     DistInfo,
@@ -30,8 +31,10 @@ from goalrl.training.checks import (
     check_cuda_graph,
     check_dataset_fits,
     check_out_free,
+    check_settings,
 )
 from goalrl.training.loop import Phase, Run, Schedule, open_writer, run_meta, train
+from goalrl.training.run_folder import RunFolderLock, remove_partial_saves
 
 
 @dataclass
@@ -55,6 +58,8 @@ class PretrainConfig:
     videos: int = 2  # rollout videos written by the final evaluation
     log_every: int = 50  # TensorBoard scalars and the NaN/exploding-loss check every N updates
     save_every: int = 500  # checkpoint every N updates (and at the end)
+    # step checkpoints kept: the last N (0: all), plus the best evaluated one and latest
+    keep_last: int = 5
     # continue from <out>/checkpoints/latest with optimiser and RNG state; with no checkpoint
     # there yet it starts fresh, so a requeued SLURM job can always pass resume=true; agent.*
     # overrides given with it apply from the resumed step on (agent.lr included), and any that
@@ -73,6 +78,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     from goalrl.data.sampler import GoalBatchSampler
     from goalrl.data.storage import EpisodeDataset
 
+    check_settings(cfg, at_least_one=("steps",))
     info = dist_info_from_env()
     device = resolve_device(cfg.device, info)
     check_cuda_graph(cfg.cuda_graph, device, info)  # before any process group exists
@@ -83,6 +89,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     kind = agent_kind(cfg.agent)
     if kind not in ("am", "gcbc"):
         raise TrainingError(f"agent={kind} is fine-tuned (goalrl finetune), not pretrained")
+    run_folder = ExitStack()  # the run folder's lock, on the process that writes it
     try:
         dataset = EpisodeDataset(cfg.data)
         env_id = cfg.env or dataset.meta.get("env_id")
@@ -104,8 +111,12 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             rank=info.rank,
             world_size=info.world_size,
         )
-        if info.is_main and not cfg.resume:
-            check_out_free(out)
+        if info.is_main:
+            # held until the run ends: a second run on this folder (fresh or resumed) is refused
+            run_folder.enter_context(RunFolderLock(out))
+            if not cfg.resume:
+                check_out_free(out)
+            remove_partial_saves(out)  # of a run killed mid-save
         start_step = 0
         if cfg.resume and (out / "checkpoints" / "latest").is_file():
             start_step = resume(out, agent, sampler, dataset, cfg, kind, info, device)
@@ -156,10 +167,13 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             "tensorboard": str(out / "tb"),
             "eval_curve": result.curve,  # success at each eval_every step of this process
         }
+        if result.best is not None:
+            summary["best"] = asdict(result.best)
         if result.final_eval is not None:
             summary["eval"] = result.final_eval
         return summary if info.is_main else {}
     finally:
+        run_folder.close()
         shutdown(info)
 
 
@@ -170,7 +184,7 @@ def resume(
     """Load the run's latest checkpoint into the agent and this rank's sampler; its step."""
     state, meta = load_checkpoint(out, map_location=str(device))
     check_checkpoint_fits(meta, dataset, str(out))
-    agent.load_state_dict(state["agent"])
+    load_agent_state(agent, state["agent"], meta["path"])
     sampler.load_state_dict(state["samplers"][info.rank])
     step = int(meta["step"])
     saved = asdict(config_from_dict(kind, meta["agent_config"]))  # today's layout
