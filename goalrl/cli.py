@@ -67,6 +67,9 @@ COMMANDS: dict[str, Command] = {
     "data export": Command(
         "goalrl.commands.data", "DataExportConfig", "export", "export to minari"
     ),
+    "data audit": Command(
+        "goalrl.commands.audit", "DataAuditConfig", "audit", "eval pairs inside one episode"
+    ),
     "data verify": Command(
         "goalrl.commands.data", "DataVerifyConfig", "verify", "check every checksum (JSON)"
     ),

@@ -19,7 +19,11 @@ from goalrl.data.storage import DatasetWriter, EpisodeData
 from goalrl.envs.play import SkillStats
 from goalrl.errors import UserError
 
-POLICIES = ("play", "random", "grasp")  # valid values of `policy`
+# valid values of `policy`: play (scripted noisy sub-skills), stitch (one skill per episode,
+# the episode ends with it), random (uniform actions), grasp (one scripted grasp attempt)
+POLICIES = ("play", "stitch", "random", "grasp")
+MIX_POLICIES = ("play", "stitch")  # the policies that draw skills from a mix
+STITCH_ATTEMPTS = 20  # draws of a stitch episode before collection gives up on its seed
 
 
 class CollectError(UserError, ValueError):
@@ -66,43 +70,73 @@ def run_episode(
     action_noise: float,
     waypoint_noise: float | None = None,
     skill_weights: dict[str, float] | None = None,
+    noise: str = "gaussian",
+    noise_theta: float = 0.15,
+    random_steps: tuple[int, int] = (5, 15),
 ) -> CollectedEpisode:
-    """One play episode, recorded frame by frame (T actions, T+1 frames), on this process's
-    simulator for the scene (``scene``)."""
+    """One episode, recorded frame by frame (T actions, T+1 frames), on this process's
+    simulator for the scene (``scene``); the arguments are ``goalrl collect``'s fields.
+
+    A stitch episode whose skill moved the objects farther than one skill may
+    (``goalrl.envs.single_skill.ONE_SKILL``) is redrawn from the same start with another
+    policy seed ([seed, attempt]); ``info["attempts"]`` counts the draws.
+    """
     from goalrl.data.recording import record_rollout
     from goalrl.envs.play import GraspAttemptPolicy, PlayPolicy
+    from goalrl.envs.single_skill import EndWithSkill, SingleSkillPolicy, within_one_skill
 
     env = scene(env_id, image_size)
-    noise = {} if waypoint_noise is None else {"waypoint_noise": waypoint_noise}
+    kwargs: dict[str, Any] = {"action_noise": action_noise}
+    if waypoint_noise is not None:
+        kwargs["waypoint_noise"] = waypoint_noise
+    if policy in MIX_POLICIES:
+        kwargs.update(skill_weights=skill_weights or None, noise=noise, noise_theta=noise_theta,
+                      random_steps=tuple(random_steps))
     if policy == "grasp":
-        actor = GraspAttemptPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
-                                   **noise)
-    else:
-        actor = PlayPolicy(env.unwrapped, seed=seed, action_noise=action_noise,
-                           skill_weights=skill_weights or None, **noise)
+        actor = GraspAttemptPolicy(env.unwrapped, seed=seed, **kwargs)
+    elif policy != "stitch":
+        actor = PlayPolicy(env.unwrapped, seed=seed, **kwargs)
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        if policy in ("play", "grasp"):
-            return actor(obs)
-        return actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        if policy == "random":
+            return actor.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        return actor(obs)
 
-    episode, obs = record_rollout(env, act, seed)
+    attempts = 1
+    if policy == "stitch":
+        for attempts in range(1, STITCH_ATTEMPTS + 1):
+            actor = SingleSkillPolicy(env.unwrapped, seed=seed if attempts == 1
+                                      else [seed, attempts - 1], **kwargs)
+            # the episode ends with its one skill
+            episode, obs = record_rollout(EndWithSkill(env, actor), act, seed)
+            if within_one_skill(env.unwrapped.task.name, episode.achieved_goal):
+                break
+        else:
+            raise CollectError(f"{env_id} seed {seed}: no stitch episode kept its one skill's "
+                               f"reach in {STITCH_ATTEMPTS} draws")
+    else:
+        episode, obs = record_rollout(env, act, seed)
     episode.info = {
         "policy": policy,
         "desired_goal": obs["desired_goal"].tolist(),
         "skills": actor.stats.summary(),
         **({"skill_weights": dict(skill_weights)} if skill_weights else {}),
+        **({"noise": noise, "noise_theta": noise_theta} if noise != "gaussian" else {}),
+        **({"attempts": attempts} if policy == "stitch" else {}),
     }
     return CollectedEpisode(episode, obs["desired_goal_image"], actor.stats)
 
 
-def _run_episode_args(args: tuple[Any, ...]) -> CollectedEpisode:
-    return run_episode(*args)
+def _run_episode_args(args: tuple[str, int, dict[str, Any]]) -> CollectedEpisode:
+    env_id, seed, settings = args
+    return run_episode(env_id, seed, **settings)
 
 
-def iter_episodes(jobs: list[tuple[Any, ...]], workers: int) -> Iterator[CollectedEpisode]:
-    """Episodes of ``jobs`` (``run_episode`` argument tuples) in order, from ``workers``
-    processes."""
+def iter_episodes(
+    jobs: list[tuple[str, int, dict[str, Any]]], workers: int
+) -> Iterator[CollectedEpisode]:
+    """Episodes of ``jobs`` ((env id, seed, other ``run_episode`` arguments) tuples) in
+    order, from ``workers`` processes."""
     if workers <= 1:
         try:
             yield from map(_run_episode_args, jobs)
@@ -145,6 +179,12 @@ def collect_dataset(
     action_noise: float = 0.15,
     waypoint_noise: float | None = None,
     skill_weights: dict[str, float] | None = None,
+    noise: str = "gaussian",
+    noise_theta: float = 0.15,
+    random_steps: Sequence[int] = (5, 15),
+    benchmark: str | None = None,
+    audit_goals: str | None = None,
+    audit_per_task: int = 20,
     sheet: bool = True,
     sheet_episodes: int = 8,
 ) -> dict[str, Any]:
@@ -160,11 +200,17 @@ def collect_dataset(
     if env not in ENV_IDS:
         raise CollectError(f"env={env!r} is not a goalrl scene; choose one of {list(ENV_IDS)}")
     if policy not in POLICIES:
-        raise CollectError(f"policy={policy!r}: choose play, random or grasp")
+        raise CollectError(f"policy={policy!r}: choose one of {list(POLICIES)}")
     if episodes < 1 or workers < 1:
         raise CollectError(f"episodes and workers must be >= 1, got {episodes}, {workers}")
+    check_seeds(seed, episodes)
     skill_weights = dict(skill_weights or {})
     check_skill_weights(skill_weights, policy)
+    check_noise(policy, noise, noise_theta, random_steps)
+    settings = {"image_size": image_size, "policy": policy, "action_noise": action_noise,
+                "waypoint_noise": waypoint_noise, "skill_weights": skill_weights,
+                "noise": noise, "noise_theta": noise_theta,
+                "random_steps": tuple(int(n) for n in random_steps)}
     spec = env_spec(env, image_size)
     out = Path(out)
     stats = SkillStats()
@@ -179,11 +225,11 @@ def collect_dataset(
         env_id=env,
         source=f"goalrl collect policy={policy}",
         fps=10.0,
+        extra_meta={"collect": {"benchmark": benchmark, "env": env, "seed": seed, **settings}},
     ) as writer:
         start = writer.num_episodes
         seeds = [seed + i for i in range(start, max(start, episodes))]
-        jobs = [(env, s, image_size, policy, action_noise, waypoint_noise, dict(skill_weights))
-                for s in seeds]
+        jobs = [(env, s, settings) for s in seeds]
         bar = tqdm(total=len(seeds), desc=f"collect {env}", unit="ep", disable=None)
         frames = 0
         for item in iter_episodes(jobs, workers):
@@ -202,8 +248,15 @@ def collect_dataset(
         sheet_path = str(out / "contact_sheet.png")
         write_contact_sheet(sheet_path, sheet_rows, ("start", "goal", "end"),
                             row_labels=sheet_labels)
+    audit = None
+    if audit_goals:
+        from goalrl.benchmark.audit import audit_dataset, record_in_card
+
+        audit = audit_dataset(out, goals=audit_goals, per_task=audit_per_task)
+        record_in_card(out, "audit", audit)
     return {
         "env": env,
+        "benchmark": benchmark,
         "out": str(out),
         "episodes_added": len(seeds),
         "episodes_total": total,
@@ -211,7 +264,36 @@ def collect_dataset(
         "seeds": [seeds[0], seeds[-1]] if seeds else [],
         "skills": stats.summary(),
         "contact_sheet": sheet_path,
+        "audit": None if audit is None else {
+            k: audit[k] for k in ("goals", "pairs", "pairs_in_one_episode", "by_task")},
     }
+
+
+def check_seeds(seed: int, episodes: int) -> None:
+    """CollectError unless episodes use seeds in [0, COLLECT_SEED_LIMIT): evaluation goals
+    are drawn from the seeds above (goalrl.benchmark.goals)."""
+    from goalrl.benchmark.goals import COLLECT_SEED_LIMIT
+
+    if seed < 0 or seed + episodes > COLLECT_SEED_LIMIT:
+        raise CollectError(
+            f"seed={seed}, episodes={episodes}: training episodes must use env seeds in "
+            f"[0, {COLLECT_SEED_LIMIT}); the seeds above belong to evaluation goals"
+        )
+
+
+def check_noise(policy: str, noise: str, noise_theta: float, random_steps: Sequence[int]) -> None:
+    """CollectError naming the field unless the noise settings can work."""
+    from goalrl.envs.noise import NOISE_KINDS
+
+    if noise not in NOISE_KINDS:
+        raise CollectError(f"noise={noise!r}: choose one of {list(NOISE_KINDS)}")
+    if noise != "gaussian" and policy not in MIX_POLICIES:
+        raise CollectError(f"noise={noise!r} applies to policy=play or stitch, not {policy!r}")
+    if not 0.0 < noise_theta <= 1.0:
+        raise CollectError(f"noise_theta={noise_theta}: expected a value in (0, 1]")
+    steps = list(random_steps)
+    if len(steps) != 2 or not 1 <= steps[0] < steps[1]:
+        raise CollectError(f"random_steps={steps}: expected [low, high] with 1 <= low < high")
 
 
 def check_skill_weights(weights: dict[str, float], policy: str) -> None:
@@ -220,7 +302,7 @@ def check_skill_weights(weights: dict[str, float], policy: str) -> None:
 
     if not weights:
         return
-    if policy != "play":
+    if policy not in MIX_POLICIES:
         raise CollectError(f"skill_weights is a mix of play skills; policy={policy!r} has none")
     for skill, weight in weights.items():
         if skill not in SKILLS:

@@ -6,6 +6,8 @@ Observation dict:
   desired_goal       (G,) float32  the same quantities in the goal layout
   image              (H, W, 3) uint8  camera view now
   desired_goal_image (H, W, 3) uint8  camera view of the goal layout
+  state              (5+G,) float32  observation then achieved_goal (goalrl.envs.state)
+  desired_goal_state (5+G,) float32  the same for the goal layout (arm pose pictured in it)
 
 Action (4,) or (5,) with ``yaw=True``, each in [-1, 1]: tcp displacement dx, dy, dz
 (scaled by ``max_step`` metres), gripper command (-1 open .. +1 closed), and optional
@@ -21,8 +23,9 @@ import gymnasium as gym
 import numpy as np
 
 from goalrl.envs import quiet
-from goalrl.envs.robot import Arm
+from goalrl.envs.robot import Arm, wrap_yaw
 from goalrl.envs.scene import CONTROL_HZ, Scene
+from goalrl.envs.state import GOAL_STATE_KEY, STATE_KEY, state_dim, state_vector
 from goalrl.envs.tasks import TASKS, Layout, Task, goal_distance, is_success
 
 GoalEnv = quiet.gymnasium_robotics().core.GoalEnv
@@ -84,6 +87,7 @@ class TabletopGoalEnv(GoalEnv):
 
         img = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         goal = gym.spaces.Box(-10.0, 10.0, (task.goal_dim,), np.float32)
+        state = gym.spaces.Box(-10.0, 10.0, (state_dim(task.goal_dim),), np.float32)
         self.observation_space = gym.spaces.Dict(
             {
                 "observation": gym.spaces.Box(-10.0, 10.0, (5,), np.float32),
@@ -91,6 +95,8 @@ class TabletopGoalEnv(GoalEnv):
                 "desired_goal": goal,
                 "image": img,
                 "desired_goal_image": img,
+                STATE_KEY: state,
+                GOAL_STATE_KEY: state,
             }
         )
         self.action_space = gym.spaces.Box(-1.0, 1.0, (5 if yaw else 4,), np.float32)
@@ -98,6 +104,7 @@ class TabletopGoalEnv(GoalEnv):
         self.goal_layout: Layout | None = None
         self.goal = np.zeros(task.goal_dim, np.float32)
         self.goal_image = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        self.goal_state = np.zeros(state_dim(task.goal_dim), np.float32)
 
     # ---- gymnasium API ------------------------------------------------------------------
     def reset(
@@ -202,6 +209,9 @@ class TabletopGoalEnv(GoalEnv):
         self.apply_layout(goal)
         self.goal_image = self.scene.render()
         self.goal = self.task.goal_vector(goal)
+        self.goal_state = state_vector(
+            [*goal.tcp, goal.opening, wrap_yaw(goal.yaw)], self.goal
+        )
         self.goal_layout = goal
         self.scene.restore(state)
         self.scene.forget(state)
@@ -234,7 +244,8 @@ class TabletopGoalEnv(GoalEnv):
         return {
             "physics": self.scene.save(),
             "arm_target": (self.arm.target.copy(), self.arm.target_yaw, self.arm.target_opening),
-            "goal": (self.goal.copy(), self.goal_image.copy(), self.goal_layout),
+            "goal": (self.goal.copy(), self.goal_image.copy(), self.goal_layout,
+                     self.goal_state.copy()),
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -242,20 +253,24 @@ class TabletopGoalEnv(GoalEnv):
         target, yaw, opening = state["arm_target"]
         self.arm.target, self.arm.target_yaw, self.arm.target_opening = target.copy(), yaw, opening
         self.arm.drive()
-        goal, image, layout = state["goal"]
+        goal, image, layout, goal_state = state["goal"]
         self.goal, self.goal_image, self.goal_layout = goal.copy(), image.copy(), layout
+        self.goal_state = goal_state.copy()
 
     def remove_state(self, state: dict[str, Any]) -> None:
         self.scene.forget(state["physics"])
 
     # ---- helpers --------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
+        proprio, achieved = self.arm.proprio(), self.achieved_goal()
         return {
-            "observation": self.arm.proprio(),
-            "achieved_goal": self.achieved_goal(),
+            "observation": proprio,
+            "achieved_goal": achieved,
             "desired_goal": self.goal.copy(),
             "image": self.scene.render(),
             "desired_goal_image": self.goal_image.copy(),
+            STATE_KEY: state_vector(proprio, achieved),
+            GOAL_STATE_KEY: self.goal_state.copy(),
         }
 
     def _info(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:

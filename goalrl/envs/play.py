@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from goalrl.envs.goal_env import TabletopGoalEnv
+from goalrl.envs.noise import make_noise
 from goalrl.envs.tasks import OBJECT_HIGH, OBJECT_LOW, TRAY_FLOOR, Layout, ObjectSpec
 
 SKILLS = ("reach", "push", "pick_place", "random")
@@ -65,11 +66,22 @@ class PlayPolicy:
         action_noise: float = 0.15,
         waypoint_noise: float = 0.01,
         skill_weights: dict[str, float] | None = None,
+        noise: str = "gaussian",
+        noise_theta: float = 0.15,
+        random_steps: tuple[int, int] = (5, 15),
     ) -> None:
         self.env = env
         self.rng = np.random.default_rng(seed)
         self.action_noise = action_noise
         self.waypoint_noise = waypoint_noise
+        # added to every scripted action: "gaussian" (independent, std action_noise) or "ou"
+        # (temporally correlated with lag-1 autocorrelation 1 - noise_theta, same std)
+        self.noise = make_noise(noise, action_noise, noise_theta, self.rng)
+        low, high = (int(n) for n in random_steps)
+        if not 1 <= low < high:
+            raise ValueError(f"random_steps must be (low, high) with 1 <= low < high, "
+                             f"got {tuple(random_steps)}")
+        self.random_steps = (low, high)  # a random-motion segment lasts low..high-1 steps
         mix = skill_weights or SKILL_WEIGHTS[env.task.name]
         weights = mix
         if not env.task.objects:
@@ -86,6 +98,7 @@ class PlayPolicy:
 
     def reset(self) -> None:
         self._skill = None
+        self.noise.reset()
 
     def __call__(self, obs: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Next action (A,) float32 in [-1, 1]."""
@@ -97,7 +110,11 @@ class PlayPolicy:
                 break
             except StopIteration:
                 self._skill = None
-        noisy = action + self.rng.normal(0.0, self.action_noise, size=action.shape)
+        return self.add_noise(action)
+
+    def add_noise(self, action: np.ndarray) -> np.ndarray:
+        """(A,) float32 in [-1, 1]: ``action`` plus this policy's noise, gripper untouched."""
+        noisy = action + self.noise(action.shape)
         noisy[3] = action[3]  # gripper commands stay crisp: noise there only drops objects
         return np.clip(noisy, -1.0, 1.0).astype(np.float32)
 
@@ -123,7 +140,7 @@ class PlayPolicy:
 
     def _random_motion(self) -> Iterator[np.ndarray]:
         velocity = np.zeros(4)
-        for _ in range(self.rng.integers(5, 15)):
+        for _ in range(self.rng.integers(self.random_steps[0], self.random_steps[1])):
             velocity = 0.7 * velocity + 0.3 * self.rng.uniform(-1.0, 1.0, size=4)
             yield self._full_action(velocity[:3], float(np.sign(velocity[3])))
         self.stats.record("random", True)
@@ -210,7 +227,6 @@ class PlayPolicy:
         action[:3] = np.clip(xyz, -1.0, 1.0)
         action[3] = grip
         return action
-
 
 
 GOAL_MARGIN = 0.03  # m: how far outside the object region a goal may leave an object

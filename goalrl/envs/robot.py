@@ -63,11 +63,11 @@ def solve_ik(target: np.ndarray, yaw: float, base: np.ndarray) -> np.ndarray:
         FOREARM * math.sin(elbow), UPPER_ARM + FOREARM * math.cos(elbow)
     )
     wrist = math.pi - shoulder - elbow  # tool direction pi = straight down
-    roll = _wrap(theta_yaw - yaw)
+    roll = wrap_yaw(theta_yaw - yaw)
     return np.array([theta_yaw, shoulder, elbow, wrist, roll])
 
 
-def _wrap(angle: float) -> float:
+def wrap_yaw(angle: float) -> float:
     """Angle in [-pi/2, pi/2): the gripper is symmetric under a half turn."""
     return (angle + math.pi / 2) % math.pi - math.pi / 2
 
@@ -102,7 +102,7 @@ class Arm:
     def tcp_yaw(self) -> float:
         q = self.scene.client.getJointState(self.body, self.arm_joints[0])[0]
         r = self.scene.client.getJointState(self.body, self.arm_joints[4])[0]
-        return _wrap(q - r)
+        return wrap_yaw(q - r)
 
     def opening(self) -> float:
         """Distance between the fingers' inner faces (m), 0 when closed."""
@@ -133,7 +133,7 @@ class Arm:
     def command(self, delta_xyz: np.ndarray, grip: float, delta_yaw: float = 0.0) -> None:
         """Move the commanded tcp by ``delta_xyz`` (m); grip in [-1, 1]: -1 open, +1 closed."""
         self.target = self.workspace.clip(self.target + delta_xyz)
-        self.target_yaw = _wrap(self.target_yaw + delta_yaw)
+        self.target_yaw = wrap_yaw(self.target_yaw + delta_yaw)
         self.target_opening = FINGER_MAX * (1.0 - grip) / 2.0
         self.drive()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -138,6 +139,7 @@ def collect_push(out: Path, total: int) -> dict:
 @pytest.mark.parametrize(("env_id", "policy"), [
     ("goalrl/Reach-v0", "play"), ("goalrl/Push-v0", "play"), ("goalrl/PickPlace-v0", "play"),
     ("goalrl/Rearrange-v0", "play"), ("goalrl/Grasp-v0", "grasp"), ("goalrl/Push-v0", "random"),
+    ("goalrl/Push-v0", "stitch"), ("goalrl/Rearrange-v0", "stitch"),
 ])
 def test_an_episode_is_the_same_on_a_reused_simulator(env_id: str, policy: str) -> None:
     """collect keeps one simulator per process across episodes; episode s must not depend on
@@ -161,3 +163,67 @@ def test_an_episode_is_the_same_on_a_reused_simulator(env_id: str, policy: str) 
                  (fresh.goal_image, reused.goal_image)):
         np.testing.assert_array_equal(a, b)
     assert fresh.episode.info == reused.episode.info
+
+
+# ---- benchmark presets (dataset=<name>, configs/dataset/) ------------------------------------
+PRESETS = sorted(p.stem for p in (Path(__file__).parents[2] / "configs" / "dataset").glob("*.yaml"))
+
+
+def test_every_scene_has_play_and_noisy_and_push_and_rearrange_have_stitch() -> None:
+    assert {"push-play", "push-noisy", "push-stitch", "rearrange-play", "rearrange-noisy",
+            "rearrange-stitch", "reach-play", "reach-noisy"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_preset_collects_a_dataset_whose_card_carries_the_audit(tmp_path: Path,
+                                                                      preset: str) -> None:
+    out = tmp_path / preset
+    summary = last_json(run_goalrl("collect", f"dataset={preset}", "episodes=1", "image_size=8",
+                                   "audit_per_task=2", "sheet=false", f"out={out}"))
+    assert summary["benchmark"] == preset and summary["episodes_total"] == 1
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["extra"]["collect"]["benchmark"] == preset
+    audit = meta["extra"]["audit"]
+    assert audit["goals"] == "test" and audit["pairs"] == 12  # 5 tasks + random, 2 each
+    assert audit["pairs_in_one_episode"] == summary["audit"]["pairs_in_one_episode"]
+    if preset.endswith("stitch"):
+        assert audit["pairs_in_one_episode"] == 0
+    assert '"pairs_in_one_episode"' in (out / "README.md").read_text()
+    ds = EpisodeDataset(out)  # its state variant: arm and object coordinates in every frame
+    assert ds.proprio.shape[1] == 5 and ds.achieved_goal.shape[0] == ds.num_frames
+
+
+def test_stitch_episodes_hold_one_skill_each_and_end_with_it(tmp_path: Path) -> None:
+    out = tmp_path / "stitch"
+    summary = collect(out, "dataset=push-stitch", "env=goalrl/Push-v0", "episodes=3",
+                      "audit_goals=null")
+    assert summary["skills"]["push"]["attempts"] == 3 and summary["audit"] is None
+    ds = EpisodeDataset(out)
+    for i in range(3):
+        info = ds.episode_info(i)
+        assert info["policy"] == "stitch" and info["attempts"] >= 1
+        assert sum(s["attempts"] for s in info["skills"].values()) == 1
+    assert ds.episode_lengths.max() - 1 < 50  # Push's time limit: each ended with its skill
+
+
+def test_a_preset_field_given_on_the_command_line_wins(tmp_path: Path) -> None:
+    summary = collect(tmp_path / "n", "dataset=reach-noisy", "episodes=1", "noise=gaussian",
+                      "audit_goals=null")
+    info = EpisodeDataset(tmp_path / "n").episode_info(0)
+    assert summary["benchmark"] == "reach-noisy" and "noise" not in info  # gaussian: not noted
+    assert info["skill_weights"] == {"reach": 0.6, "random": 0.4}  # the preset's own mix
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("seed=999999", r"seed=999999, episodes=2: training episodes must use env seeds in"),
+    ("noise=pink", r"noise='pink': choose one of \['gaussian', 'ou'\]"),
+    ("noise_theta=0", r"noise_theta=0.0: expected a value in \(0, 1\]"),
+    ("random_steps=[5,5]", r"random_steps=\[5, 5\]: expected \[low, high\]"),
+    ("policy=juggle", r"policy='juggle': choose one of"),
+])
+def test_bad_collection_settings_are_refused_by_name(tmp_path: Path, override: str,
+                                                     message: str) -> None:
+    proc = run_goalrl("collect", "env=goalrl/Reach-v0", "episodes=2", f"out={tmp_path / 'x'}",
+                      override, check=False)
+    assert proc.returncode == 2
+    assert re.search(message, proc.stderr), proc.stderr
