@@ -13,7 +13,8 @@ Protocol (docs/results.md says it to readers):
   rule) are compared on the goals both were evaluated on, paired by (scene, task, scene
   options, env seed): per goal, success averaged over each side's seeds, then the mean of the
   per-goal differences with a bootstrap interval over goals (rliable again).
-- Step: each seed's highest evaluated step (``last``), or one fixed in advance.
+- Step: each seed's highest evaluated step (``last``), one fixed in advance, or (``val_best``)
+  the step each seed did best at on the validation goals, reported on the other splits.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from goalrl.data.storage.files import atomic_write
 from goalrl.errors import UserError
 
 UNITS = ("task", "goal")  # columns of a cell's score matrix
+VAL_SPLIT = "val"  # the validation goals' split (goalrl.benchmark.goals): they choose steps
 PLOT_METRICS = ("iqm", "mean")
 
 
@@ -87,7 +89,10 @@ def filter_rows(rows: Sequence[dict[str, Any]], where: dict[str, Any]) -> list[d
 
 
 def select_step(rows: Sequence[dict[str, Any]], step: str | int) -> list[dict[str, Any]]:
-    """The rows of one step per training seed: its highest (``last``) or the one given."""
+    """The rows of one step per training seed: its highest (``last``) or the one given
+    (``chosen``: rows already filtered by ``val_best_rows``)."""
+    if str(step) == "chosen":
+        return list(rows)
     if str(step) == "last":
         last: dict[int, int] = {}
         for row in rows:
@@ -96,8 +101,37 @@ def select_step(rows: Sequence[dict[str, Any]], step: str | int) -> list[dict[st
     try:
         wanted = int(step)
     except ValueError as err:
-        raise CompareError(f"step={step!r}: expected 'last' or a step number") from err
+        raise CompareError(f"step={step!r}: expected last, val_best or a step number") from err
     return [row for row in rows if row["step"] == wanted]
+
+
+def val_best_rows(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """The non-validation rows at the step each (cell, training seed) did best at on the
+    validation goals (split ``val``; ties: the earlier step). Validation rows choose, they are
+    not returned; a (cell, seed) without validation rows is left out with a warning."""
+    fields = [f for f in fields if f != "goal_split"]
+    outcomes: dict[tuple, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["goal_split"] == VAL_SPLIT:
+            key = (*(row.get(f) for f in fields), row["train_seed"])
+            outcomes[key][row["step"]].append(row["success"])
+    if not outcomes:
+        raise CompareError(f"step=val_best: the store has no rows of goal_split={VAL_SPLIT}")
+    best = {key: max(steps, key=lambda st: (np.mean(steps[st]), -st))
+            for key, steps in outcomes.items()}
+    chosen, unmatched = [], set()
+    for row in rows:
+        if row["goal_split"] == VAL_SPLIT:
+            continue
+        key = (*(row.get(f) for f in fields), row["train_seed"])
+        if key not in best:
+            unmatched.add(key)
+        elif row["step"] == best[key]:
+            chosen.append(row)
+    if unmatched:
+        warnings.warn(f"step=val_best: {len(unmatched)} (cell, seed) with no validation rows "
+                      f"left out, e.g. {sorted(map(str, unmatched))[0]}", stacklevel=2)
+    return chosen
 
 
 # ---- estimates ------------------------------------------------------------------------------
@@ -261,8 +295,8 @@ def signed_percent(est: dict[str, float]) -> str:
 
 def cell_lines(table: Sequence[dict[str, Any]], group_by: Sequence[str],
                unit: str) -> tuple[list[str], list[list[str]]]:
-    header = [*group_by, "seeds", f"{unit}s", "rollouts", "step", "IQM % [95% CI]",
-              "mean % [95% CI]"]
+    iqm = "IQM % of 0/1 scores [95% CI]" if unit == "goal" else "IQM % [95% CI]"
+    header = [*group_by, "seeds", f"{unit}s", "rollouts", "step", iqm, "mean % [95% CI]"]
     body = [[*(str(line[f]) for f in group_by), str(line["seeds"]), str(line["units"]),
              str(line["rollouts"]), step_text(line["steps"]), percent(line["iqm"]),
              percent(line["mean"])] for line in table]

@@ -18,6 +18,7 @@ from goalrl.compare import (
     paired_table,
     score_matrix,
     select_step,
+    val_best_rows,
 )
 from goalrl.results import append_rows
 
@@ -28,7 +29,7 @@ def row(method="am", seed=0, step=100, task="task1", env_seed=0, success=True, *
     return {"v": 1, "method": method, "act_rule": "cem_on_q" if method == "am" else "policy_mean",
             "dataset": "play", "train_seed": seed, "step": step, "env": "goalrl/Reach-v0",
             "goal_split": "test", "task": task, "env_seed": env_seed, "success": bool(success),
-            **fields}
+            } | fields
 
 
 # ---- IQM and intervals ------------------------------------------------------------------------
@@ -97,8 +98,29 @@ def test_step_last_is_per_seed_and_a_fixed_step_is_exact() -> None:
     assert [(r["train_seed"], r["step"]) for r in select_step(rows, "last")] == [(0, 200),
                                                                                  (1, 100)]
     assert [r["train_seed"] for r in select_step(rows, 100)] == [0, 1]
-    with pytest.raises(CompareError, match="step='best'"):
+    with pytest.raises(CompareError, match="step='best': expected last, val_best"):
         select_step(rows, "best")
+
+
+def test_val_best_reports_test_goals_at_the_step_best_on_validation_goals() -> None:
+    def split_rows(seed, step, split, success):
+        return [row(seed=seed, step=step, goal_split=split, env_seed=g, success=success)
+                for g in range(2)]
+    rows = [*split_rows(0, 100, "val", True), *split_rows(0, 200, "val", False),
+            *split_rows(0, 100, "test", False), *split_rows(0, 200, "test", True),
+            # seed 1: a tie on validation goals picks the earlier step
+            *split_rows(1, 100, "val", True), *split_rows(1, 200, "val", True),
+            *split_rows(1, 100, "test", True), *split_rows(1, 200, "test", False)]
+    fields = ["method", "act_rule", "dataset", "goal_split"]
+    chosen = val_best_rows(rows, fields)
+    assert {(r["train_seed"], r["step"], r["goal_split"]) for r in chosen} == {
+        (0, 100, "test"), (1, 100, "test")}
+    table = cell_table(chosen, fields, "goal", "chosen", REPS, 0)
+    assert [(t["goal_split"], t["mean"]["point"]) for t in table] == [("test", 0.5)]
+    with pytest.warns(UserWarning, match="1 \\(cell, seed\\) with no validation rows"):
+        val_best_rows([*rows, *split_rows(2, 100, "test", True)], fields)
+    with pytest.raises(CompareError, match="no rows of goal_split=val"):
+        val_best_rows(split_rows(0, 100, "test", True), fields)
 
 
 def test_cell_table_groups_and_picks_the_step() -> None:
@@ -184,5 +206,7 @@ def test_compare_refuses_a_where_that_keeps_nothing(tmp_path: Path) -> None:
     append_rows(store, [row()])
     with pytest.raises(CompareError, match="no rows of .* match where"):
         run(CompareConfig(results=str(store), where={"dataset": "noisy"}))
+    with pytest.raises(CompareError, match="step=val_best: the store has no rows of goal_split"):
+        run(CompareConfig(results=str(store), step="val_best"))
     with pytest.raises(CompareError, match="markdown= needs out="):
         run(CompareConfig(results=str(store), markdown=str(tmp_path / "r.md")))

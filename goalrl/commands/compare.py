@@ -11,6 +11,8 @@ from typing import Any
 
 PLOT_NAME = "success_vs_updates.png"
 TABLES_NAME = "tables.md"
+STEP_WORDS = {"last": "last evaluated step",
+              "val_best": "step of best success on the validation goals (val split)"}
 
 
 @dataclass
@@ -24,7 +26,9 @@ class CompareConfig:
     # score matrix columns: task (a seed's success rate on each task) | goal (each (task, env
     # seed): 0/1; read the mean, the IQM of 0/1 scores trims whole outcomes away)
     unit: str = "task"
-    step: str = "last"  # checkpoint step per seed: last (highest evaluated) or a fixed number
+    # checkpoint step per seed: last (highest evaluated), a number fixed in advance, or val_best
+    # (the step it did best at on goal_split=val goals; the table then shows the other splits)
+    step: str = "last"
     # keep only rows with these field values, e.g. +where.goal_split=test +where.env=goalrl/Push-v0
     where: dict[str, str] = field(default_factory=dict)
     reps: int = 5000  # bootstrap resamples per interval (the curves use a fifth of them)
@@ -49,8 +53,11 @@ def run(cfg: CompareConfig) -> dict[str, Any]:
     if not rows:
         raise compare.CompareError(f"no rows of {cfg.results} match where={dict(cfg.where)} "
                                    f"({len(all_rows)} rows in the store)")
-    table = compare.cell_table(rows, group_by, cfg.unit, cfg.step, cfg.reps, cfg.seed)
-    pairs = compare.paired_table(rows, group_by, contrast, cfg.step, cfg.reps, cfg.seed)
+    step, reported = cfg.step, rows
+    if cfg.step == "val_best":  # validation rows choose each seed's step; others are reported
+        step, reported = "chosen", compare.val_best_rows(rows, group_by)
+    table = compare.cell_table(reported, group_by, cfg.unit, step, cfg.reps, cfg.seed)
+    pairs = compare.paired_table(reported, group_by, contrast, step, cfg.reps, cfg.seed)
     cells_text = compare.cell_lines(table, group_by, cfg.unit)
     pairs_text = compare.paired_lines(pairs, group_by, contrast)
     print(compare.text_table(*cells_text))
@@ -132,7 +139,7 @@ def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path) -> str:
         "Q-function; `prior_mean`: the behaviour prior's mean; `actor`: an actor trained on Q; "
         "`policy_mean`: GCBC's policy).",
         f"- A line is one cell of training seeds x {cfg.unit}s at each seed's "
-        f"{'last evaluated step' if cfg.step == 'last' else f'step {cfg.step}'}; IQM and mean "
+        f"{STEP_WORDS.get(cfg.step, f'step {cfg.step}')}; IQM and mean "
         "with stratified bootstrap 95% intervals (rliable: seeds resampled within each "
         f"{cfg.unit}, and the {cfg.unit}s resampled; {cfg.reps} resamples, seed {cfg.seed}).",
         "- Paired differences compare two cells on the goals both were evaluated on, paired by "
