@@ -101,3 +101,26 @@ def test_resume_from_a_crafted_optimiser_tensor_is_refused_by_name(
     with pytest.raises(CheckpointError, match=rf"{step_dir}: {key}: expected shape \[8, 3, 3, 3\] "
                                               r"dtype float32, found shape \[215\]"):
         pretrain(config(reach_data, tmp_path / "run", steps=6, resume=True))
+
+
+@pytest.mark.parametrize("part", ["q", "z"])
+def test_init_weights_that_do_not_fit_the_task_agent_are_refused_by_name(part) -> None:
+    import torch
+
+    from goalrl.agents.registry import build_agent
+    from goalrl.agents.task_q import TaskQConfig
+    from goalrl.training.finetune import Init, load_init_weights
+
+    agent = build_agent("task", TaskQConfig(am=AMConfig(**TINY)), (16, 16, 3), 4, None, "cpu")
+    state = {"q": {k: v.clone() for k, v in agent.q.state_dict().items()},
+             "z": agent.z.detach().clone()}
+    if part == "q":  # torch would cast a float64 weight silently
+        key = next(iter(state["q"]))
+        state["q"][key] = state["q"][key].double()
+        found = rf"agent/q/{key}: expected shape .* dtype float32, found .* dtype float64"
+    else:
+        d = len(state["z"])
+        state["z"] = torch.zeros(d + 1)
+        found = rf"agent/z: expected shape \[{d}\] .*, found shape \[{d + 1}\]"
+    with pytest.raises(CheckpointError, match=rf"^init checkpoint ckpt/step_1: {found}"):
+        load_init_weights(agent, Init(agent.cfg, state, {}, "ckpt/step_1"))
