@@ -26,13 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     AgentBase,
     UpdateStats,
     add_exploration,
     autocast_context,
-    batch_images,
     batch_proprio,
     make_adamw,
     to_tensor,
@@ -40,6 +38,7 @@ from goalrl.agents.base import (
 from goalrl.agents.config import EncoderConfig, config_from_dict
 from goalrl.agents.losses import gaussian_nll
 from goalrl.agents.networks import GaussianPolicyNetwork
+from goalrl.agents.observations import act_frames, batch_frames
 from goalrl.data import keys as K
 
 
@@ -109,12 +108,11 @@ class GCBCAgent(AgentBase):
         """One gradient step of Gaussian NLL; returns ``actor/...`` diagnostics (read from the
         device on first access)."""
         cfg, dev = self.cfg, self.device
-        obs = to_tensor(batch[K.OBS_IMAGE], dev)  # (B, H, W, 3) uint8
-        goal = to_tensor(batch[K.GOAL_IMAGE], dev)
-        if cfg.augment and cfg.pad > 0:
-            shifts = sample_shifts(obs.shape[0], cfg.pad, self.generator, dev)  # (B, 2)
-            obs = shift_images(obs, shifts, cfg.pad, channels_last=True)
-            goal = shift_images(goal, shifts, cfg.pad, channels_last=True)
+        # (B, H, W, 3) uint8 images, shifted alike, or (B, S) states (encoder.kind)
+        augment = cfg.augment and cfg.pad > 0
+        frames = batch_frames(batch, cfg.encoder.kind, ("obs", "goal"), dev,
+                              generator=self.generator if augment else None, pad=cfg.pad)
+        obs, goal = frames["obs"], frames["goal"]
         action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
         proprio = self._proprio(batch.get(K.OBS_PROPRIO)) if self.proprio_dim else None
         if K.CHAINED in batch:
@@ -151,9 +149,10 @@ class GCBCAgent(AgentBase):
         *,
         explore_std: float = 0.0,
     ) -> np.ndarray:
-        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one unbatched obs (H, W, 3);
-        from the weight average policy_ema when kept."""
-        obs, goal, single = batch_images(obs_image, goal_image, self.device)
+        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one unbatched obs (H, W, 3)
+        (states (B, S) or (S,) with encoder.kind=state); from the weight average policy_ema
+        when kept."""
+        obs, goal, single = act_frames(obs_image, goal_image, self.cfg.encoder.kind, self.device)
         policy = self.policy if self.policy_ema is None else self.policy_ema
         with autocast_context(self.device, self.amp):
             mean, _ = policy(obs, goal, self._proprio(proprio))  # (B, A)

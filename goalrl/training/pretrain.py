@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from goalrl.agents.observations import observation_kind
 from goalrl.agents.registry import agent_kind, build_agent, config_from_dict, load_agent_state
 from goalrl.checkpoint import load_checkpoint
 from goalrl.distributed import (
@@ -41,7 +42,7 @@ from goalrl.training.run_folder import RunFolderLock, remove_partial_saves
 class PretrainConfig:
     data: str = "???"  # dataset folder (goalrl format; see `goalrl data import` for others)
     out: str = "runs/pretrain"  # run folder: checkpoints/, tb/, videos/, summary.json
-    agent: Any = None  # agent config group: am (Actionable Models) or gcbc (baseline)
+    agent: Any = None  # agent config group: am (Actionable Models), gcbc (baseline), gcivl, gciql
     steps: int = 2000  # gradient updates in total (a resumed run continues to this number)
     batch_size: int = 128  # transitions per update and per rank
     # hindsight offset k: geometric (P(k) ∝ gamma^(k-1), more near goals, whose targets carry the
@@ -87,13 +88,15 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     kind = agent_kind(cfg.agent)
-    if kind not in ("am", "gcbc"):
+    if kind == "task":
         raise TrainingError(f"agent={kind} is fine-tuned (goalrl finetune), not pretrained")
     run_folder = ExitStack()  # the run folder's lock, on the process that writes it
     try:
         dataset = EpisodeDataset(cfg.data)
         env_id = cfg.env or dataset.meta.get("env_id")
         check_dataset_fits(dataset, env_id, evaluates=cfg.eval_episodes > 0 or cfg.eval_every > 0)
+        # image or state frames; state: the agent's state width from the dataset
+        observation = observation_kind(cfg.agent.encoder, dataset)
         agent = build_agent(
             kind, cfg.agent, dataset.image_shape, dataset.action_dim, dataset.proprio_dim, device,
             seed=cfg.seed,  # identical initial weights on every rank
@@ -110,6 +113,11 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             seed=cfg.seed,
             rank=info.rank,
             world_size=info.world_size,
+            observation=observation,
+            # the value-based agents' goal mixtures (goalrl/agents/value_agent.py)
+            value_goals=getattr(cfg.agent, "value_goals", None),
+            actor_goals=getattr(cfg.agent, "actor_goals", None),
+            subgoal_steps=getattr(cfg.agent, "subgoal_steps", 0),
         )
         if info.is_main:
             # held until the run ends: a second run on this folder (fresh or resumed) is refused
