@@ -11,7 +11,7 @@ Design (why):
 * **Deterministic tanh MLP on the Q network's fused embedding e(o, g).** The embedding already
   holds what Q needs of (o, g); a separate image encoder would double the conv cost.
 * **The actor loss never trains the Q-function.** The actor reads ``e.detach()`` and scores its
-  action with the Q head's weights detached (``torch.func.functional_call``), so the gradient of
+  action with the Q head's weights detached (``call_frozen``), so the gradient of
   -Q(o, pi(e), g) reaches only the actor. Its parameters are a separate group of the agent's one
   optimiser; the combined loss is then exactly the critic loss for the Q network's gradients.
   The cost is one extra encoder pass without gradient per update (the critic's forward runs
@@ -53,11 +53,11 @@ class EmbeddingActor(nn.Module):
         return torch.tanh(self.net(e).float())  # (B, A)
 
 
-def frozen_head_logits(head: nn.Module, e: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """``head(e, actions)`` with the head's parameters detached: gradients reach ``actions`` (and
-    ``e`` if it has them) but never the head. e (B, F), actions (B, N, A) -> logits (B, N, K)."""
-    params = {name: p.detach() for name, p in head.named_parameters()}
-    return functional_call(head, params, (e, actions))
+def call_frozen(module: nn.Module, *args: Any) -> Any:
+    """``module(*args)`` with the module's parameters detached: gradients reach the inputs but
+    never the module (an actor's loss read through a critic it must not train)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return functional_call(module, params, args)
 
 
 def actor_loss(
@@ -75,7 +75,7 @@ def actor_loss(
     """
     e = e.detach()
     pi = actor(e)  # (B, A)
-    logits = frozen_head_logits(q_head, e, pi[:, None])[:, 0].float()  # (B, K)
+    logits = call_frozen(q_head, e, pi[:, None])[:, 0].float()  # (B, K)
     q_pi = torch.sigmoid(logits).mean(dim=-1)  # (B,)
     mse = ((pi - data_action) ** 2).mean(dim=-1)  # (B,)
     used = bc_mask.float()  # (B,)

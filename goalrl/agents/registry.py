@@ -18,23 +18,32 @@ import torch
 
 from goalrl.agents.am import AMAgent, AMConfig
 from goalrl.agents.config import AgentConfigError
+from goalrl.agents.crl import CRLAgent, CRLConfig
 from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
+from goalrl.agents.gciql import GCIQLAgent, GCIQLConfig
+from goalrl.agents.gcivl import GCIVLAgent, GCIVLConfig
+from goalrl.agents.hiql import HIQLAgent, HIQLConfig
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import CheckpointError, check_state_fits, load_checkpoint
 from goalrl.errors import UserError
 
-Agent = AMAgent | GCBCAgent | TaskQAgent
+Agent = AMAgent | GCBCAgent | TaskQAgent | GCIVLAgent | GCIQLAgent | CRLAgent | HIQLAgent
 
-AGENT_CLASSES: dict[str, type] = {"am": AMAgent, "gcbc": GCBCAgent, "task": TaskQAgent}
-CONFIG_CLASSES: dict[str, type] = {"am": AMConfig, "gcbc": GCBCConfig, "task": TaskQConfig}
+AGENT_CLASSES: dict[str, type] = {"am": AMAgent, "gcbc": GCBCAgent, "task": TaskQAgent,
+                                  "gcivl": GCIVLAgent, "gciql": GCIQLAgent, "crl": CRLAgent,
+                                  "hiql": HIQLAgent}
+CONFIG_CLASSES: dict[str, type] = {"am": AMConfig, "gcbc": GCBCConfig, "task": TaskQConfig,
+                                   "gcivl": GCIVLConfig, "gciql": GCIQLConfig, "crl": CRLConfig,
+                                   "hiql": HIQLConfig}
 
 
 def agent_kind(agent_cfg: Any) -> str:
     """The kind of agent a config builds (``am``, ``gcbc`` or ``task``)."""
     for kind, cls in CONFIG_CLASSES.items():
-        if isinstance(agent_cfg, cls):
+        if type(agent_cfg) is cls:  # exact: HIQLConfig is a GCIVLConfig, yet builds HIQL
             return kind
-    raise UserError(f"unknown agent config {type(agent_cfg).__name__}; use agent=am or gcbc")
+    raise UserError(f"unknown agent config {type(agent_cfg).__name__}; use agent="
+                    f"{' or '.join(k for k in AGENT_CLASSES if k != 'task')}")
 
 
 def build_agent(
@@ -108,23 +117,47 @@ def load_agent(
 
     ``amp``: autocast while acting on CUDA; None acts as the checkpoint's run trained."""
     state, meta = load_checkpoint(path, map_location=str(device))
+    check_agent_meta(meta)
     kind = meta["agent"]
     try:
         agent_cfg = config_from_dict(kind, meta["agent_config"])
-    except ValueError as err:  # an option this goalrl no longer has
+        agent = build_agent(
+            kind,
+            agent_cfg,
+            tuple(meta["image_shape"]),
+            meta["action_dim"],
+            meta.get("proprio_dim"),
+            torch.device(device),
+            seed=0,
+            amp=checkpoint_amp(meta) if amp is None else amp,
+        )
+    except (UserError, ValueError, TypeError) as err:  # e.g. an option since removed
         raise CheckpointError(f"checkpoint {meta['path']}: {err}") from err
-    agent = build_agent(
-        kind,
-        agent_cfg,
-        tuple(meta["image_shape"]),
-        meta["action_dim"],
-        meta.get("proprio_dim"),
-        torch.device(device),
-        seed=0,
-        amp=checkpoint_amp(meta) if amp is None else amp,
-    )
+    if not isinstance(state, dict) or "agent" not in state:
+        raise CheckpointError(f"checkpoint {meta['path']}: state.json holds no 'agent' state")
     load_agent_state(agent, state["agent"], meta["path"])
     return agent, meta
+
+
+def check_agent_meta(meta: dict[str, Any]) -> None:
+    """CheckpointError naming the meta.json field an agent cannot be rebuilt from."""
+    where = f"checkpoint {Path(meta['path']) / 'meta.json'}"
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    fields = {
+        "agent": (lambda v: v in AGENT_CLASSES, f"one of {', '.join(AGENT_CLASSES)}"),
+        "agent_config": (lambda v: isinstance(v, dict), "a mapping"),
+        "image_shape": (lambda v: isinstance(v, list) and len(v) == 3 and all(map(count, v)),
+                        "[height, width, channels]"),
+        "action_dim": (count, "a whole number >= 1"),
+        "proprio_dim": (lambda v: v is None or count(v), "null or a whole number >= 1"),
+    }
+    for name, (holds, rule) in fields.items():
+        value = meta.get(name)
+        if (name != "proprio_dim" and name not in meta) or not holds(value):
+            raise CheckpointError(f"{where}: field {name!r} is {value!r}; it must be {rule}")
 
 
 def expected_state(agent: Any) -> dict[str, Any]:

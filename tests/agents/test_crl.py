@@ -1,0 +1,260 @@
+"""CRL (goalrl.agents.crl): InfoNCE alone, the critic's logits, an actor that never trains the
+critic, learning the point task, save/load and exact resume, image batches."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import point_task
+import pytest
+import torch
+
+from goalrl.agents.config import AgentConfigError, EncoderConfig
+from goalrl.agents.crl import CRLAgent, CRLConfig, infonce_loss
+from goalrl.checkpoint import load_checkpoint, save_checkpoint
+from goalrl.data import keys as K
+from goalrl.data.sampler import GoalBatchSampler, GoalMixture
+from goalrl.data.storage import EpisodeDataset
+
+STATE_ENCODER = dict(kind="state", state_dim=2, embed_dim=32, state_hidden=[64], fusion_dim=64)
+SIZE, A = 16, 3
+
+
+def state_cfg(cls: type = CRLConfig, **overrides: Any) -> Any:
+    return cls(encoder=EncoderConfig(**STATE_ENCODER), head_hidden_dim=64, **overrides)
+
+
+def point_sampler(cfg: Any, root: Path, batch_size: int, seed: int = 0) -> GoalBatchSampler:
+    """The sampler pretraining builds for ``cfg`` (goal mixtures, subgoals) on the point data."""
+    return GoalBatchSampler(
+        EpisodeDataset(root),
+        batch_size,
+        observation="state",
+        gamma=cfg.gamma,
+        value_goals=cfg.value_goals,
+        actor_goals=cfg.actor_goals,
+        subgoal_steps=getattr(cfg, "subgoal_steps", 0),
+        seed=seed,
+    )
+
+
+def train_on_points(agent: Any, root: Path, steps: int, batch_size: int = 256) -> float:
+    """``steps`` updates on the point data, then the success rate of the agent's actions."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two OpenMP threads on a shared 2-core machine are slower
+    try:
+        sampler = point_sampler(agent.cfg, root, batch_size)
+        for _ in range(steps):
+            agent.update(sampler.sample())
+    finally:
+        torch.set_num_threads(threads)
+    return point_task.success_rate(agent.act)
+
+
+def pretrain_cli(kind: str, data: Path, out: Path, *overrides: str) -> dict[str, Any]:
+    """``goalrl pretrain agent=<kind>`` on state frames in a subprocess, as a user runs it; its
+    summary (the last stdout line)."""
+    args = [
+        f"data={data}",
+        f"out={out}",
+        f"agent={kind}",
+        "agent.encoder.kind=state",
+        "agent.encoder.embed_dim=16",
+        "agent.encoder.state_hidden=[32]",
+        "agent.head_hidden_dim=16",
+        "steps=4",
+        "batch_size=16",
+        "eval_episodes=0",
+        "videos=0",
+        "save_every=2",
+        *overrides,
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "goalrl.cli", "pretrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def points(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return point_task.write_point_dataset(tmp_path_factory.mktemp("points") / "data")
+
+
+def image_batch(b: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random images and actions with the keys of a goal-mixture batch."""
+    rng = np.random.default_rng(seed)
+    img = lambda: rng.integers(0, 256, (b, SIZE, SIZE, 3), dtype=np.uint8)  # noqa: E731
+    frame = np.arange(b)
+    return {
+        K.OBS_IMAGE: img(),
+        K.NEXT_OBS_IMAGE: img(),
+        K.GOAL_IMAGE: img(),
+        K.ACTOR_GOAL_IMAGE: img(),
+        K.SUBGOAL_IMAGE: img(),
+        K.ACTION: rng.uniform(-1, 1, (b, A)).astype(np.float32),
+        K.FRAME_INDEX: frame,
+        K.GOAL_INDEX: frame + (frame % 3),
+        K.ACTOR_GOAL_INDEX: frame + 2,
+        K.OBS_PROPRIO: rng.normal(size=(b, 4)).astype(np.float32),
+        K.NEXT_OBS_PROPRIO: rng.normal(size=(b, 4)).astype(np.float32),
+    }
+
+
+def tiny_image_cfg(cls: type = CRLConfig, **overrides: Any) -> Any:
+    encoder = EncoderConfig(
+        conv_channels=[8, 16],
+        embed_dim=16,
+        fusion_dim=32,
+        use_proprio=overrides.pop("use_proprio", False),
+    )
+    return cls(encoder=encoder, head_hidden_dim=16, pad=2, **overrides)
+
+
+# --- the loss alone ---------------------------------------------------------------------------
+
+
+def test_infonce_is_log_b_for_uniform_logits_and_falls_as_the_diagonal_grows() -> None:
+    b = 6
+    assert torch.isclose(infonce_loss(torch.zeros(b, b)), torch.tensor(math.log(b)))
+    losses = [infonce_loss(torch.eye(b) * d) for d in (0.0, 1.0, 3.0, 10.0)]
+    assert all(x > y for x, y in zip(losses, losses[1:], strict=False))
+    assert losses[-1] < 1e-3
+    # an off-diagonal (negative) growing makes it worse
+    wrong = torch.zeros(b, b)
+    wrong[0, 1] = 5.0
+    assert infonce_loss(wrong) > infonce_loss(torch.zeros(b, b))
+
+
+def test_infonce_matches_the_softmax_of_each_rows_positive() -> None:
+    logits = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
+    expected = -torch.log_softmax(logits, dim=1).diagonal().mean()
+    assert torch.isclose(infonce_loss(logits), expected)
+
+
+def test_infonce_gradient_raises_the_positive_and_lowers_the_negatives() -> None:
+    logits = torch.zeros(4, 4, requires_grad=True)
+    infonce_loss(logits).backward()
+    grad = logits.grad
+    assert (grad.diagonal() < 0).all()  # descent raises the diagonal
+    assert (grad[~torch.eye(4, dtype=torch.bool)] > 0).all()
+
+
+# --- the networks and losses of the agent -----------------------------------------------------
+
+
+def test_critic_logits_are_phi_dot_psi_per_head() -> None:
+    agent = CRLAgent(tiny_image_cfg(num_heads=3, rep_dim=8), (SIZE, SIZE, 3), A)
+    batch = image_batch(5)
+    obs, goal = (torch.as_tensor(batch[k]) for k in (K.OBS_IMAGE, K.GOAL_IMAGE))
+    action = torch.as_tensor(batch[K.ACTION])
+    logits = agent.critic(obs, action, goal)
+    assert logits.shape == (3, 5, 5)
+    h, psi = agent.critic.embed(obs, goal, None)
+    phi = agent.critic.phi_of(h, action)  # (K, B, R)
+    expected = phi[1, 2] @ psi[1, 4] / math.sqrt(8)
+    assert torch.isclose(logits[1, 2, 4], expected, atol=1e-5)
+
+
+def test_the_actor_loss_never_trains_the_critic() -> None:
+    agent = CRLAgent(tiny_image_cfg(), (SIZE, SIZE, 3), A)
+    batch = image_batch()
+    f = agent.frames(batch, agent.frame_names)
+    loss, info = agent.actor_loss(f, agent.batch_inputs(batch))
+    loss.backward()
+    assert all(p.grad is None for p in agent.critic.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.policy.parameters())
+    assert {"actor/loss", "actor/q", "actor/nll"} <= set(info)
+
+
+def test_an_update_reports_prefixed_diagnostics_and_moves_both_networks() -> None:
+    agent = CRLAgent(tiny_image_cfg(use_proprio=True), (SIZE, SIZE, 3), A, proprio_dim=4)
+    before = copy.deepcopy(agent.state_dict())
+    batch = image_batch()
+    stats = agent.update(batch)
+    assert {"critic/loss", "critic/accuracy", "actor/loss", "grad_norm"} <= set(stats)
+    assert all(k.startswith(("critic/", "actor/")) or k == "grad_norm" for k in stats)
+    assert all(np.isfinite(v) for v in stats.values())
+    for net in ("critic", "policy"):
+        moved = [not torch.equal(v, before[net][k]) for k, v in agent.state_dict()[net].items()]
+        assert any(moved), net
+    action = agent.act(batch[K.OBS_IMAGE], batch[K.GOAL_IMAGE], batch[K.OBS_PROPRIO])
+    assert action.shape == (8, A) and np.abs(action).max() <= 1
+    assert agent.act(
+        batch[K.OBS_IMAGE][0], batch[K.GOAL_IMAGE][0], batch[K.OBS_PROPRIO][0]
+    ).shape == (A,)
+
+
+def test_random_value_goals_are_refused() -> None:
+    with pytest.raises(AgentConfigError, match=r"agent.value_goals.p_random=0.3"):
+        CRLConfig(value_goals=GoalMixture())
+
+
+def test_config_round_trips_through_a_checkpoints_dict() -> None:
+    cfg = state_cfg(alpha=0.5, actor_goals=GoalMixture(0.0, 0.5, 0.5, "uniform"))
+    assert CRLConfig.from_dict(asdict(cfg)) == cfg
+
+
+# --- learning, save/load, resume ---------------------------------------------------------------
+
+
+def test_crl_reaches_point_goals_far_above_chance(points: Path) -> None:
+    """Seeds 0, 1, 2: 77%, 83%, 95% of 64 goals after 400 updates of batch 256 at lr 1e-3
+    (random actions: 11%)."""
+    agent = CRLAgent(state_cfg(lr=1e-3), point_task.IMAGE_SHAPE, 2, seed=0)
+    rate = train_on_points(agent, points, steps=400)
+    chance = point_task.success_rate(point_task.random_policy())
+    assert chance < 0.25
+    assert rate > 0.6, f"CRL reached {rate:.0%} of goals (random actions {chance:.0%})"
+
+
+def test_checkpoint_round_trip_acts_the_same(points: Path, tmp_path: Path) -> None:
+    agent = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=0)
+    sampler = point_sampler(agent.cfg, points, 32)
+    for _ in range(3):
+        agent.update(sampler.sample())
+    path = save_checkpoint(tmp_path, 3, {"agent": agent.state_dict()}, {"agent": "crl"})
+    state, _ = load_checkpoint(path)
+    loaded = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=5)
+    loaded.load_state_dict(state["agent"])
+    s = np.random.default_rng(0).uniform(-1, 1, (6, 2)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(s, np.roll(s, 1, 0)), loaded.act(s, np.roll(s, 1, 0)))
+    assert loaded.step == 3
+
+
+def test_resume_continues_exactly(points: Path) -> None:
+    agent = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=1)
+    sampler = point_sampler(agent.cfg, points, 32)
+    batches = [sampler.sample() for _ in range(4)]
+    for b in batches[:2]:
+        agent.update(b)
+    state = copy.deepcopy(agent.state_dict())
+    stats = [dict(agent.update(b)) for b in batches[2:]]
+    resumed = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=9)
+    resumed.load_state_dict(state)
+    assert [dict(resumed.update(b)) for b in batches[2:]] == stats
+    for name, value in agent.state_dict()["policy"].items():
+        assert torch.equal(value, resumed.state_dict()["policy"][name]), name
+
+
+def test_pretrain_cli_trains_resumes_and_loads_crl(tmp_path: Path) -> None:
+    from goalrl.agents.registry import load_agent
+
+    data = point_task.write_point_dataset(tmp_path / "data", episodes=6, length=12)
+    assert pretrain_cli("crl", data, tmp_path / "run")["agent"] == "crl"
+    summary = pretrain_cli("crl", data, tmp_path / "run", "steps=6", "resume=true")
+    assert summary["steps"] == 6
+    agent, meta = load_agent(tmp_path / "run")
+    assert isinstance(agent, CRLAgent) and agent.step == 6 and meta["agent"] == "crl"
+    assert agent.act(np.zeros(2, np.float32), np.ones(2, np.float32)).shape == (2,)
