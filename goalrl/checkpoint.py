@@ -131,7 +131,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for root in (p, p / "checkpoints"):
         latest = root / "latest"
         if latest.is_file():
-            step_dir = root / latest.read_text().strip()
+            step_dir = root / latest.read_text(errors="replace").strip()
             if not step_dir.is_dir():
                 raise CheckpointError(f"{latest} names {step_dir.name}, which does not exist")
             return step_dir
@@ -145,9 +145,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     step_dir = resolve_checkpoint(path)
     try:
         meta = json.loads((step_dir / "meta.json").read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{step_dir / 'meta.json'} is not valid JSON: {err}") from err
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{step_dir / 'meta.json'} is not a goalrl checkpoint (format field)")
     if meta.get("version") != VERSION:
         raise CheckpointError(

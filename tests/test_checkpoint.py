@@ -197,3 +197,28 @@ def test_non_finite_weights_are_refused_by_name(tmp_path, key, bad) -> None:
     rewrite_tensor(path, key, lambda t: t.index_fill(0, torch.tensor([0]), bad))
     with pytest.raises(CheckpointError, match=f"tensor '{key}' holds NaN or infinite"):
         load_agent(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"agent": "nope"}, r"field 'agent' is 'nope'; it must be one of am, gcbc, task"),
+     ({"image_shape": "abc"}, r"field 'image_shape' is 'abc'; it must be \[height, width"),
+     ({"action_dim": None}, r"field 'action_dim' is None"),
+     ({"agent_config": {"num_q_heads": 0, "conv_channels": [8, 8], "embed_dim": 16,
+                        "fusion_dim": 32, "head_hidden_dim": 16}},
+      r"step_0000001: agent.num_q_heads=0: must be")],
+)
+def test_meta_an_agent_cannot_be_built_from_is_named(tmp_path, change, message) -> None:
+    # `goalrl eval` and `goalrl command` print a CheckpointError as one line
+    _, path = checkpoint_of_am(tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, **change}))
+    with pytest.raises(CheckpointError, match=message):
+        load_agent(path)
+
+
+def test_binary_meta_is_a_checkpoint_error(tmp_path) -> None:
+    _, path = checkpoint_of_am(tmp_path)
+    (path / "meta.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(CheckpointError, match="meta.json is not valid JSON"):
+        load_agent(path)
