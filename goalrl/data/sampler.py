@@ -53,12 +53,14 @@ class GoalMixture:
         probs = (self.p_current, self.p_future, self.p_random)
         if min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6:
             raise GoalMixtureError(
-                f"goal mixture p_current={self.p_current}, p_future={self.p_future}, "
+                f"goal mixture (agent.value_goals / agent.actor_goals) p_current={self.p_current}, "
+                f"p_future={self.p_future}, "
                 f"p_random={self.p_random}: each must be >= 0 and they must sum to 1"
             )
         if self.future not in GOAL_MODES:
             raise GoalMixtureError(
-                f"goal mixture future={self.future!r}: must be one of {', '.join(GOAL_MODES)}"
+                f"goal mixture (agent.value_goals / agent.actor_goals) future={self.future!r}: "
+                f"must be one of {', '.join(GOAL_MODES)}"
             )
 
 

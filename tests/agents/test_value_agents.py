@@ -151,3 +151,20 @@ def test_pretrain_cli_smoke_run(tiny_images, tmp_path, kind: str, obs: str) -> N
     else:
         action = agent.act(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 3), np.uint8))
     assert action.shape == (3,)
+
+
+def test_torchrun_two_processes_gciql(tiny_images, tmp_path) -> None:
+    """DistributedDataParallel wraps GCIQL's critic, value and actor as one module."""
+    from goalrl.checkpoint import load_checkpoint
+
+    out = tmp_path / "ddp"
+    proc = subprocess.run([
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        "--master_port=29547", "-m", "goalrl.cli", "pretrain", f"data={tiny_images}",
+        f"out={out}", "agent=gciql", "steps=4", "batch_size=8", "eval_episodes=0",
+        "save_every=2", "device=cpu", "threads=1", "agent.encoder.conv_channels=[8,8]",
+        "agent.encoder.embed_dim=16", "agent.encoder.fusion_dim=32", "agent.head_hidden_dim=16",
+    ], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state, meta = load_checkpoint(out)
+    assert meta["step"] == 4 and [s["rank"] for s in state["samplers"]] == [0, 1]
