@@ -178,3 +178,54 @@ def test_the_actor_learns_to_move_toward_the_goal() -> None:
     s, g = dots.eval_pairs(np.random.default_rng(1000), 400)
     rate = dots.improvement_rate(s, g, agent.act(dots.render(s), dots.render(g)))
     assert rate > 0.75, f"the actor improves the distance from {rate:.0%} of states"
+
+
+DDP_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, {tests!r})
+from test_am import SIZE, A, make_batch, tiny_cfg
+from goalrl.agents.am import AMAgent
+
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+agent = AMAgent(tiny_cfg(actor=True), (SIZE, SIZE, 3), A, seed=0)
+agent.seed(rank)  # per-rank augmentation and negatives, as pretraining does
+agent.train_net = torch.nn.parallel.DistributedDataParallel(agent.train_net)
+for step in range(3):
+    agent.update(make_batch(seed=10 * step + rank))  # each rank its own batches
+for name, p in list(agent.q.named_parameters()) + list(agent.actor.net.named_parameters()):
+    copies = [torch.empty_like(p) for _ in range(2)]
+    dist.all_gather(copies, p.detach())
+    assert torch.equal(copies[0], copies[1]), name
+print("same weights on both ranks")
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_ranks_keep_the_same_actor(tmp_path) -> None:
+    """Under DDP (which wraps only the Q network) the actor's gradients are averaged over the
+    ranks by am_actor.average_across_ranks, so both ranks keep identical actors."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp_actor.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29561",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("same weights on both ranks") == 2
