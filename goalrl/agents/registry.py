@@ -18,19 +18,23 @@ import torch
 
 from goalrl.agents.am import AMAgent, AMConfig
 from goalrl.agents.config import AgentConfigError
+from goalrl.agents.crl import CRLAgent, CRLConfig
 from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
 from goalrl.agents.gciql import GCIQLAgent, GCIQLConfig
 from goalrl.agents.gcivl import GCIVLAgent, GCIVLConfig
+from goalrl.agents.hiql import HIQLAgent, HIQLConfig
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import CheckpointError, check_state_fits, load_checkpoint
 from goalrl.errors import UserError
 
-Agent = AMAgent | GCBCAgent | TaskQAgent | GCIVLAgent | GCIQLAgent
+Agent = AMAgent | GCBCAgent | TaskQAgent | GCIVLAgent | GCIQLAgent | CRLAgent | HIQLAgent
 
 AGENT_CLASSES: dict[str, type] = {"am": AMAgent, "gcbc": GCBCAgent, "task": TaskQAgent,
-                                  "gcivl": GCIVLAgent, "gciql": GCIQLAgent}
+                                  "gcivl": GCIVLAgent, "gciql": GCIQLAgent, "crl": CRLAgent,
+                                  "hiql": HIQLAgent}
 CONFIG_CLASSES: dict[str, type] = {"am": AMConfig, "gcbc": GCBCConfig, "task": TaskQConfig,
-                                   "gcivl": GCIVLConfig, "gciql": GCIQLConfig}
+                                   "gcivl": GCIVLConfig, "gciql": GCIQLConfig, "crl": CRLConfig,
+                                   "hiql": HIQLConfig}
 
 
 def agent_kind(agent_cfg: Any) -> str:
