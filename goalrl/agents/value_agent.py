@@ -69,6 +69,11 @@ class GoalValueConfig:
         if not 0.0 < self.expectile < 1.0:
             raise AgentConfigError(f"agent.expectile={self.expectile}: must be in (0, 1)")
 
+    @property
+    def act_rule(self) -> str:
+        """How these agents act, as eval reports it: the actor's mean (not a config field)."""
+        return "actor"
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], *, where: str = "agent") -> Any:
         """From ``asdict`` output (checkpoint metadata); goal mixtures rebuilt from their dicts."""

@@ -89,6 +89,7 @@ def test_config_reads_back_from_a_checkpoint_dict(kind: str) -> None:
     cfg = AGENTS[kind][1](value_goals=GoalMixture(0.1, 0.6, 0.3, "uniform"),
                           encoder=tiny_encoder("state"))
     assert config_from_dict(kind, asdict(cfg)) == cfg
+    assert cfg.act_rule == "actor" and "act_rule" not in asdict(cfg)  # what eval reports
 
 
 @pytest.mark.parametrize(("field", "value"), [("state_hidden", [16, 16]), ("state_dim", S + 1)])
