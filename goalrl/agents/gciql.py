@@ -13,8 +13,11 @@ Actor, by ``actor_loss``:
   this extraction beats AWR when the value is good. The critic is frozen for this term: its
   gradient reaches only the actor.
 - ``awr``: advantage-weighted regression with A = min_k Q_target_k(s, a, g) - V(s, g).
-OGBench's defaults: alpha 0.3 for DDPG+BC (the awr value of ``alpha`` is a temperature, as in
-GCIVL, e.g. 3 to 10), expectile 0.9, gamma 0.99.
+Defaults are those of OGBench's reference get_config (impls/agents/gciql.py): ddpgbc, alpha 0.3,
+expectile 0.9, gamma 0.99; its per-dataset runs tune alpha (see the paper's hyper-parameter table
+before citing one). With awr, ``alpha`` is a temperature as in GCIVL (e.g. 3 to 10). One
+difference: OGBench's actor has a constant std (const_std), goalrl's a learned one, so the BC
+term here is a beta-NLL (``nll_beta``) rather than a fixed-variance squared error.
 """
 
 from __future__ import annotations
