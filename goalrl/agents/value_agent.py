@@ -36,17 +36,15 @@ from goalrl.data.sampler import GoalMixture, actor_goal_mixture
 
 
 @dataclass
-class GoalValueConfig:
-    """Settings every value-based agent has (its own config adds or re-defaults some)."""
+class GoalActorConfig:
+    """Settings of every agent here with a goal-conditioned Gaussian actor (GCIVL, GCIQL, and
+    W7's CRL and HIQL); ``GoalValueConfig`` adds those of a value learned by expectile."""
 
     lr: float = 3e-4  # Adam learning rate of every network (encoders included)
     weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
     max_grad_norm: float = 0.0  # clip the global gradient norm to this value (0 = no clipping)
     gamma: float = 0.99  # discount: V = -(1 - gamma^k) / (1 - gamma) for a goal k steps away
-    expectile: float = 0.9  # tau of the expectile regression (0.5 = mean; higher = optimistic)
     alpha: float = 10.0  # actor temperature: AWR's exp(alpha * A) (DDPG+BC: the BC weight)
-    max_weight: float = 100.0  # AWR weights are clipped at this value
-    tau: float = 0.005  # Polyak rate of the target network
     # Polyak rate of policy_ema, the actor's weight average that acts (as GCBCConfig.ema_tau);
     # 0 acts with the latest weights
     ema_tau: float = 0.0005
@@ -66,8 +64,6 @@ class GoalValueConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise AgentConfigError(f"agent.gamma={self.gamma}: must be in (0, 1)")
-        if not 0.0 < self.expectile < 1.0:
-            raise AgentConfigError(f"agent.expectile={self.expectile}: must be in (0, 1)")
 
     @property
     def act_rule(self) -> str:
@@ -83,6 +79,21 @@ class GoalValueConfig:
             if name in values
         }
         return config_from_dict(cls, values, where=where, nested=nested)
+
+
+@dataclass
+class GoalValueConfig(GoalActorConfig):
+    """Settings of the agents whose value is fitted by expectile regression with a target network
+    (GCIVL, GCIQL, HIQL); their own configs add or re-default some."""
+
+    expectile: float = 0.9  # tau of the expectile regression (0.5 = mean; higher = optimistic)
+    max_weight: float = 100.0  # AWR weights are clipped at this value
+    tau: float = 0.005  # Polyak rate of the target network
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.expectile < 1.0:
+            raise AgentConfigError(f"agent.expectile={self.expectile}: must be in (0, 1)")
 
 
 class TrainedNets(nn.Module):
