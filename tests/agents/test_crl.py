@@ -16,6 +16,7 @@ import numpy as np
 import point_task
 import pytest
 import torch
+from test_config import STATE_ENCODER_FIELDS, _differs, _encoder_cases, _leaf_fields, _set
 
 from goalrl.agents.config import AgentConfigError, EncoderConfig
 from goalrl.agents.crl import CRLAgent, CRLConfig, infonce_loss
@@ -204,6 +205,74 @@ def test_random_value_goals_are_refused() -> None:
 def test_config_round_trips_through_a_checkpoints_dict() -> None:
     cfg = state_cfg(alpha=0.5, actor_goals=GoalMixture(0.0, 0.5, 0.5, "uniform"))
     assert CRLConfig.from_dict(asdict(cfg)) == cfg
+
+
+# --- every field changes behaviour (as tests/agents/test_config.py for AM and GCBC) ---------------
+
+
+def brief_run(cls: type, cfg: Any) -> dict[str, Any]:
+    """Two updates on image batches (proprio included) and one action: what a field can change."""
+    agent = cls(cfg, (SIZE, SIZE, 3), A, proprio_dim=4, seed=0)
+    batches = [image_batch(8, seed=i) for i in range(2)]
+    stats = [dict(agent.update(b)) for b in batches]
+    probe = batches[0]
+    act = agent.act(probe[K.OBS_IMAGE][:4], probe[K.GOAL_IMAGE][:4], probe[K.OBS_PROPRIO][:4])
+    state = agent.state_dict()
+    weights = {
+        f"{net}.{name}": t
+        for net, values in state.items()
+        if net not in ("optimizer", "rng", "config") and isinstance(values, dict)
+        for name, t in values.items()
+    }
+    return {"stats": stats, "act": np.asarray(act), "weights": weights}
+
+
+def sampler_fields(cls: type, *extra: str) -> set[str]:
+    """Fields only the sampler reads (goal mixtures and ``extra``): pretrain passes them on
+    (goalrl/training/pretrain.py), the agent itself never does."""
+    return {f for f in _leaf_fields(cls) if f.startswith(("value_goals.", "actor_goals."))} | {
+        *extra
+    }
+
+
+CRL_CASES: list[tuple[str, Any, dict[str, Any]]] = [
+    ("lr", 1e-2, {}),
+    ("weight_decay", 0.5, {}),
+    ("max_grad_norm", 1e-3, {}),
+    ("alpha", 5.0, {}),
+    ("ema_tau", 0.0, {}),
+    ("augment", False, {}),
+    ("pad", 1, {}),
+    ("log_std_min", -2.0, {}),
+    ("log_std_max", 0.5, {}),
+    ("nll_beta", 0.0, {}),
+    ("head_hidden_dim", 8, {}),
+    ("rep_dim", 4, {}),
+    ("num_heads", 3, {}),
+    *[case for case in _encoder_cases() if case[0] != "encoder.stem_stride"],
+    ("encoder.stem_stride", 4, {}),  # 16x16 images: the default stride is already 1
+]
+
+
+def test_every_crl_field_has_a_behaviour_case() -> None:
+    covered = {name for name, _, _ in CRL_CASES} | sampler_fields(CRLConfig, "gamma")
+    assert covered | STATE_ENCODER_FIELDS == _leaf_fields(CRLConfig)
+
+
+@pytest.mark.parametrize(("name", "value", "base"), CRL_CASES, ids=[c[0] for c in CRL_CASES])
+def test_changing_a_crl_field_changes_behaviour(name: str, value: Any, base: dict) -> None:
+    cfg = tiny_image_cfg()
+    for key, v in base.items():
+        cfg = _set(cfg, key, v)
+    changed = _set(cfg, name, value)
+    assert changed != cfg, "the case must change the field"
+    assert _differs(brief_run(CRLAgent, cfg), brief_run(CRLAgent, changed))
+
+
+def test_the_same_crl_config_runs_identically() -> None:
+    assert not _differs(
+        brief_run(CRLAgent, tiny_image_cfg()), brief_run(CRLAgent, tiny_image_cfg())
+    )
 
 
 # --- learning, save/load, resume ---------------------------------------------------------------

@@ -6,17 +6,22 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import point_task
 import pytest
 import torch
+from test_config import STATE_ENCODER_FIELDS, _differs, _leaf_fields, _set
 from test_crl import (
+    CRL_CASES,
     SIZE,
     A,
+    brief_run,
     image_batch,
     point_sampler,
     pretrain_cli,
+    sampler_fields,
     state_cfg,
     tiny_image_cfg,
     train_on_points,
@@ -132,6 +137,41 @@ def test_bad_settings_are_refused_naming_the_field() -> None:
 def test_config_round_trips_through_a_checkpoints_dict() -> None:
     cfg = state_cfg(HIQLConfig, subgoal_steps=7, high_alpha=1.5)
     assert HIQLConfig.from_dict(asdict(cfg)) == cfg
+
+
+# --- every field changes behaviour -------------------------------------------------------------
+
+HIQL_CASES: list[tuple[str, Any, dict[str, Any]]] = [
+    *[
+        case
+        for case in CRL_CASES
+        if case[0]
+        not in ("rep_dim", "num_heads", "encoder.use_proprio", "encoder.proprio_embed_dim")
+    ],
+    ("gamma", 0.5, {}),
+    ("expectile", 0.5, {}),
+    ("max_weight", 0.5, {}),  # below the untrained exp(alpha * A) of about 1
+    ("tau", 0.5, {}),
+    ("high_alpha", 0.5, {}),
+]
+# HIQL refuses proprio (test_bad_settings_are_refused_naming_the_field), so these two have no
+# behaviour to change
+NO_PROPRIO = {"encoder.use_proprio", "encoder.proprio_embed_dim"}
+
+
+def test_every_hiql_field_has_a_behaviour_case() -> None:
+    covered = {name for name, _, _ in HIQL_CASES} | sampler_fields(HIQLConfig, "subgoal_steps")
+    assert covered | STATE_ENCODER_FIELDS | NO_PROPRIO == _leaf_fields(HIQLConfig)
+
+
+@pytest.mark.parametrize(("name", "value", "base"), HIQL_CASES, ids=[c[0] for c in HIQL_CASES])
+def test_changing_a_hiql_field_changes_behaviour(name: str, value: Any, base: dict) -> None:
+    cfg = tiny_image_cfg(HIQLConfig)
+    for key, v in base.items():
+        cfg = _set(cfg, key, v)
+    changed = _set(cfg, name, value)
+    assert changed != cfg, "the case must change the field"
+    assert _differs(brief_run(HIQLAgent, cfg), brief_run(HIQLAgent, changed))
 
 
 # --- learning, save/load, resume ---------------------------------------------------------------
