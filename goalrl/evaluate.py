@@ -16,6 +16,12 @@ from einops import rearrange, repeat
 from goalrl.data.sheets import draw_label, write_video
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
+# what a policy reads, by the agent's observation kind (agent.encoder.kind): the env
+# observation key of the current view and of the goal
+OBSERVATION_KEYS = {
+    "image": ("image", "desired_goal_image"),  # (H, W, 3) uint8 each
+    "state": ("state", "desired_goal_state"),  # (S,) float32 each (goalrl.envs.state)
+}
 
 # policy(obs_image (H, W, 3) uint8, goal_image (H, W, 3) uint8, proprio (P,)) -> action (A,),
 # and optionally the Q-value of that action (for the trace in videos)
@@ -61,21 +67,28 @@ def run_rollout(
     keep_frames: bool = False,
     goal_image: np.ndarray | None = None,
     max_steps: int | None = None,
+    observation: str = "image",
 ) -> Rollout:
-    """One episode toward the env's goal for ``seed`` (or toward ``goal_image`` if given)."""
+    """One episode toward the env's goal for ``seed`` (or toward ``goal_image`` if given).
+
+    ``observation``: "image" (the policy gets camera and goal images) or "state" (the state
+    vectors of now and of the goal, for agents with ``encoder.kind=state``); frames and the
+    goal picture in videos are images either way."""
+    obs_key, goal_key = OBSERVATION_KEYS[observation]
     obs, info = env.reset(seed=seed)
-    goal = obs["desired_goal_image"] if goal_image is None else goal_image
+    goal_picture = obs["desired_goal_image"] if goal_image is None else goal_image
+    goal = goal_picture if observation == "image" else obs[goal_key]
     result = Rollout(
         seed=seed, success=bool(info["is_success"]), final_distance=info["distance"], steps=0,
         start_distance=float(info["distance"]), min_distance=float(info["distance"]),
         first_success_step=0 if info["is_success"] else None,
     )
-    result.goal_image = goal
+    result.goal_image = goal_picture
     if keep_frames:
         result.frames.append(obs["image"])
     done = False
     while not done and (max_steps is None or result.steps < max_steps):
-        action, q = policy(obs["image"], goal, obs["observation"])
+        action, q = policy(obs[obs_key], goal, obs["observation"])
         obs, _, terminated, truncated, info = env.step(action)
         result.steps += 1
         result.min_distance = min(result.min_distance, float(info["distance"]))
@@ -104,22 +117,38 @@ def evaluate_policy(
     video_dir: str | Path | None = None,
     progress: bool = True,
     env_kwargs: dict[str, Any] | None = None,
+    observation: str = "image",
 ) -> dict[str, Any]:
     """Success rate, its 95% interval and mean final distance over ``episodes`` seeds.
 
     ``env_kwargs`` go to ``gym.make`` (e.g. ``max_episode_steps``, ``skills_per_goal``).
+    ``observation``: what the policy reads, "image" or "state" (see ``run_rollout``).
     """
     import gymnasium as gym
     from tqdm import tqdm
 
     import goalrl  # noqa: F401
+    from goalrl.errors import UserError
 
+    if observation not in OBSERVATION_KEYS:
+        raise UserError(
+            f"observation must be one of {sorted(OBSERVATION_KEYS)}, not {observation!r}"
+        )
     env = gym.make(env_id, image_size=image_size, **(env_kwargs or {}))
+    missing = [k for k in OBSERVATION_KEYS[observation] if k not in env.observation_space.spaces]
+    if missing:
+        env.close()
+        raise UserError(
+            f"agent.encoder.kind={observation}: scene {env_id} does not observe {missing}; "
+            "evaluate a state agent in a goalrl scene that reports states"
+        )
     rollouts = []
     video_paths = []
     try:
         for i in tqdm(range(episodes), desc=f"eval {env_id}", disable=not progress or None):
-            r = run_rollout(env, policy, seed_start + i, keep_frames=i < videos)
+            r = run_rollout(
+                env, policy, seed_start + i, keep_frames=i < videos, observation=observation
+            )
             if i < videos and video_dir is not None:
                 path = Path(video_dir) / f"rollout_seed{r.seed}.mp4"
                 write_rollout_video(path, r)

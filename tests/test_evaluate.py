@@ -284,3 +284,24 @@ def test_eval_refuses_bad_counts_naming_the_field(tiny_ckpt, tmp_path, field, va
 
     with pytest.raises(UserError, match=f"{field} must be >= "):
         run(eval_config(tiny_ckpt, tmp_path, **{field: value}))
+
+
+def test_state_agents_are_evaluated_on_state_vectors() -> None:
+    """agent.encoder.kind=state: the policy reads the state of now and of the goal; videos
+    still show the camera and the goal picture."""
+    from goalrl.commands.evaluate import observation_of
+
+    seen = []
+
+    def state_policy(obs_state, goal_state, proprio):
+        seen.append((obs_state.shape, goal_state.shape))
+        return np.zeros(4, dtype=np.float32), None
+
+    out = evaluate_policy("goalrl/Reach-v0", state_policy, 1, image_size=IMAGE, progress=False,
+                          observation="state", env_kwargs={"max_episode_steps": 3})  # fmt: skip
+    assert out["episodes"] == 1 and len(seen) == 3
+    assert all(len(o) == 1 and o == g for o, g in seen)  # (S,) each, the same width
+    assert observation_of({"agent_config": {"encoder": {"kind": "state"}}}) == "state"
+    assert observation_of({"agent_config": {"conv_channels": [8]}}) == "image"  # old, flat
+    with pytest.raises(Exception, match="observation must be one of"):
+        evaluate_policy("goalrl/Reach-v0", state_policy, 1, observation="depth")

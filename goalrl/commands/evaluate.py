@@ -35,6 +35,14 @@ def require_at_least(value: int | None, least: int, field_name: str, command: st
         raise UserError(f"goalrl {command}: {field_name} must be >= {least}, got {value}")
 
 
+def observation_of(meta: dict[str, Any]) -> str:
+    """What a checkpoint's agent reads: "state" for agent.encoder.kind=state, else "image"
+    (also for checkpoints older than the field)."""
+    agent_cfg = meta.get("agent_config") or {}
+    encoder = agent_cfg.get("encoder") if isinstance(agent_cfg, dict) else None
+    return encoder.get("kind", "image") if isinstance(encoder, dict) else "image"
+
+
 def run(cfg: EvalConfig) -> dict[str, Any]:
     from pathlib import Path
 
@@ -67,6 +75,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         videos=cfg.videos,
         video_dir=Path(cfg.out) / "videos",
         env_kwargs=dict(cfg.env_kwargs),
+        observation=observation_of(meta),
     )
     if cfg.results:  # method, training seed and dataset come from the checkpoint's meta
         from goalrl.results import append_eval_rows
