@@ -44,12 +44,13 @@ RED, GREEN, BLUE = "red_cube", "green_cylinder", "blue_block"
 
 NAMED_TASKS: dict[str, tuple[NamedTask, ...]] = {
     "Reach": (
-        NamedTask("task1", "a short reach", {}, {}, goal_tcp=(0.0, 0.08, 0.15)),
-        NamedTask("task2", "reach forward and to the right", {}, {}, goal_tcp=(0.10, -0.10, 0.12)),
-        NamedTask("task3", "reach far forward, low", {}, {}, goal_tcp=(0.12, 0.16, 0.08)),
-        NamedTask("task4", "reach the near left corner, near the table",
+        NamedTask("task1", "reach 0.11 m", {}, {}, goal_tcp=(0.0, 0.08, 0.15)),
+        NamedTask("task2", "reach 0.20 m, forward", {}, {}, goal_tcp=(0.10, -0.10, 0.12)),
+        NamedTask("task3", "reach 0.26 m, far forward and low",
+                  {}, {}, goal_tcp=(0.12, 0.16, 0.08)),
+        NamedTask("task4", "reach 0.30 m, a near corner just above the table",
                   {}, {}, goal_tcp=(-0.18, -0.22, 0.05)),
-        NamedTask("task5", "reach the far right corner, at the table",
+        NamedTask("task5", "reach 0.36 m, a far corner at the table",
                   {}, {}, goal_tcp=(0.18, -0.22, 0.04)),
     ),
     "Push": (

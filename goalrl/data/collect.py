@@ -149,7 +149,7 @@ def iter_episodes(
 
 
 def env_spec(env_id: str, image_size: int) -> dict[str, Any]:
-    """Action/proprio/goal sizes of a scene, read off one instance."""
+    """Action/proprio/goal sizes and the action bounds of a scene, read off one instance."""
     import gymnasium as gym
 
     import goalrl  # noqa: F401
@@ -159,6 +159,8 @@ def env_spec(env_id: str, image_size: int) -> dict[str, Any]:
         space = env.observation_space
         return {
             "action_dim": int(env.action_space.shape[0]),
+            "action_low": env.action_space.low.astype(float).tolist(),
+            "action_high": env.action_space.high.astype(float).tolist(),
             "proprio_dim": int(space["observation"].shape[0]),
             "goal_dim": int(space["achieved_goal"].shape[0]),
             "max_episode_steps": env.spec.max_episode_steps if env.spec else None,

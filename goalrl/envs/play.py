@@ -62,7 +62,7 @@ class PlayPolicy:
     def __init__(
         self,
         env: TabletopGoalEnv,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,  # numpy seed (a list: [seed, attempt])
         action_noise: float = 0.15,
         waypoint_noise: float = 0.01,
         skill_weights: dict[str, float] | None = None,

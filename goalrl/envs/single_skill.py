@@ -72,14 +72,11 @@ class SingleSkillPolicy(PlayPolicy):
     def __init__(
         self,
         env: TabletopGoalEnv,
-        seed: int | None = None,
-        action_noise: float = 0.15,
-        waypoint_noise: float = 0.01,
+        seed: int | list[int] | None = None,
         skill_weights: dict[str, float] | None = None,
-        **noise: Any,
+        **play: Any,  # the other PlayPolicy settings (noise, waypoint noise, ...)
     ) -> None:
-        super().__init__(env, seed, action_noise, waypoint_noise,
-                         skill_weights or single_skill_mix(env), **noise)
+        super().__init__(env, seed, skill_weights=skill_weights or single_skill_mix(env), **play)
         self._pending: np.ndarray | None = None
         self.finished = False
 

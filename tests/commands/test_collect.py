@@ -227,3 +227,23 @@ def test_bad_collection_settings_are_refused_by_name(tmp_path: Path, override: s
                       override, check=False)
     assert proc.returncode == 2
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_a_state_variant_at_a_tiny_image_size_holds_the_same_episodes(tmp_path: Path) -> None:
+    """The policy never reads the camera, so image_size=8 (the disk-light state variant) and
+    a full-size collection of one preset are the same episodes, frame for frame."""
+    for size in (8, 24):
+        collect(tmp_path / f"s{size}", "dataset=push-stitch", "env=goalrl/Push-v0",
+                "episodes=2", f"image_size={size}", "audit_goals=null", "sheet=false")
+    small, large = EpisodeDataset(tmp_path / "s8"), EpisodeDataset(tmp_path / "s24")
+    assert small.image_shape == (8, 8, 3) and large.image_shape == (24, 24, 3)
+    for name in ("actions", "proprio", "achieved_goal"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(large, name))
+
+
+def test_env_spec_reports_the_action_bounds() -> None:
+    from goalrl.data.collect import env_spec
+
+    spec = env_spec("goalrl/Push-v0", 8)
+    assert spec["action_low"] == [-1.0] * 4 and spec["action_high"] == [1.0] * 4
+    assert spec["action_dim"] == 4 and spec["goal_dim"] == 3
