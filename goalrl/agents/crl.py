@@ -34,9 +34,9 @@ from goalrl.agents.base import autocast_context
 from goalrl.agents.config import AgentConfigError, EncoderConfig
 from goalrl.agents.losses import gaussian_nll
 from goalrl.agents.networks import frame_encoder
-from goalrl.agents.value_agent import GoalValueAgent, GoalValueConfig
+from goalrl.agents.value_agent import GoalActorConfig, GoalValueAgent
 from goalrl.agents.value_losses import ddpg_bc_actor_loss
-from goalrl.data.sampler import GoalMixture, actor_goal_mixture
+from goalrl.data.sampler import GoalMixture
 
 
 def infonce_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -52,49 +52,31 @@ def crl_value_goals() -> GoalMixture:
 
 
 @dataclass
-class CRLConfig:
-    """Hyper-parameters of contrastive RL (OGBench's defaults where they apply)."""
+class CRLConfig(GoalActorConfig):
+    """Contrastive RL's settings: those of every agent with a Gaussian actor
+    (value_agent.GoalActorConfig; ``head_hidden_dim`` is the width of phi's and psi's hidden
+    layers) re-defaulted for CRL, and the critic's representation."""
 
-    lr: float = 3e-4  # Adam learning rate of critic and actor (encoders included)
-    weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
-    max_grad_norm: float = 0.0  # clip the global gradient norm to this value (0 = no clipping)
     # discount of the value goals' geometric offset: the critic estimates the occupancy of g
-    # discounted by gamma (read by the sampler)
+    # discounted by gamma (read by the sampler only)
     gamma: float = 0.99
     # weight of the actor's BC term (-log-likelihood of the data action). OGBench tunes it per
     # dataset (0.1 to 3); on the point task (tests/agents/test_crl.py) 0.1 let the actor leave
     # the data (30% of goals reached after 1000 updates) where 1.0 reached all of them
     alpha: float = 1.0
-    # Polyak rate of policy_ema, the actor's weight average that acts (as GCBCConfig.ema_tau);
-    # 0 acts with the latest weights
-    ema_tau: float = 0.0005
-    augment: bool = True  # DrQ random shift of every image of a sample (one shift per sample)
-    pad: int = 4  # random-shift padding in pixels
-    log_std_min: float = -5.0  # lower bound of the actor's log std
-    log_std_max: float = 1.0  # upper bound of the actor's log std
-    # beta-NLL weight of the actor's likelihood (losses.gaussian_nll; as GCBCConfig.nll_beta)
-    nll_beta: float = 1.0
-    head_hidden_dim: int = 256  # width of the two hidden layers of phi and psi
-    rep_dim: int = 64  # R: width of phi(s, a) and psi(g)
-    num_heads: int = 2  # K: critic heads (the actor maximises their minimum)
     # where the critic's goals come from: the row's own future states only (a random goal would
     # be a false positive); p_current > 0 adds the state itself
     value_goals: GoalMixture = field(default_factory=crl_value_goals)
-    # where the actor's goals come from (OGBench: future frames of the episode, uniform)
-    actor_goals: GoalMixture = field(default_factory=actor_goal_mixture)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # encoder of every network
+    rep_dim: int = 64  # R: width of phi(s, a) and psi(g)
+    num_heads: int = 2  # K: critic heads (the actor maximises their minimum)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.gamma < 1.0:
-            raise AgentConfigError(f"agent.gamma={self.gamma}: must be in (0, 1)")
+        super().__post_init__()
         if self.value_goals.p_random > 0:
             raise AgentConfigError(
                 f"agent.value_goals.p_random={self.value_goals.p_random}: CRL's positives must "
                 "come from the row's own episode (a random goal would be a false positive); use 0"
             )
-
-    # goal mixtures are rebuilt from their dicts, as for the other value agents
-    from_dict = classmethod(GoalValueConfig.from_dict.__func__)
 
 
 class EnsembleMLP(nn.Module):
