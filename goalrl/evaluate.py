@@ -4,16 +4,19 @@ distance, and videos of the camera beside the goal image."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from einops import rearrange, repeat
 
 from goalrl.data.sheets import draw_label, write_video
+
+if TYPE_CHECKING:  # the benchmark (and the simulator it imports) loads only when used
+    from goalrl.benchmark.goals import EvalGoal
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; collection seeds stay below
 # what a policy reads, by the agent's observation kind (agent.encoder.kind): the env
@@ -47,6 +50,10 @@ class Rollout:
     frames: list[np.ndarray] = field(default_factory=list)  # camera images, (H, W, 3) each
     goal_image: np.ndarray | None = None
     q_values: list[float] = field(default_factory=list)
+    # benchmark goals (goalrl.benchmark.goals): the split (val | test) and the task (task1..task5
+    # | random) of this rollout's goal; None for env-seeded goals
+    goal_split: str | None = None
+    task: str | None = None
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -68,14 +75,17 @@ def run_rollout(
     goal_image: np.ndarray | None = None,
     max_steps: int | None = None,
     observation: str = "image",
+    options: dict[str, Any] | None = None,
 ) -> Rollout:
-    """One episode toward the env's goal for ``seed`` (or toward ``goal_image`` if given).
+    """One episode toward the env's goal for ``seed`` (or toward ``goal_image`` if given);
+    ``options`` go to ``env.reset`` (a benchmark goal's start and goal layouts).
 
     ``observation``: "image" (the policy gets camera and goal images) or "state" (the state
     vectors of now and of the goal, for agents with ``encoder.kind=state``); frames and the
     goal picture in videos are images either way."""
     obs_key, goal_key = OBSERVATION_KEYS[observation]
-    obs, info = env.reset(seed=seed)
+    # options only when given: test doubles and older envs take reset(seed) alone
+    obs, info = env.reset(seed=seed, **({"options": options} if options is not None else {}))
     goal_picture = obs["desired_goal_image"] if goal_image is None else goal_image
     goal = goal_picture if observation == "image" else obs[goal_key]
     result = Rollout(
@@ -118,11 +128,14 @@ def evaluate_policy(
     progress: bool = True,
     env_kwargs: dict[str, Any] | None = None,
     observation: str = "image",
+    goals: Sequence[EvalGoal] | None = None,
 ) -> dict[str, Any]:
     """Success rate, its 95% interval and mean final distance over ``episodes`` seeds.
 
     ``env_kwargs`` go to ``gym.make`` (e.g. ``max_episode_steps``, ``skills_per_goal``).
     ``observation``: what the policy reads, "image" or "state" (see ``run_rollout``).
+    ``goals``: benchmark goals (``goalrl.benchmark.goals.eval_goals``), one rollout each from
+    its own seed, start and goal, instead of ``episodes`` env-seeded goals from ``seed_start``.
     """
     import gymnasium as gym
     from tqdm import tqdm
@@ -144,11 +157,19 @@ def evaluate_policy(
         )
     rollouts = []
     video_paths = []
+    # (seed, benchmark goal or None) of each rollout
+    plan = ([(seed_start + i, None) for i in range(episodes)] if goals is None
+            else [(g.seed, g) for g in goals])
     try:
-        for i in tqdm(range(episodes), desc=f"eval {env_id}", disable=not progress or None):
+        for i, (seed, goal) in enumerate(
+            tqdm(plan, desc=f"eval {env_id}", disable=not progress or None)
+        ):
             r = run_rollout(
-                env, policy, seed_start + i, keep_frames=i < videos, observation=observation
+                env, policy, seed, keep_frames=i < videos, observation=observation,
+                options=None if goal is None else goal.reset_options(),
             )
+            if goal is not None:
+                r.goal_split, r.task = goal.split, goal.task
             if i < videos and video_dir is not None:
                 path = Path(video_dir) / f"rollout_seed{r.seed}.mp4"
                 write_rollout_video(path, r)
@@ -185,14 +206,24 @@ def summarize_rollouts(env_id: str, rollouts: list[Rollout]) -> dict[str, Any]:
         "median_final_distance": float(np.median(distances)),
         "mean_final_arm_distance": mean_or_none([r.final_arm_distance for r in rollouts]),
         "episodes_object_off_table": sum(r.objects_off_table > 0 for r in rollouts),
+        **({"by_task": success_by_task(rollouts)} if any(r.task for r in rollouts) else {}),
         "rollouts": [rollout_row(r) for r in rollouts],
     }
+
+
+def success_by_task(rollouts: list[Rollout]) -> dict[str, dict[str, Any]]:
+    """Per benchmark task (in order of first appearance): rollouts and success rate."""
+    tasks: dict[str, list[bool]] = {}
+    for r in rollouts:
+        tasks.setdefault(str(r.task), []).append(r.success)
+    return {t: {"episodes": len(s), "success_rate": sum(s) / len(s)} for t, s in tasks.items()}
 
 
 def rollout_row(r: Rollout) -> dict[str, Any]:
     """One rollout's outcome as plain JSON values (no frames)."""
     return {
         "seed": r.seed,
+        **({"goal_split": r.goal_split, "task": r.task} if r.task is not None else {}),
         "success": r.success,
         "start_distance": r.start_distance,
         "final_distance": r.final_distance,

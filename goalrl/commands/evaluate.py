@@ -25,6 +25,10 @@ class EvalConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     # results store (JSON Lines): one row per rollout is appended (goalrl compare reads it)
     results: str | None = None
+    # benchmark goals (goalrl.benchmark.goals, datasets/README.md): val | test | task1..task5 |
+    # random | split/task (e.g. val/task2); `episodes` rollouts of each task then, and `seed`
+    # is unused. null: `episodes` goals the scene draws from seeds `seed`, `seed` + 1, ...
+    goals: str | None = None
 
 
 def require_at_least(value: int | None, least: int, field_name: str, command: str) -> None:
@@ -63,6 +67,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     rule = cfg.act_rule or getattr(acting, "act_rule", None)
     if cfg.act_rule is not None:
         override_act_rule(agent, rule)
+    goal_set = None
+    if cfg.goals:  # a bad split, task or scene: one GoalSpecError naming goals=
+        from goalrl.benchmark.goals import eval_goals
+
+        goal_set = eval_goals(env_id, cfg.goals, cfg.episodes)
     # the folder holds summary.json even when no video is written (the CLI writes the summary
     # only into a folder that exists)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
@@ -76,6 +85,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         video_dir=Path(cfg.out) / "videos",
         env_kwargs=dict(cfg.env_kwargs),
         observation=observation_of(meta),
+        goals=goal_set,
     )
     if cfg.results:  # method, training seed and dataset come from the checkpoint's meta
         from goalrl.results import append_eval_rows
