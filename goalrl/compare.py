@@ -8,7 +8,8 @@ Protocol (docs/results.md says it to readers):
 - Aggregates: the interquartile mean and the mean of the matrix, with stratified bootstrap
   95% intervals from rliable (``get_interval_estimates``): seeds are resampled within each
   column, and the columns themselves too (``task_bootstrap``). The IQM of 0/1 goal scores
-  trims whole successes and failures away; with ``unit=goal`` read the mean.
+  trims whole successes and failures away: with ``unit=goal`` the tables and plot show the
+  mean only.
 - Paired differences: two cells that differ only in the ``contrast`` fields (method, act
   rule) are compared on the goals both were evaluated on, paired by (scene, task, scene
   options, env seed): per goal, success averaged over each side's seeds, then the mean of the
@@ -295,11 +296,14 @@ def signed_percent(est: dict[str, float]) -> str:
 
 def cell_lines(table: Sequence[dict[str, Any]], group_by: Sequence[str],
                unit: str) -> tuple[list[str], list[list[str]]]:
-    iqm = "IQM % of 0/1 scores [95% CI]" if unit == "goal" else "IQM % [95% CI]"
-    header = [*group_by, "seeds", f"{unit}s", "rollouts", "step", iqm, "mean % [95% CI]"]
+    # the IQM of 0/1 goal scores trims whole successes and failures away: not shown
+    with_iqm = unit != "goal"
+    header = [*group_by, "seeds", f"{unit}s", "rollouts", "step",
+              *(["IQM % [95% CI]"] if with_iqm else []), "mean % [95% CI]"]
     body = [[*(str(line[f]) for f in group_by), str(line["seeds"]), str(line["units"]),
-             str(line["rollouts"]), step_text(line["steps"]), percent(line["iqm"]),
-             percent(line["mean"])] for line in table]
+             str(line["rollouts"]), step_text(line["steps"]),
+             *([percent(line["iqm"])] if with_iqm else []), percent(line["mean"])]
+            for line in table]
     return header, body
 
 

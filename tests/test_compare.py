@@ -12,6 +12,7 @@ import pytest
 from goalrl.commands.compare import CompareConfig, run
 from goalrl.compare import (
     CompareError,
+    cell_lines,
     cell_table,
     iqm_and_mean,
     paired_difference,
@@ -198,7 +199,9 @@ def test_compare_writes_tables_plot_and_a_generated_page(tmp_path: Path, capsys)
     assert f"from the results store `{store}` (72 rollouts)" in text
     assert f"goalrl compare results={store} unit=goal reps=500" in text
     assert "Toy rows." in text and "](../out/success_vs_updates.png)" in text
-    assert "| am | cem_on_q | play | test | 3 | 6 | 18 | 100 |" in text
+    assert "| am | cem_on_q | play | test | 3 | 6 | 18 | 100 | 100.0 [100.0, 100.0] |" in text
+    assert "IQM %" not in text  # unit=goal: 0/1 scores, the mean only
+    assert "IQM % [95% CI]" in cell_lines(summary["table"], ["method"], "task")[0]
 
 
 def test_compare_refuses_a_where_that_keeps_nothing(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 PLOT_NAME = "success_vs_updates.png"
 TABLES_NAME = "tables.md"
+MEASURES = {False: "IQM and mean", True: "the mean (the IQM of 0/1 goal scores is not shown)"}
+METRIC_WORDS = {"iqm": "IQM", "mean": "mean"}
 STEP_WORDS = {"last": "last evaluated step",
               "val_best": "step of best success on the validation goals (val split)"}
 
@@ -24,7 +26,7 @@ class CompareConfig:
     # plot's lines); the other group_by fields must match (and name the plot's panels)
     contrast: str = "method,act_rule"
     # score matrix columns: task (a seed's success rate on each task) | goal (each (task, env
-    # seed): 0/1; read the mean, the IQM of 0/1 scores trims whole outcomes away)
+    # seed): 0/1; the mean only, since the IQM of 0/1 scores trims whole outcomes away)
     unit: str = "task"
     # checkpoint step per seed: last (highest evaluated), a number fixed in advance, or val_best
     # (the step it did best at on goal_split=val goals; the table then shows the other splits)
@@ -33,7 +35,7 @@ class CompareConfig:
     where: dict[str, str] = field(default_factory=dict)
     reps: int = 5000  # bootstrap resamples per interval (the curves use a fifth of them)
     seed: int = 0  # bootstrap seed: the same store gives the same intervals
-    plot_metric: str = "iqm"  # the plotted line: iqm | mean
+    plot_metric: str = "iqm"  # the plotted line: iqm | mean (always mean with unit=goal)
     out: str | None = None  # folder for success_vs_updates.png and tables.md (none: print only)
     # also write this page (e.g. docs/results.md) with a header naming the store and command;
     # its plot goes to out (required with markdown)
@@ -70,7 +72,7 @@ def run(cfg: CompareConfig) -> dict[str, Any]:
         out = Path(cfg.out)
         panels = compare.curves(rows, group_by, contrast, cfg.unit, max(200, cfg.reps // 5),
                                 cfg.seed)
-        summary["plot"] = str(compare.plot_curves(panels, cfg.plot_metric, out / PLOT_NAME))
+        summary["plot"] = str(compare.plot_curves(panels, plot_metric(cfg), out / PLOT_NAME))
         body = tables_markdown(cells_text, pairs_text, cfg.unit)
         summary["tables"] = str(write_text_atomic(out / TABLES_NAME, body + "\n"))
         if cfg.markdown:
@@ -79,10 +81,15 @@ def run(cfg: CompareConfig) -> dict[str, Any]:
     return summary
 
 
+def plot_metric(cfg: CompareConfig) -> str:
+    return "mean" if cfg.unit == "goal" else cfg.plot_metric
+
+
 def tables_markdown(cells_text: Any, pairs_text: Any, unit: str) -> str:
     from goalrl.compare import markdown_table
 
-    parts = [f"### Success (IQM and mean over seeds x {unit}s, stratified bootstrap 95% "
+    measures = "mean" if unit == "goal" else "IQM and mean"  # the IQM of 0/1 scores: no
+    parts = [f"### Success ({measures} over seeds x {unit}s, stratified bootstrap 95% "
              "intervals)", "", markdown_table(*cells_text)]
     if pairs_text[1]:
         parts += ["", "### Paired differences on shared goals (A - B, percentage points, "
@@ -128,7 +135,7 @@ def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path) -> str:
     parts += [
         body,
         "",
-        f"### Success against updates ({cfg.plot_metric.upper()}, 95% band)",
+        f"### Success against updates ({METRIC_WORDS[plot_metric(cfg)]}, 95% band)",
         "",
         f"![success against updates]({plot_link})",
         "",
@@ -139,7 +146,8 @@ def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path) -> str:
         "Q-function; `prior_mean`: the behaviour prior's mean; `actor`: an actor trained on Q; "
         "`policy_mean`: GCBC's policy).",
         f"- A line is one cell of training seeds x {cfg.unit}s at each seed's "
-        f"{STEP_WORDS.get(cfg.step, f'step {cfg.step}')}; IQM and mean "
+        f"{STEP_WORDS.get(cfg.step, f'step {cfg.step}')}; "
+        f"{MEASURES[cfg.unit == 'goal']} "
         "with stratified bootstrap 95% intervals (rliable: seeds resampled within each "
         f"{cfg.unit}, and the {cfg.unit}s resampled; {cfg.reps} resamples, seed {cfg.seed}).",
         "- Paired differences compare two cells on the goals both were evaluated on, paired by "
