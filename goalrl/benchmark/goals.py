@@ -34,7 +34,7 @@ TASK_SEED_OFFSET = 100_000  # named tasks' seeds start this far above the split'
 SEEDS_PER_TASK = 10_000
 ARM_JITTER = 0.02  # m: a named task's start tcp moves up to this much per seed and axis
 SUCCESS_THRESHOLD = 0.05  # the scenes' default success radius (TabletopGoalEnv)
-MAX_DRAWS = 1000
+MAX_DRAWS = 1000  # draws of a random start and goal before giving up on a seed
 
 
 class GoalSpecError(UserError, ValueError):
