@@ -213,3 +213,34 @@ def test_compare_refuses_a_where_that_keeps_nothing(tmp_path: Path) -> None:
         run(CompareConfig(results=str(store), step="val_best"))
     with pytest.raises(CompareError, match="markdown= needs out="):
         run(CompareConfig(results=str(store), markdown=str(tmp_path / "r.md")))
+
+
+def test_the_cli_prints_tables_then_its_summary_and_reports_a_bad_store_on_one_line(
+        tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    store = tmp_path / "results.jsonl"
+    append_rows(store, [row(m, step=st, env_seed=g) for m in ("am", "gcbc") for st in (50, 100)
+                        for g in range(3)])
+
+    def goalrl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "goalrl.cli", "compare", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    # seed 1 of am: goals 0-3, where seed 0 has 0-2
+    append_rows(store, [row("am", step=50, env_seed=g, seed=1) for g in range(4)])
+    proc = goalrl(f"results={store}", "unit=goal", "step=50", "reps=100", "+where.task=task1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("goalrl compare: warning: 1 of 4 goals were not evaluated for every "
+                           "seed ([0, 1]); left out\n")
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["method", "act_rule"]
+    summary = json.loads(lines[-1])
+    assert [line["steps"] for line in summary["table"]] == [[50], [50]]
+    with open(store, "a") as file:
+        file.write("{not json\n")
+    proc = goalrl(f"results={store}")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"results store {store} line 17: not JSON" in proc.stderr

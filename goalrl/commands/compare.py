@@ -44,6 +44,27 @@ class CompareConfig:
 
 
 def run(cfg: CompareConfig) -> dict[str, Any]:
+    """Tables and plot of the store; a warning (goals left out, a cell whose interval is a
+    point) is one stderr line each, and is listed in the summary and on the page."""
+    import sys
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary, tables_md = compare_store(cfg)
+    notes = list(dict.fromkeys(str(w.message) for w in caught))  # once each, in order
+    for note in notes:
+        print(f"goalrl compare: warning: {note}", file=sys.stderr)
+    summary["warnings"] = notes
+    if cfg.markdown:
+        page = results_page(cfg, summary["rows"], tables_md, Path(summary["plot"]), notes)
+        summary["markdown"] = str(write_text_atomic(Path(cfg.markdown), page))
+    return summary
+
+
+def compare_store(cfg: CompareConfig) -> tuple[dict[str, Any], str]:
+    """The summary (tables printed, plot and tables.md written under out) and the tables as
+    markdown."""
     from goalrl import compare
     from goalrl.results import read_rows
 
@@ -68,17 +89,14 @@ def run(cfg: CompareConfig) -> dict[str, Any]:
         print(compare.text_table(*pairs_text))
     summary: dict[str, Any] = {"results": cfg.results, "rows": len(rows), "table": table,
                                "paired": pairs, "plot": None, "tables": None, "markdown": None}
+    body = tables_markdown(cells_text, pairs_text, cfg.unit)
     if cfg.out:
         out = Path(cfg.out)
         panels = compare.curves(rows, group_by, contrast, cfg.unit, max(200, cfg.reps // 5),
                                 cfg.seed)
         summary["plot"] = str(compare.plot_curves(panels, plot_metric(cfg), out / PLOT_NAME))
-        body = tables_markdown(cells_text, pairs_text, cfg.unit)
         summary["tables"] = str(write_text_atomic(out / TABLES_NAME, body + "\n"))
-        if cfg.markdown:
-            page = results_page(cfg, len(rows), body, Path(summary["plot"]))
-            summary["markdown"] = str(write_text_atomic(Path(cfg.markdown), page))
-    return summary
+    return summary, body
 
 
 def plot_metric(cfg: CompareConfig) -> str:
@@ -114,7 +132,8 @@ def command_line(cfg: CompareConfig) -> str:
     return " ".join(parts)
 
 
-def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path) -> str:
+def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path,
+                 notes: list[str]) -> str:
     page_dir = Path(cfg.markdown).resolve().parent
     plot_link = os.path.relpath(plot.resolve(), page_dir)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -132,9 +151,10 @@ def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path) -> str:
     ]
     if cfg.note:
         parts += [cfg.note, ""]
+    parts += [body, ""]
+    if notes:
+        parts += ["Warnings while generating:", "", *(f"- {note}" for note in notes), ""]
     parts += [
-        body,
-        "",
         f"### Success against updates ({METRIC_WORDS[plot_metric(cfg)]}, 95% band)",
         "",
         f"![success against updates]({plot_link})",
