@@ -7,11 +7,20 @@
 3. Page frame rate: distinct camera frames per second that the ``goalrl serve`` page shows
    in headless Chromium while the arm runs back-to-back commands, over ``--page-seconds``.
 
+4. ``load``: the ``goalrl serve`` process under load on 127.0.0.1: 50 parallel uploads
+   (connection resets, latency), 100 slow clients holding half-sent requests (is a normal
+   request answered, how many threads), and the RGBA bomb (a 16-megapixel transparent PNG
+   of 62 KB, alone and 4 at once: the server's peak RSS).
+5. ``goals``: the image distance between the scene's camera views and real goals, photos
+   and gray pictures, which sets the goal-picture rule's threshold (goalrl/goal_match.py).
+
 Without ``--ckpt``, a checkpoint of the default network size at 64x64 is trained briefly
 (a few play episodes, ``--train-steps`` updates): enough for timing, not for success.
-Writes docs/benchmarks/command.md.
+Each mode writes its own section of docs/benchmarks/command.md.
 
-    python bench/command.py [--ckpt RUN] [--steps 200] [--page-seconds 10]
+    python bench/command.py [speed] [--ckpt RUN] [--steps 200] [--page-seconds 10]
+    python bench/command.py load [--ckpt RUN]
+    python bench/command.py goals
 """
 
 from __future__ import annotations
@@ -180,6 +189,10 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="speed", choices=["speed", "load", "goals"])
+    parser.add_argument(
+        "--label", default="after", help="load: 'after' (this code) or a note naming other code"
+    )
     parser.add_argument("--ckpt", help="checkpoint to time (default: train a brief one)")
     parser.add_argument("--env", default="goalrl/Push-v0")
     parser.add_argument("--steps", type=int, default=200, help="steps timed for latency")
@@ -188,6 +201,14 @@ def main() -> None:
     parser.add_argument("--page-seconds", type=float, default=10.0)
     parser.add_argument("--out", default="docs/benchmarks/command.md")
     args = parser.parse_args()
+    if args.mode in ("load", "goals"):  # bench/command_load.py (run as a script: bench/ on path)
+        import command_load
+
+        return (
+            command_load.main_goals(args)
+            if args.mode == "goals"
+            else command_load.main_load(args, brief_checkpoint, cpu_name)
+        )
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,7 +245,7 @@ def main() -> None:
         ["| measure | value | target |", "|---|---:|---|"]
         + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     )
-    doc = f"""# Commanding the arm: speed
+    doc = f"""# Commanding the arm: speed, the server under load, goal pictures
 
 `python bench/command.py{" --ckpt " + args.ckpt if args.ckpt else ""}` on {date.today()}:
 {cpu_name()}, {os.cpu_count()} cores **shared with other jobs** (load average
@@ -260,7 +281,9 @@ it itself ({args.episodes} play episodes, {args.train_steps} updates).
 """
     print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(doc)
+    from command_load import write_section
+
+    write_section(Path(args.out), "speed", doc)
     print(f"wrote {args.out}")
 
 

@@ -9,7 +9,7 @@ whose state is known, always passes). It refuses what the camera can never produ
   a mean channel spread of 0.17 or more, a gray picture 0);
 - see-through pixels (a camera view has none);
 - pictures far from the scene's camera view now: goals rendered in any scene were at most
-  0.074 from its views (mean absolute pixel difference, 0..1), photos 0.21 or more
+  0.074 from its views (mean absolute pixel difference, 0..1), photos 0.23 or more
   (``python bench/command.py goals``, docs/benchmarks/command.md).
 
 ``force=True`` lets such a goal through with a loud ``GoalMismatchWarning``. Without a known

@@ -22,7 +22,7 @@ class ServeConfig:
     max_upload_pixels: int = 16_000_000  # larger images get HTTP 413 before being decoded
     view_size: int = 256  # side of the live camera picture (pixels, upscaled)
     max_threads: int = 32  # connections served at once (more wait in a queue of 256)
-    timeout_s: float = 10.0  # a client silent this long (half-sent request, idle) is dropped
+    timeout_s: float = 10.0  # seconds a client has to send a request head (then it is dropped)
     # folders the page may load checkpoints from (default: the working folder and the one
     # holding the starting checkpoint's run); other paths get the same answer as missing ones
     checkpoint_roots: list[str] = field(default_factory=list)

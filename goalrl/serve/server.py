@@ -20,10 +20,11 @@ Writes happen only under ``out`` (goals/, runs/). Uploads are bounded by bytes (
 Content-Length, before reading) and by pixels (checked on the image header, before
 decoding); grayscale images are refused on the header and see-through ones right after
 decoding, before any conversion, and at most ``max_decodes`` uploads are decoded at once.
-Connections are served by a pool of ``max_threads`` threads (more wait in a queue, and past
-``max_queued`` are turned away with 503); a client that sends nothing for ``timeout_s`` is
-dropped, so half-sent requests cannot hold threads; the listen backlog is 128 (the
-standard library's 5 reset connections under 50 parallel uploads). ``/api/checkpoint``
+Request heads are gathered by one thread for all connections; a head not complete
+``timeout_s`` after connecting is dropped, so half-sent requests hold no thread. Complete
+requests are served by a pool of ``max_threads`` threads (more wait in a queue; past
+``max_queued`` they get a 503); the listen backlog is 128 (the standard library's 5 reset
+connections under 50 parallel uploads); see ``connections.py``. ``/api/checkpoint``
 loads only from ``checkpoint_roots`` and answers one error for paths outside them and
 missing paths alike. Requests with a foreign Host (DNS rebinding) or Origin (cross-site
 POST) get 403. Load figures: docs/benchmarks/command.md (``bench/command.py load``).
@@ -51,7 +52,7 @@ from goalrl.goal_image import (
 )
 from goalrl.goal_match import GoalMismatchError, check_goal_can_match
 from goalrl.reacher import SceneMismatchError, check_goal_fits
-from goalrl.serve.connections import PooledHTTPServer, TimedRequestHandler
+from goalrl.serve.connections import GatedRequestHandler, PooledHTTPServer
 from goalrl.serve.worker import ArmWorker, Busy
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -85,9 +86,11 @@ class Limits:
     max_upload_pixels: int = 16_000_000  # width * height of an uploaded image
     view_size: int = 256  # side of the live camera JPEG (nearest-neighbour upscale)
     max_threads: int = 32  # connections served at once; more wait in the queue
-    max_queued: int = 256  # connections waiting for a thread; past this: 503 and closed
+    max_queued: int = 256  # complete requests waiting for a thread; past this: 503, closed
     max_decodes: int = 2  # uploads decoded at once (each up to max_upload_pixels * 4 bytes)
-    timeout_s: float = 10.0  # a client silent this long (half-sent request, idle) is dropped
+    # a request head must be complete this long after connecting; a body or the next request
+    # on a kept-alive connection may pause this long between reads
+    timeout_s: float = 10.0
     checkpoint_roots: tuple[str, ...] = ()  # folders /api/checkpoint may load from
 
 
@@ -143,7 +146,7 @@ class GoalServer(PooledHTTPServer):
         self.worker.close()
 
 
-class Handler(TimedRequestHandler):
+class Handler(GatedRequestHandler):
     server: GoalServer
     server_version = "goalrl"
     protocol_version = "HTTP/1.1"  # keep-alive: the page polls frames and status
