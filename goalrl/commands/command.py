@@ -3,8 +3,10 @@
 ``goalrl goal env=goalrl/Push-v0 seed=1000003 out=goal.png`` renders the goal state of
 episode ``seed`` (a state the scene can reach) and writes it as a PNG that also carries
 that state, so ``goalrl command ckpt=runs/am goal=goal.png out=run.mp4`` can report
-success and distance in metres. Any other picture works as a goal too; then only the
-image distance is known.
+success and distance in metres. A plain picture of the scene (a screenshot, a JPEG) works
+as a goal too; then only the image distance is known. A picture the camera cannot show
+(grayscale, see-through, or far from the scene's view, like a photo) is refused naming the
+measured image distance (goalrl/goal_match.py); ``force=true`` commands it with a warning.
 """
 
 from __future__ import annotations
