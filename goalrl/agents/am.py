@@ -40,13 +40,11 @@ import numpy as np
 import torch
 
 from goalrl.agents.am_actor import AMActor
-from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     AgentBase,
     UpdateStats,
     add_exploration,
     autocast_context,
-    batch_images,
     batch_proprio,
     make_adamw,
     q_output,
@@ -66,6 +64,7 @@ from goalrl.agents.losses import (
     select_negatives,
 )
 from goalrl.agents.networks import GoalQNetwork
+from goalrl.agents.observations import act_frames, batch_frames
 from goalrl.data import keys as K
 
 ACT_RULES = ("cem", "prior_mean", "actor")  # AMConfig.act_rule
@@ -195,21 +194,19 @@ class AMAgent(AgentBase):
         # the actor in a param group of its own, never clipped with Q (max_grad_norm is Q's)
         groups = AMActor.param_groups(self._params, self.actor)
         self.optimizer = make_adamw(groups, self.device, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if self.actor is not None:  # under torchrun its gradients are averaged before each step
+            self.optimizer.register_step_pre_hook(self.actor.average_gradients)
 
     # --- batches ---
 
     def _images(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
-        obs = to_tensor(batch[K.OBS_IMAGE], self.device)  # (B, H, W, 3) uint8
-        next_obs = to_tensor(batch[K.NEXT_OBS_IMAGE], self.device)
-        goal = to_tensor(batch[K.GOAL_IMAGE], self.device)
-        if self.cfg.augment and self.cfg.pad > 0:
-            shifts = sample_shifts(obs.shape[0], self.cfg.pad, self.generator, self.device)
-            # One shift per sample for all three images; shift_images returns new tensors.
-            obs, next_obs, goal = (
-                shift_images(x, shifts, self.cfg.pad, channels_last=True)
-                for x in (obs, next_obs, goal)
-            )
-        return obs, next_obs, goal
+        """o, o' and g: images (B, H, W, 3) uint8 with one random shift per sample shared by the
+        three (step 1 above), or states (B, S) with ``encoder.kind=state`` (no augmentation)."""
+        kind = self.cfg.encoder.kind
+        augment = self.cfg.augment and self.cfg.pad > 0 and kind == "image"
+        f = batch_frames(batch, kind, ("obs", "next_obs", "goal"), self.device,
+                         generator=self.generator if augment else None, pad=self.cfg.pad)
+        return f["obs"], f["next_obs"], f["goal"]
 
     def _proprio(self, batch: Mapping[str, Any], key: str) -> torch.Tensor | None:
         if self.proprio_dim is None:
@@ -380,7 +377,7 @@ class AMAgent(AgentBase):
     def _obs_goal(
         self, obs_image: Any, goal_image: Any, proprio: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-        obs, goal, single = batch_images(obs_image, goal_image, self.device)
+        obs, goal, single = act_frames(obs_image, goal_image, self.cfg.encoder.kind, self.device)
         return obs, goal, batch_proprio(proprio, self.proprio_dim, self.device), single
 
     @torch.no_grad()
@@ -395,10 +392,10 @@ class AMAgent(AgentBase):
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Greedy CEM action on ``acting_q``, plus optional Gaussian exploration noise.
 
-        obs (B, H, W, 3) -> (B, A); an unbatched obs (H, W, 3) -> (A,). A single goal image is
-        broadcast over a batch of observations. No augmentation at acting time. With
-        ``return_q`` also the min-over-heads Q of the greedy action, (B,) or scalar, which CEM
-        computed anyway (before exploration noise).
+        obs (B, H, W, 3) -> (B, A); an unbatched obs (H, W, 3) -> (A,); states (B, S) or (S,)
+        with encoder.kind=state. A single goal is broadcast over a batch of observations. No
+        augmentation at acting time. With ``return_q`` also the min-over-heads Q of the greedy
+        action, (B,) or scalar, which CEM computed anyway (before exploration noise).
         """
         obs, goal, prop, single = self._obs_goal(obs_image, goal_image, proprio)
         with autocast_context(self.device, self.amp):

@@ -20,8 +20,10 @@ Design (why):
   normalises it by its batch mean magnitude (``value_losses.ddpg_bc_actor_loss``), so alpha
   means the same at any value scale. The BC term is the squared error to the data action over
   rows whose goal came from their own episode (a chained goal says nothing about the action).
-* Under torchrun the Q network is wrapped in DDP but the actor is not: ``average_across_ranks``
-  hooks average the actor's gradients over the ranks, so every rank keeps the same actor.
+* Under torchrun the Q network is wrapped in DDP but the actor is not: an optimiser step pre-hook
+  averages the actor's gradients over the ranks (``average_across_ranks``), so every rank keeps
+  the same actor. (Per-parameter gradient hooks would issue their all-reduces among DDP's own,
+  in an order that may differ between ranks, which hangs or aborts gloo.)
 """
 
 from __future__ import annotations
@@ -93,17 +95,21 @@ def actor_loss(
 
 
 def average_across_ranks(params: list[torch.Tensor]) -> None:
-    """Average these parameters' gradients over the torchrun ranks as each one is accumulated
-    (a no-op in a single process), for networks that DDP does not wrap."""
+    """Average these parameters' gradients over the torchrun ranks in one all-reduce (a no-op in a
+    single process), for networks that DDP does not wrap. Call it after the backward pass: by then
+    DDP's own all-reduces have finished, so every rank issues this one in the same order."""
     import torch.distributed as dist
 
-    def hook(p: torch.Tensor) -> None:
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(p.grad)
-            p.grad.div_(dist.get_world_size())
-
-    for p in params:
-        p.register_post_accumulate_grad_hook(hook)
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])  # one collective for all of them
+    dist.all_reduce(flat)
+    flat.div_(dist.get_world_size())
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 class AMActor:
@@ -122,6 +128,10 @@ class AMActor:
         )
         self.ema, self.averager = agent.make_weight_average(self.net, cfg.ema_tau)
         self.params = list(self.net.parameters())
+
+    def average_gradients(self, *_: Any) -> None:
+        """An optimiser step pre-hook (``register_step_pre_hook``): the actor's gradients
+        averaged over the ranks before the step (``average_across_ranks``)."""
         average_across_ranks(self.params)
 
     @staticmethod

@@ -220,7 +220,7 @@ def test_torchrun_ranks_keep_the_same_actor(tmp_path) -> None:
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            "--master_port=29561",
+            "--standalone",  # a free port: other tests may run torchrun at the same time
             str(script),
         ],
         capture_output=True,
@@ -229,3 +229,35 @@ def test_torchrun_ranks_keep_the_same_actor(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("same weights on both ranks") == 2
+
+
+def test_am_on_state_observations_reaches_point_goals(tmp_path) -> None:
+    """AM reads state vectors with encoder.kind=state (the sampler's OBS_STATE etc.); CEM on its
+    Q and its actor both reach the point task's goals. Seed 0: 100% and 100% of 64 goals after
+    400 updates of batch 256 (random actions: 11%)."""
+    import point_task
+    from test_crl import STATE_ENCODER
+
+    from goalrl.agents.config import EncoderConfig
+    from goalrl.data.sampler import GoalBatchSampler
+    from goalrl.data.storage import EpisodeDataset
+
+    data = EpisodeDataset(point_task.write_point_dataset(tmp_path / "points"))
+    cfg = AMConfig(
+        encoder=EncoderConfig(**STATE_ENCODER), head_hidden_dim=64, lr=1e-3, tau=0.05, actor=True
+    )
+    agent = AMAgent(cfg, data.image_shape, 2, seed=0)
+    sampler = GoalBatchSampler(
+        data, 256, goal_mode="geometric", gamma=cfg.gamma, p_chain=0.2, observation="state", seed=0
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(400):
+            agent.update(sampler.sample())
+    finally:
+        torch.set_num_threads(threads)
+    for rule in ("cem", "actor"):
+        agent.set_act_rule(rule)
+        rate = point_task.success_rate(agent.act)
+        assert rate > 0.6, f"AM ({rule}) reached {rate:.0%} of point goals"
