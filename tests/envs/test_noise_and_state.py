@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from goalrl.data.recording import record_rollout
 from goalrl.envs.noise import GaussianNoise, OrnsteinUhlenbeckNoise, make_noise
 from goalrl.envs.play import PlayPolicy
 from goalrl.envs.state import GOAL_STATE_KEY, STATE_KEY, state_vector
@@ -60,12 +61,8 @@ def added_noise(**kw) -> np.ndarray:
     env = gym.make("goalrl/Push-v0", image_size=8)
     policy = RecordingPolicy(env.unwrapped, seed=0, **kw)
     for seed in range(2):
-        obs, _ = env.reset(seed=seed)
         policy.reset()
-        done = False
-        while not done:
-            obs, _, terminated, truncated, _ = env.step(policy(obs))
-            done = terminated or truncated
+        record_rollout(env, policy, seed)
     env.close()
     return np.array([sent - np.clip(clean, -1, 1) for clean, sent in policy.pairs])
 
