@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import point_task
 import pytest
+import test_config
 import torch
 from test_config import STATE_ENCODER_FIELDS, _differs, _encoder_cases, _leaf_fields, _set
 
@@ -327,3 +328,8 @@ def test_pretrain_cli_trains_resumes_and_loads_crl(tmp_path: Path) -> None:
     agent, meta = load_agent(tmp_path / "run")
     assert isinstance(agent, CRLAgent) and agent.step == 6 and meta["agent"] == "crl"
     assert agent.act(np.zeros(2, np.float32), np.ones(2, np.float32)).shape == (2,)
+
+
+def test_every_crl_field_has_a_comment() -> None:
+    """--help shows each field's comment (the fields this config adds or re-defaults)."""
+    test_config.test_every_field_has_a_comment(CRLConfig)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import point_task
 import pytest
+import test_config
 import torch
 from test_config import STATE_ENCODER_FIELDS, _differs, _leaf_fields, _set
 from test_crl import (
@@ -252,3 +253,8 @@ def test_cuda_update_and_act(kind: str, amp: bool) -> None:
     assert all(np.isfinite(v) for v in stats.values())
     action = agent.act(batch[K.OBS_IMAGE], batch[K.GOAL_IMAGE])
     assert action.shape[0] == 8 and np.isfinite(action).all()
+
+
+def test_every_hiql_field_has_a_comment() -> None:
+    """--help shows each field's comment (the fields this config adds or re-defaults)."""
+    test_config.test_every_field_has_a_comment(HIQLConfig)
