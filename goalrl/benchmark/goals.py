@@ -84,7 +84,8 @@ def eval_goals(env: str, goals: str = "test", per_task: int = 10) -> list[EvalGo
     """The evaluation episodes of ``goals`` (see ``parse_goals``): ``per_task`` of each named
     task and ``per_task`` random held-out goals, in a fixed order."""
     if per_task < 1 or per_task > SEEDS_PER_TASK:
-        raise GoalSpecError(f"per_task must be in 1..{SEEDS_PER_TASK}, got {per_task}")
+        raise GoalSpecError(f"episodes per task (audit's per_task, eval's episodes) must be in "
+                            f"1..{SEEDS_PER_TASK}, got {per_task}")
     scene = scene_name(env)
     split, tasks = parse_goals(goals)
     return [goal for task in tasks for goal in _task_goals(scene, split, task, per_task)]

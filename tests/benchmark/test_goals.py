@@ -129,9 +129,11 @@ def test_unknown_goal_sets_are_refused_by_name(spec: str) -> None:
         parse_goals(spec)
 
 
-def test_a_scene_without_goals_is_refused() -> None:
+def test_a_scene_without_goals_or_a_bad_count_is_refused() -> None:
     with pytest.raises(GoalSpecError, match="goalrl/Grasp-v0"):
         eval_goals("goalrl/Grasp-v0")
+    with pytest.raises(GoalSpecError, match="episodes per task .* got 0"):
+        eval_goals("goalrl/Push-v0", "test", per_task=0)
 
 
 @pytest.mark.parametrize("scene", ("Push", "Rearrange", "Reach"))
