@@ -289,6 +289,62 @@ def test_crl_reaches_point_goals_far_above_chance(points: Path) -> None:
     assert rate > 0.6, f"CRL reached {rate:.0%} of goals (random actions {chance:.0%})"
 
 
+def dots_dataset(root: Path) -> EpisodeDataset:
+    """test_learning's dot task (a dot on a 7x7 grid in 16x16 images, random-walk episodes)
+    written as a goalrl dataset, so the real sampler draws goal mixtures and subgoals from it."""
+    import agent_dots as dots
+
+    from goalrl.data.storage import DatasetWriter, EpisodeData
+
+    states, actions = dots.collect(1000, 16, np.random.default_rng(0))
+    with DatasetWriter(root, image_shape=(16, 16, 3), action_dim=2, durable=False) as writer:
+        for episode_states, episode_actions in zip(states, actions, strict=True):
+            writer.append(EpisodeData(images=dots.render(episode_states), actions=episode_actions))
+    return EpisodeDataset(root)
+
+
+def image_learning_rate(agent: Any, data: EpisodeDataset, steps: int) -> tuple[float, float]:
+    """``steps`` updates of batch 128 on the dot images; the fraction of random (state, goal)
+    pairs whose greedy action shortens the distance, and the same for random actions."""
+    import agent_dots as dots
+
+    cfg = agent.cfg
+    sampler = GoalBatchSampler(
+        data,
+        128,
+        gamma=cfg.gamma,
+        value_goals=cfg.value_goals,
+        actor_goals=cfg.actor_goals,
+        subgoal_steps=getattr(cfg, "subgoal_steps", 0),
+        seed=0,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(steps):
+            agent.update(sampler.sample())
+    finally:
+        torch.set_num_threads(threads)
+    s, g = dots.eval_pairs(np.random.default_rng(1000), 400)
+    rate = dots.improvement_rate(s, g, agent.act(dots.render(s), dots.render(g)))
+    chance = dots.improvement_rate(s, g, np.random.default_rng(0).uniform(-1, 1, s.shape))
+    return rate, chance
+
+
+DOTS_ENCODER = EncoderConfig(conv_channels=[16, 32], embed_dim=64, fusion_dim=128)
+
+
+@pytest.mark.slow
+def test_crl_learns_the_dot_task_from_images(tmp_path: Path) -> None:
+    """Images end to end (random shift, Siamese frame encoder). Seed 0: 97% of pairs improved
+    after 500 updates (random actions: 46%)."""
+    cfg = CRLConfig(encoder=DOTS_ENCODER, pad=1, lr=1e-3, head_hidden_dim=64)
+    agent = CRLAgent(cfg, (16, 16, 3), 2, seed=0)
+    rate, chance = image_learning_rate(agent, dots_dataset(tmp_path / "dots"), 500)
+    assert chance < 0.55
+    assert rate > 0.75, f"CRL improves the distance from {rate:.0%} of states"
+
+
 def test_checkpoint_round_trip_acts_the_same(points: Path, tmp_path: Path) -> None:
     agent = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=0)
     sampler = point_sampler(agent.cfg, points, 32)
