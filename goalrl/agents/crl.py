@@ -60,9 +60,10 @@ class CRLConfig(GoalActorConfig):
     # discount of the value goals' geometric offset: the critic estimates the occupancy of g
     # discounted by gamma (read by the sampler only)
     gamma: float = 0.99
-    # weight of the actor's BC term (-log-likelihood of the data action). OGBench tunes it per
-    # dataset (0.1 to 3); on the point task (tests/agents/test_crl.py) 0.1 let the actor leave
-    # the data (30% of goals reached after 1000 updates) where 1.0 reached all of them
+    # weight of the actor's BC term (-log-likelihood of the data action). OGBench's per-dataset
+    # values: 3 on manipulation play data, 0.1 on its noisy data and ant mazes; on the point
+    # task (tests/agents/test_crl.py) 0.1 let the actor leave the data (30% of goals reached
+    # after 1000 updates) where 1.0 reached all of them
     alpha: float = 1.0
     # where the critic's goals come from: the row's own future states only (a random goal would
     # be a false positive); p_current > 0 adds the state itself

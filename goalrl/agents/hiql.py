@@ -45,8 +45,8 @@ class HIQLConfig(GCIVLConfig):
     alpha: float = 3.0  # low-level AWR temperature: exp(alpha * A_l)
     expectile: float = 0.7  # tau of the value's expectile regression
     high_alpha: float = 3.0  # high-level AWR temperature: exp(high_alpha * A_h)
-    # k: the high level proposes the state k steps ahead (read by the sampler; OGBench: 25 for
-    # locomotion, 10 for manipulation)
+    # k: the high level proposes the state k steps ahead (read by the sampler; OGBench: 10 on
+    # its manipulation datasets, 25 to 100 on its mazes)
     subgoal_steps: int = 10
 
     def __post_init__(self) -> None:
