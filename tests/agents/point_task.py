@@ -101,15 +101,22 @@ def frames_batch(kind: str, b: int = 8, seed: int = 0, proprio: bool = False) ->
     return batch
 
 
+def point_sampler(cfg: Any, ds: Any, batch_size: int, seed: int = 0) -> Any:
+    """The sampler pretraining builds for agent config ``cfg`` (goal mixtures, subgoals for HIQL)
+    on the point dataset ``ds`` (an EpisodeDataset)."""
+    from goalrl.data.sampler import GoalBatchSampler
+
+    return GoalBatchSampler(ds, batch_size, gamma=cfg.gamma, observation="state",
+                            value_goals=cfg.value_goals, actor_goals=cfg.actor_goals,
+                            subgoal_steps=getattr(cfg, "subgoal_steps", 0), seed=seed)
+
+
 def train_on_points(agent: Any, data: Path, steps: int, batch_size: int = 256) -> Any:
     """``steps`` updates of ``agent`` on the point dataset with its own goal mixtures."""
-    from goalrl.data.sampler import GoalBatchSampler
     from goalrl.data.storage import EpisodeDataset
 
-    cfg = agent.cfg
     with EpisodeDataset(data) as ds:
-        sampler = GoalBatchSampler(ds, batch_size, gamma=cfg.gamma, observation="state",
-                                   value_goals=cfg.value_goals, actor_goals=cfg.actor_goals)
+        sampler = point_sampler(agent.cfg, ds, batch_size)
         for _ in range(steps):
             agent.update(sampler.sample())
     return agent

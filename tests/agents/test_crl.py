@@ -34,33 +34,6 @@ def state_cfg(cls: type = CRLConfig, **overrides: Any) -> Any:
     return cls(encoder=EncoderConfig(**STATE_ENCODER), head_hidden_dim=64, **overrides)
 
 
-def point_sampler(cfg: Any, root: Path, batch_size: int, seed: int = 0) -> GoalBatchSampler:
-    """The sampler pretraining builds for ``cfg`` (goal mixtures, subgoals) on the point data."""
-    return GoalBatchSampler(
-        EpisodeDataset(root),
-        batch_size,
-        observation="state",
-        gamma=cfg.gamma,
-        value_goals=cfg.value_goals,
-        actor_goals=cfg.actor_goals,
-        subgoal_steps=getattr(cfg, "subgoal_steps", 0),
-        seed=seed,
-    )
-
-
-def train_on_points(agent: Any, root: Path, steps: int, batch_size: int = 256) -> float:
-    """``steps`` updates on the point data, then the success rate of the agent's actions."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two OpenMP threads on a shared 2-core machine are slower
-    try:
-        sampler = point_sampler(agent.cfg, root, batch_size)
-        for _ in range(steps):
-            agent.update(sampler.sample())
-    finally:
-        torch.set_num_threads(threads)
-    return point_task.success_rate(agent.act)
-
-
 def pretrain_cli(kind: str, data: Path, out: Path, *overrides: str) -> dict[str, Any]:
     """``goalrl pretrain agent=<kind>`` on state frames in a subprocess, as a user runs it; its
     summary (the last stdout line)."""
@@ -279,11 +252,11 @@ def test_the_same_crl_config_runs_identically() -> None:
 # --- learning, save/load, resume ---------------------------------------------------------------
 
 
-def test_crl_reaches_point_goals_far_above_chance(points: Path) -> None:
+def test_crl_reaches_point_goals_far_above_chance(points: Path, one_thread: None) -> None:
     """Seeds 0, 1, 2: 77%, 83%, 95% of 64 goals after 400 updates of batch 256 at lr 1e-3
     (random actions: 11%)."""
     agent = CRLAgent(state_cfg(lr=1e-3), point_task.IMAGE_SHAPE, 2, seed=0)
-    rate = train_on_points(agent, points, steps=400)
+    rate = point_task.success_rate(point_task.train_on_points(agent, points, 400).act)
     chance = point_task.success_rate(point_task.random_policy())
     assert chance < 0.25
     assert rate > 0.6, f"CRL reached {rate:.0%} of goals (random actions {chance:.0%})"
@@ -347,7 +320,7 @@ def test_crl_learns_the_dot_task_from_images(tmp_path: Path) -> None:
 
 def test_checkpoint_round_trip_acts_the_same(points: Path, tmp_path: Path) -> None:
     agent = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=0)
-    sampler = point_sampler(agent.cfg, points, 32)
+    sampler = point_task.point_sampler(agent.cfg, EpisodeDataset(points), 32)
     for _ in range(3):
         agent.update(sampler.sample())
     path = save_checkpoint(tmp_path, 3, {"agent": agent.state_dict()}, {"agent": "crl"})
@@ -361,7 +334,7 @@ def test_checkpoint_round_trip_acts_the_same(points: Path, tmp_path: Path) -> No
 
 def test_resume_continues_exactly(points: Path) -> None:
     agent = CRLAgent(state_cfg(), point_task.IMAGE_SHAPE, 2, seed=1)
-    sampler = point_sampler(agent.cfg, points, 32)
+    sampler = point_task.point_sampler(agent.cfg, EpisodeDataset(points), 32)
     batches = [sampler.sample() for _ in range(4)]
     for b in batches[:2]:
         agent.update(b)

@@ -23,18 +23,17 @@ from test_crl import (
     dots_dataset,
     image_batch,
     image_learning_rate,
-    point_sampler,
     pretrain_cli,
     sampler_fields,
     state_cfg,
     tiny_image_cfg,
-    train_on_points,
 )
 
 from goalrl.agents.config import AgentConfigError
 from goalrl.agents.hiql import HIQLAgent, HIQLConfig, awr_gaussian_loss
 from goalrl.checkpoint import load_checkpoint, save_checkpoint
 from goalrl.data import keys as K
+from goalrl.data.storage import EpisodeDataset
 
 
 @pytest.fixture(scope="module")
@@ -181,11 +180,11 @@ def test_changing_a_hiql_field_changes_behaviour(name: str, value: Any, base: di
 # --- learning, save/load, resume ---------------------------------------------------------------
 
 
-def test_hiql_reaches_point_goals_far_above_chance(points: Path) -> None:
+def test_hiql_reaches_point_goals_far_above_chance(points: Path, one_thread: None) -> None:
     """Seeds 0 and 1: 98% and 100% of 64 goals after 400 updates of batch 256 at lr 1e-3
     (random actions: 11%)."""
     agent = HIQLAgent(state_cfg(HIQLConfig, lr=1e-3, subgoal_steps=5), point_task.IMAGE_SHAPE, 2)
-    rate = train_on_points(agent, points, steps=400)
+    rate = point_task.success_rate(point_task.train_on_points(agent, points, 400).act)
     chance = point_task.success_rate(point_task.random_policy())
     assert rate > 0.6, f"HIQL reached {rate:.0%} of goals (random actions {chance:.0%})"
 
@@ -203,7 +202,7 @@ def test_hiql_learns_the_dot_task_from_images(tmp_path: Path) -> None:
 
 def test_checkpoint_round_trip_acts_the_same(points: Path, tmp_path: Path) -> None:
     agent = HIQLAgent(state_cfg(HIQLConfig), point_task.IMAGE_SHAPE, 2, seed=0)
-    sampler = point_sampler(agent.cfg, points, 32)
+    sampler = point_task.point_sampler(agent.cfg, EpisodeDataset(points), 32)
     for _ in range(3):
         agent.update(sampler.sample())
     path = save_checkpoint(tmp_path, 3, {"agent": agent.state_dict()}, {"agent": "hiql"})
@@ -216,7 +215,7 @@ def test_checkpoint_round_trip_acts_the_same(points: Path, tmp_path: Path) -> No
 
 def test_resume_continues_exactly(points: Path) -> None:
     agent = HIQLAgent(state_cfg(HIQLConfig), point_task.IMAGE_SHAPE, 2, seed=1)
-    sampler = point_sampler(agent.cfg, points, 32)
+    sampler = point_task.point_sampler(agent.cfg, EpisodeDataset(points), 32)
     batches = [sampler.sample() for _ in range(4)]
     for b in batches[:2]:
         agent.update(b)
