@@ -109,8 +109,9 @@ def merge_am_config(user: AMConfig, ckpt_values: dict[str, Any], where: str) -> 
     weights have another shape): TrainingError naming the field.
     """
     # How the pretrained policy acted is not inherited: with act_rule=prior_mean the task
-    # policy would follow the goal-reaching prior and never use the task Q it learns.
-    inherited = {k: v for k, v in ckpt_values.items() if k != "act_rule"}
+    # policy would follow the goal-reaching prior and never use the task Q it learns; nor is
+    # its actor on Q (the task agent never acts with it or optimises it).
+    inherited = {k: v for k, v in ckpt_values.items() if k not in ("act_rule", "actor")}
     merged = flatten(asdict(config_from_dict("am", inherited)))  # today's layout
     defaults = flatten(asdict(AMConfig()))
     for name, value in flatten(asdict(user)).items():

@@ -146,3 +146,14 @@ def test_fine_tuning_keeps_the_prior_but_not_the_act_rule() -> None:
     assert merged.behaviour_prior and merged.act_rule == "cem"  # the task Q chooses actions
     asked = merge_am_config(AMConfig(act_rule="prior_mean"), pretrained, "ckpt")
     assert asked.act_rule == "prior_mean"  # unless the user asks for the prior's mean
+
+
+def test_fine_tuning_does_not_inherit_the_actor_on_q() -> None:
+    from dataclasses import asdict
+
+    from goalrl.agents.am import AMConfig
+    from goalrl.training.finetune import merge_am_config
+
+    pretrained = asdict(tiny_cfg(actor=True))
+    # the task agent neither acts with nor optimises the goal agent's actor: no actor loss
+    assert not merge_am_config(AMConfig(), pretrained, "ckpt").actor
