@@ -1,0 +1,131 @@
+"""bench/table.py: the smoke profile end to end (train, val and test evaluations into a store,
+the page), a rerun that does nothing new; the plan, its errors and the val-best choice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench_modules import load_bench
+
+from goalrl.results import read_rows
+
+table = load_bench("table")
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def driver_args(tmp: Path) -> list[str]:
+    return ["--profile", "smoke", "--methods", "am", "gcbc", "--datasets", "reach-play",
+            "--seeds", "0", "--data-root", str(tmp / "data"), "--runs", str(tmp / "runs"),
+            "--store", str(tmp / "store.jsonl"), "--markdown", str(tmp / "results.md"),
+            "--plots", str(tmp / "plots"), "--jobs", "2"]
+
+
+def run_driver(tmp: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "table.py"), *driver_args(tmp)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_smoke_profile_fills_the_store_and_page_then_a_rerun_does_nothing(tmp_path) -> None:
+    collect = subprocess.run(
+        [sys.executable, "-m", "goalrl.cli", "collect", "dataset=reach-play", "episodes=4",
+         "image_size=8", f"out={tmp_path / 'data' / 'reach-play-state'}"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert collect.returncode == 0, collect.stderr[-2000:]
+
+    first = run_driver(tmp_path)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    rows = read_rows(tmp_path / "store.jsonl")
+    cells = {(r["method"], r["act_rule"], r["goal_split"]) for r in rows}
+    assert cells == {(m, a, s) for m, a in [("am", "cem_on_q"), ("am", "actor"),
+                                            ("gcbc", "policy_mean")] for s in ("val", "test")}
+    for method, readout in [("am", "cem_on_q"), ("am", "actor"), ("gcbc", "policy_mean")]:
+        mine = [r for r in rows if (r["method"], r["act_rule"]) == (method, readout)]
+        # every fixed checkpoint on val; the last step (and the val-best one) on test
+        assert {r["step"] for r in mine if r["goal_split"] == "val"} == {2, 4}
+        assert 4 in {r["step"] for r in mine if r["goal_split"] == "test"}
+        runs = {(r["goal_split"], r["step"]) for r in mine}
+        for split, step in runs:  # each evaluation ran once: 6 rollouts, no repeats
+            assert sum((r["goal_split"], r["step"]) == (split, step) for r in mine) == 6
+        for step in (2, 4):  # one rollout of each of the 5 named tasks and of a random goal
+            tasks = [r["task"] for r in mine if r["goal_split"] == "val" and r["step"] == step]
+            assert sorted(tasks) == ["random", "task1", "task2", "task3", "task4", "task5"]
+        assert {r["dataset"] for r in mine} == {"reach-play-state"}
+        assert {r["train_seed"] for r in mine} == {0}
+    page = (tmp_path / "results.md").read_text()
+    assert "step=val_best" in page and "cem_on_q" in page
+    assert "bench/table.py --profile smoke" in page
+    logs = sorted((tmp_path / "runs").rglob("table.log"))
+    assert len(logs) == 2 and all("goalrl.cli pretrain" in p.read_text() for p in logs)
+
+    sizes = {p: p.stat().st_size for p in [tmp_path / "store.jsonl", *logs]}
+    page_time = (tmp_path / "results.md").stat().st_mtime_ns
+    again = run_driver(tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 of 2 cells finished; running 0" in again.stdout
+    assert {p: p.stat().st_size for p in sizes} == sizes  # no training, evaluation or row
+    assert (tmp_path / "results.md").stat().st_mtime_ns == page_time
+
+
+def test_unknown_method_or_dataset_is_one_line_naming_it(tmp_path, capsys) -> None:
+    assert table.main(["--profile", "smoke", "--methods", "am", "sac", "--dry-run"]) == 2
+    assert "unknown method sac; known: am," in capsys.readouterr().err
+    assert table.main(["--profile", "smoke", "--datasets", "push-play", "push-huge",
+                       "--dry-run"]) == 2
+    assert "unknown dataset push-huge; known:" in capsys.readouterr().err
+    # am_prior's rows carry method "am": both in one store would merge
+    assert table.main(["--profile", "smoke", "--methods", "am", "am_prior", "--dry-run"]) == 2
+    assert "same store method name" in capsys.readouterr().err
+    # a real run stops before any work when a dataset folder is missing
+    code = table.main(["--profile", "smoke", "--methods", "gcbc", "--datasets", "reach-play",
+                       "--data-root", str(tmp_path), "--runs", str(tmp_path / "runs"),
+                       "--store", str(tmp_path / "s.jsonl"), "--markdown",
+                       str(tmp_path / "r.md"), "--plots", str(tmp_path / "plots")])
+    assert code == 2 and "reach-play-state does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_plans_every_cell_with_its_time(tmp_path, capsys) -> None:
+    args = ["--profile", "state-cpu", "--methods", "am", "gcbc", "--datasets", "push-play",
+            "push-stitch", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+            "--store", str(tmp_path / "none.jsonl"), "--dry-run"]
+    assert table.main(args) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("push-")]
+    assert len(lines) == 8  # 2 datasets x 2 methods x 2 seeds
+    # AM: 20,000 updates at 4.8/s; two read-outs x (4 val + last + val-best) evaluations
+    am = next(ln for ln in lines if ln.startswith("push-play/am/seed0")).split()
+    assert am[1:4] == ["0", f"{20_000 / 4.8 / 60:.1f}", "12"]
+    assert "CPU hours" in out and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("val", "best"), [({2: [1, 0], 4: [1, 1]}, 4),
+                                           ({2: [1, 0], 4: [0, 1]}, 2),  # tie: the earlier
+                                           ({2: [1, 1]}, None)])  # step 4 not evaluated yet
+def test_val_best_step(tmp_path, val, best) -> None:
+    cell = table.Cell("reach-play", "gcbc", 0, tmp_path, tmp_path / "run")
+    profile = table.PROFILES["smoke"]
+    outcomes = {(str(table.checkpoint_dir(cell.run, step)), "val", "policy"):
+                [bool(x) for x in wins] for step, wins in val.items()}
+    assert table.val_best_step(cell, profile, "policy", outcomes) == best
+    pending = table.pending_evals(cell, profile, outcomes)
+    tests = sorted(step for step, split, _ in pending if split == "test")
+    assert tests == ([4] if best in (None, 4) else [2, 4])
+
+
+def test_a_single_readout_method_matches_rows_whatever_act_rule_they_carry(tmp_path) -> None:
+    from goalrl.results import append_rows
+
+    cell = table.Cell("reach-play", "hiql", 0, tmp_path, tmp_path / "run")
+    ckpt = str(table.checkpoint_dir(cell.run, 2))
+    row = {"v": 1, "method": "hiql", "act_rule": "actor", "dataset": "d", "train_seed": 0,
+           "step": 2, "env": "goalrl/Reach-v0", "goal_split": "val", "task": "task1",
+           "env_seed": 2_100_000, "success": True, "checkpoint": ckpt}
+    append_rows(tmp_path / "s.jsonl", [row])
+    outcomes = table.store_outcomes(tmp_path / "s.jsonl")
+    pending = table.pending_evals(cell, table.PROFILES["smoke"], outcomes)
+    assert (2, "val", None) not in pending and (4, "val", None) in pending
