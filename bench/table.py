@@ -34,25 +34,27 @@ PRESETS = ROOT / "configs" / "dataset"  # dataset names are `goalrl collect data
 class Method:
     overrides: tuple[str, ...]  # `goalrl pretrain` agent overrides
     act_rules: tuple[str | None, ...]  # read-outs, one table row each (None: the policy head)
-    updates_per_s: float  # state, batch 256, one thread (see `measured`)
-    measured: bool  # False: a guess between the measured ones, for the plan only
+    state_speed: float  # updates/s at batch 256, one thread, state vectors (for the plan)
+    image_speed: float  # the same on 64 px images
     store_method: str  # the `method` its rows carry (goalrl.results.method_name)
 
 
 # One table of methods. AM is trained once with its actor and read out twice (CEM on Q, the
 # actor); am_prior adds the behaviour prior's mean, but its rows carry method "am" too (the
 # store does not name the prior), so it cannot share a dataset with "am" in one store.
+# Speeds: docs/benchmarks/agent_speed.md (median, 2 shared cores at load about 3); AM without
+# chaining and with the prior take the rows of AM without and with its actor.
 METHODS: dict[str, Method] = {
-    "am": Method(("agent=am", "agent.actor=true"), ("cem", "actor"), 4.8, True, "am"),
+    "am": Method(("agent=am", "agent.actor=true"), ("cem", "actor"), 8.9, 1.8, "am"),
     "am_prior": Method(("agent=am_prior", "agent.actor=true"), ("cem", "prior_mean", "actor"),
-                       4.5, False, "am"),
-    "am_no_chaining": Method(("agent=am", "agent.chaining=false"), ("cem",), 4.8, False,
+                       8.9, 1.8, "am"),
+    "am_no_chaining": Method(("agent=am", "agent.chaining=false"), ("cem",), 10.1, 2.6,
                              "am_no_chaining"),
-    "gcbc": Method(("agent=gcbc",), (None,), 46.0, True, "gcbc"),
-    "gcivl": Method(("agent=gcivl",), (None,), 15.0, True, "gcivl"),
-    "gciql": Method(("agent=gciql",), (None,), 12.0, False, "gciql"),
-    "crl": Method(("agent=crl",), (None,), 15.0, False, "crl"),
-    "hiql": Method(("agent=hiql",), (None,), 10.0, False, "hiql"),
+    "gcbc": Method(("agent=gcbc",), (None,), 82.0, 4.2, "gcbc"),
+    "gcivl": Method(("agent=gcivl",), (None,), 24.9, 1.6, "gcivl"),
+    "gciql": Method(("agent=gciql",), (None,), 17.3, 1.2, "gciql"),
+    "crl": Method(("agent=crl",), (None,), 26.0, 2.0, "crl"),
+    "hiql": Method(("agent=hiql",), (None,), 11.3, 1.2, "hiql"),
 }
 DEFAULT_METHODS = ("am", "gcbc", "gcivl", "gciql", "crl", "hiql", "am_no_chaining")
 DEFAULT_DATASETS = ("push-play", "push-noisy", "push-stitch")
@@ -70,19 +72,17 @@ class Profile:
     episodes: int  # evaluation rollouts per task (5 named tasks + random goals per split)
     encoder: str  # agent.encoder.kind
     data_suffix: str  # dataset folder: <data-root>/<name><suffix>
-    speed_factor: float  # updates/s relative to the state table above
     budget: str  # what it is for, printed by --dry-run
 
 
 PROFILES: dict[str, Profile] = {
     "state-cpu": Profile(20_000, 256, (5_000, 10_000, 15_000, 20_000), 10, "state", "-state",
-                         1.0, "state variants, one core per cell: 7-70 min of training"),
-    # image speeds of today's agents are not measured: AM before its actor made 6.6 updates/s
-    # at batch 256 on 64 px images (docs/benchmarks/pretrain.md), about state's 4.8 with it,
-    # so the state speeds stand in (factor 1)
-    "images-cpu": Profile(20_000, 128, (5_000, 10_000, 15_000, 20_000), 10, "image", "",
-                          1.0, "64 px images, one core per cell: about 35 min of AM training"),
-    "smoke": Profile(4, 8, (2, 4), 1, "state", "-state", 1.0, "tests: seconds per cell"),
+                         "state variants, one core per cell: 4-40 min of training"),
+    # images: AM with its actor runs 1.8 updates/s at batch 256 (about 3.6 at 128), so 10,000
+    # updates keep its cell near the 45 minutes on one core
+    "images-cpu": Profile(10_000, 128, (2_500, 5_000, 7_500, 10_000), 10, "image", "",
+                          "64 px images, one core per cell: 20-70 min of training"),
+    "smoke": Profile(4, 8, (2, 4), 1, "state", "-state", "tests: seconds per cell"),
 }
 
 
@@ -250,7 +250,8 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     from goalrl.benchmark.tasks import TASK_NAMES
 
     method = METHODS[cell.method]
-    speed = method.updates_per_s * 256 / profile.batch / profile.speed_factor
+    per_256 = method.state_speed if profile.encoder == "state" else method.image_speed
+    speed = per_256 * 256 / profile.batch  # an update's work grows with the batch
     train = max(0, profile.steps - trained_step(cell.run)) / speed / 60
     evals = pending_evals(cell, profile, outcomes)
     # until val is done the val-best step is unknown: count one more test evaluation for it
@@ -273,13 +274,11 @@ def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> 
     for cell in cells:
         train, evaluation, n_evals = estimate_minutes(cell, profile, outcomes)
         total += train + evaluation
-        notes = [] if METHODS[cell.method].measured else ["speed guessed"]
-        if not cell.data.is_dir():
-            notes.append(f"missing {cell.data}")
+        notes = [] if cell.data.is_dir() else [f"missing {cell.data}"]
         print(f"{cell.name:40} {trained_step(cell.run):>8} {train:>9.1f} {n_evals:>5} "
               f"{evaluation:>8.1f}  {', '.join(notes)}")
     print(f"total {total / 60:.1f} CPU hours; {total / 60 / jobs:.1f} hours wall with "
-          f"--jobs {jobs} (speeds: state batch 256 one thread, scaled by batch; rollouts "
+          f"--jobs {jobs} (updates/s: docs/benchmarks/agent_speed.md, scaled by batch; rollouts "
           f"{ROLLOUT_SECONDS['cem']} s with CEM, {ROLLOUT_SECONDS['other']} s otherwise)")
 
 

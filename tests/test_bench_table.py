@@ -97,9 +97,9 @@ def test_dry_run_plans_every_cell_with_its_time(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith("push-")]
     assert len(lines) == 8  # 2 datasets x 2 methods x 2 seeds
-    # AM: 20,000 updates at 4.8/s; two read-outs x (4 val + last + val-best) evaluations
+    # AM: 20,000 updates at its state speed; two read-outs x (4 val + last + val-best) evals
     am = next(ln for ln in lines if ln.startswith("push-play/am/seed0")).split()
-    assert am[1:4] == ["0", f"{20_000 / 4.8 / 60:.1f}", "12"]
+    assert am[1:4] == ["0", f"{20_000 / table.METHODS['am'].state_speed / 60:.1f}", "12"]
     assert "CPU hours" in out and not (tmp_path / "runs").exists()
 
 
