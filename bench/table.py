@@ -40,14 +40,13 @@ class Method:
 
 
 # One table of methods. AM is trained once with its actor and read out twice (CEM on Q, the
-# actor); am_prior adds the behaviour prior's mean, but its rows carry method "am" too (the
-# store does not name the prior), so it cannot share a dataset with "am" in one store.
+# actor); am_prior adds the behaviour prior's mean (its rows carry method "am_prior").
 # Speeds: docs/benchmarks/agent_speed.md (median, 2 shared cores at load about 3); AM without
 # chaining and with the prior take the rows of AM without and with its actor.
 METHODS: dict[str, Method] = {
     "am": Method(("agent=am", "agent.actor=true"), ("cem", "actor"), 8.9, 1.8, "am"),
     "am_prior": Method(("agent=am_prior", "agent.actor=true"), ("cem", "prior_mean", "actor"),
-                       8.9, 1.8, "am"),
+                       8.9, 1.8, "am_prior"),
     "am_no_chaining": Method(("agent=am", "agent.chaining=false"), ("cem",), 10.1, 2.6,
                              "am_no_chaining"),
     "gcbc": Method(("agent=gcbc",), (None,), 82.0, 4.2, "gcbc"),

@@ -62,19 +62,23 @@ class ResultsError(UserError, ValueError):
 
 # ---- rows from an evaluation ----------------------------------------------------------------
 def method_name(meta: dict[str, Any]) -> str:
-    """The checkpoint's agent kind, with AM's ablations spelled out (``am_no_chaining``)."""
+    """The checkpoint's agent kind, with AM's variants spelled out (``am_prior`` for a
+    behaviour prior, ``am_no_chaining`` for an ablation)."""
     kind = str(meta["agent"])
     config = meta.get("agent_config") or {}
     config = config.get("am", config)  # a task agent nests the AM config it acts by
+    prior = ["prior"] if config.get("behaviour_prior") is True else []
     off = [name for name in ("chaining", "negatives") if config.get(name) is False]
-    return "_".join([kind, *(f"no_{name}" for name in off)])
+    return "_".join([kind, *prior, *(f"no_{name}" for name in off)])
 
 
 def readout_name(kind: str, act_rule: str | None) -> str:
     """What produced the action: the act rule's read-out, or the agent kind's policy head."""
+    if kind in READOUT_BY_KIND and act_rule in (None, "actor"):  # one policy: name it by kind
+        return READOUT_BY_KIND[kind]
     if act_rule is not None:
         return READOUT_BY_RULE.get(act_rule, act_rule)  # an unknown rule keeps its own name
-    return READOUT_BY_KIND.get(kind, f"{kind}_policy")
+    return f"{kind}_policy"
 
 
 def eval_rows(

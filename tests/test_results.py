@@ -71,7 +71,8 @@ def test_a_rollout_names_its_own_task_and_split() -> None:
 @pytest.mark.parametrize(("kind", "rule", "name"), [
     ("am", "cem", "cem_on_q"), ("am", "prior_mean", "prior_mean"), ("am", "actor", "actor"),
     ("task_q", "cem", "cem_on_q"), ("gcbc", None, "policy_mean"), ("gciql", None, "actor"),
-    ("am", "some_new_rule", "some_new_rule"),
+    ("am", "some_new_rule", "some_new_rule"), ("hiql", "actor", "hierarchical_actor"),
+    ("hiql", None, "hierarchical_actor"),
 ])
 def test_the_read_out_is_named_by_what_produced_the_action(kind, rule, name) -> None:
     assert readout_name(kind, rule) == name
@@ -183,3 +184,8 @@ def test_a_row_without_its_fields_is_an_error_naming_the_field(tmp_path: Path, l
 def test_a_missing_store_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="does not exist.*goalrl eval results="):
         read_rows(tmp_path / "nothing.jsonl")
+
+
+def test_am_with_a_behaviour_prior_is_its_own_method() -> None:
+    assert method_name(fake_meta(behaviour_prior=True)) == "am_prior"
+    assert method_name(fake_meta(behaviour_prior=True, chaining=False)) == "am_prior_no_chaining"
