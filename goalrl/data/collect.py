@@ -144,7 +144,7 @@ def iter_episodes(
             close_scenes()
         return
     # spawn: pybullet clients and threads must not be inherited through fork
-    with mp.get_context("spawn").Pool(workers) as pool:
+    with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:  # no idle processes
         yield from pool.imap(_run_episode_args, jobs, chunksize=1)
 
 
@@ -197,6 +197,7 @@ def collect_dataset(
     """
     from tqdm import tqdm
 
+    from goalrl.envs.goal_env import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
     from goalrl.envs.registration import ENV_IDS
 
     if env not in ENV_IDS:
@@ -205,6 +206,9 @@ def collect_dataset(
         raise CollectError(f"policy={policy!r}: choose one of {list(POLICIES)}")
     if episodes < 1 or workers < 1:
         raise CollectError(f"episodes and workers must be >= 1, got {episodes}, {workers}")
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise CollectError(f"image_size={image_size}: expected {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} "
+                           "pixels")
     check_seeds(seed, episodes)
     skill_weights = dict(skill_weights or {})
     check_skill_weights(skill_weights, policy)

@@ -33,6 +33,10 @@ GoalEnv = quiet.gymnasium_robotics().core.GoalEnv
 OFF_TABLE_Z = -0.05  # an object this far below the table surface (z = 0) has fallen off
 
 
+# camera frames: below 8 px the conv trunk has no cells; above 512 px TinyRenderer frames cost
+# seconds each and a 50-step episode holds gigabytes (the learners use 16-128 px)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
+
 class TabletopGoalEnv(GoalEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
@@ -52,8 +56,9 @@ class TabletopGoalEnv(GoalEnv):
             if task not in TASKS:
                 raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
             task = TASKS[task]
-        if int(image_size) < 8:
-            raise ValueError(f"image_size must be >= 8, got {image_size}")
+        if not MIN_IMAGE_SIZE <= int(image_size) <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, "
+                             f"got {image_size}")
         self.task = task
         self.goal_source = _check_goal_source(task, goal_source)
         # play goals: how many scripted skills run back to back from the start. With 2 or more

@@ -220,6 +220,7 @@ def test_a_preset_field_given_on_the_command_line_wins(tmp_path: Path) -> None:
     ("noise_theta=0", r"noise_theta=0.0: expected a value in \(0, 1\]"),
     ("random_steps=[5,5]", r"random_steps=\[5, 5\]: expected \[low, high\]"),
     ("policy=juggle", r"policy='juggle': choose one of"),
+    ("image_size=100000", r"image_size=100000: expected 8..512 pixels"),  # not a 28 GiB array
 ])
 def test_bad_collection_settings_are_refused_by_name(tmp_path: Path, override: str,
                                                      message: str) -> None:
@@ -247,3 +248,33 @@ def test_env_spec_reports_the_action_bounds() -> None:
     spec = env_spec("goalrl/Push-v0", 8)
     assert spec["action_low"] == [-1.0] * 4 and spec["action_high"] == [1.0] * 4
     assert spec["action_dim"] == 4 and spec["goal_dim"] == 3
+
+
+def test_no_more_worker_processes_than_episodes(monkeypatch) -> None:
+    import multiprocessing as mp
+
+    from goalrl.data import collect as lib
+
+    sizes: list[int] = []
+
+    class FakePool:  # records the pool size; runs the jobs in this process
+        def __init__(self, n: int) -> None:
+            sizes.append(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def imap(self, fn, items, chunksize: int = 1):
+            return map(fn, items)
+
+    class FakeContext:
+        Pool = FakePool
+
+    monkeypatch.setattr(mp, "get_context", lambda method: FakeContext())
+    jobs = [("goalrl/Reach-v0", 0, {"image_size": 8})]
+    monkeypatch.setattr(lib, "_run_episode_args", lambda args: args, raising=False)
+    list(lib.iter_episodes(jobs, workers=12))
+    assert sizes == [1]  # one episode: one process, not twelve
