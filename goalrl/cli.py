@@ -138,7 +138,7 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
     def app(cfg: Any) -> None:
         if show_help:  # composed like a real run, so `agent=gcbc --help` shows gcbc's fields
             choices = HydraConfig.get().runtime.choices
-            print(command_help(name, cmd.help, cfg, choices, CONFIG_DIR))
+            print_out(command_help(name, cmd.help, cfg, choices, CONFIG_DIR))
             return
         try:
             summary = function(checked_config(cfg, name))
@@ -156,7 +156,7 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
             out = OmegaConf.select(cfg, "out", default=None)
             if out and Path(out).is_dir():  # a folder the command wrote (not a video file)
                 write_json_atomic(Path(out) / "summary.json", summary)
-            print(json.dumps(summary, default=_json_default))
+            print_out(json.dumps(summary, default=_json_default))
 
     saved_argv = sys.argv
     sys.argv = [f"goalrl {name}", *overrides]
@@ -237,6 +237,16 @@ def close_field_names(error: Any) -> str:
         return ""
     close = difflib.get_close_matches(key, names, n=2)
     return f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+
+
+def print_out(text: str) -> None:
+    """Print to stdout; a reader that closed the pipe early (``| head``) ends it quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # as Unix tools do: stop writing, and point stdout at /dev/null so that the flush at
+        # exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def one_line(text: str) -> str:

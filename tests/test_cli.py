@@ -210,3 +210,11 @@ def test_goal_eval_and_command_print_their_summary_and_nothing_else(
         assert proc.stderr == "", f"{name}: {proc.stderr}"
         assert len(proc.stdout.splitlines()) == 1, f"{name}: {proc.stdout}"
         json.loads(proc.stdout)
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:
+    # `goalrl data info ... | head -c 200` on a large summary: the writer meets a closed pipe
+    script = "from goalrl import cli; cli.print_out('x' * 200_000)"
+    done = subprocess.run(f"{sys.executable} -c \"{script}\" | true", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
