@@ -34,14 +34,16 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     """Array or tensor -> tensor on ``device``; may share memory with x, which is never written.
 
-    Read-only arrays (e.g. slices of a memory map) are copied, since torch warns on wrapping them.
+    Read-only arrays (e.g. slices of a memory map) are copied, since torch warns on wrapping them;
+    so are arrays with negative strides (``rgb[..., ::-1]``, a BGR frame flipped), which torch
+    cannot wrap.
     A tensor in pinned memory (``goalrl.data.prefetch.tensor_batch``) is copied without waiting:
     a blocking copy would make the host wait for every kernel already queued on the GPU.
     """
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=x.device.type == "cpu" and x.is_pinned())
     arr = np.asarray(x)
-    if not arr.flags.writeable:
+    if not arr.flags.writeable or any(stride < 0 for stride in arr.strides):
         arr = arr.copy()
     return torch.as_tensor(arr, device=device)
 

@@ -178,3 +178,16 @@ def test_acting_between_replays_with_the_rng_restored_leaves_the_graph_stream_al
     want, got, other = (update(batch)["critic/loss"] for update in updates)
     assert got == pytest.approx(want, rel=1e-4)
     assert other != pytest.approx(want, rel=1e-4)
+
+
+def test_to_tensor_takes_flipped_and_read_only_arrays() -> None:
+    import numpy as np
+    import torch
+
+    from goalrl.agents.base import to_tensor
+
+    frame = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    flipped = frame[..., ::-1]  # BGR -> RGB as a view: a negative stride torch cannot wrap
+    assert torch.equal(to_tensor(flipped, torch.device("cpu")), torch.from_numpy(flipped.copy()))
+    frame.flags.writeable = False
+    assert torch.equal(to_tensor(frame, torch.device("cpu")), torch.from_numpy(frame.copy()))
