@@ -26,8 +26,9 @@ class EvalConfig:
     # results store (JSON Lines): one row per rollout is appended (goalrl compare reads it)
     results: str | None = None
     # benchmark goals (goalrl.benchmark.goals, datasets/README.md): val | test | task1..task5 |
-    # random | split/task (e.g. val/task2); `episodes` rollouts of each task then, and `seed`
-    # is unused. null: `episodes` goals the scene draws from seeds `seed`, `seed` + 1, ...
+    # random | split/task (e.g. val/task2); `episodes` rollouts of each task then, `seed` is
+    # unused, and rollouts last the benchmark's steps (Push 100) unless env_kwargs set them.
+    # null: `episodes` goals the scene draws from seeds `seed`, `seed` + 1, ...
     goals: str | None = None
 
 
@@ -68,10 +69,12 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.act_rule is not None:
         override_act_rule(agent, rule)
     goal_set = None
+    env_kwargs = dict(cfg.env_kwargs)
     if cfg.goals:  # a bad split, task or scene: one GoalSpecError naming goals=
-        from goalrl.benchmark.goals import eval_goals
+        from goalrl.benchmark.goals import eval_goals, eval_steps
 
         goal_set = eval_goals(env_id, cfg.goals, cfg.episodes)
+        env_kwargs.setdefault("max_episode_steps", eval_steps(env_id))
     # the folder holds summary.json even when no video is written (the CLI writes the summary
     # only into a folder that exists)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         seed_start=cfg.seed,
         videos=cfg.videos,
         video_dir=Path(cfg.out) / "videos",
-        env_kwargs=dict(cfg.env_kwargs),
+        env_kwargs=env_kwargs,
         observation=observation_of(meta),
         goals=goal_set,
     )
@@ -91,10 +94,10 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         from goalrl.results import append_eval_rows
 
         rows = append_eval_rows(cfg.results, result, meta, act_rule=rule,
-                                env_kwargs=dict(cfg.env_kwargs))
+                                env_kwargs=env_kwargs)
         result["results"] = {"path": cfg.results, "rows": rows}
     return {
         "checkpoint": meta["path"], "step": meta["step"],
         "act_rule": rule,  # how an AM or task agent acted (None for GCBC: its policy's mean)
-        "env_kwargs": dict(cfg.env_kwargs), **result,
+        "env_kwargs": env_kwargs, **result,
     }

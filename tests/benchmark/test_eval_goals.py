@@ -64,3 +64,18 @@ def test_goalrl_eval_refuses_an_unknown_goal_set(tmp_path, tmp_path_factory) -> 
     with pytest.raises(GoalSpecError, match="goals='hard'"):
         run(EvalConfig(ckpt=str(tiny_checkpoint(tmp_path_factory)), episodes=1, videos=0,
                        out=str(tmp_path / "eval"), device="cpu", goals="hard"))
+
+
+def test_goalrl_eval_with_goals_rolls_out_the_benchmark_steps_unless_told(
+    tmp_path, tmp_path_factory
+) -> None:
+    from tiny_reacher import tiny_checkpoint
+
+    from goalrl.benchmark.goals import EVAL_STEPS
+    from goalrl.commands.evaluate import EvalConfig, run
+
+    ckpt = str(tiny_checkpoint(tmp_path_factory))
+    summary = run(EvalConfig(ckpt=ckpt, episodes=1, videos=0, out=str(tmp_path / "eval"),
+                             device="cpu", goals="test/task1"))
+    assert summary["env_kwargs"] == {"max_episode_steps": EVAL_STEPS["Push"]}
+    assert summary["rollouts"][0]["steps"] == EVAL_STEPS["Push"]
