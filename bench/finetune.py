@@ -147,7 +147,8 @@ def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
             f"online_steps={p['online_steps']}", f"batch_size={p['batch_size']}",
             f"updates_per_episode={p['updates_per_episode']}", f"eval_every={p['eval_every']}",
             f"eval_episodes={p['eval_episodes']}", "videos=2",
-            f"agent.calibrate={str(calibrate).lower()}", f"agent.task_input={task_input}",
+            f"agent.calibration={'calql' if calibrate else 'none'}",
+            f"agent.task_input={task_input}",
             *common, *[f"agent.am.{k}={v}" for k, v in p["net"].items()],
         ]
         return name, stage(folder, args, out / "summary.json")
@@ -171,7 +172,7 @@ def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
 
 
 def slim(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("parent", "calibrate", "task_input", "act_with_target", "steps", "online_steps",
+    keys = ("parent", "calibration", "task_input", "act_with_target", "steps", "online_steps",
             "success_init", "success_offline", "success_final", "curve", "online_episodes",
             "online_episode_success_rate", "labeled_episodes", "labeled_success_rate",
             "updates_per_s", "seconds")

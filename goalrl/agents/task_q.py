@@ -18,16 +18,17 @@ like those?". One update:
    bound on the best value, and the floor carries a late reward back along a whole labeled
    trajectory at once, instead of one step per target-network update (with tens of episodes
    and a slow target network, the value at the grasp itself otherwise lags far behind).
-3. Conservative term (CQL-style, the contrastive negative of Actionable Models): among N
-   candidate actions (uniform, and other rows' data actions) pick one with probability
-   ∝ exp(Q / T) and push its Q toward 0. A low T (default 0.1) picks nearly the best
-   candidate, the action CEM would exploit.
-   **Calibration (Cal-QL)**: the pushed-down Q is floored at the Monte-Carlo return G_t of the
-   logged behaviour from o_t, i.e. the negative's loss is taken on max(Q(o, a~), G_t), so no
-   gradient pushes it below a value the data shows to be achievable. An offline Q then stays
-   on the scale of real returns and online fine-tuning does not start by un-learning an
-   overly pessimistic value (the dip Cal-QL removes). Off by default (``calibrate``; the
-   config field says why).
+3. Conservative term (CQL-style, the contrastive negative of Actionable Models): among the
+   candidate actions (N uniform or other rows' data actions, plus with ``policy_candidates``
+   the current policy's: CEM on the online Q at o, and the target CEM's a* at o', as CQL's
+   pi samples) pick one with probability ∝ exp(Q / T) and push its Q toward 0. A low T
+   (default 0.1) picks nearly the best candidate, the action CEM would exploit.
+   **Calibration** (``calibration="calql"``, Cal-QL, goalrl.agents.conservative): only the
+   policy candidates' values are floored at the Monte-Carlo return G_t of the logged
+   behaviour, max(Q(o, a_pi), G_t); random and data candidates are pushed down as before. No
+   gradient pushes the policy's value below what the data shows achievable, so online
+   fine-tuning does not start by un-learning an overly pessimistic value (the dip Cal-QL
+   removes). Off by default (the config field says why).
 4. Auxiliary goal reaching: ``AMAgent.loss`` on a relabeled batch of the unlabeled data,
    weighted by ``aux_weight`` (0 turns it off), so fine-tuning does not erase pretraining.
 5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
@@ -69,14 +70,13 @@ from goalrl.agents.base import (
     to_tensor,
 )
 from goalrl.agents.config import config_from_dict
+from goalrl.agents.conservative import CALIBRATIONS, conservative_loss
 from goalrl.agents.losses import (
     PolyakAverage,
     bce_q_loss,
     check_neg_source,
     negative_candidates,
-    negative_loss,
     q_targets,
-    select_negatives,
 )
 from goalrl.agents.networks import GoalQNetwork
 from goalrl.data import keys as K
@@ -107,11 +107,14 @@ class TaskQConfig:
     # p(candidate) ∝ exp(Q / T); 0.1 picks nearly the highest-Q candidate, as CQL's soft maximum
     # does: the greedy CEM policy exploits exactly those actions (AM's T = 1 is near uniform)
     neg_temperature: float = 0.1
-    # Cal-QL: floor the pushed-down Q at the data's Monte-Carlo return. Off by default: on
-    # Grasp-v0 with the goal-image input every calibrated run ended the offline phase below its
-    # uncalibrated twin (docs/lab-notes.md): floored candidates of successful
-    # episodes float up to the data's value, and CEM picks them
-    calibrate: bool = False
+    # the current policy's actions among the candidates (CEM on the online Q at o, the target
+    # CEM's a* at o'): CQL's pi samples, the only candidates Cal-QL floors
+    policy_candidates: bool = True
+    # none | calql: Cal-QL floors the policy candidates' Q at the data's Monte-Carlo return
+    # in the conservative term (goalrl.agents.conservative). Off by default: not yet measured
+    # against none on this code (docs/benchmarks/finetune.md); the earlier rule, which floored
+    # every candidate, ended the offline phase lower in all five Grasp pairs and is removed
+    calibration: str = "none"
     mc_floor: bool = True  # raise TD targets to the Monte-Carlo return of the logged action
     aux_weight: float = 1.0  # weight of the goal-reaching loss on unlabeled data (0 = off)
     # embedding: one learned z_task for the task; goal_image: each episode's goal image (the
@@ -132,23 +135,10 @@ class TaskQConfig:
         """Rebuild from ``asdict`` output (checkpoint metadata), its ``am`` nested or in the
         old flat layout (``AMConfig.from_dict``); unknown keys are ignored."""
         am = AMConfig.from_dict(values.get("am") or {}, where=f"{where}.am")
-        return config_from_dict(cls, values, where=where, nested={"am": am})
-
-
-def calibrated_negative_loss(
-    chosen_logits: torch.Tensor, lambda_neg: float, floor: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Conservative loss on chosen negative logits (B, K), floored at Q = ``floor`` (B,).
-
-    Without a floor this is ``negative_loss`` (BCE toward 0). With one (Cal-QL), the loss is
-    taken on max(logit, logit(floor)): where Q is already below the Monte-Carlo return the term
-    is constant and has no gradient, above it the gradient is unchanged.
-    """
-    if floor is not None:
-        eps = 1e-6
-        floor_logit = torch.logit(floor.float().clamp(eps, 1 - eps))  # (B,)
-        chosen_logits = torch.maximum(chosen_logits.float(), floor_logit[:, None])  # (B, K)
-    return negative_loss(chosen_logits, lambda_neg)
+        # calibrate=true floored every candidate's value, not Cal-QL's rule: removed
+        removed = {"calibrate": (True,)}
+        return config_from_dict(cls, values, where=where, nested={"am": am},
+                                removed_values=removed)
 
 
 class TaskQAgent(AgentBase):
@@ -169,6 +159,16 @@ class TaskQAgent(AgentBase):
         if cfg.task_input not in TASK_INPUTS:
             raise ValueError(
                 f"agent.task_input must be one of {TASK_INPUTS}, got {cfg.task_input!r}"
+            )
+        if cfg.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"agent.calibration must be one of {CALIBRATIONS}, got {cfg.calibration!r}"
+            )
+        if cfg.calibration == "calql" and not (cfg.conservative and cfg.policy_candidates):
+            raise ValueError(
+                "agent.calibration=calql floors the policy's candidates of the conservative "
+                f"term: it needs agent.conservative=true and agent.policy_candidates=true (got "
+                f"{cfg.conservative} and {cfg.policy_candidates})"
             )
         self.cfg, self.amp = cfg, bool(amp)
         # network, target network, generator and the auxiliary loss live in the goal agent
@@ -244,6 +244,30 @@ class TaskQAgent(AgentBase):
     # --- training ---
 
     @property
+    def calibrated(self) -> bool:
+        """Cal-QL's floor is on (it floors policy candidates of the conservative term)."""
+        return self.cfg.conservative and self.cfg.calibration == "calql"
+
+    @torch.no_grad()
+    def _candidates(
+        self, action: torch.Tensor, e: torch.Tensor, next_best: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conservative-term candidates (B, C, A) for data actions (B, A), and (C,) bool: which
+        are the policy's. N uniform / other rows' data actions, then with ``policy_candidates``
+        the online Q's CEM action at o (from the fused embedding e (B, F)) and the target
+        CEM's a* at o' (``next_best`` (B, A), scored at o as CQL does)."""
+        cfg = self.cfg
+        cands = negative_candidates(action, cfg.num_negatives, cfg.neg_source, self.generator)
+        parts = [cands]  # (B, N, A)
+        if cfg.policy_candidates:
+            here, _ = self.goal_agent.maximize(self.q, e.detach())  # (B, A)
+            parts += [here[:, None].to(cands.dtype), next_best[:, None].to(cands.dtype)]
+        is_policy = torch.zeros(sum(p.shape[1] for p in parts), dtype=torch.bool,
+                                device=action.device)  # (C,)
+        is_policy[cands.shape[1]:] = True
+        return torch.cat(parts, dim=1), is_policy
+
+    @property
     def uses_goal_image(self) -> bool:
         return self.cfg.task_input == "goal_image"
 
@@ -291,7 +315,7 @@ class TaskQAgent(AgentBase):
         returns ``task/...`` and ``aux/...`` diagnostics, read from the device on first access.
 
         ``batch``: OBS_IMAGE, NEXT_OBS_IMAGE (B, H, W, 3), ACTION (B, A), REWARD (B,), and
-        MC_RETURN (B,) for ``calibrate`` and ``mc_floor``; proprio keys if the network uses them;
+        MC_RETURN (B,) for ``calibration`` and ``mc_floor``; proprio keys if the network uses them;
         GOAL_IMAGE (B, H, W, 3) with ``task_input="goal_image"``.
         ``aux_batch``: a relabeled GoalBatchSampler batch, used when ``aux_weight`` > 0.
         """
@@ -301,36 +325,32 @@ class TaskQAgent(AgentBase):
         rewarded = to_tensor(batch[K.REWARD], dev).float() > 0  # (B,)
         prop = self.goal_agent._proprio(batch, K.OBS_PROPRIO)
         next_prop = self.goal_agent._proprio(batch, K.NEXT_OBS_PROPRIO)
-        need_mc = cfg.mc_floor or (cfg.conservative and cfg.calibrate)
+        need_mc = cfg.mc_floor or self.calibrated
         mc = to_tensor(batch[MC_RETURN], dev).float() if need_mc else None  # (B,)
-        floor = mc if cfg.conservative and cfg.calibrate else None
-        bsz = action.shape[0]
 
         with torch.no_grad(), autocast_context(dev, self.amp):
             e_next = self._embed(self.q_target, next_obs, next_prop, self.z_target, goal)  # (B, F)
-            _, next_logit = self.goal_agent.maximize(self.q_target, e_next)  # (B,)
+            next_best, next_logit = self.goal_agent.maximize(self.q_target, e_next)  # (B, A), (B,)
             next_q = torch.sigmoid(next_logit.float())  # (B,)
             td_target = q_targets(rewarded, next_q, cfg.gamma)  # (B,)
             target = torch.maximum(td_target, mc) if cfg.mc_floor else td_target  # (B,)
 
         with autocast_context(dev, self.amp):
+            e = self._embed(self.q, obs, prop, self.z, goal)  # (B, F)
             actions = action[:, None]  # (B, 1, A)
             if cfg.conservative:
-                cands = negative_candidates(
-                    action, cfg.num_negatives, cfg.neg_source, self.generator
-                )  # (B, N, A)
-                actions = torch.cat([actions, cands], dim=1)  # (B, 1 + N, A)
-            e = self._embed(self.q, obs, prop, self.z, goal)  # (B, F)
-            logits = self.q.head(e, actions).float()  # (B, 1 [+ N], K)
+                cands, is_policy = self._candidates(action, e, next_best)  # (B, C, A), (C,)
+                actions = torch.cat([actions, cands], dim=1)  # (B, 1 + C, A)
+            logits = self.q.head(e, actions).float()  # (B, 1 [+ C], K)
             pos_logits = logits[:, 0]  # (B, K)
             loss_td = bce_q_loss(pos_logits, target[:, None])
             if cfg.conservative:
-                cand_logits = logits[:, 1:]  # (B, N, K)
-                idx = select_negatives(
-                    cand_logits.detach(), self.generator, temperature=cfg.neg_temperature
-                )  # (B,)
-                neg_logits = cand_logits[torch.arange(bsz, device=dev), idx]  # (B, K)
-                loss_neg = calibrated_negative_loss(neg_logits, cfg.lambda_neg, floor)
+                cand_logits = logits[:, 1:]  # (B, C, K)
+                loss_neg, idx, seen_logits = conservative_loss(
+                    cand_logits, cfg.lambda_neg, temperature=cfg.neg_temperature,
+                    generator=self.generator, is_policy=is_policy,
+                    floor=mc if self.calibrated else None,
+                )
             else:
                 loss_neg = torch.zeros((), device=dev)
             loss = loss_td + loss_neg
@@ -353,12 +373,16 @@ class TaskQAgent(AgentBase):
                 "task/frac_rewarded": rewarded.float().mean(),
             }
             if cfg.conservative:
-                q_neg = torch.sigmoid(neg_logits.detach()).mean(dim=-1)  # (B,)
-                stats["task/q_neg"] = q_neg.mean()
-                stats["task/q_random"] = torch.sigmoid(cand_logits.detach()).mean()
-                if floor is not None:
-                    stats["task/mc_return"] = floor.mean()
-                    stats["task/frac_floored"] = (q_neg < floor).float().mean()
+                q_seen = torch.sigmoid(seen_logits.detach()).mean(dim=-1)  # (B, C) over heads
+                rows = torch.arange(q_seen.shape[0], device=dev)
+                stats["task/q_neg"] = q_seen[rows, idx].mean()  # the pushed-down candidates
+                stats["task/q_random"] = q_seen[:, ~is_policy].mean()  # uniform and data ones
+                if cfg.policy_candidates:
+                    q_pi = torch.sigmoid(cand_logits.detach()[:, is_policy]).mean(dim=-1)  # (B, 2)
+                    stats["task/q_policy"] = q_pi.mean()  # before any floor
+                    if self.calibrated:
+                        stats["task/mc_return"] = mc.mean()
+                        stats["task/frac_floored"] = (q_pi < mc[:, None]).float().mean()
             if ONLINE in batch:
                 stats["task/frac_online"] = to_tensor(batch[ONLINE], dev).float().mean()
             for k, v in aux_stats.items():

@@ -330,7 +330,7 @@ def train_task_agent(
         "aux_data": meta["aux_dataset"],
         "task_embedding_init": z_from,
         "task_input": agent.cfg.task_input,
-        "calibrate": agent.cfg.calibrate,
+        "calibration": agent.cfg.calibration,
         "act_with_target": agent.cfg.act_with_target,
         "steps": cfg.steps,
         "online_steps": cfg.online_steps,

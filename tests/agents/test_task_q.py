@@ -1,4 +1,4 @@
-"""TaskQAgent: the task embedding stands in for the goal, calibration, updates, state round trip."""
+"""TaskQAgent: the task embedding stands in for the goal, Cal-QL in the update, state round trip."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch
 from test_am import flat_config
 
 from goalrl.agents.am import AMAgent, AMConfig
-from goalrl.agents.losses import negative_loss
-from goalrl.agents.task_q import TaskQAgent, TaskQConfig, calibrated_negative_loss
+from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import load_checkpoint, save_checkpoint
 from goalrl.data import keys as K
 from goalrl.data.task import MC_RETURN
@@ -59,19 +58,59 @@ def goal_batch(b: int = 8, seed: int = 5) -> dict[str, np.ndarray]:
     return batch
 
 
-def test_calibration_floors_the_pushed_down_q_at_the_mc_return() -> None:
-    logits = torch.tensor([[-3.0, -2.5], [2.0, 1.0], [0.0, 0.5]], requires_grad=True)  # (B, K)
-    floor = torch.tensor([0.5, 0.5, 0.0])  # (B,) MC returns
-    plain = negative_loss(logits, 0.7)
-    assert torch.equal(calibrated_negative_loss(logits, 0.7), plain)
-    calibrated = calibrated_negative_loss(logits, 0.7, floor)
-    (g_cal,) = torch.autograd.grad(calibrated, logits)
-    (g_plain,) = torch.autograd.grad(negative_loss(logits, 0.7), logits)
-    # row 0: Q = sigmoid(-3) < 0.5 = G: not pushed any lower; rows 1-2: above the floor (a
-    # zero return floors nothing): the gradient is that of the plain conservative term
-    assert torch.all(g_cal[0] == 0)
-    torch.testing.assert_close(g_cal[1:], g_plain[1:])
-    assert calibrated > plain  # the floored row costs the BCE of Q = 0.5
+def test_calql_floors_the_policy_candidates_in_the_update() -> None:
+    """With a return of 0.99 and a near-zero temperature the pushed-down candidate is a policy
+    action at its floor (goalrl.agents.conservative has the rule on hand-made tensors);
+    without calibration the same candidates are pushed down at their own, lower, values."""
+    batch = task_batch()
+    batch[MC_RETURN][:] = 0.99
+    info = {}
+    for calibration in ("none", "calql"):
+        agent = TaskQAgent(cfg(calibration=calibration, neg_temperature=1e-4),
+                           (SIZE, SIZE, 3), A, seed=0)
+        info[calibration] = agent.update(batch)
+    assert info["calql"]["task/frac_floored"] == 1.0
+    assert info["calql"]["task/q_neg"] == pytest.approx(0.99, abs=1e-4)
+    assert info["none"]["task/q_neg"] < 0.9 and "task/frac_floored" not in info["none"]
+    # the policy's values before the floor are the same network's: the floor changed the loss
+    assert info["none"]["task/q_policy"] == pytest.approx(info["calql"]["task/q_policy"])
+
+
+def test_policy_candidates_are_the_online_cem_action_at_o_and_the_targets_at_o_next() -> None:
+    agent = TaskQAgent(cfg(), (SIZE, SIZE, 3), A, seed=0)
+    action = torch.zeros(3, A)
+    e = torch.randn(3, agent.cfg.am.encoder.fusion_dim)
+    next_best = torch.full((3, A), 0.5)
+    state = agent.get_rng_state()
+    cands, is_policy = agent._candidates(action, e, next_best)
+    assert cands.shape == (3, 4 + 2, A) and is_policy.tolist() == [False] * 4 + [True] * 2
+    torch.testing.assert_close(cands[:, -1], next_best)
+    agent.set_rng_state(state)
+    from goalrl.agents.losses import negative_candidates
+
+    negative_candidates(action, 4, "mixed", agent.generator)  # the same draws, in order
+    here, _ = agent.goal_agent.maximize(agent.q, e)
+    torch.testing.assert_close(cands[:, -2], here)
+    off = TaskQAgent(cfg(policy_candidates=False), (SIZE, SIZE, 3), A, seed=0)
+    cands, is_policy = off._candidates(action, e, next_best)
+    assert cands.shape == (3, 4, A) and not is_policy.any()
+
+
+def test_calibration_settings_are_checked_by_name() -> None:
+    with pytest.raises(ValueError, match="agent.calibration must be one of.*'calibrate'"):
+        TaskQAgent(cfg(calibration="calibrate"), (SIZE, SIZE, 3), A)
+    with pytest.raises(ValueError, match="agent.policy_candidates=true"):
+        TaskQAgent(cfg(calibration="calql", policy_candidates=False), (SIZE, SIZE, 3), A)
+
+
+def test_checkpoints_of_the_removed_calibrate_rule_are_refused_by_name() -> None:
+    """calibrate=true floored every candidate (not Cal-QL's rule); such a checkpoint cannot be
+    rebuilt, one with calibrate=false (the rule off) reads as today's config."""
+    old = {**asdict(cfg()), "calibrate": True}
+    old.pop("calibration")
+    with pytest.raises(ValueError, match=r"agent.calibrate=True was removed"):
+        TaskQConfig.from_dict(old)
+    assert TaskQConfig.from_dict({**old, "calibrate": False}) == cfg()
 
 
 def test_acting_with_target_weights_scores_with_the_polyak_copy() -> None:
@@ -92,7 +131,7 @@ def test_acting_with_target_weights_scores_with_the_polyak_copy() -> None:
 
 
 def test_config_round_trips_through_checkpoint_metadata() -> None:
-    c = cfg(aux_weight=0.0, calibrate=False, am=dict(use_proprio=True))
+    c = cfg(aux_weight=0.0, calibration="calql", am=dict(use_proprio=True))
     assert TaskQConfig.from_dict(asdict(c)) == c
 
 
@@ -136,7 +175,9 @@ def test_task_embedding_is_the_mean_goal_embedding_of_success_frames() -> None:
 
 @pytest.mark.parametrize("use_proprio", [False, True])
 @pytest.mark.parametrize(
-    "overrides", [{}, dict(calibrate=False), dict(conservative=False), dict(aux_weight=0.0)]
+    "overrides",
+    [{}, dict(calibration="calql"), dict(policy_candidates=False), dict(conservative=False),
+     dict(aux_weight=0.0)],
 )
 def test_update_reports_finite_diagnostics(use_proprio, overrides) -> None:
     c = cfg(am=dict(use_proprio=use_proprio), **overrides)
@@ -147,7 +188,8 @@ def test_update_reports_finite_diagnostics(use_proprio, overrides) -> None:
     info = agent.update(batch, aux)
     assert all(np.isfinite(v) for k, v in info.items() if k != "task/q_rewarded")
     assert ("aux/loss" in info) == (c.aux_weight > 0)
-    assert ("task/frac_floored" in info) == (c.conservative and c.calibrate)
+    assert ("task/frac_floored" in info) == (c.calibration == "calql")
+    assert ("task/q_policy" in info) == (c.conservative and c.policy_candidates)
     assert ("task/q_neg" in info) == c.conservative
     assert not torch.equal(agent.z.detach(), z0)  # the task embedding learns
     assert agent.step == 1
@@ -158,7 +200,7 @@ def test_update_reports_finite_diagnostics(use_proprio, overrides) -> None:
 
 @pytest.mark.parametrize("mc_floor", [False, True])
 def test_targets_are_floored_at_the_monte_carlo_return(mc_floor) -> None:
-    agent = TaskQAgent(cfg(mc_floor=mc_floor, calibrate=False), (SIZE, SIZE, 3), A, seed=0)
+    agent = TaskQAgent(cfg(mc_floor=mc_floor), (SIZE, SIZE, 3), A, seed=0)
     batch = task_batch()
     batch[K.REWARD][:] = 0.0
     batch[MC_RETURN][:] = 0.95  # above gamma * Q' for an untrained net (Q' <= 1, gamma 0.9)

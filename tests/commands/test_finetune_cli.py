@@ -35,10 +35,10 @@ def test_collect_grasp_finetune_from_scratch_and_eval(tmp_path: Path) -> None:
     summary = last_json(run_goalrl(
         "finetune", "init=none", "task=goalrl/Grasp-v0", f"data={data}", f"out={out}",
         "steps=2", "online_steps=2", "updates_per_episode=2", "batch_size=8",
-        "eval_episodes=1", "videos=0", "agent.calibrate=false", *TINY,
+        "eval_episodes=1", "videos=0", "agent.calibration=calql", *TINY,
     ))
     assert json.loads((out / "summary.json").read_text()) == summary
-    assert summary["parent"] is None and summary["calibrate"] is False
+    assert summary["parent"] is None and summary["calibration"] == "calql"
     assert summary["online_episodes"] == 1 and summary["success_final"] is not None
 
     result = last_json(run_goalrl(
@@ -52,7 +52,7 @@ def test_collect_grasp_finetune_from_scratch_and_eval(tmp_path: Path) -> None:
 
 def test_finetune_help_and_refusals(tmp_path: Path) -> None:
     fields = run_goalrl("finetune", "--help").stdout
-    for name in ("init", "online_steps", "online_ratio", "aux_weight", "calibrate"):
+    for name in ("init", "online_steps", "online_ratio", "aux_weight", "calibration"):
         assert name in fields
     data = tmp_path / "labeled"
     with DatasetWriter(data, image_shape=(16, 16, 3), action_dim=4,
@@ -67,3 +67,7 @@ def test_finetune_help_and_refusals(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"checkpoint {tmp_path / 'nope'} does not exist" in proc.stderr
     assert not (tmp_path / "o").exists()
+    # the removed rule's switch is refused by name, pointing at its replacement
+    proc = run_goalrl("finetune", "init=none", f"data={data}", f"out={tmp_path / 'o'}",
+                      "agent.calibrate=true", check=False)
+    assert proc.returncode == 2 and "'calibrate'" in proc.stderr and "calibration" in proc.stderr
