@@ -2,11 +2,12 @@
 
 The pretrained network sees the goal only as a vector z = encode_goal(g) (B, D), fused with the
 observation features (goalrl.agents.networks). Fine-tuning keeps every weight and trains it on
-the task reward, either still conditioned on the scene's goal image (the default, last section
-below) or with z swapped for one learned vector z_task (D,), initialised from the mean goal
-embedding of the labeled data's successful final frames (for Grasp: an object held up), so
-before any update Q(o, a; z_task) already reads "how likely does this action lead to a state
-like those?". One update:
+the task reward. By default the task is given only by its reward (``task_input="embedding"``):
+z is swapped for one learned vector z_task (D,), initialised from the mean goal embedding of
+the labeled data's successful final frames (for Grasp: an object held up), so before any
+update Q(o, a; z_task) already reads "how likely does this action lead to a state like
+those?", and no goal image is read at fine-tuning or test time. The other input keeps the
+scene's goal image (last section below). One update:
 
 1. Random-shift o and o' (and g) with one shift per sample (as in pretraining).
 2. Task TD target y = 1 where r_t = 1, else gamma * min_k Q_target,k(o', a*; z_task_target),
@@ -34,12 +35,14 @@ like those?". One update:
 5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
    averaging of the target network and of z_task's target copy.
 
-**Goal-image task input** (``task_input="goal_image"``, the default): instead of z_task, each
+**Goal-image task input** (``task_input="goal_image"``, not the default): instead of z_task, each
 labeled episode's own goal image g (the scene's ``desired_goal_image``, re-rendered from the
 episode's seed by goalrl.data.episode_goals) goes through the pretrained goal encoder, and the
 task reward trains Q(o, a, g). On Grasp the goal image shows *this* scene's object held up,
 which the pretrained Q can already reach, whereas a single z_task has to stand for every scene
-at once. Acting then needs the scene's goal image, as goal reaching does.
+at once. Acting then needs the scene's goal image, as goal reaching does: the task is then
+partly given by a picture, and a pretrained goal reacher solves much of it with no fine-tuning
+(docs/benchmarks/finetune.md), so it is no test of learning a new task from its reward.
 
 **Acting** (``act_with_target``, on by default): CEM over the Polyak-averaged target network
 (and z_task's target copy), the average of about the last 1 / tau updates; the latest
@@ -117,9 +120,10 @@ class TaskQConfig:
     calibration: str = "none"
     mc_floor: bool = True  # raise TD targets to the Monte-Carlo return of the logged action
     aux_weight: float = 1.0  # weight of the goal-reaching loss on unlabeled data (0 = off)
-    # embedding: one learned z_task for the task; goal_image: each episode's goal image (the
-    # batch's GOAL_IMAGE), encoded by the pretrained goal encoder (see the module docstring)
-    task_input: str = "goal_image"
+    # embedding: the task given only by its reward, one learned z_task and no goal image at
+    # fine-tuning or test time; goal_image: each episode's goal image (the batch's
+    # GOAL_IMAGE) through the pretrained goal encoder, which a goal reacher half-solves alone
+    task_input: str = "embedding"
     # act (online episodes, evaluation, commands) with the Polyak-averaged target weights and
     # z_task's target copy instead of the online ones: an average over about 1 / tau updates.
     # The greedy CEM policy of the last update's weights swung 30-40 points in success between

@@ -13,12 +13,14 @@ ONLINE_SEED_OFFSET = 500_000  # online episodes use env seeds from here (eval se
 
 
 def record_episode(env: Any, agent: Any, seed: int, explore_std: float) -> Any:
-    """One episode of the current policy with exploration noise, as EpisodeData."""
+    """One episode of the current policy with exploration noise, as EpisodeData. The scene's
+    goal image is handed to an agent only if it reads one (``uses_goal_image``): a task
+    given by its reward alone is played without it."""
     from goalrl.data.recording import record_rollout
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        return agent.act(obs["image"], obs["desired_goal_image"], obs["observation"],
-                         explore_std=explore_std)
+        goal = obs["desired_goal_image"] if agent.uses_goal_image else None
+        return agent.act(obs["image"], goal, obs["observation"], explore_std=explore_std)
 
     episode, _ = record_rollout(env, act, seed)
     episode.info = {"policy": "finetune-online", "explore_std": explore_std, "step": agent.step}

@@ -233,3 +233,69 @@ def test_goal_image_input_refuses_episodes_whose_seed_does_not_replay(data, tmp_
     with pytest.raises(DatasetError, match=r"episode 0: .*seed 100 does not reproduce"):
         finetune(config(data, tmp_path / "ft", agent=goal_cfg, data=str(tmp_path / "reseeded")))
     assert not (tmp_path / "ft" / "checkpoints").exists()
+
+
+# --- the task given only by its reward ---
+
+MARK = 7  # every pixel of the scene's goal image, made recognisable below
+
+
+@pytest.mark.parametrize("task_input", ["embedding", "goal_image"])
+def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
+    data, tmp_path, monkeypatch, task_input
+) -> None:
+    """The scene's goal image is replaced by a constant picture; every image the network's
+    encoder sees (fine-tuning batches, online episodes, evaluation) is checked for it. By
+    default (the reward-only task) it never arrives, no goal renderer is built and no task
+    batch has a goal key; with task_input=goal_image the same probe finds it (so it can)."""
+    from goalrl.agents import networks
+    from goalrl.data import keys as K
+    from goalrl.data.task import TaskBatchSampler
+    from goalrl.envs.goal_env import TabletopGoalEnv
+
+    observation = TabletopGoalEnv._observation
+
+    def marked(self):
+        obs = observation(self)
+        obs["desired_goal_image"] = np.full_like(obs["desired_goal_image"], MARK)
+        return obs
+
+    monkeypatch.setattr(TabletopGoalEnv, "_observation", marked)
+    seen = {"goal_images": 0, "images": 0}
+    encode = networks.ImageEncoder.forward
+
+    def probe(self, images):
+        centre = images[:, 3:-3, 3:-3]  # (B, h, w, 3): a random shift keeps the centre
+        seen["goal_images"] += int((centre == MARK).flatten(1).all(dim=1).sum())
+        seen["images"] += images.shape[0]
+        return encode(self, images)
+
+    monkeypatch.setattr(networks.ImageEncoder, "forward", probe)
+    batch_keys: set[str] = set()
+    sample = TaskBatchSampler.sample
+
+    def spy(self):
+        batch = sample(self)
+        batch_keys.update(batch)
+        return batch
+
+    monkeypatch.setattr(TaskBatchSampler, "sample", spy)
+    if task_input == "embedding":
+        from goalrl.data import episode_goals
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("a goal renderer was built for a reward-only task")
+
+        monkeypatch.setattr(episode_goals.GoalImageRenderer, "__init__", refuse)
+        agent_cfg = TaskQConfig(num_negatives=4, am=AMConfig(**TINY))  # the default input
+    else:
+        agent_cfg = TaskQConfig(num_negatives=4, am=AMConfig(**TINY), task_input=task_input)
+    summary = finetune(config(data, tmp_path / "ft", steps=2, online_steps=2,
+                              updates_per_episode=2, eval_episodes=1, agent=agent_cfg))
+    assert summary["task_input"] == task_input and summary["online_episodes"] == 1
+    assert seen["images"] > 0
+    if task_input == "embedding":
+        assert seen["goal_images"] == 0 and K.GOAL_IMAGE not in batch_keys
+        assert summary["task_embedding_init"] == "success frames"
+    else:
+        assert seen["goal_images"] > 0 and K.GOAL_IMAGE in batch_keys
