@@ -22,7 +22,7 @@ def driver_args(tmp: Path) -> list[str]:
     return ["--profile", "smoke", "--methods", "am", "gcbc", "--datasets", "reach-play",
             "--seeds", "0", "--data-root", str(tmp / "data"), "--runs", str(tmp / "runs"),
             "--store", str(tmp / "store.jsonl"), "--markdown", str(tmp / "results.md"),
-            "--plots", str(tmp / "plots"), "--jobs", "2"]
+            "--plots", str(tmp / "plots"), "--readme", str(tmp / "README.md"), "--jobs", "2"]
 
 
 def run_driver(tmp: Path) -> subprocess.CompletedProcess:
@@ -37,6 +37,7 @@ def test_smoke_profile_fills_the_store_and_page_then_a_rerun_does_nothing(tmp_pa
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert collect.returncode == 0, collect.stderr[-2000:]
 
+    (tmp_path / "README.md").write_text("<!-- results:start -->\n<!-- results:end -->\n")
     first = run_driver(tmp_path)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     rows = read_rows(tmp_path / "store.jsonl")
@@ -59,6 +60,8 @@ def test_smoke_profile_fills_the_store_and_page_then_a_rerun_does_nothing(tmp_pa
     page = (tmp_path / "results.md").read_text()
     assert "step=val_best" in page and "cem_on_q" in page
     assert "bench/table.py --profile smoke" in page
+    readme = (tmp_path / "README.md").read_text()
+    assert "| am | cem_on_q | reach-play-state | test |" in readme
     logs = sorted((tmp_path / "runs").rglob("table.log"))
     assert len(logs) == 2 and all("goalrl.cli pretrain" in p.read_text() for p in logs)
 
