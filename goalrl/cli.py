@@ -62,7 +62,8 @@ COMMANDS: dict[str, Command] = {
         "goalrl.commands.data", "DataShowConfig", "show", "contact sheet PNG (+ episode MP4)"
     ),
     "data import": Command(
-        "goalrl.commands.data", "DataImportConfig", "import_", "import minari|lerobot|robomimic"
+        "goalrl.commands.data", "DataImportConfig", "import_",
+        "import minari|lerobot|robomimic|ogbench",
     ),
     "data export": Command(
         "goalrl.commands.data", "DataExportConfig", "export", "export to minari"
@@ -76,12 +77,17 @@ COMMANDS: dict[str, Command] = {
     "data repair": Command(
         "goalrl.commands.data", "DataRepairConfig", "repair", "drop damaged episodes (JSON)"
     ),
+    "ogbench generate": Command(
+        "goalrl.commands.ogbench", "OgbenchGenerateConfig", "generate",
+        "OGBench-style .npz from its envs and oracles",
+    ),
 }
 
 
 def usage() -> str:
     lines = ["usage: goalrl <command> [key=value ...] [--help] [--cfg job]", "", "commands:"]
-    lines += [f"  {name:<14} {cmd.help}" for name, cmd in COMMANDS.items()]
+    width = max(len(name) for name in COMMANDS)
+    lines += [f"  {name:<{width}} {cmd.help}" for name, cmd in COMMANDS.items()]
     lines += [
         "",
         "Any config field can be overridden as key=value; `goalrl <command> --help` lists them.",
@@ -95,12 +101,12 @@ def split_command(argv: list[str]) -> tuple[str, list[str]]:
         print(usage())
         raise SystemExit(0)
     name, rest = argv[0], argv[1:]
-    if name == "data":
-        if not rest or f"data {rest[0]}" not in COMMANDS:
-            subs = [n.split()[1] for n in COMMANDS if n.startswith("data ")]
-            print(f"goalrl data: choose a subcommand: {', '.join(subs)}", file=sys.stderr)
+    if name in {n.split()[0] for n in COMMANDS if " " in n}:  # a group: data, ogbench
+        if not rest or f"{name} {rest[0]}" not in COMMANDS:
+            subs = [n.split()[1] for n in COMMANDS if n.startswith(f"{name} ")]
+            print(f"goalrl {name}: choose a subcommand: {', '.join(subs)}", file=sys.stderr)
             raise SystemExit(2)
-        name, rest = f"data {rest[0]}", rest[1:]
+        name, rest = f"{name} {rest[0]}", rest[1:]
     if name not in COMMANDS:
         print(f"goalrl: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)

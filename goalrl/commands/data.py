@@ -44,7 +44,7 @@ class DataShowConfig:
 @dataclass
 class DataImportConfig:
     src: str = "???"  # source file/folder (or a local Minari dataset id)
-    format: str = "???"  # minari | lerobot | robomimic
+    format: str = "???"  # minari | lerobot | robomimic | ogbench
     out: str = "???"  # goalrl dataset folder to create (or resume)
     camera: str | None = None  # image/video key (needed when the source has several)
     image_size: int = 64  # stored frames are image_size x image_size x 3
@@ -96,7 +96,7 @@ def show(cfg: DataShowConfig) -> dict:
 
 
 def import_(cfg: DataImportConfig) -> dict:
-    """Import a Minari / LeRobot v3 / robomimic dataset (resumable)."""
+    """Import a Minari / LeRobot v3 / robomimic / OGBench dataset (resumable)."""
     from goalrl.data.importers import import_dataset
 
     return import_dataset(cfg.src, cfg.format, cfg.out, camera=cfg.camera,

@@ -1,10 +1,10 @@
-"""Importers: robot logs in Minari, LeRobot v3 or robomimic files -> a goalrl dataset.
+"""Importers: robot logs in Minari, LeRobot v3, robomimic or OGBench files -> a goalrl dataset.
 
 Every importer streams one episode at a time (never the whole source in RAM), converts
 frames to square RGB uint8 at ``image_size`` (``goalrl.data.images``), checks each episode
 and appends it atomically with ``DatasetWriter``, which also keeps the action statistics.
-The format modules (``minari``, ``lerobot``, ``robomimic``) read; ``common`` writes, checks
-and resumes. This package picks the importer of a format by name.
+The format modules (``minari``, ``lerobot``, ``robomimic``, ``ogbench``) read; ``common``
+writes, checks and resumes. This package picks the importer of a format by name.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from goalrl.data.importers.common import (
 )
 from goalrl.data.storage import DatasetError
 
-FORMATS = ("minari", "lerobot", "robomimic")  # valid values of `format=`
+FORMATS = ("minari", "lerobot", "robomimic", "ogbench")  # valid values of `format=`
 
 __all__ = [
     "FORMATS",
@@ -63,4 +63,8 @@ def get_importer(fmt: str) -> Callable[..., dict]:
         from goalrl.data.importers.robomimic import import_robomimic
 
         return import_robomimic
+    if name == "ogbench":
+        from goalrl.data.importers.ogbench import import_ogbench
+
+        return import_ogbench
     raise DatasetError(f"unknown dataset format {fmt!r}; valid formats: {', '.join(FORMATS)}")
