@@ -23,18 +23,21 @@ from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
 from goalrl.agents.gciql import GCIQLAgent, GCIQLConfig
 from goalrl.agents.gcivl import GCIVLAgent, GCIVLConfig
 from goalrl.agents.hiql import HIQLAgent, HIQLConfig
+from goalrl.agents.qrl import QRLAgent, QRLConfig
+from goalrl.agents.task_bc import TaskBCAgent, TaskBCConfig
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import CheckpointError, check_state_fits, load_checkpoint
 from goalrl.errors import UserError
 
-Agent = AMAgent | GCBCAgent | TaskQAgent | GCIVLAgent | GCIQLAgent | CRLAgent | HIQLAgent
+Agent = (AMAgent | GCBCAgent | TaskQAgent | GCIVLAgent | GCIQLAgent | CRLAgent | HIQLAgent
+         | QRLAgent)
 
 AGENT_CLASSES: dict[str, type] = {"am": AMAgent, "gcbc": GCBCAgent, "task": TaskQAgent,
                                   "gcivl": GCIVLAgent, "gciql": GCIQLAgent, "crl": CRLAgent,
-                                  "hiql": HIQLAgent}
+                                  "hiql": HIQLAgent, "task_bc": TaskBCAgent, "qrl": QRLAgent}
 CONFIG_CLASSES: dict[str, type] = {"am": AMConfig, "gcbc": GCBCConfig, "task": TaskQConfig,
                                    "gcivl": GCIVLConfig, "gciql": GCIQLConfig, "crl": CRLConfig,
-                                   "hiql": HIQLConfig}
+                                   "hiql": HIQLConfig, "task_bc": TaskBCConfig, "qrl": QRLConfig}
 
 
 def agent_kind(agent_cfg: Any) -> str:

@@ -145,6 +145,21 @@ class TaskQConfig:
                                 removed_values=removed)
 
 
+@torch.no_grad()
+def mean_goal_embedding(
+    net: torch.nn.Module, images: np.ndarray, device: torch.device, chunk: int = 256
+) -> torch.Tensor:
+    """Mean of ``net.encode_goal`` over frames (M, H, W, 3), in chunks: z (D,)."""
+    if len(images) == 0:
+        raise ValueError("no success frames to initialise the task embedding from")
+    total = None
+    for i in range(0, len(images), chunk):
+        x = to_tensor(images[i : i + chunk], device)  # (m, H, W, 3)
+        part = net.encode_goal(x).float().sum(dim=0)  # (D,)
+        total = part if total is None else total + part
+    return total / len(images)
+
+
 class TaskQAgent(AgentBase):
     """Q(o, a; z_task): ``update(batch, aux_batch)``, ``act(obs)``, ``q_values``, state dicts."""
 
@@ -235,13 +250,7 @@ class TaskQAgent(AgentBase):
         vector closest (in squared distance) to all of them: the pretrained Q already knows how
         to reach states like those.
         """
-        if len(images) == 0:
-            raise ValueError("no success frames to initialise the task embedding from")
-        total = torch.zeros(self.cfg.am.encoder.embed_dim, device=self.device)
-        for i in range(0, len(images), chunk):
-            x = to_tensor(images[i : i + chunk], self.device)  # (m, H, W, 3)
-            total += self.q.encode_goal(x).float().sum(dim=0)
-        z = total / len(images)  # (D,)
+        z = mean_goal_embedding(self.q, images, self.device, chunk)  # (D,)
         self.set_task_embedding(z)
         return z
 

@@ -15,7 +15,8 @@ them; they are vectorised with numpy, no Python loop per frame.
 
 ``TaskBatchSampler`` draws transitions from the offline labeled data and, once the online
 phase has collected episodes, from those at a fixed ratio (symmetric sampling as in RLPD:
-a small online set is not drowned by the offline one, nor the other way round).
+a small online set is not drowned by the offline one, nor the other way round). With
+``successful_only`` (behaviour cloning on successes) both draw from successful episodes only.
 """
 
 from __future__ import annotations
@@ -122,14 +123,24 @@ def task_success(dataset: Any) -> np.ndarray:
     return success_from_rewards(task_rewards(dataset), dataset.has_next)
 
 
+def successful_episodes(dataset: Any) -> np.ndarray:
+    """(S,) int64 numbers of the episodes whose last frame is a success (the task done at the
+    end): the episodes behaviour cloning on successes learns from."""
+    final = task_success(dataset)[np.asarray(dataset.episode_ends, dtype=np.int64)]  # (E,)
+    return np.flatnonzero(final).astype(np.int64)
+
+
 class LabeledSource:
     """One reward-labeled dataset, with its rewards and Monte-Carlo returns precomputed.
 
     ``goal_images`` (E, H, W, 3), one per episode, adds each transition's episode goal image
     to its batches (goal-image task fine-tuning); None leaves GOAL_IMAGE out.
+    ``successful_only``: transitions are drawn from the successful episodes alone
+    (``successful_episodes``); a source without one has no transitions.
     """
 
-    def __init__(self, dataset: Any, gamma: float, goal_images: np.ndarray | None = None) -> None:
+    def __init__(self, dataset: Any, gamma: float, goal_images: np.ndarray | None = None,
+                 successful_only: bool = False) -> None:
         if goal_images is not None and len(goal_images) != dataset.num_episodes:
             raise ValueError(
                 f"{dataset.root}: {len(goal_images)} goal images for "
@@ -141,10 +152,19 @@ class LabeledSource:
         self.returns = mc_returns(
             self.rewards, dataset.episode_starts, dataset.episode_lengths, gamma
         )  # (N,)
+        episodes = (successful_episodes(dataset) if successful_only
+                    else np.arange(dataset.num_episodes, dtype=np.int64))  # (E',)
+        self.starts = np.asarray(dataset.episode_starts, dtype=np.int64)[episodes]  # (E',)
+        self.lengths = np.asarray(dataset.episode_lengths, dtype=np.int64)[episodes]  # (E',)
 
     @property
     def num_transitions(self) -> int:
-        return int(self.dataset.num_transitions)
+        """Transitions the source draws from (of its episodes, all or the successful ones)."""
+        return int(np.maximum(self.lengths - 1, 0).sum())
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """(n,) frame indices, uniform over the source's transitions."""
+        return sample_transitions(rng, self.starts, self.lengths, n)
 
     def gather(self, t: np.ndarray) -> dict[str, np.ndarray]:
         """Transition batch for frame indices t (B,): images, actions, rewards, returns."""
@@ -189,15 +209,18 @@ class TaskBatchSampler:
         online_ratio: float = 0.5,
         seed: int = 0,
         goal_images: np.ndarray | None = None,
+        successful_only: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
         if not 0.0 <= online_ratio <= 1.0:
             raise ValueError(f"online_ratio must be in [0, 1], got {online_ratio}")
         self.gamma = float(gamma)
-        self.offline = LabeledSource(offline, self.gamma, goal_images)
+        self.successful_only = bool(successful_only)
+        self.offline = LabeledSource(offline, self.gamma, goal_images, self.successful_only)
         if self.offline.num_transitions <= 0:
-            raise DatasetError(f"{offline.root}: no transitions to fine-tune on")
+            which = "successful episodes' " if self.successful_only else ""
+            raise DatasetError(f"{offline.root}: no {which}transitions to fine-tune on")
         self.online: LabeledSource | None = None
         self.batch_size = int(batch_size)
         self.online_ratio = float(online_ratio)
@@ -205,7 +228,9 @@ class TaskBatchSampler:
         self.rng = stream_rng(seed, rank=1)
 
     def set_online(self, dataset: Any | None, goal_images: np.ndarray | None = None) -> None:
-        self.online = None if dataset is None else LabeledSource(dataset, self.gamma, goal_images)
+        self.online = None if dataset is None else LabeledSource(
+            dataset, self.gamma, goal_images, self.successful_only
+        )
 
     def split(self) -> tuple[int, int]:
         """(offline, online) transitions in the next batch."""
@@ -220,9 +245,7 @@ class TaskBatchSampler:
         for source, n, online in ((self.offline, n_off, False), (self.online, n_on, True)):
             if n == 0 or source is None:
                 continue
-            ds = source.dataset
-            t = sample_transitions(self.rng, ds.episode_starts, ds.episode_lengths, n)  # (n,)
-            part = source.gather(t)
+            part = source.gather(source.sample(self.rng, n))  # t: (n,) frame indices
             part[ONLINE] = np.full(n, online)
             parts.append(part)
         if len(parts) == 1:

@@ -185,12 +185,7 @@ def check_init_fits(
     """TrainingError naming the file and field where a fine-tuning init checkpoint does not fit
     the labeled data or the task scene."""
     where = f"init checkpoint {Path(step_dir) / 'meta.json'}"
-    kind = meta.get("agent")
-    if kind not in ("am", "task"):  # the kinds with a goal-conditioned Q network
-        raise TrainingError(
-            f"{where}: field 'agent' is {kind!r}; fine-tuning needs a goal-conditioned "
-            "Q-function (a checkpoint of `goalrl pretrain agent=am` or of `goalrl finetune`)"
-        )
+    # which agent kinds a method can start from: goalrl.training.finetune_init
     shape = tuple(meta["image_shape"])
     if shape != tuple(dataset.image_shape):
         raise TrainingError(
@@ -220,8 +215,8 @@ def check_init_fits(
 
 def reads_proprio(agent_config: dict[str, Any]) -> bool:
     """use_proprio of a checkpoint's agent config: flat or nested (``encoder``), pretrained
-    (top level) or fine-tuned (under ``am``)."""
-    am = agent_config.get("am", agent_config)
+    (top level) or fine-tuned (under ``am``, or ``gcbc`` for behaviour cloning)."""
+    am = agent_config.get("am") or agent_config.get("gcbc") or agent_config  # task_q, task_bc
     return bool(am.get("use_proprio", am.get("encoder", {}).get("use_proprio", False)))
 
 

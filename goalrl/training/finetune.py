@@ -23,34 +23,48 @@ fine-tuning data is small by design.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from goalrl.agents import AMConfig
-from goalrl.agents.registry import build_agent, config_from_dict
-from goalrl.agents.task_q import ARCHITECTURE_FIELDS, TaskQConfig
-from goalrl.checkpoint import CheckpointError, check_state_fits
+from goalrl.agents.registry import build_agent
+from goalrl.agents.task_bc import TaskBCConfig
+from goalrl.agents.task_q import TaskQConfig
 from goalrl.distributed import DistInfo, resolve_device
 from goalrl.training.checks import (
     TrainingError,
     check_aux_data_fits,
     check_dataset_fits,
-    check_init_fits,
     check_out_free,
     check_settings,
-    flatten,
+)
+from goalrl.training.finetune_init import (  # noqa: F401  (merge_am_config: re-exported)
+    Init,
+    is_none,
+    load_init_weights,
+    merge_am_config,
+    resolve_init,
 )
 from goalrl.training.loop import Phase, Run, Schedule, open_writer, run_meta, train
 from goalrl.training.online import OnlinePhase
 from goalrl.training.run_folder import RunFolderLock, remove_partial_saves
 
+METHODS = ("q", "bc")  # FinetuneConfig.method
+AGENT_KIND = {"q": "task", "bc": "task_bc"}
+
 
 @dataclass
 class FinetuneConfig:
+    # q: a task Q-function, CEM on it acts (agent.*); bc: behaviour cloning on the labeled
+    # episodes that end in success, its policy's mean acts (bc.*); recipe=<name> picks a
+    # baseline's settings (configs/recipe/)
+    method: str = "q"
+    # set by recipe=<name>: which method or baseline these settings are (checked: e.g.
+    # scratch_play needs aux_data); '' for settings given field by field
+    recipe: str = ""
     init: str = "???"  # pretrained checkpoint (step or run folder), or none: train from scratch
     task: str = "goalrl/Grasp-v0"  # task scene: its reward defines success; evaluation runs here
     data: str = "???"  # reward-labeled dataset (per-step rewards or per-frame success labels)
@@ -58,8 +72,10 @@ class FinetuneConfig:
     steps: int = 2000  # offline gradient updates on the labeled data
     online_steps: int = 0  # online gradient updates after the offline ones (0: offline only)
     agent: TaskQConfig = field(default_factory=TaskQConfig)  # task Q, conservative term, aux loss
-    # unlabeled data for the auxiliary goal-reaching loss: '' = the init checkpoint's
-    # pretraining dataset (none with init=none), none = no auxiliary loss, or a dataset folder
+    bc: TaskBCConfig = field(default_factory=TaskBCConfig)  # method=bc: the policy network
+    # unlabeled data for the auxiliary goal-reaching loss (method=q): '' = the init
+    # checkpoint's pretraining dataset (none with init=none), none = no auxiliary loss, or a
+    # dataset folder (the fair scratch baseline gives its play data here)
     aux_data: str = ""
     batch_size: int = 128  # reward-labeled transitions per update
     aux_batch_size: int = 0  # relabeled goal transitions per update (0: batch_size)
@@ -86,99 +102,14 @@ class FinetuneConfig:
     progress_every: float = 30.0
 
 
-# ---- the init checkpoint --------------------------------------------------------------------
-@dataclass
-class Init:
-    """What fine-tuning starts from: agent config, weights (None: scratch) and lineage."""
-
-    agent_cfg: TaskQConfig
-    state: dict[str, Any] | None = None
-    meta: dict[str, Any] | None = None
-    path: str | None = None  # the checkpoint's step folder
-    parent: str | None = None  # checkpoint_hash of the init checkpoint
-
-
-def is_none(value: str | None) -> bool:
-    return value is None or str(value).strip().lower() in ("none", "null", "")
-
-
-def merge_am_config(user: AMConfig, ckpt_values: dict[str, Any], where: str) -> AMConfig:
-    """The checkpoint's AM config, with the fields the user changed from the defaults.
-
-    A changed architecture field that differs from the checkpoint cannot be honoured (the
-    weights have another shape): TrainingError naming the field.
-    """
-    # How the pretrained policy acted is not inherited: with act_rule=prior_mean the task
-    # policy would follow the goal-reaching prior and never use the task Q it learns; nor is
-    # its actor on Q (the task agent never acts with it or optimises it).
-    inherited = {k: v for k, v in ckpt_values.items() if k not in ("act_rule", "actor")}
-    merged = flatten(asdict(config_from_dict("am", inherited)))  # today's layout
-    defaults = flatten(asdict(AMConfig()))
-    for name, value in flatten(asdict(user)).items():
-        if value == defaults[name]:
-            continue
-        if set(name.split(".")) & set(ARCHITECTURE_FIELDS) and merged[name] != value:
-            raise TrainingError(
-                f"{where}: field 'agent_config.{name}' is {merged[name]!r} but "
-                f"agent.am.{name}={value!r} was asked for; the encoder and heads of a checkpoint "
-                "cannot change shape (drop the override or pretrain with it)"
-            )
-        merged[name] = value
-    return config_from_dict("am", unflatten(merged))
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"encoder.embed_dim": 16}`` -> ``{"encoder": {"embed_dim": 16}}``."""
-    nested: dict[str, Any] = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split(".")
-        node = nested
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return nested
-
-
-def resolve_init(
-    cfg: FinetuneConfig, dataset: Any, spec: dict[str, Any], device: torch.device
-) -> Init:
-    """Read and check the init checkpoint (nothing is trained or written here)."""
-    if is_none(cfg.init):
-        return Init(agent_cfg=cfg.agent)
-    from goalrl.checkpoint import checkpoint_hash, load_checkpoint, read_meta, resolve_checkpoint
-
-    step_dir = str(resolve_checkpoint(cfg.init))
-    meta = read_meta(step_dir)
-    check_init_fits(meta, step_dir, dataset, spec, cfg.task)
-    ckpt_am = meta["agent_config"].get("am", meta["agent_config"])
-    where = f"init checkpoint {Path(step_dir) / 'meta.json'}"
-    agent_cfg = replace(cfg.agent, am=merge_am_config(cfg.agent.am, ckpt_am, where))
-    state, meta = load_checkpoint(step_dir, map_location=str(device))
-    return Init(agent_cfg, state["agent"], meta, step_dir, checkpoint_hash(step_dir))
-
-
-def load_init_weights(agent: Any, init: Init) -> None:
-    """The init checkpoint's Q weights (its weight average where it kept one) and task
-    embedding, each tensor checked against the task agent's before it is loaded."""
-    q = agent.q.state_dict()
-    expected = {"q": q, "q_ema": q, "z": agent.z.detach()}
-    used = {key: init.state[key] for key in expected if key in init.state}
-    try:
-        check_state_fits(expected, used, "agent")
-        agent.load_pretrained(used)
-    except CheckpointError as err:
-        raise CheckpointError(f"init checkpoint {init.path}: {err}") from err
-    except (KeyError, RuntimeError) as err:
-        raise CheckpointError(f"init checkpoint {init.path}: cannot load its weights: {err!r}") \
-            from err
-
-
 # ---- data -----------------------------------------------------------------------------------
 def open_aux_data(cfg: FinetuneConfig, init: Init, dataset: Any) -> Any | None:
     """The unlabeled dataset of the auxiliary loss, or None (aux_weight 0, none, or scratch)."""
     from goalrl.data.storage import EpisodeDataset
 
-    if cfg.agent.aux_weight <= 0 or str(cfg.aux_data).strip().lower() in ("none", "null"):
+    if cfg.method == "bc" or cfg.agent.aux_weight <= 0 or str(cfg.aux_data).strip().lower() in (
+        "none", "null"
+    ):
         return None
     path = cfg.aux_data or (init.meta or {}).get("dataset")
     if not path:
@@ -232,6 +163,13 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from goalrl.data.task import task_rewards
 
     check_settings(cfg)
+    if cfg.method not in METHODS:
+        raise TrainingError(f"method={cfg.method!r}: must be one of {', '.join(METHODS)}")
+    if cfg.recipe == "scratch_play" and is_none(cfg.aux_data):
+        raise TrainingError(
+            "recipe=scratch_play is the fair scratch baseline: it needs the unlabeled play data "
+            f"the pretrained run used, aux_data=<dataset folder> (aux_data={cfg.aux_data!r})"
+        )
     if cfg.steps + cfg.online_steps == 0:
         raise TrainingError(f"steps={cfg.steps}, online_steps={cfg.online_steps}: nothing to do")
     out = Path(cfg.out)
@@ -263,15 +201,17 @@ def train_task_agent(
     from goalrl.data.task import TaskBatchSampler
 
     # the agent, its task input, and the batches
-    agent = build_agent("task", init.agent_cfg, dataset.image_shape, dataset.action_dim,
-                        dataset.proprio_dim, device, seed=cfg.seed, amp=cfg.amp)
+    agent = build_agent(AGENT_KIND[cfg.method], init.agent_cfg, dataset.image_shape,
+                        dataset.action_dim, dataset.proprio_dim, device, seed=cfg.seed,
+                        amp=cfg.amp)
     if init.state is not None:
         load_init_weights(agent, init)
     goals, goal_images, z_from = task_input(agent, cfg, dataset, init)
     agent.seed(cfg.seed * 1000 + 1)
-    task_sampler = TaskBatchSampler(dataset, cfg.batch_size, gamma=init.agent_cfg.gamma,
+    # behaviour cloning sees only the successful episodes (offline and online)
+    task_sampler = TaskBatchSampler(dataset, cfg.batch_size, gamma=cfg.agent.gamma,
                                     online_ratio=cfg.online_ratio, seed=cfg.seed,
-                                    goal_images=goal_images)
+                                    goal_images=goal_images, successful_only=cfg.method == "bc")
     aux_batches = None
     if aux is not None:
         aux_sampler = GoalBatchSampler(
@@ -318,8 +258,16 @@ def train_task_agent(
         rates = [p["success_rate"] for p in result.curve if p["step"] == step]
         return rates[-1] if rates else None
 
+    q_only = {} if cfg.method == "bc" else {
+        "task_input": agent.cfg.task_input,
+        "calibration": agent.cfg.calibration,
+        "act_with_target": agent.cfg.act_with_target,
+    }
     summary: dict[str, Any] = {
+        "method": meta["method"],
         "init": None if is_none(cfg.init) else str(cfg.init),
+        "init_agent": init.kind,
+        "init_weights": init.carried,
         "parent": init.parent,
         "task": cfg.task,
         "data": str(cfg.data),
@@ -329,14 +277,13 @@ def train_task_agent(
         "labeled_reward_frames": int(rewards.sum()),
         "aux_data": meta["aux_dataset"],
         "task_embedding_init": z_from,
-        "task_input": agent.cfg.task_input,
-        "calibration": agent.cfg.calibration,
-        "act_with_target": agent.cfg.act_with_target,
+        **q_only,
         "steps": cfg.steps,
         "online_steps": cfg.online_steps,
         "success_init": at(0),
         "success_offline": at(cfg.steps) if cfg.steps else None,
         "success_final": at(total),
+        "dip_after_switch": switch_dip(result.curve, cfg.steps, cfg.online_steps),
         "curve": result.curve,
         "online_episodes": online.episodes,
         "online_episode_success_rate": online.success_rate,
@@ -353,11 +300,40 @@ def train_task_agent(
     return summary
 
 
+def switch_dip(curve: list[dict[str, Any]], steps: int, online_steps: int) -> float | None:
+    """The dip at the switch to online: success at the end of the offline phase minus the
+    lowest success over the first half of the online phase (0 if it never drops); None
+    without both phases or without an evaluation in that half."""
+    switch = [p["success_rate"] for p in curve if p["step"] == steps and steps > 0]
+    early = [p["success_rate"] for p in curve
+             if steps < p["step"] <= steps + online_steps / 2 and p.get("phase") == "online"]
+    if not switch or not early:
+        return None
+    return max(0.0, switch[-1] - min(early))
+
+
+def method_name(cfg: FinetuneConfig, agent: Any, init: Init, aux: Any) -> str:
+    """What acts and what it learned from, for checkpoints and the results store: e.g.
+    ``task_q_from_am_aux`` (CEM on a task Q fine-tuned from an AM checkpoint, goal-reaching
+    loss on unlabeled data), ``task_q_from_scratch_aux`` (the fair scratch run),
+    ``task_q_from_gcbc_encoder_aux``, ``task_bc_success_from_gcbc``."""
+    if cfg.method == "bc":
+        what = "task_bc_success"
+    else:
+        what = "task_q" + ("_calql" if agent.cfg.calibration == "calql" else "")
+        what += "_goal_image" if agent.uses_goal_image else ""
+    origin = init.kind or "scratch"
+    origin += "_encoder" if init.carried == "encoder" else ""
+    return f"{what}_from_{origin}" + ("_aux" if aux is not None else "")
+
+
 def checkpoint_meta(
     cfg: FinetuneConfig, agent: Any, dataset: Any, aux: Any, init: Init, z_from: str
 ) -> dict[str, Any]:
     return {
-        **run_meta("task", agent.cfg, cfg, dataset),
+        **run_meta(AGENT_KIND[cfg.method], agent.cfg, cfg, dataset),
+        "method": method_name(cfg, agent, init, aux),  # what acts, from what (results rows)
+        "init_weights": init.carried,  # all weights | encoder | nothing
         "env_id": cfg.task,
         "task": cfg.task,
         "aux_dataset": str(aux.root.resolve()) if aux is not None else None,

@@ -71,3 +71,22 @@ def test_finetune_help_and_refusals(tmp_path: Path) -> None:
     proc = run_goalrl("finetune", "init=none", f"data={data}", f"out={tmp_path / 'o'}",
                       "agent.calibrate=true", check=False)
     assert proc.returncode == 2 and "'calibrate'" in proc.stderr and "calibration" in proc.stderr
+
+
+def test_recipes_set_the_method_and_the_scratch_baseline_needs_the_play_data(
+    tmp_path: Path,
+) -> None:
+    help_text = run_goalrl("finetune", "--help").stdout
+    assert "recipe: bc_gcbc_init | bc_success | gcbc_init | pretrained | scratch_play" in help_text
+    job = run_goalrl("finetune", "recipe=bc_success", "data=x", "--cfg", "job").stdout
+    assert "method: bc" in job and "init: none" in job and "recipe: bc_success" in job
+    data = tmp_path / "labeled"
+    with DatasetWriter(data, image_shape=(16, 16, 3), action_dim=4,
+                       env_id="goalrl/Grasp-v0") as w:
+        w.append(EpisodeData(images=np.zeros((3, 16, 16, 3), np.uint8),
+                             actions=np.zeros((2, 4), np.float32),
+                             rewards=np.array([0, 1], np.float32)))
+    proc = run_goalrl("finetune", "recipe=scratch_play", f"data={data}",
+                      f"out={tmp_path / 'o'}", check=False)
+    assert proc.returncode == 2 and "recipe=scratch_play" in proc.stderr
+    assert "aux_data=<dataset folder>" in proc.stderr and not (tmp_path / "o").exists()

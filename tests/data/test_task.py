@@ -17,6 +17,7 @@ from goalrl.data.task import (
     mc_returns,
     rewards_from_success,
     success_from_rewards,
+    successful_episodes,
     task_rewards,
     task_success,
 )
@@ -140,3 +141,32 @@ def test_task_batches_carry_each_transitions_episode_goal_image(tmp_path) -> Non
     assert K.GOAL_IMAGE not in TaskBatchSampler(offline, 4, gamma=0.9).sample()
     with pytest.raises(ValueError, match="2 goal images for 3 episodes"):
         TaskBatchSampler(offline, 4, gamma=0.9, goal_images=goals[:2])
+
+
+def test_successful_only_batches_come_from_episodes_that_end_in_success(tmp_path) -> None:
+    """Behaviour cloning's sampler: episodes 0 and 2 succeed (even ones), 1 does not; an online
+    set without a success adds nothing, and offline data without one is refused."""
+    offline = write(tmp_path / "off", rewards=True, success=True)
+    np.testing.assert_array_equal(successful_episodes(offline), [0, 2])
+    sampler = TaskBatchSampler(offline, 64, gamma=0.9, seed=0, successful_only=True)
+    assert sampler.offline.num_transitions == 10  # 2 episodes of 5 steps
+    episodes = offline.episode_of(sampler.sample()[K.FRAME_INDEX])
+    assert set(episodes.tolist()) == {0, 2}
+    online = write(tmp_path / "on", rewards=True, success=True, episodes=2)  # 0 succeeds
+    sampler.set_online(online)
+    assert sampler.split() == (32, 32)
+    batch = sampler.sample()
+    assert set(online.episode_of(batch[K.FRAME_INDEX][batch[ONLINE]]).tolist()) == {0}
+    sampler.set_online(_only_failures(tmp_path / "failed_online"))
+    assert sampler.split() == (64, 0)  # no successful online episode yet: all offline
+    with pytest.raises(DatasetError, match="no successful episodes' transitions"):
+        TaskBatchSampler(_only_failures(tmp_path / "failed_offline"), 4, gamma=0.9, successful_only=True)
+
+
+def _only_failures(root: Path) -> EpisodeDataset:
+    """A dataset of one labeled episode that never succeeds, at ``root``."""
+    with DatasetWriter(root, image_shape=(8, 8, 3), action_dim=2) as w:
+        w.append(EpisodeData(images=np.zeros((4, 8, 8, 3), np.uint8),
+                             actions=np.zeros((3, 2), np.float32),
+                             rewards=np.zeros(3, np.float32)))
+    return EpisodeDataset(root)
