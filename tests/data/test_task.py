@@ -160,7 +160,8 @@ def test_successful_only_batches_come_from_episodes_that_end_in_success(tmp_path
     sampler.set_online(_only_failures(tmp_path / "failed_online"))
     assert sampler.split() == (64, 0)  # no successful online episode yet: all offline
     with pytest.raises(DatasetError, match="no successful episodes' transitions"):
-        TaskBatchSampler(_only_failures(tmp_path / "failed_offline"), 4, gamma=0.9, successful_only=True)
+        TaskBatchSampler(_only_failures(tmp_path / "failed_offline"), 4, gamma=0.9,
+                         successful_only=True)
 
 
 def _only_failures(root: Path) -> EpisodeDataset:
