@@ -11,7 +11,8 @@ from goalrl.evaluate import EVAL_SEED_OFFSET
 @dataclass
 class EvalConfig:
     ckpt: str = "???"  # checkpoint folder (a step folder, or a run folder: its latest)
-    env: str | None = None  # scene id (default: the checkpoint's env)
+    # scene id (default: the checkpoint's env); ogbench:<name> runs OGBench's five tasks
+    env: str | None = None
     episodes: int = 20  # rollouts, one goal image each
     out: str = "runs/eval"  # folder for summary.json and videos/
     videos: int = 2  # rollouts written as MP4 (camera | goal, Q trace)
@@ -61,13 +62,17 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     require_at_least(cfg.seed, 0, "seed", "eval")
     device = resolve_device(cfg.device, DistInfo())
     agent, meta = load_checkpoint_agent(cfg.ckpt, device)  # damaged files: one CheckpointError
-    # the same scene rule as `goalrl command`: another scene's checkpoint is refused
-    env_id = scene_for(cfg.ckpt, cfg.env, meta)
     acting = getattr(agent, "goal_agent", agent).cfg  # the AM config a Q agent acts by
     # the rule asked for, else the one the checkpoint was trained with (None for GCBC)
     rule = cfg.act_rule or getattr(acting, "act_rule", None)
     if cfg.act_rule is not None:
         override_act_rule(agent, rule)
+    if str(cfg.env or meta.get("env_id") or "").startswith("ogbench:"):  # OGBench's 5 tasks
+        from goalrl.ogbench.evaluate import run_ogbench_eval
+
+        return run_ogbench_eval(cfg, agent, meta, rule)
+    # the same scene rule as `goalrl command`: another scene's checkpoint is refused
+    env_id = scene_for(cfg.ckpt, cfg.env, meta)
     goal_set = None
     env_kwargs = dict(cfg.env_kwargs)
     if cfg.goals:  # a bad split, task or scene: one GoalSpecError naming goals=

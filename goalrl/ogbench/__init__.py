@@ -43,7 +43,24 @@ def choose_renderer() -> str | None:
     if ("MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY")
             and "mujoco" not in sys.modules and ctypes.util.find_library("EGL")):
         os.environ["MUJOCO_GL"] = "egl"
-    return os.environ.get("MUJOCO_GL")
+    backend = os.environ.get("MUJOCO_GL")
+    if backend in ("egl", "osmesa"):
+        preload_triton()
+    return backend
+
+
+def preload_triton() -> None:
+    """Load triton's C library (torch's compiler, when installed) now, before MuJoCo starts
+    Mesa: Mesa's software rasteriser links one LLVM and libtriton bundles another, and the
+    process dies (SIGSEGV) when libtriton is loaded second, as torch does lazily, e.g. when
+    training starts after a generation in the same process. Loaded first, both work."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        try:
+            import triton._C.libtriton  # noqa: F401
+        except ImportError:  # a broken triton: torch will report it if it ever needs it
+            pass
 
 
 def load_ogbench() -> ModuleType:
