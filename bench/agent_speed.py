@@ -53,6 +53,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "gciql": ("gciql", {}),
     "crl": ("crl", {}),
     "hiql": ("hiql", {}),
+    "qrl": ("qrl", {}),
 }
 OBSERVATIONS = ("image", "state")
 

@@ -34,7 +34,7 @@ ROW_VERSION = 1  # the ``v`` of every row; bump when a field changes meaning
 READOUT_BY_RULE = {"cem": "cem_on_q", "prior_mean": "prior_mean", "actor": "actor"}
 # the read-out of agents with no act rule: their policy head
 READOUT_BY_KIND = {"gcbc": "policy_mean", "gcivl": "actor", "gciql": "actor", "crl": "actor",
-                   "hiql": "hierarchical_actor"}
+                   "hiql": "hierarchical_actor", "qrl": "actor"}
 # a rollout of no benchmark goal set (goalrl.benchmark): the scene drew its goal from the env
 # seed, outside the val/test splits
 DEFAULT_GOAL_SPLIT = "env_seed"

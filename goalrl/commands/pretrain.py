@@ -10,7 +10,7 @@ __all__ = ["PretrainConfig", "pretrain", "register_configs"]
 
 
 def register_configs() -> None:
-    """The agent config group: agent=am | gcbc | gcivl | gciql | crl | hiql, each over its
+    """The agent config group: agent=am | gcbc | gcivl | gciql | crl | hiql | qrl, each over its
     dataclass schema."""
     from hydra.core.config_store import ConfigStore
 
@@ -19,6 +19,7 @@ def register_configs() -> None:
     from goalrl.agents.gciql import GCIQLConfig
     from goalrl.agents.gcivl import GCIVLConfig
     from goalrl.agents.hiql import HIQLConfig
+    from goalrl.agents.qrl import QRLConfig
 
     store = ConfigStore.instance()
     store.store(group="agent", name="am_schema", node=AMConfig)
@@ -27,6 +28,7 @@ def register_configs() -> None:
     store.store(group="agent", name="gciql_schema", node=GCIQLConfig)
     store.store(group="agent", name="crl_schema", node=CRLConfig)
     store.store(group="agent", name="hiql_schema", node=HIQLConfig)
+    store.store(group="agent", name="qrl_schema", node=QRLConfig)
 
 
 def run(cfg: Any) -> dict[str, Any]:
