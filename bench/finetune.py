@@ -1,29 +1,34 @@
-"""Benchmark: fine-tuning a pretrained checkpoint on the grasp task vs training from scratch.
+"""Benchmark (issue 42): fine-tuning on a reward-defined task against fair baselines.
 
-    pip install -e '.[bench]'                      # matplotlib for the plot
-    python bench/finetune.py --profile cpu         # the whole pipeline, < 1 hour on 2 cores
-    python bench/finetune.py --profile gpu         # larger budget, on a CUDA machine
-    python bench/finetune.py --report-only         # rewrite the markdown from saved results
+    python bench/finetune.py --profile smoke                  # minutes: the pipeline end to end
+    python bench/finetune.py --profile gpu --dry-run          # the plan: stages and commands
+    python bench/finetune.py --profile gpu                    # run (or continue) the table
+    python bench/finetune.py --profile gpu --report-only      # the page from the store
 
-The pipeline, every step through the real ``goalrl`` command (the commands are listed in the
-report):
+Every step is a real ``goalrl`` command. Per training seed: AM and GCBC pretrained on the same
+unlabeled play data; then one ``goalrl finetune`` per method (``configs/recipe/``), each an
+offline then an online phase on the same labeled data, the task given only by its reward:
 
-1. ``goalrl collect env=goalrl/Grasp-v0 policy=play``: unlabeled play data of the grasp scene
-   (its objects appear in no other scene); pretraining never reads its rewards.
-2. ``goalrl collect env=goalrl/Grasp-v0 policy=grasp``: the small labeled set, noisy scripted
-   grasp attempts that succeed part of the time, rewards recorded (seeds after the play ones).
-3. ``goalrl pretrain``: Actionable Models on the play data.
-4. ``goalrl finetune`` on the same labeled data, budget and seed: init=pretrained and
-   init=none, each with and without calibration (``agent.calibrate``), with the default
-   goal-image task input; and init=pretrained and init=none, calibrated, with the learned
-   task embedding (``agent.task_input=embedding``) for comparison. Each run has an offline
-   phase then an online phase; success on Grasp-v0 (env seeds from 1,000,000 up) every
-   ``eval_every`` updates gives the learning curves.
+- task_q_from_am: the task Q fine-tuned from AM (play data as the auxiliary loss), and
+  task_q_calql_from_am with Cal-QL's calibration;
+- task_q_from_scratch_aux: the fair scratch run: the same play data as its auxiliary loss and
+  the same total updates (pretraining + offline fine-tuning steps, all offline);
+- task_q_from_gcbc_encoder: GCBC pretraining, then the same fine-tuning (GCBC has no Q
+  network: its encoder carries over, the Q heads start fresh);
+- task_bc_success_from_scratch (as many updates as pretraining + fine-tuning) and
+  task_bc_success_from_gcbc: behaviour cloning on the labeled episodes that end in success;
+- am_zero_shot_goal_image: the pretrained AM reaching the scene's goal image, no fine-tuning
+  (the ceiling of not fine-tuning).
 
-Stages whose outputs exist in ``--workdir`` are reused (delete it to start over). Results go
-to ``docs/benchmarks/finetune_<profile>.json``; ``docs/benchmarks/finetune.md`` and
-``finetune.png`` are rewritten from every such JSON present, so CPU and GPU profiles can run
-on different machines and end up in one report.
+Each run's offline-end and final checkpoints are evaluated on ``test_episodes`` env seeds from
+1,000,000 up (never used in training) into the results store (goalrl/results.py), one row per
+rollout, ``method`` naming what acts and from what. The dip at the switch to online comes from
+each run's training curve (``dip_after_switch`` of its summary, also on its final rows).
+
+Resumable: a stage whose summary.json exists is reused, an unfinished fine-tuning folder is
+removed and rerun (fine-tuning has no resume), an evaluation whose rows are in the store is
+skipped. The page (docs/benchmarks/finetune.md) is written from the store of the cpu/gpu
+profiles; the smoke profile writes its store and page under its workdir.
 """
 
 from __future__ import annotations
@@ -31,410 +36,405 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
+import shutil
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks"
 TASK = "goalrl/Grasp-v0"
-
-TARGET_RATIO = 2.0  # pretrained / scratch success at the end of the offline phase
-TARGET_ONLINE = 0.60  # pretrained success after the online phase
-TARGET_DIP = 0.10  # deepest drop after the switch to online, calibration on
-
-# Network shape shared by pretraining and both fine-tuning inits (scratch gets the same net).
-SMALL_NET = {
-    "encoder.conv_channels": "[16,32,32]",
-    "encoder.embed_dim": "64",
-    "encoder.fusion_dim": "128",
-    "head_hidden_dim": "64",
-    "encoder.use_proprio": "true",
-}
+TARGETS = {"vs_scratch": 0.20, "online": 0.70, "dip": 0.10, "vs_zero_shot": 0.15}
+SMALL_NET = ["encoder.conv_channels=[16,32,32]", "encoder.embed_dim=64",
+             "encoder.fusion_dim=128", "encoder.use_proprio=true"]
+TINY_NET = ["encoder.conv_channels=[8,8]", "encoder.embed_dim=16", "encoder.fusion_dim=32"]
+TINY_AM = ["head_hidden_dim=16", "act_cem_samples=32", "act_cem_elites=4", "num_negatives=4"]
+# net: encoder fields of every network; am: AM fields of its pretraining and of every task Q;
+# task: TaskQConfig fields of every task Q
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": dict(
-        device="cpu", threads=1, jobs=2, image_size=64, play_episodes=300, labeled_episodes=40,
-        waypoint_noise=0.03, pretrain_steps=45000, batch_size=64, steps=1500, online_steps=1500,
-        updates_per_episode=20, eval_every=250, eval_episodes=30, net=SMALL_NET,
-    ),
-    "gpu": dict(
-        device="cuda", threads=0, jobs=1, image_size=64, play_episodes=1000,
-        labeled_episodes=40, waypoint_noise=0.03, pretrain_steps=30000, batch_size=256,
-        steps=5000, online_steps=5000, updates_per_episode=20, eval_every=500,
-        eval_episodes=50, net={"encoder.use_proprio": "true"},
-    ),
+    "smoke": dict(device="cpu", image_size=16, play=3, labeled=4, noise=0.02, pretrain=4,
+                  batch=8, steps=2, online=2, per_episode=2, eval_every=1, eval_episodes=1,
+                  test_episodes=2, seeds=(0, 1), net=TINY_NET, am=TINY_AM,
+                  task=["num_negatives=4"]),
+    "cpu": dict(device="cpu", image_size=64, play=300, labeled=40, noise=0.03, pretrain=45000,
+                batch=64, steps=1500, online=1500, per_episode=20, eval_every=250,
+                eval_episodes=30, test_episodes=100, seeds=(0, 1, 2), net=SMALL_NET,
+                am=["head_hidden_dim=64"], task=[]),
+    "gpu": dict(device="cuda", image_size=64, play=1000, labeled=40, noise=0.03, pretrain=30000,
+                batch=256, steps=5000, online=5000, per_episode=20, eval_every=500,
+                eval_episodes=50, test_episodes=100, seeds=(0, 1, 2),
+                net=["encoder.use_proprio=true"], am=[], task=[]),
 }
-RUNS = (  # (name, init, calibrate, agent.task_input)
-    ("pretrained, calibrated", "pretrained", True, "goal_image"),
-    ("pretrained, uncalibrated", "pretrained", False, "goal_image"),
-    ("scratch, calibrated", "none", True, "goal_image"),
-    ("scratch, uncalibrated", "none", False, "goal_image"),
-    ("pretrained, calibrated, task embedding", "pretrained", True, "embedding"),
-    ("scratch, calibrated, task embedding", "none", True, "embedding"),
-)
+# method -> (recipe, init: am | gcbc | none, total updates offline: fine-tuning | pretrain+ft)
+METHODS: dict[str, tuple[str, str, str]] = {
+    "task_q_from_am_aux": ("pretrained", "am", "ft"),
+    "task_q_calql_from_am_aux": ("pretrained", "am", "ft"),
+    "task_q_from_scratch_aux": ("scratch_play", "none", "pretrain+ft"),
+    "task_q_from_gcbc_encoder_aux": ("gcbc_init", "gcbc", "ft"),
+    "task_bc_success_from_scratch": ("bc_success", "none", "pretrain+ft"),
+    "task_bc_success_from_gcbc": ("bc_gcbc_init", "gcbc", "ft"),
+}
+ZERO_SHOT = "am_zero_shot_goal_image"
 
 
-# ------------------------------------------------------------------------------- running
+# ------------------------------------------------------------------------------- the plan
 
-
-def goalrl(args: list[str], log: Path) -> dict[str, Any]:
-    """Run ``python -m goalrl.cli <args>``, output to ``log``; the summary JSON it prints."""
-    cmd = [sys.executable, "-m", "goalrl.cli", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, env=env,
-                              cwd=REPO)
-        f.write(proc.stdout)
-    if proc.returncode != 0:
-        raise SystemExit(f"goalrl {' '.join(args[:1])} failed (exit {proc.returncode}); see {log}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    summary["_seconds"] = time.perf_counter() - t0
-    return summary
+def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None
+           ) -> list[dict[str, Any]]:
+    """Every stage in order: {name, args (goalrl command line), out, kind}, for the profile's
+    training seeds or ``seeds``. Pure."""
+    p = PROFILES[profile]
+    play, labeled = work / "play", work / "labeled"
+    size = f"image_size={p['image_size']}"
+    run = [f"device={p['device']}", "threads=1" if p["device"] == "cpu" else "threads=0"]
+    out = [
+        dict(name="collect_play", kind="collect", out=play, args=[
+            "collect", f"env={TASK}", "policy=play", f"episodes={p['play']}", size, "sheet=false",
+            f"out={play}"]),
+        dict(name="collect_labeled", kind="collect", out=labeled, args=[
+            "collect", f"env={TASK}", "policy=grasp", f"episodes={p['labeled']}", size,
+            f"waypoint_noise={p['noise']}", f"seed={p['play']}", "sheet=false", f"out={labeled}"]),
+    ]
+    for seed in p["seeds"] if seeds is None else seeds:
+        pre = {kind: work / f"seed{seed}" / f"pretrain_{kind}" for kind in ("am", "gcbc")}
+        for kind, folder in pre.items():
+            fields = p["net"] + (p["am"] if kind == "am" else [])
+            out.append(dict(name=f"seed{seed}/pretrain_{kind}", kind="pretrain", out=folder, args=[
+                "pretrain", f"agent={kind}", f"data={play}", f"out={folder}",
+                f"steps={p['pretrain']}", f"batch_size={p['batch']}", "eval_episodes=0",
+                "videos=0", f"seed={seed}", *run, *[f"agent.{k}" for k in fields]]))
+        for method, (recipe, init, budget) in METHODS.items():
+            folder = work / f"seed{seed}" / method
+            steps = p["steps"] + (p["pretrain"] if budget == "pretrain+ft" else 0)
+            bc = recipe.startswith("bc")
+            args = ["finetune", f"recipe={recipe}", f"task={TASK}", f"data={labeled}",
+                    f"out={folder}", f"steps={steps}", f"online_steps={p['online']}",
+                    f"batch_size={p['batch']}", f"updates_per_episode={p['per_episode']}",
+                    f"eval_every={p['eval_every']}", f"eval_episodes={p['eval_episodes']}",
+                    "videos=0", f"seed={seed}", *run]
+            if init != "none":
+                args.append(f"init={pre[init]}")
+            if recipe == "scratch_play":
+                args.append(f"aux_data={play}")
+            if "calql" in method:
+                args.append("agent.calibration=calql")
+            # the network's shape as the pretrained runs have it (an init checkpoint's own
+            # values: finetune accepts them, refuses any other)
+            if bc:
+                args += [f"bc.gcbc.{k}" for k in p["net"]]
+            else:
+                args += [f"agent.am.{k}" for k in p["net"] + p["am"]]
+                args += [f"agent.{k}" for k in p["task"]]
+            out.append(dict(name=f"seed{seed}/{method}", kind="finetune", out=folder,
+                            args=args, method=method, seed=seed))
+    return out
 
 
 def shell(args: list[str]) -> str:
     return "goalrl " + " ".join(shlex.quote(a) for a in args)
 
 
-def pipeline(profile: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
-    work.mkdir(parents=True, exist_ok=True)
+# ------------------------------------------------------------------------------- running
+
+def goalrl(args: list[str], log: Path) -> None:
+    """``python -m goalrl.cli <args>``, stdout and stderr to ``log``; SystemExit on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "goalrl.cli", *args], stdout=f,
+                              stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"{shell(args[:1])} failed (exit {proc.returncode}); see {log}")
+
+
+def run_stage(stage: dict[str, Any], logs: Path) -> None:
+    """Run a stage unless its summary.json exists; an unfinished one is cleaned or resumed."""
+    out: Path = stage["out"]
+    if (out / "summary.json").is_file():
+        print(f"[{stage['name']}] done, reusing {out}", flush=True)
+        return
+    args = list(stage["args"])
+    if out.exists() and stage["kind"] == "pretrain":
+        args.append("resume=true")  # pretraining continues from its latest checkpoint
+    elif out.exists():
+        shutil.rmtree(out)  # a killed collection or fine-tuning: start it again
+    print(f"[{stage['name']}] {shell(args)}", flush=True)
+    goalrl(args, logs / f"{stage['name'].replace('/', '_')}.log")
+
+
+def stored_checkpoints(store: Path) -> set[tuple[str, str]]:
+    """(method, checkpoint) pairs that already have rows in the store."""
+    if not store.is_file():
+        return set()
+    from goalrl.results import read_rows
+
+    return {(r["method"], str(Path(r["checkpoint"]).resolve())) for r in read_rows(store)
+            if r.get("checkpoint")}
+
+
+def evaluate(ckpt: Path, method: str, point: str, episodes: int, store: Path, logs: Path,
+             extra: dict[str, Any] | None = None) -> None:
+    """``goalrl eval`` of one checkpoint on ``episodes`` test seeds; its rows go to the store
+    with ``method`` (what acts, from what), ``bench_point`` and ``extra`` fields."""
+    from goalrl.results import append_rows, read_rows
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_file = Path(tmp) / "rows.jsonl"
+        goalrl(["eval", f"ckpt={ckpt}", f"episodes={episodes}", "videos=0",
+                f"out={Path(tmp) / 'eval'}", f"results={rows_file}"],
+               logs / f"eval_{method}_{ckpt.parent.parent.parent.name}_{point}.log")
+        rows = read_rows(rows_file)
+    for row in rows:
+        row.update(method=method, bench_point=point, **(extra or {}))
+    append_rows(store, rows)
+
+
+def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] | None) -> None:
+    p = PROFILES[profile]
     logs = work / "logs"
-    logs.mkdir(exist_ok=True)
-    commands: list[str] = []
-    seconds: dict[str, float] = {}
-
-    def stage(name: str, args: list[str], done: Path) -> dict[str, Any] | None:
-        commands.append(shell(args))
-        if done.is_file():
-            print(f"[{name}] reusing {done}", flush=True)
-            return json.loads(done.read_text())
-        print(f"[{name}] {shell(args)}", flush=True)
-        summary = goalrl(args, logs / f"{name}.log")
-        seconds[name] = summary["_seconds"]
-        print(f"[{name}] {summary['_seconds']:.0f} s", flush=True)
-        return summary
-
-    size = str(p["image_size"])
-    play, labeled, pre = work / "play", work / "grasp", work / "pretrain"
-    stage("collect_play", ["collect", f"env={TASK}", "policy=play",
-                           f"episodes={p['play_episodes']}", f"image_size={size}", "workers=2",
-                           f"out={play}"], play / "summary.json")
-    labeled_summary = stage("collect_grasp", [
-        "collect", f"env={TASK}", "policy=grasp", f"episodes={p['labeled_episodes']}",
-        f"waypoint_noise={p['waypoint_noise']}", f"image_size={size}",
-        f"seed={p['play_episodes']}", "workers=2", f"out={labeled}",
-    ], labeled / "summary.json")
-    common = [f"device={p['device']}", f"threads={p['threads']}", "seed=0"]
-    pre_summary = stage("pretrain", [
-        "pretrain", f"data={play}", f"out={pre}", f"steps={p['pretrain_steps']}",
-        f"batch_size={p['batch_size']}", "eval_episodes=20", "videos=1", *common,
-        *[f"agent.{k}={v}" for k, v in p["net"].items()],
-    ], pre / "summary.json")
-
-    def finetune(run: tuple[str, str, bool, str]) -> tuple[str, dict[str, Any]]:
-        name, init, calibrate, task_input = run
-        folder = "ft_" + name.replace(", ", "_").replace(" ", "_")
-        out = work / folder
-        args = [
-            "finetune", f"init={pre if init == 'pretrained' else 'none'}", f"task={TASK}",
-            f"data={labeled}", f"out={out}", f"steps={p['steps']}",
-            f"online_steps={p['online_steps']}", f"batch_size={p['batch_size']}",
-            f"updates_per_episode={p['updates_per_episode']}", f"eval_every={p['eval_every']}",
-            f"eval_episodes={p['eval_episodes']}", "videos=2",
-            f"agent.calibration={'calql' if calibrate else 'none'}",
-            f"agent.task_input={task_input}",
-            *common, *[f"agent.am.{k}={v}" for k, v in p["net"].items()],
-        ]
-        return name, stage(folder, args, out / "summary.json")
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(p["jobs"]) as pool:
-        runs = dict(pool.map(finetune, RUNS))
-    seconds["finetune (all runs)"] = time.perf_counter() - t0
-    return {
-        "profile": profile,
-        "settings": {k: v for k, v in p.items()},
-        "machine": machine(p["device"]),
-        "date": time.strftime("%Y-%m-%d"),
-        "workdir": str(work),
-        "commands": commands,
-        "seconds": seconds,
-        "labeled": labeled_summary,
-        "pretrain": {k: pre_summary.get(k) for k in ("steps", "updates_per_s", "eval")},
-        "runs": {k: slim(v) for k, v in runs.items()},
-    }
+    done = stored_checkpoints(store)
+    for stage in stages(profile, work, seeds):
+        run_stage(stage, logs)
+        if stage["kind"] == "pretrain" and stage["name"].endswith("am"):
+            ckpt = latest_step(stage["out"])
+            if (ZERO_SHOT, str(ckpt.resolve())) not in done:
+                evaluate(ckpt, ZERO_SHOT, "zero_shot", p["test_episodes"], store, logs)
+        if stage["kind"] != "finetune":
+            continue
+        summary = json.loads((stage["out"] / "summary.json").read_text())
+        points = {"offline_end": summary["offline_checkpoint"], "final": summary["checkpoint"]}
+        for point, ckpt in points.items():
+            if ckpt is None or (stage["method"], str(Path(ckpt).resolve())) in done:
+                continue
+            extra = {"run_dip_after_switch": summary["dip_after_switch"]} if point == "final" \
+                else None
+            evaluate(Path(ckpt), stage["method"], point, p["test_episodes"], store, logs, extra)
 
 
-def slim(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("parent", "calibration", "task_input", "act_with_target", "steps", "online_steps",
-            "success_init", "success_offline", "success_final", "curve", "online_episodes",
-            "online_episode_success_rate", "labeled_episodes", "labeled_success_rate",
-            "updates_per_s", "seconds")
-    return {k: summary.get(k) for k in keys}
+def latest_step(run: Path) -> Path:
+    from goalrl.checkpoint import resolve_checkpoint
+
+    return Path(resolve_checkpoint(run))
 
 
-def machine(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
-                            "machine": platform.machine(), "load_before": os.getloadavg()[0]}
-    if device.startswith("cuda"):
-        import torch
+# ------------------------------------------------------------------------------- the table
 
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+def cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+    """(method, bench_point) -> train_seed -> {rate, n, dip, act_rule}, from store rows. Pure."""
+    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if "bench_point" in row:
+            grouped[(row["method"], row["bench_point"], row["train_seed"])].append(row)
+    out: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for (method, point, seed), group in grouped.items():
+        out[(method, point)][seed] = {
+            "rate": sum(r["success"] for r in group) / len(group), "n": len(group),
+            "dip": group[0].get("run_dip_after_switch"), "act_rule": group[0]["act_rule"],
+        }
+    return out
 
 
-# ------------------------------------------------------------------------------- analysis
-
-
-def dip(run: dict[str, Any]) -> float | None:
-    """Deepest drop below the success at the switch, over the first half of the online phase."""
-    steps, online = run["steps"], run["online_steps"]
-    switch = [c["success_rate"] for c in run["curve"] if c["step"] == steps]
-    early = [c["success_rate"] for c in run["curve"]
-             if steps < c["step"] <= steps + online / 2 and c["phase"] == "online"]
-    if not switch or not early:
-        return None
-    return max(0.0, switch[-1] - min(early))
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.0f}%"
 
 
-def table(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| init | calibration | task input | success at step 0 | end of offline "
-        "| end of online | dip after switch | online episodes (their success) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, run in result["runs"].items():
-        init, cal = name.split(", ")[:2]
-        lines.append(
-            f"| {init} | {cal} | {task_input_of(run).replace('_', ' ')} "
-            f"| {pct(run['success_init'])} | {pct(run['success_offline'])} "
-            f"| {pct(run['success_final'])} | {pct(dip(run))} | {run['online_episodes']} "
-            f"({pct(run['online_episode_success_rate'])}) |"
-        )
+def spread(per_seed: dict[int, dict[str, Any]], key: str = "rate") -> str:
+    """Mean over seeds and the per-seed values, e.g. '52% (48, 50, 58)'."""
+    values = [per_seed[s][key] for s in sorted(per_seed) if per_seed[s][key] is not None]
+    if not values:
+        return "–"
+    return f"{pct(mean(values))} ({', '.join(f'{100 * v:.0f}' for v in values)})"
+
+
+def table(c: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> list[str]:
+    lines = ["| method | what acts | seeds | rollouts per seed | end of offline | after online "
+             "| dip at the switch |", "|---|---|---:|---:|---:|---:|---:|"]
+    for method in [*METHODS, ZERO_SHOT]:
+        off, fin = c.get((method, "offline_end"), {}), c.get((method, "final"), {})
+        if method == ZERO_SHOT:
+            off = c.get((method, "zero_shot"), {})
+        some = off or fin
+        if not some:
+            lines.append(f"| {method} | – | 0 | – | not run | not run | – |")
+            continue
+        first = next(iter(some.values()))
+        lines.append(f"| {method} | {first['act_rule']} | {len(some)} | {first['n']} "
+                     f"| {spread(off)} | {spread(fin) if method != ZERO_SHOT else '–'} "
+                     f"| {spread(fin, 'dip') if method != ZERO_SHOT else '–'} |")
     return lines
 
 
-def task_input_of(run: dict[str, Any]) -> str:
-    """The run's agent.task_input; results from before the option used the task embedding."""
-    return run.get("task_input") or "embedding"
+def seed_mean(c: dict, method: str, point: str, key: str = "rate") -> float | None:
+    per_seed = c.get((method, point), {})
+    return mean([v[key] for v in per_seed.values() if v[key] is not None])
 
 
-def interval(rate: float, n: int) -> tuple[float, float]:
-    """95% Wilson interval of a success rate measured over n episodes."""
-    from goalrl.evaluate import wilson_interval
+def verdicts(c: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> list[str]:
+    """Each target of issue 42 on the seed means: met, not met, or not run. Pure."""
+    def verdict(ok: bool | None) -> str:
+        return "not run" if ok is None else "met" if ok else "not met"
 
-    return wilson_interval(round(rate * n), n)
-
-
-def verdicts(result: dict[str, Any]) -> list[str]:
-    """Each target: met, not met, or met on point estimates that noise cannot separate."""
-    runs, n = result["runs"], result["settings"]["eval_episodes"]
-    pre = runs["pretrained, calibrated"]
-    out = []
-    for setting in ("calibrated", "uncalibrated"):
-        a = runs[f"pretrained, {setting}"]["success_offline"]
-        b = runs[f"scratch, {setting}"]["success_offline"]
-        if a is None or b is None:
-            continue
-        ratio = a / b if b > 0 else float("inf")
-        (lo_a, hi_a), (lo_b, hi_b) = interval(a, n), interval(b, n)
-        if ratio >= TARGET_RATIO and a > 0 and lo_a > hi_b:
-            verdict = "met"
-        elif ratio >= TARGET_RATIO and a > 0:
-            verdict = (f"met on the point estimates only: the 95% intervals "
-                       f"[{pct(lo_a)}, {pct(hi_a)}] and [{pct(lo_b)}, {pct(hi_b)}] overlap, so "
-                       "this is not evidence of a difference")
-        else:
-            verdict = "not met"
-        shown = "scratch at 0%" if ratio == float("inf") else f"{ratio:.1f}x"
-        out.append(
-            f"- pretrained vs scratch at the end of the offline phase ({setting}): {pct(a)} vs "
-            f"{pct(b)} ({shown}; target >= {TARGET_RATIO:.0f}x): **{verdict}**"
-        )
-    best = max(runs["pretrained, calibrated"]["success_final"] or 0,
-               runs["pretrained, uncalibrated"]["success_final"] or 0)
-    out.append(f"- pretrained after the online phase: calibrated "
-               f"{pct(pre['success_final'])}, uncalibrated "
-               f"{pct(runs['pretrained, uncalibrated']['success_final'])} (target >= "
-               f"{pct(TARGET_ONLINE)}): **{'met' if best >= TARGET_ONLINE else 'not met'}**")
-    d = dip(pre)
-    if d is not None:
-        verdict = "met" if d <= TARGET_DIP else "not met"
-        at_switch = pre["success_offline"] or 0
-        if at_switch <= TARGET_DIP:
-            verdict = (f"not testable: success at the switch is {pct(at_switch)}, so no drop could "
-                       f"exceed {pct(TARGET_DIP)}")
-        out.append(f"- dip after the switch to online, pretrained and calibrated: {pct(d)} "
-                   f"(target <= {pct(TARGET_DIP)}; uncalibrated: "
-                   f"{pct(dip(runs['pretrained, uncalibrated']))}): **{verdict}**")
-    return out
-
-
-# ------------------------------------------------------------------------------- report
-
-COLORS = {
-    "pretrained, calibrated": "tab:green",
-    "pretrained, uncalibrated": "tab:olive",
-    "scratch, calibrated": "tab:blue",
-    "scratch, uncalibrated": "tab:purple",
-    "pretrained, calibrated, task embedding": "tab:orange",
-    "scratch, calibrated, task embedding": "tab:gray",
-}
-
-
-def plot(results: list[dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError:  # pip install -e '.[bench]'; the picture drawn last time stays
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.2), squeeze=False)
-    for ax, result in zip(axes[0], results, strict=True):
-        for name, run in result["runs"].items():
-            xs = [c["step"] for c in run["curve"]]
-            ys = [100 * c["success_rate"] for c in run["curve"]]
-            style = ":" if "embedding" in name else "--" if "uncalibrated" in name else "-"
-            ax.plot(xs, ys, style, marker="o", ms=3, color=COLORS[name], label=name)
-        first = next(iter(result["runs"].values()))
-        ax.axvline(first["steps"], color="0.5", lw=1)
-        ax.text(first["steps"], 96, " online →", color="0.4", fontsize=8, va="top")
-        ax.set_ylim(-2, 100)
-        ax.set_xlabel("fine-tuning updates")
-        ax.set_ylabel(f"success on {TASK} (%)")
-        ax.set_title(f"{result['profile']} profile ({result['settings']['eval_episodes']} "
-                     "episodes per point)", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-
-
-def workdir_of(result: dict[str, Any]) -> str:
-    """The run's --workdir: recorded, or (older results) the folder of the play data."""
-    if result.get("workdir"):
-        return result["workdir"]
-    play = next(a for a in result["commands"][0].split() if a.startswith("out="))
-    return str(Path(play.removeprefix("out=")).parent)
-
-
-def portable(command: str, workdir: str) -> str:
-    """A recorded command as a reader can rerun it: paths under --workdir as <workdir>/."""
-    return command.replace(f"{workdir}/", "<workdir>/").replace(f"{REPO}/", "")
-
-
-def report(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "# Fine-tuning on the grasp task",
-        "",
-        "`python bench/finetune.py --profile <cpu|gpu>`: unlabeled play data of "
-        f"`{TASK}` → `goalrl pretrain` (Actionable Models) → `goalrl finetune` with "
-        "init=pretrained and init=none on the same small reward-labeled grasp set, same "
-        "budget and seed, an offline phase then an online phase, with and without "
-        "calibration (`agent.calibrate`, Cal-QL's floor on the conservative term). The task "
-        "Q is conditioned on the scene's goal image (`agent.task_input=goal_image`, the "
-        "default); two runs use a learned task embedding instead (`agent.task_input="
-        "embedding`). Success "
-        f"is measured on `{TASK}` (any object lifted 10 cm at the last step) with env seeds "
-        "from 1,000,000 up, never seen in training.",
-        "",
-        "![success vs fine-tuning updates](finetune.png)",
-        "",
+    pre = seed_mean(c, "task_q_from_am_aux", "offline_end")
+    scratch = seed_mean(c, "task_q_from_scratch_aux", "offline_end")
+    finals = {m: seed_mean(c, m, "final") for m in METHODS}
+    best_q = max((v for m, v in finals.items() if m.endswith("from_am_aux") and v is not None),
+                 default=None)
+    dip = seed_mean(c, "task_q_calql_from_am_aux", "final", "dip")
+    zero = seed_mean(c, ZERO_SHOT, "zero_shot")
+    at_switch = seed_mean(c, "task_q_calql_from_am_aux", "offline_end")
+    dip_verdict = verdict(None if dip is None else dip <= TARGETS["dip"])
+    if dip is not None and at_switch is not None and at_switch <= TARGETS["dip"]:
+        dip_verdict = (f"not testable: success at the switch is {pct(at_switch)}, so no drop "
+                       f"could exceed {points(TARGETS['dip'])}")
+    both = None if pre is None or scratch is None else pre - scratch >= TARGETS["vs_scratch"]
+    return [
+        f"- pretrained vs the fair scratch run at the end of the offline phase: {pct(pre)} vs "
+        f"{pct(scratch)} (target: at least {points(TARGETS['vs_scratch'])} above): "
+        f"**{verdict(both)}**",
+        f"- after the online phase (best of task_q_from_am_aux, task_q_calql_from_am_aux): "
+        f"{pct(best_q)} (target >= {pct(TARGETS['online'])}): "
+        f"**{verdict(None if best_q is None else best_q >= TARGETS['online'])}**",
+        f"- dip at the switch with calibration (task_q_calql_from_am_aux): {points(dip)} (target "
+        f"<= {points(TARGETS['dip'])}): **{dip_verdict}**",
+        f"- fine-tuned vs zero-shot goal reaching: {pct(best_q)} vs {pct(zero)} (target: at least "
+        f"{points(TARGETS['vs_zero_shot'])} above): **"
+        + verdict(None if best_q is None or zero is None
+                  else best_q - zero >= TARGETS["vs_zero_shot"]) + "**",
     ]
-    for r in results:
-        s = r["settings"]
-        lab = r["labeled"]
-        lab_final = next(iter(r["runs"].values()))["labeled_success_rate"]
-        lines += [
-            f"## {r['profile']} profile ({r['date']}, {r['machine'].get('gpu') or str(r['machine']['cpus']) + ' CPUs'})",  # noqa: E501
-            "",
-            f"- play data: {s['play_episodes']} episodes; labeled data: "
-            f"{lab['episodes_total']} scripted grasp attempts (waypoint noise "
-            f"{s['waypoint_noise']} m): {pct(lab['skills']['pick_place']['success_rate'])} "
-            f"lifted the object, {pct(lab_final)} still held it up at the last step (the "
-            "task's success)",
-            f"- pretraining: {r['pretrain']['steps']} updates at batch {s['batch_size']} "
-            f"({r['pretrain']['updates_per_s']:.1f} updates/s); goal-reaching success of the "
-            f"pretrained Q on {TASK} goal images: "
-            f"{pct((r['pretrain'].get('eval') or {}).get('success_rate'))}",
-            f"- fine-tuning: {s['steps']} offline + {s['online_steps']} online updates at batch "
-            f"{s['batch_size']} (online: one policy episode every {s['updates_per_episode']} "
-            f"updates, half of each batch online); {s['eval_episodes']} evaluation episodes "
-            f"per point, every {s['eval_every']} updates",
-            "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in r["seconds"].items()),
-            "",
-            *table(r),
-            "",
-            "Targets:",
-            "",
-            *verdicts(r),
-            "",
-            "Side runs and what they found (calibration, acting weights, the task embedding): "
-            "[docs/lab-notes.md](../lab-notes.md).",
-            "",
-            "The dip is the success at the switch minus the lowest success in the first half "
-            "of the online phase (0 if it never drops). With "
-            f"{s['eval_episodes']} episodes per point a rate has a 95% interval of about "
-            f"±{100 * 1.0 / (s['eval_episodes'] ** 0.5):.0f} points at 50%: differences "
-            "smaller than that are noise.",
-            "",
-            f"Commands run (`<workdir>` is `--workdir`, default "
-            f"`runs/bench_finetune_{r['profile']}`; this run used `{workdir_of(r)}`):",
-            "",
-            "```",
-            *(portable(c, workdir_of(r)) for c in r["commands"]),
-            "```",
-            "",
-        ]
-    return "\n".join(lines)
 
 
-def write_report() -> None:
-    results = [json.loads(p.read_text()) for p in sorted(DOCS.glob("finetune_*.json"))]
-    if not results:
-        raise SystemExit(f"no results in {DOCS}/finetune_*.json; run a profile first")
-    plot(results, DOCS / "finetune.png")
-    text = report(results)
-    missing = sorted(set(PROFILES) - {r["profile"] for r in results})
-    if missing:
-        text += (f"\nNot run yet: the {', '.join(missing)} profile "
-                 f"(`python bench/finetune.py --profile {missing[0]}` on a CUDA machine).\n")
-    tmp = DOCS / f".finetune.md.tmp{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, DOCS / "finetune.md")
-    print(text)
+def points(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f} points"
 
 
-def main() -> None:
+def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None = None) -> str:
+    from goalrl.results import read_rows
+
+    p = PROFILES[profile]
+    c = cells(read_rows(store)) if store.is_file() else {}
+    commands = [shell(s["args"]).replace(f"{work}/", "<workdir>/")
+                for s in stages(profile, work, seeds)]
+    return "\n".join([
+        "# Fine-tuning on a reward-defined task against fair baselines",
+        "",
+        f"`python bench/finetune.py --profile {profile}` (issue 42). The task is "
+        f"`{TASK}` given only by its reward: labeled data with rewards, the simulator's reward "
+        "online, no goal image at fine-tuning or test time (except the zero-shot row, which is "
+        "goal reaching with the scene's goal image). Every method has the same labeled data, "
+        "the same unlabeled play data where it uses any, and the same total updates: see "
+        "[the protocol](#protocol).",
+        "",
+        f"Store: `{store.relative_to(REPO) if store.is_relative_to(REPO) else store}`; "
+        f"training seeds {', '.join(map(str, seeds or p['seeds']))}; {p['test_episodes']} test "
+        "rollouts per seed and point (env seeds from 1,000,000 up). Each cell: the mean over "
+        "seeds, then the seeds' own rates. The dip comes from the training curve "
+        f"({p['eval_episodes']} rollouts per point).",
+        "",
+        *([] if c else [
+            f"**Not run yet.** Nothing is in the store: `python bench/finetune.py --profile "
+            f"{profile}` runs the table (`--dry-run` lists its stages).", ""]),
+        *table(c),
+        "",
+        "Targets (on the seed means):",
+        "",
+        *verdicts(c),
+        "",
+        PROTOCOL,
+        "",
+        "Commands (`<workdir>` is `--workdir`); each run's `summary.json` and the store rows "
+        "hold the rest:",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        HISTORY,
+        "",
+    ])
+
+
+PROTOCOL = """## Protocol
+
+- **Data**: one unlabeled play set of the grasp scene (`policy=play`; its rewards are never
+  read in pretraining) and one small labeled set of noisy scripted grasp attempts
+  (`policy=grasp`, rewards recorded), shared by every method and seed.
+- **task_q_from_am_aux**: `goalrl pretrain agent=am` on the play data, then
+  `goalrl finetune recipe=pretrained`: the task Q (CEM on it acts) learns the reward from a
+  learned task embedding, with the play data kept as the auxiliary goal-reaching loss; an
+  offline phase, then an online phase (one policy episode every `updates_per_episode`
+  updates, half of each batch online). **task_q_calql_from_am_aux** adds
+  `agent.calibration=calql` (Cal-QL: only the policy's actions are floored at the data's
+  Monte Carlo return in the conservative term).
+- **task_q_from_scratch_aux** (`recipe=scratch_play`): the same task Q from random weights,
+  the same play data as its auxiliary loss, and as many offline updates as pretraining and
+  offline fine-tuning together; the same online phase.
+- **task_q_from_gcbc_encoder_aux** (`recipe=gcbc_init`): `goalrl pretrain agent=gcbc` on the
+  play data, then the same fine-tuning. GCBC has no Q network: its encoder (conv trunk,
+  proprio embedding, fusion MLP) carries over and the Q heads start fresh; the auxiliary loss
+  trains them on the play data.
+- **task_bc_success_from_scratch** (`recipe=bc_success`, as many updates as pretraining and
+  fine-tuning) and **task_bc_success_from_gcbc** (`recipe=bc_gcbc_init`, every GCBC weight):
+  behaviour cloning, with a learned task embedding, of the labeled episodes that end in
+  success (online, of the successful policy episodes). It uses no play data.
+- **am_zero_shot_goal_image**: the pretrained AM with the scene's goal image, no fine-tuning:
+  the ceiling of not fine-tuning.
+- The value agents (GCIVL, GCIQL, CRL, HIQL) can start the task Q as GCBC does (their
+  acting policy's encoder, `init=<checkpoint>`); they are not in this table.
+- **Dip**: success at the end of the offline phase minus the lowest success over the first
+  half of the online phase, on the training curve (0 if it never drops)."""
+
+HISTORY = """## History
+
+The page's earlier figures (2026-11-22: one seed, 30 rollouts per point, the goal image as the
+task input, the old calibration rule that floored every candidate action, a scratch run with
+3,000 updates and no play data) are kept as history in
+[finetune_history.md](finetune_history.md); they measured zero-shot goal reaching more than
+fine-tuning (issue 42)."""
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="data, checkpoints and runs (default: runs/bench_finetune_<profile>)")
-    ap.add_argument("--report-only", action="store_true", help="rewrite the markdown and plot")
-    args = ap.parse_args()
+    ap.add_argument("--store", type=Path, default=None,
+                    help="results store (default: docs/benchmarks/finetune_results.jsonl; "
+                         "smoke: <workdir>/results.jsonl)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="training seeds (default: the profile's)")
+    ap.add_argument("--dry-run", action="store_true", help="print the stages, run nothing")
+    ap.add_argument("--report-only", action="store_true", help="write the page from the store")
+    args = ap.parse_args(argv)
+    work = (args.workdir or REPO / "runs" / f"bench_finetune_{args.profile}").resolve()
+    smoke = args.profile == "smoke"
+    seeds = tuple(args.seeds) if args.seeds else None
+    store = (args.store or (work / "results.jsonl" if smoke
+                            else DOCS / "finetune_results.jsonl")).resolve()
+    page = work / "finetune.md" if smoke else DOCS / "finetune.md"
+    if args.dry_run:
+        for stage in stages(args.profile, work, seeds):
+            state = "done" if (stage["out"] / "summary.json").is_file() else "to run"
+            print(f"[{stage['name']}] {state}: {shell(stage['args'])}")
+        print(f"store: {store}; page: {page}")
+        return 0
     if not args.report_only:
-        work = args.workdir or REPO / "runs" / f"bench_finetune_{args.profile}"
-        result = pipeline(args.profile, PROFILES[args.profile], work.resolve())
-        DOCS.mkdir(parents=True, exist_ok=True)
-        path = DOCS / f"finetune_{args.profile}.json"
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, path)
-    write_report()
+        run_pipeline(args.profile, work, store, seeds)
+    text = report(args.profile, store, work, seeds)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    tmp = page.with_name(f".{page.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, page)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,42 +1,158 @@
-"""bench/finetune.py: recorded commands are shown with the workdir as a placeholder."""
+"""bench/finetune.py: the plan's fair budgets, the table and targets from store rows, and a
+resumable run into the results store (with the goalrl commands faked; the real smoke profile
+end to end is the slow test)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from bench_modules import load_bench
 
-bench_finetune = load_bench("finetune")
+from goalrl.results import ROW_VERSION, append_rows, read_rows
 
-COMMANDS = [
-    "goalrl collect env=goalrl/Grasp-v0 policy=play episodes=3 out=/tmp/w1/play",
-    "goalrl pretrain data=/tmp/w1/play out=/tmp/w1/pretrain steps=10",
-]
+bench = load_bench("finetune")
 
 
-def test_workdir_is_recorded_or_read_from_the_play_data_path() -> None:
-    assert bench_finetune.workdir_of({"workdir": "/data/ft", "commands": COMMANDS}) == "/data/ft"
-    assert bench_finetune.workdir_of({"commands": COMMANDS}) == "/tmp/w1"
+def arg(stage: dict, name: str) -> str | None:
+    values = [a.split("=", 1)[1] for a in stage["args"] if a.startswith(name + "=")]
+    return values[-1] if values else None
 
 
-def test_commands_are_shown_with_a_workdir_placeholder() -> None:
-    shown = [bench_finetune.portable(c, "/tmp/w1") for c in COMMANDS]
-    assert shown[1] == "goalrl pretrain data=<workdir>/play out=<workdir>/pretrain steps=10"
-    assert "/tmp/w1" not in " ".join(shown)
-    # a folder that merely starts with the workdir's name is left alone
-    assert bench_finetune.portable("out=/tmp/w10/play", "/tmp/w1") == "out=/tmp/w10/play"
+def test_plan_gives_every_method_the_same_data_and_total_updates(tmp_path) -> None:
+    p = bench.PROFILES["gpu"]
+    plan = bench.stages("gpu", tmp_path)
+    runs = [s for s in plan if s["kind"] == "finetune"]
+    assert len(runs) == len(bench.METHODS) * len(p["seeds"])
+    for run in runs:
+        assert arg(run, "data") == str(tmp_path / "labeled")
+        assert arg(run, "online_steps") == str(p["online"])
+        assert arg(run, "agent.task_input") is None  # the default: reward only, no goal image
+        method, init = run["method"], arg(run, "init")
+        from_scratch = init is None
+        # pretrained runs: pretraining + fine-tuning; scratch runs the sum, all offline
+        total = int(arg(run, "steps")) + (0 if from_scratch else p["pretrain"])
+        assert total == p["pretrain"] + p["steps"], method
+        if method == "task_q_from_scratch_aux":
+            assert arg(run, "aux_data") == str(tmp_path / "play")  # the play data, as AM had
+        if from_scratch:
+            assert method.endswith(("scratch", "scratch_aux"))
+        else:
+            kind = "gcbc" if "gcbc" in method else "am"
+            assert init == str(tmp_path / f"seed{run['seed']}" / f"pretrain_{kind}")
+        assert (arg(run, "agent.calibration") == "calql") == ("calql" in method)
+    pretrains = [s for s in plan if s["kind"] == "pretrain"]
+    assert {arg(s, "data") for s in pretrains} == {str(tmp_path / "play")}
+    assert {arg(s, "steps") for s in pretrains} == {str(p["pretrain"])}
+    assert [s["seed"] for s in runs][:: len(bench.METHODS)] == list(p["seeds"])
 
 
-def run(task_input: str | None) -> dict:
-    curve = [{"step": 0, "success_rate": 0.1, "phase": "init"}]
-    row = dict(success_init=0.1, success_offline=0.2, success_final=0.3, steps=10,
-               online_steps=0, curve=curve, online_episodes=0, online_episode_success_rate=None)
-    return {**row, "task_input": task_input} if task_input else row
+def row(method: str, point: str, seed: int, success: bool, dip: float | None = None,
+        rule: str = "cem_on_q") -> dict:
+    extra = {} if dip is None else {"run_dip_after_switch": dip}
+    return {"v": ROW_VERSION, "method": method, "act_rule": rule, "dataset": "labeled",
+            "train_seed": seed, "step": 1, "env": bench.TASK, "goal_split": "env_seed",
+            "task": "random", "env_seed": 1_000_000, "success": success,
+            "bench_point": point, **extra}
 
 
-def test_table_names_each_runs_task_input_and_older_results_read_as_embedding() -> None:
-    result = {"runs": {"pretrained, calibrated": run("goal_image"),
-                       "scratch, calibrated, task embedding": run("embedding"),
-                       "scratch, uncalibrated": run(None)}}
-    rows = bench_finetune.table(result)[2:]
-    assert rows[0].startswith("| pretrained | calibrated | goal image | 10% | 20% | 30% |")
-    assert rows[1].startswith("| scratch | calibrated | embedding |")
-    assert rows[2].startswith("| scratch | uncalibrated | embedding |")
+def rows_of(method: str, point: str, seed: int, rate: float, n: int = 10, **kw) -> list[dict]:
+    return [row(method, point, seed, i < round(rate * n), **kw) for i in range(n)]
+
+
+def test_table_and_targets_come_from_the_store_rows() -> None:
+    rows = []
+    for seed, (pre, scratch, final, dip) in enumerate([(0.6, 0.3, 0.8, 0.1), (0.8, 0.4, 0.7, 0.0)]):
+        rows += rows_of("task_q_from_am_aux", "offline_end", seed, pre)
+        rows += rows_of("task_q_from_am_aux", "final", seed, final, dip=dip)
+        rows += rows_of("task_q_calql_from_am_aux", "offline_end", seed, pre)
+        rows += rows_of("task_q_calql_from_am_aux", "final", seed, 0.5, dip=dip)
+        rows += rows_of("task_q_from_scratch_aux", "offline_end", seed, scratch)
+        rows += rows_of(bench.ZERO_SHOT, "zero_shot", seed, 0.6)
+    cells = bench.cells(rows)
+    lines = bench.table(cells)
+    assert "| task_q_from_am_aux | cem_on_q | 2 | 10 | 70% (60, 80) | 75% (80, 70) | 5% (10, 0) |" \
+        in lines
+    assert "| task_bc_success_from_gcbc | – | 0 | – | not run | not run | – |" in lines
+    assert "| am_zero_shot_goal_image | cem_on_q | 2 | 10 | 60% (60, 60) | – | – |" in lines
+    text = "\n".join(bench.verdicts(cells))
+    assert "70% vs 35% (target: at least 20 points above): **met**" in text  # 35 points
+    assert "after the online phase (best of task_q_from_am_aux, task_q_calql_from_am_aux): 75% " \
+           "(target >= 70%): **met**" in text
+    assert "with calibration (task_q_calql_from_am_aux): 5 points (target <= 10 points): **met**" \
+        in text
+    assert "75% vs 60% (target: at least 15 points above): **met**" in text  # exactly 15
+    empty = "\n".join(bench.verdicts({}))
+    assert empty.count("**not run**") == 4
+
+
+def fake_goalrl(calls: list[list[str]]):
+    """Stands in for the goalrl commands: each writes what the driver reads back."""
+
+    def run(args: list[str], log: Path) -> None:
+        calls.append(args)
+        out = Path(next(a.split("=", 1)[1] for a in args if a.startswith(("out=",))))
+        if args[0] == "eval":
+            ckpt = next(a.split("=", 1)[1] for a in args if a.startswith("ckpt="))
+            rows_file = next(a.split("=", 1)[1] for a in args if a.startswith("results="))
+            base = row("task", "x", 0, True)
+            del base["bench_point"]
+            append_rows(rows_file, [{**base, "checkpoint": ckpt, "method": "task"}] * 2)
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {}
+        if args[0] == "finetune":
+            summary = {"offline_checkpoint": str(out / "checkpoints" / "step_2"),
+                       "checkpoint": str(out / "checkpoints" / "step_4"), "dip_after_switch": 0.25}
+        (out / "summary.json").write_text(json.dumps(summary))
+
+    return run
+
+
+def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
+    tmp_path, monkeypatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "goalrl", fake_goalrl(calls))
+    monkeypatch.setattr(bench, "latest_step", lambda run: run / "checkpoints" / "step_4")
+    store = tmp_path / "store.jsonl"
+    bench.run_pipeline("smoke", tmp_path, store, (0,))
+    evals = [c for c in calls if c[0] == "eval"]
+    assert len(evals) == 1 + 2 * len(bench.METHODS)  # zero-shot, then offline end and final
+    rows = read_rows(store)
+    names = {(r["method"], r["bench_point"]) for r in rows}
+    assert (bench.ZERO_SHOT, "zero_shot") in names
+    assert {m for m, point in names if point == "final"} == set(bench.METHODS)
+    assert all(r["run_dip_after_switch"] == 0.25 for r in rows if r["bench_point"] == "final")
+    assert not any("run_dip_after_switch" in r for r in rows if r["bench_point"] != "final")
+    calls.clear()
+    bench.run_pipeline("smoke", tmp_path, store, (0,))
+    assert calls == [] and len(read_rows(store)) == len(rows)
+    # an unfinished fine-tuning (no summary.json) is removed and run again; nothing else
+    unfinished = tmp_path / "seed0" / "task_bc_success_from_gcbc"
+    (unfinished / "summary.json").unlink()
+    (unfinished / "stale").write_text("x")
+    bench.run_pipeline("smoke", tmp_path, store, (0,))
+    assert [c[0] for c in calls] == ["finetune"] and not (unfinished / "stale").exists()
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end(tmp_path) -> None:
+    """The real commands at the smoke size, one training seed: every method's rows in the
+    store, the page written; a second run adds nothing."""
+    cmd = [sys.executable, str(bench.REPO / "bench" / "finetune.py"), "--profile", "smoke",
+           "--seeds", "0", "--workdir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert {r["method"] for r in rows} == {*bench.METHODS, bench.ZERO_SHOT}
+    assert {r["act_rule"] for r in rows if r["method"].startswith("task_bc")} == \
+        {"task_bc_policy"}
+    page = (tmp_path / "finetune.md").read_text()
+    assert "| task_q_from_scratch_aux | cem_on_q | 1 | 2 |" in page
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    assert len(read_rows(tmp_path / "results.jsonl")) == len(rows)
