@@ -12,10 +12,11 @@ step forward and many back. QRL's insight: among quasimetrics, the optimal cost-
 one that makes every pair of states as far apart as possible while no single transition is
 longer than its cost. So d is fitted by
 - pushing random (s, g) pairs apart: minimise push_scale * softplus((push_offset - d) /
-  push_scale), a concave transform of d that stops rewarding distances beyond the offset
-  (``push_loss``; value goals are random dataset states);
+  push_scale), i.e. maximise a concave increasing transform of d that rewards distances beyond
+  the offset less and less (``push_loss``; value goals are random dataset states);
 - subject to the local constraint E[relu(d(s, s') - 1)^2] <= epsilon on the data's transitions
-  (``step_violation``), held by a Lagrange multiplier lambda = exp(log_lambda): the value loss is
+  (``step_violation``; OGBench writes the 1 as -r, which is 1 on all rows but those whose random
+  goal is s itself), held by a Lagrange multiplier lambda = exp(log_lambda): the value loss is
   push + lambda * violation (lambda a constant there), and lambda has its own loss
   lambda * (epsilon - violation) (violation a constant there), so gradient descent raises lambda
   while the constraint is violated and lowers it otherwise (``constrained_value_loss``).
@@ -70,8 +71,9 @@ def iqe_components(x: torch.Tensor, y: torch.Tensor, iqe_dim: int) -> torch.Tens
     The union is a row of disjoint blocks, so its length is the sum of the blocks' right ends
     minus the sum of their left ends: linear in x and y with coefficients in {-1, 0, 1} that
     change only at ties. The coefficients are found without gradient (a sort by left end and a
-    running max of right ends), so the backward pass is one multiply (3x faster than sorting
-    under autograd, measured at B = 256, L = 256).
+    running max of right ends), so the backward pass is one multiply: 3.4 ms forward and
+    backward at B = 256, L = 256 on one thread, against 4.9-8.2 ms for the same sums taken
+    through sort and cummax under autograd (a shared, loaded machine).
     """
     dtype = torch.promote_types(x.dtype, torch.float32)  # float32 at least (bfloat16 autocast)
     x = x.to(dtype).unflatten(-1, (-1, iqe_dim))  # (..., C, k)
