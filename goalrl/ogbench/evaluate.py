@@ -29,8 +29,8 @@ from goalrl.evaluate import Rollout, wilson_interval, write_rollout_video
 from goalrl.ogbench import ENV_PREFIX, OGBenchError, make_env, quiet_reset
 
 GOAL_SPLIT = "ogbench"  # goal_split of result rows: OGBench's own evaluation tasks
-# videos keep every third step, as OGBench's do: a CPU renders a 200x200 frame in about
-# 0.24 s (Mesa llvmpipe, docs/ogbench.md), 50x the cost of a simulator step
+# videos keep every third step, as OGBench's do: a CPU renders a 200x200 frame in 0.24-0.42 s
+# (Mesa llvmpipe, docs/ogbench.md), over 100x the cost of a simulator step
 VIDEO_FRAME_SKIP = 3
 CONTROL_HZ = 20.0  # OGBench manipulation: control_timestep 0.05 s
 
