@@ -75,6 +75,24 @@ def test_pixel_file_becomes_the_images(tmp_path) -> None:
     np.testing.assert_array_equal(images, prepare_frames(np.load(src)["observations"], 8))
 
 
+def test_pixel_transitions_layout_streams_the_same_frames(tmp_path) -> None:
+    raw = raw_npz(tmp_path / "raw.npz", [3, 5], pixels=8)
+    np.savez(tmp_path / "transitions.npz", **load_like_ogbench(raw))
+    frames = {}
+    for name in ("raw", "transitions"):
+        summary = import_dataset(tmp_path / f"{name}.npz", "ogbench", tmp_path / name,
+                                 image_size=8)
+        assert summary["num_frames"] == 8 and summary["num_transitions"] == 6
+        with EpisodeDataset(tmp_path / name) as ds:
+            frames[name] = np.concatenate([ds.episode(i).images for i in range(2)])
+    np.testing.assert_array_equal(frames["transitions"], frames["raw"])
+    broken = load_like_ogbench(raw)
+    broken["next_observations"][2] += 1  # row 2 (episode 1) no longer leads to row 3
+    np.savez(tmp_path / "broken.npz", **broken)
+    with pytest.raises(DatasetError, match="'next_observations' row 2 "):
+        import_dataset(tmp_path / "broken.npz", "ogbench", tmp_path / "broken", image_size=8)
+
+
 def test_generated_file_imports_as_ogbench_loads_it(generated, tmp_path) -> None:
     ogbench = pytest.importorskip("ogbench")
     steps = generated["summary"]["settings"]["max_episode_steps"]

@@ -22,7 +22,10 @@ whole array in memory). ``qpos``, ``qvel`` and ``button_states`` are checked (le
 finite) and named in the card, but goalrl's format has no field for them.
 
 Every check that can be made before writing is made first, so a malformed file is refused
-with one error naming the file, the field and the fault, and nothing is written.
+with one error naming the file, the field and the fault, and nothing is written. The one
+exception is the chain of a pixel file with ``next_observations``, checked as its frames
+stream in (a pre-pass would decompress both arrays twice): the episodes before a broken row
+are imported by then.
 """
 
 from __future__ import annotations
