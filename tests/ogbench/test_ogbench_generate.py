@@ -102,3 +102,35 @@ def test_cli_prints_one_json_line_and_nothing_on_stderr(tmp_path) -> None:
     assert proc.stderr == ""  # no glfw or gymnasium warnings
     summary = json.loads(proc.stdout)
     assert summary["frames"] == 10 and out.is_file()
+
+
+@pytest.mark.parametrize("env, state_dim, buttons", [("scene-v0", 40, 2),
+                                                     ("puzzle-3x3-v0", 55, 9)])
+def test_scene_and_puzzle_record_their_button_states(env, state_dim, buttons, tmp_path) -> None:
+    pytest.importorskip("ogbench")
+    from goalrl.ogbench.generate import GenerateSettings, generate_dataset
+
+    generate_dataset(tmp_path / "x.npz", GenerateSettings(env=env, episodes=1, val_episodes=0,
+                                                          max_episode_steps=10), progress=False)
+    data = np.load(tmp_path / "x.npz")
+    assert data["observations"].shape == (10, state_dim)
+    assert data["button_states"].shape == (10, buttons)
+    assert data["button_states"].dtype == np.int64
+
+
+def test_noisy_defaults_and_scene_health_check() -> None:
+    from goalrl.ogbench.generate import GenerateSettings, scene_episode_healthy
+
+    noisy = {"dataset_type": "noisy", "episodes": 10}
+    assert GenerateSettings(env="puzzle-4x4-v0", **noisy).validated().p_random_action == 0.2
+    assert GenerateSettings(env="visual-scene-v0", **noisy).validated().p_random_action == 0.1
+    assert GenerateSettings(env="cube-single-v0", episodes=25).validated().val_episodes == 2
+    qpos = np.zeros((3, 25))
+    qpos[:, 14:17] = [0.4, 0.0, 0.02]  # the cube on the table, in view
+    assert scene_episode_healthy(qpos)
+    qpos[1, 15] = 0.3  # too far right
+    assert not scene_episode_healthy(qpos)
+    qpos[1, 15:17] = [-0.32, 0.07]  # left, inside the drawer: fine
+    assert scene_episode_healthy(qpos)
+    qpos[1, 16] = 0.02  # left, on the table beside the drawer
+    assert not scene_episode_healthy(qpos)
