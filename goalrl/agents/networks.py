@@ -124,10 +124,18 @@ class ImageEncoder(nn.Module):
 
 
 class StateEncoder(nn.Module):
-    """MLP + linear + LayerNorm + tanh: low-dim states (B, S) -> (B, D), like ImageEncoder's end."""
+    """MLP + linear + LayerNorm + tanh: low-dim states (B, S) -> (B, D), like ImageEncoder's end.
 
-    def __init__(self, state_dim: int, embed_dim: int = 128, hidden: Sequence[int] = (256, 256)):
+    With ``mean`` and ``std`` (S,) it reads standardised states; they are buffers, so they
+    travel with the weights (none without them: older checkpoints load unchanged)."""
+
+    def __init__(self, state_dim: int, embed_dim: int = 128, hidden: Sequence[int] = (256, 256),
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         super().__init__()
+        self.normalize = mean is not None
+        if self.normalize:
+            self.register_buffer("state_mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("state_std", torch.as_tensor(std, dtype=torch.float32))
         layers: list[nn.Module] = []
         width = int(state_dim)
         for h in hidden:
@@ -138,7 +146,10 @@ class StateEncoder(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.net(states.float())  # (B, D)
+        states = states.float()  # (B, S)
+        if self.normalize:
+            states = (states - self.state_mean) / self.state_std
+        return self.net(states)  # (B, D)
 
 
 def frame_encoder(image_shape: Sequence[int], cfg: EncoderConfig) -> nn.Module:
@@ -147,7 +158,9 @@ def frame_encoder(image_shape: Sequence[int], cfg: EncoderConfig) -> nn.Module:
         if not cfg.state_dim:
             raise ValueError("agent.encoder.kind=state needs agent.encoder.state_dim (the width "
                              "of the dataset's state vectors; training fills it in)")
-        return StateEncoder(cfg.state_dim, cfg.embed_dim, cfg.state_hidden)
+        stats = cfg.state_normalize and cfg.state_mean is not None
+        return StateEncoder(cfg.state_dim, cfg.embed_dim, cfg.state_hidden,
+                            cfg.state_mean if stats else None, cfg.state_std if stats else None)
     return ImageEncoder(image_shape, cfg.embed_dim, cfg.conv_channels, cfg.stem_stride)
 
 
