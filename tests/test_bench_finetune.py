@@ -16,6 +16,7 @@ from bench_modules import load_bench
 from goalrl.results import ROW_VERSION, append_rows, read_rows
 
 bench = load_bench("finetune")
+GRASP = "goalrl/Grasp-v0"
 
 
 def arg(stage: dict, name: str) -> str | None:
@@ -23,13 +24,19 @@ def arg(stage: dict, name: str) -> str | None:
     return values[-1] if values else None
 
 
-def test_plan_gives_every_method_the_same_data_and_total_updates(tmp_path) -> None:
+@pytest.mark.parametrize("task", list(bench.TASKS))
+def test_plan_gives_every_method_the_same_data_and_total_updates(tmp_path, task) -> None:
     p = bench.PROFILES["gpu"]
-    plan = bench.stages("gpu", tmp_path)
+    env, policy, noise = bench.TASKS[task]
+    plan = bench.stages("gpu", tmp_path, task=task)
+    work = tmp_path / task
+    labeled = next(s for s in plan if s["name"] == f"{task}/collect_labeled")
+    assert (arg(labeled, "env"), arg(labeled, "policy")) == (env, policy)
+    assert arg(labeled, "waypoint_noise") == str(noise)
     runs = [s for s in plan if s["kind"] == "finetune"]
     assert len(runs) == len(bench.METHODS) * len(p["seeds"])
     for run in runs:
-        assert arg(run, "data") == str(tmp_path / "labeled")
+        assert arg(run, "data") == str(work / "labeled") and arg(run, "task") == env
         assert arg(run, "online_steps") == str(p["online"])
         assert arg(run, "agent.task_input") is None  # the default: reward only, no goal image
         method, init = run["method"], arg(run, "init")
@@ -38,15 +45,15 @@ def test_plan_gives_every_method_the_same_data_and_total_updates(tmp_path) -> No
         total = int(arg(run, "steps")) + (0 if from_scratch else p["pretrain"])
         assert total == p["pretrain"] + p["steps"], method
         if method == "task_q_from_scratch_aux":
-            assert arg(run, "aux_data") == str(tmp_path / "play")  # the play data, as AM had
+            assert arg(run, "aux_data") == str(work / "play")  # the play data, as AM had
         if from_scratch:
             assert method.endswith(("scratch", "scratch_aux"))
         else:
             kind = "gcbc" if "gcbc" in method else "am"
-            assert init == str(tmp_path / f"seed{run['seed']}" / f"pretrain_{kind}")
+            assert init == str(work / f"seed{run['seed']}" / f"pretrain_{kind}")
         assert (arg(run, "agent.calibration") == "calql") == ("calql" in method)
     pretrains = [s for s in plan if s["kind"] == "pretrain"]
-    assert {arg(s, "data") for s in pretrains} == {str(tmp_path / "play")}
+    assert {arg(s, "data") for s in pretrains} == {str(work / "play")}
     assert {arg(s, "steps") for s in pretrains} == {str(p["pretrain"])}
     assert [s["seed"] for s in runs][:: len(bench.METHODS)] == list(p["seeds"])
 
@@ -55,7 +62,7 @@ def row(method: str, point: str, seed: int, success: bool, dip: float | None = N
         rule: str = "cem_on_q") -> dict:
     extra = {} if dip is None else {"run_dip_after_switch": dip}
     return {"v": ROW_VERSION, "method": method, "act_rule": rule, "dataset": "labeled",
-            "train_seed": seed, "step": 1, "env": bench.TASK, "goal_split": "env_seed",
+            "train_seed": seed, "step": 1, "env": GRASP, "goal_split": "env_seed",
             "task": "random", "env_seed": 1_000_000, "success": success,
             "bench_point": point, **extra}
 
@@ -73,7 +80,8 @@ def test_table_and_targets_come_from_the_store_rows() -> None:
         rows += rows_of("task_q_calql_from_am_aux", "final", seed, 0.5, dip=dip)
         rows += rows_of("task_q_from_scratch_aux", "offline_end", seed, scratch)
         rows += rows_of(bench.ZERO_SHOT, "zero_shot", seed, 0.6)
-    cells = bench.cells(rows)
+    cells = bench.cells(rows, GRASP)
+    assert bench.cells(rows, "goalrl/RearrangeTray-v0") == {}  # rows of another scene
     lines = bench.table(cells)
     assert "| task_q_from_am_aux | cem_on_q | 2 | 10 | 70% (60, 80) | 75% (80, 70) | 5% (10, 0) |" \
         in lines
@@ -88,6 +96,8 @@ def test_table_and_targets_come_from_the_store_rows() -> None:
     assert "75% vs 60% (target: at least 15 points above): **met**" in text  # exactly 15
     empty = "\n".join(bench.verdicts({}))
     assert empty.count("**not run**") == 4
+    tray = "\n".join(bench.verdicts(cells, "goalrl/RearrangeTray-v0"))
+    assert "75% (no target on this scene)" in tray  # the 70% target is Grasp-v0's
 
 
 def fake_goalrl(calls: list[list[str]]):
@@ -120,7 +130,7 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
     monkeypatch.setattr(bench, "goalrl", fake_goalrl(calls))
     monkeypatch.setattr(bench, "latest_step", lambda run: run / "checkpoints" / "step_4")
     store = tmp_path / "store.jsonl"
-    bench.run_pipeline("smoke", tmp_path, store, (0,))
+    bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
     evals = [c for c in calls if c[0] == "eval"]
     assert len(evals) == 1 + 2 * len(bench.METHODS)  # zero-shot, then offline end and final
     rows = read_rows(store)
@@ -129,23 +139,25 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
     assert {m for m, point in names if point == "final"} == set(bench.METHODS)
     assert all(r["run_dip_after_switch"] == 0.25 for r in rows if r["bench_point"] == "final")
     assert not any("run_dip_after_switch" in r for r in rows if r["bench_point"] != "final")
+    assert all(arg({"args": c}, "env") == "goalrl/RearrangeTray-v0"
+               for c in calls if c[0] == "collect")
     calls.clear()
-    bench.run_pipeline("smoke", tmp_path, store, (0,))
+    bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
     assert calls == [] and len(read_rows(store)) == len(rows)
     # an unfinished fine-tuning (no summary.json) is removed and run again; nothing else
-    unfinished = tmp_path / "seed0" / "task_bc_success_from_gcbc"
+    unfinished = tmp_path / "tray" / "seed0" / "task_bc_success_from_gcbc"
     (unfinished / "summary.json").unlink()
     (unfinished / "stale").write_text("x")
-    bench.run_pipeline("smoke", tmp_path, store, (0,))
+    bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
     assert [c[0] for c in calls] == ["finetune"] and not (unfinished / "stale").exists()
 
 
 @pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path) -> None:
-    """The real commands at the smoke size, one training seed: every method's rows in the
-    store, the page written; a second run adds nothing."""
+    """The real commands at the smoke size, one training seed, Grasp-v0: every method's rows
+    in the store, the page written; a second run adds nothing."""
     cmd = [sys.executable, str(bench.REPO / "bench" / "finetune.py"), "--profile", "smoke",
-           "--seeds", "0", "--workdir", str(tmp_path)]
+           "--seeds", "0", "--task", "grasp", "--workdir", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     rows = read_rows(tmp_path / "results.jsonl")

@@ -20,7 +20,8 @@ class CollectConfig:
     workers: int = 1  # parallel simulator processes
     # play (scripted noisy sub-skills), stitch (exactly one scripted skill per episode, which
     # ends with it), random (uniform actions), or grasp (one noisy scripted grasp-and-lift
-    # attempt per episode, succeeding part of the time: reward-labeled task data)
+    # attempt per episode, succeeding part of the time: reward-labeled task data), or tray
+    # (one noisy pick-and-place into the tray per episode, for goalrl/RearrangeTray-v0)
     policy: str = "play"
     image_size: int = 64  # camera image side (pixels)
     seed: int = 0  # episode i uses env seed `seed + i`
@@ -31,7 +32,8 @@ class CollectConfig:
     noise_theta: float = 0.15  # ou noise: pull toward 0 per step, in (0, 1]
     # play/stitch: a random-motion segment lasts low..high-1 steps ([low, high])
     random_steps: list[int] = field(default_factory=lambda: [5, 15])
-    waypoint_noise: float | None = None  # std (m) of scripted waypoints (None: 0.01; grasp 0.03)
+    # std (m) of scripted waypoints (None: 0.01; grasp 0.03; tray 0.02)
+    waypoint_noise: float | None = None
     # policy=play or stitch: the mix of skills, skill -> weight (reach, push, pick_place,
     # random), e.g. +skill_weights.push=0.3 +skill_weights.random=0.7; empty: the scene's own
     # mix (play: goalrl.envs.play.SKILL_WEIGHTS; stitch: the skills its goals are made of)

@@ -20,8 +20,9 @@ from goalrl.envs.play import SkillStats
 from goalrl.errors import UserError
 
 # valid values of `policy`: play (scripted noisy sub-skills), stitch (one skill per episode,
-# the episode ends with it), random (uniform actions), grasp (one scripted grasp attempt)
-POLICIES = ("play", "stitch", "random", "grasp")
+# the episode ends with it), random (uniform actions), grasp (one scripted grasp attempt),
+# tray (one scripted pick-and-place into the tray: goalrl/RearrangeTray-v0's labeled data)
+POLICIES = ("play", "stitch", "random", "grasp", "tray")
 MIX_POLICIES = ("play", "stitch")  # the policies that draw skills from a mix
 STITCH_ATTEMPTS = 20  # draws of a stitch episode before collection gives up on its seed
 
@@ -94,6 +95,10 @@ def run_episode(
                       random_steps=tuple(random_steps))
     if policy == "grasp":
         actor = GraspAttemptPolicy(env.unwrapped, seed=seed, **kwargs)
+    elif policy == "tray":  # goalrl/RearrangeTray-v0's labeled data (goalrl.envs.tray_task)
+        from goalrl.envs.tray_task import TrayAttemptPolicy
+
+        actor = TrayAttemptPolicy(env.unwrapped, seed=seed, **kwargs)
     elif policy != "stitch":
         actor = PlayPolicy(env.unwrapped, seed=seed, **kwargs)
 

@@ -6,7 +6,9 @@ import gymnasium as gym
 
 from goalrl.envs.tasks import TASKS
 
-ENV_IDS = tuple(f"goalrl/{name}-v0" for name in TASKS)
+# reward-defined tasks (issue 42): id -> (entry point, episode steps); success is a reward
+REWARD_TASK_ENVS = {"goalrl/RearrangeTray-v0": ("goalrl.envs.tray_task:TrayTaskEnv", 80)}
+ENV_IDS = (*(f"goalrl/{name}-v0" for name in TASKS), *REWARD_TASK_ENVS)
 
 
 def register_envs() -> None:
@@ -20,3 +22,6 @@ def register_envs() -> None:
             kwargs={"task": name},
             max_episode_steps=task.max_episode_steps,
         )
+    for env_id, (entry_point, steps) in REWARD_TASK_ENVS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=steps)

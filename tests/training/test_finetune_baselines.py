@@ -185,3 +185,25 @@ def test_summary_and_checkpoint_report_the_dip_and_the_method(data, tmp_path) ->
     assert summary["dip_after_switch"] is not None
     meta = json.loads((resolve_checkpoint(tmp_path / "ft") / "meta.json").read_text())
     assert meta["method"] == summary["method"] == "task_q_from_am_aux"
+
+
+@pytest.mark.parametrize("kind", ["gcivl", "gciql", "crl", "hiql"])
+def test_value_agents_give_the_task_q_their_policys_encoder(data, tmp_path, kind) -> None:
+    """Fine-tuning from every value-based agent where it applies: its acting policy's encoder
+    carries over (the value networks have no action head the task Q could reuse)."""
+    from goalrl.agents.registry import CONFIG_CLASSES
+
+    pre = tmp_path / kind
+    pretrain(PretrainConfig(data=str(data["play"]), out=str(pre), steps=1, batch_size=8,
+                            agent=CONFIG_CLASSES[kind](encoder=TINY_ENCODER, pad=2),
+                            eval_episodes=0, videos=0, prefetch=1))
+    state, _ = load_checkpoint(pre)
+    policy = state["agent"].get("policy_ema", state["agent"]["policy"])
+    frozen = TaskQConfig(num_negatives=4, lr=0.0, z_lr=0.0)
+    summary = finetune(config(data, tmp_path / "ft", init=str(pre), steps=1, agent=frozen,
+                              aux_data="none"))
+    assert summary["method"] == f"task_q_from_{kind}_encoder"
+    q_state, _ = load_checkpoint(tmp_path / "ft")
+    for name, value in policy.items():
+        if name.startswith("encoder."):
+            torch.testing.assert_close(q_state["agent"]["q"][name], value, msg=name)
