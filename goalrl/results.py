@@ -63,7 +63,10 @@ class ResultsError(UserError, ValueError):
 # ---- rows from an evaluation ----------------------------------------------------------------
 def method_name(meta: dict[str, Any]) -> str:
     """The checkpoint's agent kind, with AM's variants spelled out (``am_prior`` for a
-    behaviour prior, ``am_no_chaining`` for an ablation)."""
+    behaviour prior, ``am_no_chaining`` for an ablation); a fine-tuned checkpoint's own
+    ``method`` (what acts and what it started from, e.g. ``task_q_from_scratch_aux``)."""
+    if meta.get("method"):
+        return str(meta["method"])
     kind = str(meta["agent"])
     config = meta.get("agent_config") or {}
     config = config.get("am", config)  # a task agent nests the AM config it acts by

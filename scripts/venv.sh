@@ -18,7 +18,7 @@ if [ ! -f "$venv/.goalrl-stamp" ] || [ "$(cat "$venv/.goalrl-stamp")" != "$stamp
   rm -rf "$venv"
   python3 -m venv "$venv"
   quiet_pip install -q --upgrade pip
-  quiet_pip install -q -e "$repo[dev]"
+  quiet_pip install -q -e "$repo[dev,ogbench]"
   echo "$stamp" > "$venv/.goalrl-stamp"
 else
   # the venv is current; reinstall (no deps) only when another checkout is the one installed,

@@ -84,6 +84,8 @@ def test_method_names_spell_out_am_ablations() -> None:
     task = {"agent": "task_q", "agent_config": {"am": {"chaining": True, "negatives": False}}}
     assert method_name(task) == "task_q_no_negatives"
     assert method_name({"agent": "gcbc", "agent_config": {}}) == "gcbc"
+    # fine-tuned checkpoints name what acts and what it started from
+    assert method_name({**task, "method": "task_q_from_scratch_aux"}) == "task_q_from_scratch_aux"
 
 
 def test_goalrl_eval_appends_one_row_per_rollout(tmp_path: Path,
