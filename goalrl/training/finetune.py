@@ -2,20 +2,25 @@
 
 ``finetune(cfg)`` is what ``goalrl finetune`` runs:
 
-1. Open the reward-labeled dataset; refuse an init checkpoint that does not fit it or the
-   task scene (image shape, action size, proprio size, network shape), before any training.
-2. Build a ``TaskQAgent`` (goalrl.agents.task_q) from the init weights (or from scratch with
-   ``init=none``); z_task = mean goal embedding of the labeled successful final frames, or,
-   with ``agent.task_input=goal_image``, every episode's goal image re-rendered from its seed
-   (goalrl.data.episode_goals).
-3. Offline phase, ``steps`` updates: reward-labeled batches, plus relabeled batches of the
-   unlabeled pretraining data for the auxiliary goal-reaching loss.
+1. Open the reward-labeled dataset; refuse an init checkpoint that does not fit it, the task
+   scene or the method (agent kind, image shape, action size, proprio size, network shape),
+   before any training (goalrl.training.finetune_init).
+2. Build the agent of ``method``: a ``TaskQAgent`` (goalrl.agents.task_q; method q) or a
+   ``TaskBCAgent`` (goalrl.agents.task_bc; method bc, behaviour cloning on the episodes that
+   end in success), from the init weights (all of them, or an encoder only) or from scratch
+   (``init=none``). By default the task is given only by its reward: z_task = mean goal
+   embedding of the labeled successful final frames, no goal image anywhere; with
+   ``agent.task_input=goal_image``, every episode's goal image re-rendered from its seed
+   (goalrl.data.episode_goals). ``recipe=<name>`` (configs/recipe/) sets the baselines.
+3. Offline phase, ``steps`` updates: reward-labeled batches, plus (method q) relabeled batches
+   of the unlabeled data for the auxiliary goal-reaching loss.
 4. Online phase, ``online_steps`` updates: every ``updates_per_episode`` updates the current
-   policy (CEM + Gaussian noise) plays one episode of the task scene
+   policy (plus Gaussian noise) plays one episode of the task scene
    (goalrl.training.online); batches mix offline and online transitions at ``online_ratio``.
 5. Success on the task scene at step 0, every ``eval_every`` updates and at each phase's end
-   (the learning curve, in summary.json and TensorBoard); checkpoints whose metadata name the
-   parent checkpoint (content hash and path) and the task.
+   (the learning curve, in summary.json and TensorBoard, with the dip at the switch to
+   online); checkpoints whose metadata name the method, the parent checkpoint (content hash
+   and path) and the task.
 
 Steps 3-5 are the shared training loop (goalrl.training.loop). One process (no torchrun):
 fine-tuning data is small by design.
