@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents import AMConfig, EncoderConfig
+from goalrl.agents import AMConfig, EncoderConfig, GCBCConfig
 from goalrl.agents.registry import agent_policy, load_agent
+from goalrl.agents.task_bc import TaskBCConfig
 from goalrl.agents.task_q import TaskQAgent, TaskQConfig
 from goalrl.checkpoint import checkpoint_hash, load_checkpoint, resolve_checkpoint
 from goalrl.commands.collect import CollectConfig, collect
@@ -235,14 +236,15 @@ def test_goal_image_input_refuses_episodes_whose_seed_does_not_replay(data, tmp_
 MARK = 7  # every pixel of the scene's goal image, made recognisable below
 
 
-@pytest.mark.parametrize("task_input", ["embedding", "goal_image"])
+@pytest.mark.parametrize("task_input", ["embedding", "bc", "goal_image"])
 def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
     data, tmp_path, monkeypatch, task_input
 ) -> None:
     """The scene's goal image is replaced by a constant picture; every image the network's
     encoder sees (fine-tuning batches, online episodes, evaluation) is checked for it. By
     default (the reward-only task) it never arrives, no goal renderer is built and no task
-    batch has a goal key; with task_input=goal_image the same probe finds it (so it can)."""
+    batch has a goal key (the task Q's default input, and behaviour cloning, method=bc); with
+    task_input=goal_image the same probe finds it (so it can)."""
     from goalrl.agents import networks
     from goalrl.data import keys as K
     from goalrl.data.task import TaskBatchSampler
@@ -275,7 +277,8 @@ def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
         return batch
 
     monkeypatch.setattr(TaskBatchSampler, "sample", spy)
-    if task_input == "embedding":
+    reward_only = task_input in ("embedding", "bc")
+    if reward_only:
         from goalrl.data import episode_goals
 
         def refuse(*args, **kwargs):
@@ -285,11 +288,14 @@ def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
         agent_cfg = TaskQConfig(num_negatives=4, am=AMConfig(**TINY))  # the default input
     else:
         agent_cfg = TaskQConfig(num_negatives=4, am=AMConfig(**TINY), task_input=task_input)
-    summary = finetune(config(data, tmp_path / "ft", steps=2, online_steps=2,
-                              updates_per_episode=2, eval_episodes=1, agent=agent_cfg))
-    assert summary["task_input"] == task_input and summary["online_episodes"] == 1
+    method, init = ("bc", "none") if task_input == "bc" else ("q", str(data["pre"]))
+    summary = finetune(config(data, tmp_path / "ft", steps=2, online_steps=2, method=method,
+                              init=init,
+                              updates_per_episode=2, eval_episodes=1, agent=agent_cfg,
+                              bc=TaskBCConfig(gcbc=GCBCConfig(encoder=TINY_ENCODER, pad=2))))
+    assert summary.get("task_input", "bc") == task_input and summary["online_episodes"] == 1
     assert seen["images"] > 0
-    if task_input == "embedding":
+    if reward_only:
         assert seen["goal_images"] == 0 and K.GOAL_IMAGE not in batch_keys
         assert summary["task_embedding_init"] == "success frames"
     else:
