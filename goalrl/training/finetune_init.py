@@ -5,8 +5,9 @@ the kind of agent the checkpoint holds:
 
 - method ``q`` (the task Q): from ``am`` or ``task`` every weight (the goal-conditioned Q
   network); from an agent without a Q network of that shape (``gcbc``, and the policy of
-  ``gcivl``, ``gciql``, ``crl``, ``hiql``) only the observation/goal encoder of its acting
-  policy (conv trunk, proprio embedding, fusion MLP): the Q heads start fresh. That is the
+  ``gcivl``, ``gciql``, ``crl``, ``hiql``, ``qrl``) only the observation/goal encoder of its acting
+  policy (conv trunk, proprio embedding, fusion MLP): the Q heads start fresh (``qrl`` too:
+  its quasimetric value has no action head either). That is the
   closest "same fine-tuning" such a checkpoint allows.
 - method ``bc`` (behaviour cloning): from ``gcbc`` or ``task_bc`` the whole policy network
   (a value agent's policy where its tensors fit the GCBC network; refused by name otherwise);
@@ -31,8 +32,8 @@ from goalrl.checkpoint import CheckpointError, check_state_fits
 from goalrl.training.checks import TrainingError, check_init_fits, flatten
 
 Q_KINDS = ("am", "task")  # a goal-conditioned Q network: every weight carries over to a task Q
-POLICY_KINDS = ("gcbc", "gcivl", "gciql", "crl", "hiql")  # an acting policy on the encoder
-BC_KINDS = ("gcbc", "task_bc", "gcivl", "gciql", "crl")  # a Gaussian policy network
+POLICY_KINDS = ("gcbc", "gcivl", "gciql", "crl", "hiql", "qrl")  # an acting policy's encoder
+BC_KINDS = ("gcbc", "task_bc", "gcivl", "gciql", "crl", "qrl")  # a Gaussian policy network
 INIT_KINDS = {"q": Q_KINDS + POLICY_KINDS, "bc": BC_KINDS}
 # GCBCConfig fields that fix the policy network's shape (the checkpoint's values are the only
 # valid ones); the log-std bounds are read by the network itself

@@ -187,7 +187,7 @@ def test_summary_and_checkpoint_report_the_dip_and_the_method(data, tmp_path) ->
     assert meta["method"] == summary["method"] == "task_q_from_am_aux"
 
 
-@pytest.mark.parametrize("kind", ["gcivl", "gciql", "crl", "hiql"])
+@pytest.mark.parametrize("kind", ["gcivl", "gciql", "crl", "hiql", "qrl"])
 def test_value_agents_give_the_task_q_their_policys_encoder(data, tmp_path, kind) -> None:
     """Fine-tuning from every value-based agent where it applies: its acting policy's encoder
     carries over (the value networks have no action head the task Q could reuse)."""
