@@ -407,7 +407,7 @@ PROTOCOL = """## Protocol
   success (online, of the successful policy episodes). It uses no play data.
 - **am_zero_shot_goal_image**: the pretrained AM with the scene's goal image, no fine-tuning:
   the ceiling of not fine-tuning.
-- The value agents (GCIVL, GCIQL, CRL, HIQL) can start the task Q as GCBC does (their
+- The value agents (GCIVL, GCIQL, CRL, HIQL, QRL) can start the task Q as GCBC does (their
   acting policy's encoder, `init=<checkpoint>`); they are not in this table.
 - **Dip**: success at the end of the offline phase minus the lowest success over the first
   half of the online phase, on the training curve (0 if it never drops)."""
