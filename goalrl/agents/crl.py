@@ -32,10 +32,8 @@ from torch import nn
 from goalrl.agents.am_actor import call_frozen
 from goalrl.agents.base import autocast_context
 from goalrl.agents.config import AgentConfigError, EncoderConfig
-from goalrl.agents.losses import gaussian_nll
 from goalrl.agents.networks import frame_encoder
 from goalrl.agents.value_agent import GoalActorConfig, GoalValueAgent
-from goalrl.agents.value_losses import ddpg_bc_actor_loss
 from goalrl.data.sampler import GoalMixture
 
 
@@ -215,15 +213,7 @@ class CRLAgent(GoalValueAgent):
                 h, psi = self.critic.embed(obs, goal, proprio)  # (B, D), (K, B, R)
             phi = call_frozen(self.critic.phi, torch.cat([h, mean.to(h.dtype)], dim=-1))
         q = ((phi.float() * psi.float()).sum(-1) * self.critic.scale).min(dim=0).values  # (B,)
-        nll = gaussian_nll(action, mean, log_std, self.cfg.nll_beta)  # (B,)
-        loss = ddpg_bc_actor_loss(q, nll, self.cfg.alpha)
-        return loss, {
-            "actor/loss": loss.detach(),
-            "actor/q": q.detach().mean(),
-            "actor/nll": nll.detach().mean(),
-            "actor/mse": ((mean - action) ** 2).mean().detach(),
-            "actor/std": log_std.exp().mean().detach(),
-        }
+        return self.ddpg_bc_loss(q, mean, log_std, action)
 
     def losses(
         self, f: dict[str, torch.Tensor], x: dict[str, Any]

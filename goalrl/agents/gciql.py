@@ -31,10 +31,10 @@ from torch.func import functional_call
 
 from goalrl.agents.base import autocast_context
 from goalrl.agents.config import AgentConfigError
-from goalrl.agents.losses import PolyakAverage, gaussian_nll
+from goalrl.agents.losses import PolyakAverage
 from goalrl.agents.networks import GoalQNetwork, GoalValueNetwork
 from goalrl.agents.value_agent import GoalValueAgent, GoalValueConfig
-from goalrl.agents.value_losses import ddpg_bc_actor_loss, expectile_loss
+from goalrl.agents.value_losses import expectile_loss
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
 
@@ -133,15 +133,7 @@ class GCIQLAgent(GoalValueAgent):
             mean, log_std = self.policy(obs, goal, proprio)  # (B, A) each
             q_pi = functional_call(self.critic, frozen, (obs, goal, mean, proprio))  # (B, 2)
         q_pi = q_pi.float().min(dim=-1).values  # (B,)
-        nll = gaussian_nll(action, mean, log_std, self.cfg.nll_beta)  # (B,) -log pi(a_data)
-        loss = ddpg_bc_actor_loss(q_pi, nll, self.cfg.alpha)
-        return loss, {
-            "actor/loss": loss.detach(),
-            "actor/q_pi": q_pi.detach().mean(),
-            "actor/bc_nll": nll.detach().mean(),
-            "actor/mse": ((mean - action) ** 2).mean().detach(),
-            "actor/std": log_std.exp().mean().detach(),
-        }
+        return self.ddpg_bc_loss(q_pi, mean, log_std, action)
 
     def losses(
         self, f: dict[str, torch.Tensor], x: dict[str, Any]

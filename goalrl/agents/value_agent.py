@@ -30,7 +30,7 @@ from goalrl.agents.config import AgentConfigError, EncoderConfig, config_from_di
 from goalrl.agents.losses import PolyakAverage, gaussian_nll
 from goalrl.agents.networks import GaussianPolicyNetwork
 from goalrl.agents.observations import act_frames, batch_frames, goal_reached
-from goalrl.agents.value_losses import awr_weights
+from goalrl.agents.value_losses import awr_weights, ddpg_bc_actor_loss
 from goalrl.data import keys as K
 from goalrl.data.sampler import GoalMixture, actor_goal_mixture
 
@@ -108,6 +108,13 @@ class TrainedNets(nn.Module):
 
     def forward(self, *args: Any) -> Any:
         return self._loss(*args)
+
+
+def policy_stats(mean: torch.Tensor, log_std: torch.Tensor,
+                 action: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Actor diagnostics: squared error of its mean (B, A) to the data action, mean std."""
+    return {"actor/mse": ((mean - action) ** 2).mean().detach(),
+            "actor/std": log_std.exp().mean().detach()}
 
 
 class GoalValueAgent(AgentBase):
@@ -209,8 +216,21 @@ class GoalValueAgent(AgentBase):
             "actor/loss": loss.detach(),
             "actor/adv": adv.mean(),
             "actor/weight": weight.mean(),
-            "actor/mse": ((mean - action) ** 2).mean().detach(),
-            "actor/std": log_std.exp().mean().detach(),
+            **policy_stats(mean, log_std, action),
+        }
+
+    def ddpg_bc_loss(
+        self, q: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """DDPG+BC from the critic's value ``q`` (B,) at the actor's ``mean`` (B, A): -q over
+        its batch magnitude + alpha * -log pi(data action)."""
+        nll = gaussian_nll(action, mean, log_std, self.cfg.nll_beta)  # (B,)
+        loss = ddpg_bc_actor_loss(q, nll, self.cfg.alpha)
+        return loss, {
+            "actor/loss": loss.detach(),
+            "actor/q": q.detach().mean(),
+            "actor/nll": nll.detach().mean(),
+            **policy_stats(mean, log_std, action),
         }
 
     @torch.no_grad()
