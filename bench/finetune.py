@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="data, checkpoints and runs (default: runs/bench_finetune_<profile>)")
     ap.add_argument("--store", type=Path, default=None,
-                    help="results store (default: docs/benchmarks/finetune_results.jsonl; "
+                    help="results store (default: the one store, docs/results/results.jsonl; "
                          "smoke: <workdir>/results.jsonl)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="training seeds (default: the profile's)")
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     smoke = args.profile == "smoke"
     seeds = tuple(args.seeds) if args.seeds else None
     store = (args.store or (work / "results.jsonl" if smoke
-                            else DOCS / "finetune_results.jsonl")).resolve()
+                            else REPO / "docs" / "results" / "results.jsonl")).resolve()
     page = work / "finetune.md" if smoke else DOCS / "finetune.md"
     tasks = list(TASKS) if args.task == "all" else [args.task]
     if args.dry_run:

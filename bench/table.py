@@ -309,7 +309,8 @@ def write_page(store: Path, markdown: Path, plots: Path, readme: Path, note: str
         return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
     command = [sys.executable, "-m", "goalrl.cli", "compare", f"results={shown(store)}",
-               "step=val_best", f"out={shown(plots)}", f"markdown={shown(markdown)}",
+               "step=val_best", "+where.phase=pretrain",  # fine-tuning rows: bench/finetune.py
+               f"out={shown(plots)}", f"markdown={shown(markdown)}",
                f"readme={shown(readme)}", f"note={note!r}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:

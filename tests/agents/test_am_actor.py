@@ -200,8 +200,13 @@ for name, p in list(agent.q.named_parameters()) + list(agent.actor.net.named_par
     copies = [torch.empty_like(p) for _ in range(2)]
     dist.all_gather(copies, p.detach())
     assert torch.equal(copies[0], copies[1]), name
-print("same weights on both ranks")
+print("same weights on both ranks", flush=True)
 dist.destroy_process_group()
+# torch 2.14's gloo sometimes aborts at interpreter exit of a short script ("terminate called
+# without an active exception", about 1 exit in 10, also with a 10-line DDP script); the check
+# above is done, so leave without the teardown (goalrl's torchrun CLI test passed 12 of 12)
+import os
+os._exit(0)
 """
 
 
