@@ -46,11 +46,6 @@ class EncoderConfig:
     state_hidden: list[int] = field(default_factory=lambda: [256, 256])  # state MLP widths
     # width of a state vector (kind=state); None: taken from the dataset when the agent is built
     state_dim: int | None = None
-    # kind=state: the encoder reads (s - state_mean) / state_std, per dimension (metres and
-    # radians differ in scale by 10x and more); the statistics come from the dataset's frames
-    state_normalize: bool = False
-    state_mean: list[float] | None = None  # None: filled from the dataset when training starts
-    state_std: list[float] | None = None  # likewise (observations.STATE_STD_FLOOR at least)
 
     def __post_init__(self) -> None:
         if self.kind not in OBSERVATION_KINDS:
@@ -109,8 +104,6 @@ def config_from_dict(
         encoder = values.get("encoder") or {}
         encoder = asdict(encoder) if isinstance(encoder, EncoderConfig) else dict(encoder)
         encoder.update({k: values[k] for k in ENCODER_FIELDS if k in values})  # old flat layout
-        if encoder.get("kind") == "state":  # made before state_normalize: raw states
-            encoder.setdefault("state_normalize", encoder.get("state_mean") is not None)
         kwargs["encoder"] = EncoderConfig(**{k: encoder[k] for k in ENCODER_FIELDS if k in encoder})
     kwargs.update(nested or {})
     return cls(**kwargs)

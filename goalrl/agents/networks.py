@@ -124,18 +124,10 @@ class ImageEncoder(nn.Module):
 
 
 class StateEncoder(nn.Module):
-    """MLP + linear + LayerNorm + tanh: low-dim states (B, S) -> (B, D), like ImageEncoder's end.
+    """MLP + linear + LayerNorm + tanh: low-dim states (B, S) -> (B, D), like ImageEncoder's end."""
 
-    With ``mean`` and ``std`` (S,) it reads standardised states; they are buffers, so they
-    travel with the weights (none without them: older checkpoints load unchanged)."""
-
-    def __init__(self, state_dim: int, embed_dim: int = 128, hidden: Sequence[int] = (256, 256),
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    def __init__(self, state_dim: int, embed_dim: int = 128, hidden: Sequence[int] = (256, 256)):
         super().__init__()
-        self.normalize = mean is not None
-        if self.normalize:
-            self.register_buffer("state_mean", torch.as_tensor(mean, dtype=torch.float32))
-            self.register_buffer("state_std", torch.as_tensor(std, dtype=torch.float32))
         layers: list[nn.Module] = []
         width = int(state_dim)
         for h in hidden:
@@ -146,10 +138,7 @@ class StateEncoder(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        states = states.float()  # (B, S)
-        if self.normalize:
-            states = (states - self.state_mean) / self.state_std
-        return self.net(states)  # (B, D)
+        return self.net(states.float())  # (B, D)
 
 
 def frame_encoder(image_shape: Sequence[int], cfg: EncoderConfig) -> nn.Module:
@@ -158,9 +147,7 @@ def frame_encoder(image_shape: Sequence[int], cfg: EncoderConfig) -> nn.Module:
         if not cfg.state_dim:
             raise ValueError("agent.encoder.kind=state needs agent.encoder.state_dim (the width "
                              "of the dataset's state vectors; training fills it in)")
-        stats = cfg.state_normalize and cfg.state_mean is not None
-        return StateEncoder(cfg.state_dim, cfg.embed_dim, cfg.state_hidden,
-                            cfg.state_mean if stats else None, cfg.state_std if stats else None)
+        return StateEncoder(cfg.state_dim, cfg.embed_dim, cfg.state_hidden)
     return ImageEncoder(image_shape, cfg.embed_dim, cfg.conv_channels, cfg.stem_stride)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from goalrl.agents.augment import sample_shifts, shift_images
@@ -104,18 +103,4 @@ def observation_kind(encoder: Any, dataset: Any) -> str:
     elif encoder.state_dim != width:
         raise AgentConfigError(f"agent.encoder.state_dim={encoder.state_dim}: dataset "
                                f"{dataset.root} has {width}-d states")
-    if encoder.state_normalize and encoder.state_mean is None:
-        encoder.state_mean, encoder.state_std = state_statistics(dataset)
     return "state"
-
-
-STATE_STD_FLOOR = 0.01  # a near-constant coordinate (a resting cube's height) is not blown up
-
-
-def state_statistics(dataset: Any) -> tuple[list[float], list[float]]:
-    """Per-dimension mean and floored std of the dataset's state vectors (S,) each."""
-    from goalrl.data.sampler import state_vectors
-
-    states = state_vectors(dataset).astype(np.float64)  # (N, S)
-    std = np.maximum(states.std(axis=0), STATE_STD_FLOOR)
-    return states.mean(axis=0).tolist(), std.tolist()

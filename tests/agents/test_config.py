@@ -232,9 +232,7 @@ BASES = {"am": test_am.tiny_cfg, "gcbc": test_gcbc.tiny_cfg, "task": test_task_q
 NOT_READ_BY_THE_AGENT = {"am": {"chaining"}}
 # the state encoder's fields change what the agent reads (state batches, not images): their
 # cases are in tests/agents/test_gcivl.py (every agent kind on image and state observations)
-# and tests/agents/test_value_agents.py (the state statistics)
-STATE_ENCODER_FIELDS = {"encoder.kind", "encoder.state_hidden", "encoder.state_dim",
-                        "encoder.state_normalize", "encoder.state_mean", "encoder.state_std"}
+STATE_ENCODER_FIELDS = {"encoder.kind", "encoder.state_hidden", "encoder.state_dim"}
 
 
 def _leaf_fields(cls: type, prefix: str = "") -> set[str]:

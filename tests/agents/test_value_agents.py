@@ -102,57 +102,6 @@ def test_state_encoder_fields_change_the_network(field: str, value) -> None:
     assert any(k.startswith("encoder.state.") for k in shapes(base))
 
 
-def test_state_statistics_standardise_what_the_state_encoder_reads() -> None:
-    from goalrl.agents.networks import StateEncoder
-
-    mean, std = [0.5] * S, [0.1] * S
-    torch.manual_seed(0)
-    normed = StateEncoder(S, 8, [16], mean, std)
-    torch.manual_seed(0)
-    raw = StateEncoder(S, 8, [16])
-    states = torch.randn(4, S)  # (B, S)
-    torch.testing.assert_close(normed(states), raw((states - 0.5) / 0.1))
-    assert {"state_mean", "state_std"} <= set(normed.state_dict())  # saved with the weights
-    assert not set(raw.state_dict()) & {"state_mean", "state_std"}  # older checkpoints load
-
-
-@pytest.mark.parametrize(("field", "value"), [("state_mean", [1.0] * S), ("state_std", [0.2] * S),
-                                              ("state_normalize", False)])
-def test_state_statistics_fields_change_the_action(field: str, value) -> None:
-    stats = replace(tiny_encoder("state"), state_normalize=True, state_mean=[0.1] * S,
-                    state_std=[0.5] * S)
-    base = make_agent("gcivl", "state", encoder=stats)
-    changed = make_agent("gcivl", "state", encoder=replace(stats, **{field: value}))
-    o, g = np.full(S, 0.3, np.float32), np.full(S, -0.2, np.float32)
-    assert not np.array_equal(base.act(o, g), changed.act(o, g))
-
-
-def test_training_fills_the_state_statistics_from_the_dataset(tiny_images) -> None:
-    from goalrl.agents.observations import STATE_STD_FLOOR, observation_kind
-    from goalrl.data.sampler import state_vectors
-    from goalrl.data.storage import EpisodeDataset
-
-    dataset = EpisodeDataset(tiny_images)
-    states = state_vectors(dataset)  # (N, 5)
-    encoder = replace(tiny_encoder("state"), state_dim=None, state_normalize=True)
-    assert observation_kind(encoder, dataset) == "state"
-    np.testing.assert_allclose(encoder.state_mean, states.mean(0), atol=1e-5)
-    np.testing.assert_allclose(encoder.state_std, np.maximum(states.std(0), STATE_STD_FLOOR),
-                               atol=1e-5)
-    off = replace(tiny_encoder("state"), state_dim=None, state_normalize=False)
-    observation_kind(off, dataset)
-    assert off.state_mean is None and off.state_std is None
-
-
-def test_a_state_checkpoint_from_before_the_statistics_reads_raw_states() -> None:
-    from dataclasses import asdict
-
-    saved = asdict(GCIVLConfig(encoder=tiny_encoder("state")))
-    del saved["encoder"]["state_normalize"], saved["encoder"]["state_mean"]
-    del saved["encoder"]["state_std"]
-    assert config_from_dict("gcivl", saved).encoder.state_normalize is False
-
-
 def test_encoder_kind_changes_what_the_agent_reads() -> None:
     state_agent = make_agent("gcivl", "state")
     with pytest.raises(KeyError, match="obs_state"):
