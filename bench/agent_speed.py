@@ -335,6 +335,8 @@ def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         fresh = {tuple(r[k] for k in key): r for r in new[part]}
         kept = [fresh.pop(tuple(r[k] for k in key), r) for r in old[part]]
         out[part] = kept + list(fresh.values())
+    # image rows first, then state rows, as a full run writes them (a stable sort)
+    out["rows"] = sorted(out["rows"], key=lambda r: r["observation"] != "image")
     return out
 
 

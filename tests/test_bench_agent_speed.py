@@ -57,13 +57,14 @@ def test_report_table_and_merge_replace_only_rerun_rows() -> None:
            "profiles": [{"agent": "gcbc"}]}
     new = {"rows": [_row("am", "image", 6.0), _row("crl", "image", 3.0)], "profiles": []}
     res = agent_speed.merged(old, new)
-    assert [(r["agent"], r["ups"]) for r in res["rows"]] == [("am", 6.0), ("gcbc", 40.0),
-                                                               ("crl", 3.0)]
+    # a new image row joins the image rows, ahead of the state rows
+    assert [(r["agent"], r["ups"]) for r in res["rows"]] == [("am", 6.0), ("crl", 3.0),
+                                                               ("gcbc", 40.0)]
     assert res["profiles"] == [{"agent": "gcbc"}] and res["date"] == "d"
     res["profiles"] = []
     lines = agent_speed.report(res, "Finding: X.")
     table = [ln for ln in lines if ln.startswith("|")]
     assert len({ln.count("|") for ln in table}) == 1  # every row has the header's cells
     assert "| gcbc | state | 40.0 | 39.0–40.0 | 40.0 | 25.0 | 0.10 | 0.50 | 20 | 5.0 |" in lines[
-        lines.index(table[3])]
+        lines.index(table[4])]
     assert "Finding: X." in lines
