@@ -76,6 +76,7 @@ class Profile:
     encoder: str  # agent.encoder.kind
     data_suffix: str  # dataset folder: <data-root>/<name><suffix>
     budget: str  # what it is for, printed by --dry-run
+    device: str = "cpu"  # training and evaluation; cuda: training time is not estimated
 
 
 PROFILES: dict[str, Profile] = {
@@ -85,6 +86,11 @@ PROFILES: dict[str, Profile] = {
     # updates keep its cell near the issue's 45 minutes on one core
     "images-cpu": Profile(10_000, 128, (2_500, 5_000, 7_500, 10_000), 10, "image", "",
                           "64 px images, one core per cell: 20-70 min of training"),
+    # full runs on one GPU (AM: 77 updates/s at batch 256 on an H200, pretrain.md); each run's
+    # summary.json records the GPU's name
+    "gpu": Profile(100_000, 256, (25_000, 50_000, 75_000, 100_000), 10, "image", "",
+                   "64 px images on one GPU: AM about 22 min of training per cell on an H200",
+                   device="cuda"),
     "smoke": Profile(4, 8, (2, 4), 1, "state", "-state", "tests: seconds per cell"),
 }
 
@@ -199,7 +205,7 @@ def pretrain_command(cell: Cell, profile: Profile) -> list[str]:
     save_every = math.gcd(*profile.checkpoints, profile.steps)
     return [sys.executable, "-m", "goalrl.cli", "pretrain", *METHODS[cell.method].overrides,
             f"agent.encoder.kind={profile.encoder}", f"data={cell.data}", f"out={cell.run}",
-            "resume=true", f"seed={cell.seed}", "threads=1", "device=cpu",
+            "resume=true", f"seed={cell.seed}", "threads=1", f"device={profile.device}",
             f"steps={profile.steps}", f"batch_size={profile.batch}",
             f"save_every={save_every}", "keep_last=0", "eval_episodes=0", "videos=0"]
 
@@ -239,7 +245,7 @@ def evaluate(cell: Cell, profile: Profile, step: int, split: str, rule: str | No
     out = cell.run / "eval" / f"{split}-{readout(rule)}-step{step}"
     print(f"eval {ckpt} goals={split} act_rule={rule} episodes={profile.episodes}", flush=True)
     summary = run_eval(EvalConfig(ckpt=str(ckpt), goals=split, episodes=profile.episodes,
-                                  out=str(out), videos=0, device="cpu", act_rule=rule,
+                                  out=str(out), videos=0, device=profile.device, act_rule=rule,
                                   results=str(store)))
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=str))
@@ -256,6 +262,8 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     per_256 = method.state_speed if profile.encoder == "state" else method.image_speed
     speed = per_256 * 256 / profile.batch  # an update's work grows with the batch
     train = max(0, profile.steps - trained_step(cell.run)) / speed / 60
+    if profile.device != "cpu":  # the agents' speeds are CPU measurements
+        train = math.nan
     evals = pending_evals(cell, profile, outcomes)
     # until val is done the val-best step is unknown: count one more test evaluation for it
     evals += [(0, "test", rule) for rule in method.act_rules
@@ -276,11 +284,13 @@ def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> 
     total = 0.0
     for cell in cells:
         train, evaluation, n_evals = estimate_minutes(cell, profile, outcomes)
-        total += train + evaluation
+        total += evaluation + (0.0 if math.isnan(train) else train)
         notes = [] if cell.data.is_dir() else [f"missing {cell.data}"]
         print(f"{cell.name:40} {trained_step(cell.run):>8} {train:>9.1f} {n_evals:>5} "
               f"{evaluation:>8.1f}  {', '.join(notes)}")
-    print(f"total {total / 60:.1f} CPU hours; {total / 60 / jobs:.1f} hours wall with "
+    what = ("CPU hours" if profile.device == "cpu"
+            else "hours of evaluation (GPU training time not estimated)")
+    print(f"total {total / 60:.1f} {what}; {total / 60 / jobs:.1f} hours wall with "
           f"--jobs {jobs} (updates/s: docs/benchmarks/agent_speed.md, scaled by batch; rollouts "
           f"{ROLLOUT_SECONDS['cem']} s with CEM, {ROLLOUT_SECONDS['other']} s otherwise)")
 
@@ -292,7 +302,8 @@ def protocol_note(profile_names: list[str], seeds: list[int]) -> str:
         profile = PROFILES[name]
         parts.append(
             f"`bench/table.py --profile {name}`: {profile.steps} updates at batch "
-            f"{profile.batch} ({profile.encoder} observations, datasets "
+            f"{profile.batch} ({profile.encoder} observations"
+            f"{', one GPU' if profile.device != 'cpu' else ''}, datasets "
             f"`<preset>{profile.data_suffix}`), checkpoints at steps "
             f"{', '.join(map(str, profile.checkpoints))} fixed in advance and evaluated on the "
             f"validation goals, {profile.episodes} rollouts of each named task and of random "

@@ -64,6 +64,13 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return torch.device(name)
 
 
+def device_name(device: torch.device) -> str:
+    """What trained a run, for its summary: the GPU's model, or the CPU's core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
 def init_distributed(info: DistInfo, device: torch.device) -> None:
     if not info.enabled or dist.is_initialized():
         return

@@ -106,6 +106,21 @@ def test_dry_run_plans_every_cell_with_its_time(tmp_path, capsys) -> None:
     assert "CPU hours" in out and not (tmp_path / "runs").exists()
 
 
+def test_gpu_profile_trains_and_evaluates_on_cuda_and_does_not_guess_its_time(
+        tmp_path, capsys) -> None:
+    profile = table.PROFILES["gpu"]
+    cell = table.plan_cells("gpu", ["am"], ["push-noisy"], [0], tmp_path, tmp_path / "runs")[0]
+    command = table.pretrain_command(cell, profile)
+    assert "device=cuda" in command and "agent.encoder.kind=image" in command
+    assert cell.data == tmp_path / "push-noisy"  # the image datasets, no -state suffix
+    assert table.main(["--profile", "gpu", "--methods", "gcbc", "--datasets", "push-play",
+                       "--seeds", "0", "--runs", str(tmp_path / "runs"), "--store",
+                       str(tmp_path / "none.jsonl"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU training time not estimated" in out and "CPU hours" not in out
+    assert "one GPU" in table.protocol_note(["gpu"], [0])
+
+
 @pytest.mark.parametrize(("val", "best"), [({2: [1, 0], 4: [1, 1]}, 4),
                                            ({2: [1, 0], 4: [0, 1]}, 2),  # tie: the earlier
                                            ({2: [1, 1]}, None)])  # step 4 not evaluated yet

@@ -20,6 +20,7 @@ from goalrl.agents.registry import agent_kind, build_agent, config_from_dict, lo
 from goalrl.checkpoint import load_checkpoint
 from goalrl.distributed import (
     DistInfo,
+    device_name,
     dist_info_from_env,
     init_distributed,
     resolve_device,
@@ -171,6 +172,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             "agent": kind,
             "steps": result.step,
             "updates_per_s": result.updates_per_s,
+            "device": device_name(device),  # which GPU, for the benchmark's GPU profile
             "checkpoint": result.checkpoints.get("pretrain"),
             "tensorboard": str(out / "tb"),
             "eval_curve": result.curve,  # success at each eval_every step of this process

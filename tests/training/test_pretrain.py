@@ -64,6 +64,7 @@ def test_pretrain_writes_checkpoints_tensorboard_and_evaluates(reach_data, tmp_p
         config(reach_data, tmp_path / "run", eval_episodes=1, videos=1, eval_every=3)
     )
     assert summary["steps"] == 6
+    assert summary["device"].startswith("cpu (")  # what trained it; a GPU's model name on cuda
     # one point per eval_every, the final evaluation not repeated
     assert [p["step"] for p in summary["eval_curve"]] == [3, 6]
     assert summary["eval_curve"][-1]["success_rate"] == summary["eval"]["success_rate"]
