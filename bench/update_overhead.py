@@ -44,7 +44,7 @@ def load_pretrain_bench() -> Any:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "pretrain.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # registered first: its dataclasses look their module up
+    sys.modules[name] = module  # registered: later calls reuse this one module
     spec.loader.exec_module(module)
     return module
 
