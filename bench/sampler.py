@@ -12,232 +12,75 @@ one core (sched_setaffinity + torch.set_num_threads(1)) that samples batches of 
 (obs, next obs and goal images, uint8 64x64x3, plus actions and proprio), wraps them as torch
 tensors, and reports transitions/s and its resident memory from /proc/self/status.
 
-Prints a table and writes docs/benchmarks/sampler.md.
+Prints a table and writes docs/benchmarks/sampler.md. The datasets are made by
+sampler_data.py, each measurement process is sampler_worker.py, and --image-check is
+sampler_image_check.py (its own section of the report).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from sampler_data import make_dataset, scratch_dir, warm_page_cache
+from sampler_image_check import CHECK_BEGIN
+from sampler_image_check import run as run_image_check
+from sampler_worker import Worker
 
 REPO = Path(__file__).resolve().parents[1]
 
 TARGET_RATE = 20_000  # transitions/s on one core
 TARGET_FLAT = 0.25  # max/min - 1 across dataset sizes
 TARGET_RSS_GIB = 2.0
-NO_CHECK = "-nocheck"  # mode suffix: EpisodeDataset(verify_images=False)
-CHECK_BEGIN, CHECK_END = "<!-- image-check:begin -->", "<!-- image-check:end -->"
-
-
-# ----------------------------------------------------------------------------- dataset
-
-
-def make_dataset(root: Path, frames: int, image_size: int, seed: int = 0) -> dict:
-    """Synthetic play data: episodes of 50-150 frames, random pixels, 7-D actions, 9-D proprio.
-
-    Pixels come from a pool of random frames (generating 12 GB of fresh random bytes would
-    dominate the set-up); the reads measured do not depend on pixel values.
-    """
-    from goalrl.data.storage import DatasetWriter, EpisodeData
-
-    rng = np.random.default_rng(seed)
-    shape = (image_size, image_size, 3)
-    pool = rng.integers(0, 256, (2048, *shape), dtype=np.uint8)  # (P, H, W, 3)
-    t0 = time.perf_counter()
-    written = 0
-    with DatasetWriter(root, image_shape=shape, action_dim=7, proprio_dim=9, source="bench",
-                       env_id="synthetic", durable=False) as w:
-        while written < frames:
-            n = int(min(rng.integers(50, 151), frames - written))
-            n = max(n, 2)
-            o = int(rng.integers(0, len(pool) - n))
-            w.append(EpisodeData(
-                images=pool[o : o + n],
-                actions=rng.uniform(-1, 1, (n - 1, 7)).astype(np.float32),
-                proprio=rng.normal(size=(n, 9)).astype(np.float32),
-                seed=w.num_episodes,
-            ))
-            written += n
-        episodes = w.num_episodes
-    dt = time.perf_counter() - t0
-    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    return {"frames": written, "episodes": episodes, "write_s": dt, "bytes": size}
-
-
-def evict_page_cache(root: Path) -> None:
-    """Drop the dataset's clean pages from the OS page cache (no root needed)."""
-    for p in root.rglob("*"):
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
-def warm_page_cache(root: Path) -> None:
-    """Read every chunk file once so that frames are served from the page cache."""
-    buf = bytearray(64 << 20)
-    for p in sorted(root.rglob("images.u8")):
-        with open(p, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
 
 
 # ----------------------------------------------------------------------------- measurement
 
 
-def proc_status() -> dict[str, float]:
-    """Resident memory of this process in MiB: total, anonymous, file-backed, peak."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def disk_read_bytes() -> int:
-    """Bytes this process made the kernel fetch from storage (not from the page cache)."""
-    with open("/proc/self/io") as f:
-        for line in f:
-            if line.startswith("read_bytes:"):
-                return int(line.split()[1])
-    return 0
-
-
-def worker(root: str, mode: str, batch_size: int, threads: int) -> None:
-    """Measurement process: one core; answers "run SECONDS" / "evict" / "stats" on stdin.
-
-    A persistent process per (dataset, mode) lets the parent interleave short rounds across
-    dataset sizes, so that a noisy neighbour slows every size alike instead of one of them.
-    ``threads`` > 0 reads through ``sampler.prefetch(num_threads=threads)`` (still one core:
-    the threads only keep several disk reads in flight).
-    """
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    import torch
-
-    torch.set_num_threads(1)
-    from goalrl.data.sampler import GoalBatchSampler
-    from goalrl.data.storage import EpisodeDataset
-
-    base = proc_status()
-    t0 = time.perf_counter()
-    if mode == "mmap-keep":  # mmap, never releasing mapped pages
-        ds = EpisodeDataset(root, read_mode="mmap", mmap_release_bytes=1 << 62)
-    elif mode.endswith(NO_CHECK):  # images not checked against their CRC on first read
-        ds = EpisodeDataset(root, read_mode=mode.removesuffix(NO_CHECK), verify_images=False)
-    else:
-        ds = EpisodeDataset(root, read_mode=mode)
-    open_s = time.perf_counter() - t0
-    sampler = GoalBatchSampler(ds, batch_size, goal_mode="geometric", gamma=0.9, p_chain=0.2,
-                               seed=0)
-    source = sampler.prefetch(depth=2 * threads, num_threads=threads) if threads else None
-
-    def step() -> None:
-        batch = next(source) if source else sampler.sample()
-        tensors = {k: torch.from_numpy(v) for k, v in batch.items()}  # what training does
-        assert tensors["obs_image"].shape[0] == batch_size
-
-    def reply(obj: dict) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    reply({"open_s": open_s, "rss_before_open": base["VmRSS"]})
-    for line in sys.stdin:
-        cmd, *arg = line.split()
-        if cmd == "run":
-            n, io0, t0 = 0, disk_read_bytes(), time.perf_counter()
-            while time.perf_counter() - t0 < float(arg[0]):
-                step()
-                n += 1
-            dt = time.perf_counter() - t0
-            reply({"rate": n * batch_size / dt, "disk_read": disk_read_bytes() - io0})
-        elif cmd == "first":  # the first batches of a fresh reader: image checks happen here
-            t0 = time.perf_counter()
-            for _ in range(int(arg[0])):
-                step()
-            reply({"first_s": time.perf_counter() - t0,
-                   "checked": ds.episodes_checked / max(ds.num_episodes, 1)})
-        elif cmd == "verify":  # what checking every image at open would cost
-            t0 = time.perf_counter()
-            problems = ds.verify()
-            reply({"verify_s": time.perf_counter() - t0, "problems": len(problems)})
-        elif cmd == "evict":
-            evict_page_cache(Path(root))
-            reply({})
-        elif cmd == "stats":
-            st = proc_status()
-            reply({"rss": st["VmRSS"], "rss_anon": st["RssAnon"], "rss_file": st["RssFile"],
-                   "rss_peak": st["VmHWM"]})
-        else:
-            break
-    if source:
-        source.close()
-
-
-class Worker:
-    """Parent-side handle of a measurement process."""
-
-    def __init__(self, root: Path, mode: str, batch_size: int, threads: int = 0) -> None:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", str(root), mode,
-               str(batch_size), str(threads)]
-        self.batch_size = batch_size
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        self.info = self._read()
-        self.rates: list[float] = []
-        self.disk_read = 0
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"measurement process failed (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def run(self, seconds: float) -> None:
-        r = self.ask(f"run {seconds}")
-        self.rates.append(r["rate"])
-        self.disk_read += r["disk_read"]
-
-    def finish(self) -> dict:
-        stats = self.ask("stats")
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.close()
-        self.proc.wait()
-        rate = statistics.median(self.rates)
-        return {**self.info, **stats, "rate": rate, "rates": self.rates,
-                "load": os.getloadavg()[0],
-                "batch_ms": 1000 * self.batch_size / rate,
-                "disk_mib": self.disk_read / 2**20}
-
-
-def measure_collection(args: argparse.Namespace) -> list[dict]:
-    """Hook: collection frames/s with workers (goalrl collect), to be filled in later.
-
-    Return rows like {"workers": k, "frames_per_s": x, "note": "..."}; they are appended to
-    the report as their own table.
-    """
-    return []
+def measure_read_modes(args: argparse.Namespace, sizes: list[int], modes: list[str],
+                       work: Path) -> tuple[list[dict], list[dict]]:
+    """Rows per (size, read mode) on a warm page cache, plus two cold rows at the largest
+    size; and the written datasets' sizes and write times."""
+    rows, gen = [], []
+    for frames in sizes:  # one dataset on disk at a time
+        root = work / f"ds{frames}"
+        print(f"writing {frames:,} frames to {root} ...", flush=True)
+        info = make_dataset(root, frames, args.image_size)
+        gen.append(info)
+        labels = {"frames": info["frames"], "episodes": info["episodes"]}
+        # read the frames into the page cache, then measure at once and briefly, so that
+        # proactive reclaim (see damon_note) has no time to evict them; the read modes run
+        # interleaved in rounds so that machine noise hits them alike
+        warm_page_cache(root)
+        workers = {m: Worker(root, m, args.batch_size) for m in modes}
+        for w in workers.values():
+            w.ask("verify")  # every episode's first-read image check, done up front
+            w.run(0.3)  # warm-up: allocator, first faults
+            w.rates.clear()
+        for r in range(args.rounds):
+            print(f"{frames:,} frames: round {r + 1}/{args.rounds}", flush=True)
+            for w in workers.values():
+                w.run(args.seconds / args.rounds)
+        for mode, w in workers.items():
+            rows.append({**w.finish(), **labels, "mode": mode, "cache": "warm"})
+        if frames == max(sizes) and not args.no_cold:
+            # cold page cache: evicted right before each row
+            for threads in (0, args.cold_threads):
+                w = Worker(root, modes[0], args.batch_size, threads)
+                w.ask("verify")  # first-read checks done (it reads every frame) ...
+                w.ask("evict")  # ... then the cache is emptied
+                w.run(args.seconds / 2)
+                mode = f"{modes[0]}, prefetch {threads} threads" if threads else modes[0]
+                rows.append({**w.finish(), **labels, "mode": mode, "cache": "cold"})
+        shutil.rmtree(root)
+    for r in rows:
+        print(fmt_rows([r])[-1], flush=True)
+    return rows, gen
 
 
 # ----------------------------------------------------------------------------- report
@@ -381,8 +224,8 @@ train with `GoalBatchSampler.prefetch(num_threads=8 or more)`.
 """
 
 
-def write_report(path: Path, rows: list[dict], gen: list[dict], args: argparse.Namespace,
-                 collection: list[dict]) -> None:
+def write_report(path: Path, rows: list[dict], gen: list[dict], args: argparse.Namespace
+                 ) -> None:
     lines = [
         "# Sampler benchmark",
         "",
@@ -419,90 +262,11 @@ def write_report(path: Path, rows: list[dict], gen: list[dict], args: argparse.N
         damon_note(),
         "",
     ]
-    if collection:
-        lines += ["## Collection", "", "| " + " | ".join(collection[0]) + " |",
-                  "|" + "---|" * len(collection[0]),
-                  *["| " + " | ".join(str(v) for v in r.values()) + " |" for r in collection], ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.read_text() if path.is_file() else ""
     if CHECK_BEGIN in old:  # the --image-check section (and the notes after it) is kept
         lines += [CHECK_BEGIN + old.split(CHECK_BEGIN, 1)[1]]
     path.write_text("\n".join(lines))
-
-
-# ----------------------------------------------------------------------------- image checks
-
-
-def measure_image_checks(args: argparse.Namespace, sizes: list[int], work: Path) -> list[dict]:
-    """Cost of checking each episode's image CRC-32 the first time it is read.
-
-    Per size, two fresh readers on a warm page cache, with and without the check: the time of
-    their first ``--first-batches`` batches (where the checks happen), the share of episodes
-    checked by then, then the interleaved steady-state rounds; and the time of a full
-    ``EpisodeDataset.verify()`` (what checking everything at open would cost).
-    """
-    rows = []
-    for frames in sizes:
-        root = work / f"ds{frames}"
-        print(f"writing {frames:,} frames to {root} ...", flush=True)
-        info = make_dataset(root, frames, args.image_size)
-        warm_page_cache(root)
-        workers = {m: Worker(root, m, args.batch_size) for m in ("pread", "pread" + NO_CHECK)}
-        first = {m: w.ask(f"first {args.first_batches}") for m, w in workers.items()}
-        for r in range(args.rounds):
-            print(f"{frames:,} frames: round {r + 1}/{args.rounds}", flush=True)
-            for w in workers.values():
-                w.run(args.seconds / args.rounds)
-        full = workers["pread"].ask("verify")
-        for mode, w in workers.items():
-            rows.append({**w.finish(), **first[mode], "frames": info["frames"],
-                         "episodes": info["episodes"], "bytes": info["bytes"],
-                         "mode": mode, "verify_s": full["verify_s"]})
-        shutil.rmtree(root)
-    return rows
-
-
-def image_check_section(rows: list[dict], args: argparse.Namespace) -> str:
-    head = (f"| frames | episodes | images checked on first read | first {args.first_batches} "
-            "batches s | episodes checked by then | steady transitions/s | "
-            "full verify() s | load |")
-    lines = [
-        CHECK_BEGIN,
-        "## Image checks on first read",
-        "",
-        f"Generated by `python bench/sampler.py --image-check --sizes "
-        f"{','.join(str(r['frames']) for r in rows[::2])} --seconds {args.seconds:g} --rounds "
-        f"{args.rounds}` on {time.strftime('%Y-%m-%d')}; machine as above; pread, one core, "
-        f"batches of {args.batch_size}, warm page cache.",
-        "",
-        "`EpisodeDataset` checks an episode's image CRC-32 the first time any of its frames is "
-        "read (`verify_images=True`, the default): the whole episode is read once and never "
-        "checked again by that reader. The first batches of a run pay for it (a full pass over "
-        "the dataset, spread over the batches that first touch each episode); afterwards a "
-        "batch only looks up a per-episode flag. Checking everything at open instead would make "
-        "every open, `goalrl data info` included, cost the `full verify()` column.",
-        "",
-        head,
-        "|" + "---|" * 8,
-    ]
-    for r in rows:
-        checked = "yes" if not r["mode"].endswith(NO_CHECK) else "no"
-        lines.append(
-            f"| {r['frames']:,} | {r['episodes']:,} | {checked} | {r['first_s']:.3f} | "
-            f"{r['checked']:.0%} | {r['rate']:,.0f} | {r['verify_s']:.3f} | {r['load']:.1f} |")
-    lines += ["", CHECK_END, ""]
-    return "\n".join(lines)
-
-
-def write_image_check_section(path: Path, section: str) -> None:
-    """Replace (or append) the image-check section of the report, leaving the rest as is."""
-    text = path.read_text() if path.is_file() else "# Sampler benchmark\n\n"
-    if CHECK_BEGIN in text and CHECK_END in text:
-        before, rest = text.split(CHECK_BEGIN, 1)
-        text = before + section.rstrip("\n") + rest.split(CHECK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 # ----------------------------------------------------------------------------- main
@@ -533,69 +297,18 @@ def main() -> None:
                                              else "10000,100000,1000000")).split(",")]
     args.seconds = args.seconds or (2.0 if args.quick else 8.0)
     args.rounds = args.rounds or (4 if args.quick else 8)
-    modes = args.modes.split(",")
-
     if args.image_check:
-        work = Path(tempfile.mkdtemp(prefix="goalrl-bench-", dir=args.workdir))
-        try:
-            rows = measure_image_checks(args, sizes, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        section = image_check_section(rows, args)
-        print(section)
-        write_image_check_section(Path(args.out), section)
-        print(f"\nwrote {args.out}")
+        run_image_check(args, sizes)
         return
-    rows, gen = [], []
-    work = Path(tempfile.mkdtemp(prefix="goalrl-bench-", dir=args.workdir))
-    try:
-        for frames in sizes:  # one dataset on disk at a time
-            root = work / f"ds{frames}"
-            print(f"writing {frames:,} frames to {root} ...", flush=True)
-            info = make_dataset(root, frames, args.image_size)
-            gen.append(info)
-            labels = {"frames": info["frames"], "episodes": info["episodes"]}
-            # read the frames into the page cache, then measure at once and briefly, so that
-            # proactive reclaim (see damon_note) has no time to evict them; the read modes run
-            # interleaved in rounds so that machine noise hits them alike
-            warm_page_cache(root)
-            workers = {m: Worker(root, m, args.batch_size) for m in modes}
-            for w in workers.values():
-                w.ask("verify")  # every episode's first-read image check, done up front
-                w.run(0.3)  # warm-up: allocator, first faults
-                w.rates.clear()
-            for r in range(args.rounds):
-                print(f"{frames:,} frames: round {r + 1}/{args.rounds}", flush=True)
-                for w in workers.values():
-                    w.run(args.seconds / args.rounds)
-            for mode, w in workers.items():
-                rows.append({**w.finish(), **labels, "mode": mode, "cache": "warm"})
-            if frames == max(sizes) and not args.no_cold:
-                # cold page cache: evicted right before each row
-                for threads in (0, args.cold_threads):
-                    w = Worker(root, modes[0], args.batch_size, threads)
-                    w.ask("verify")  # first-read checks done (it reads every frame) ...
-                    w.ask("evict")  # ... then the cache is emptied
-                    w.run(args.seconds / 2)
-                    mode = f"{modes[0]}, prefetch {threads} threads" if threads else modes[0]
-                    rows.append({**w.finish(), **labels, "mode": mode, "cache": "cold"})
-            shutil.rmtree(root)
-        for r in rows:
-            print(fmt_rows([r])[-1], flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    collection = measure_collection(args)
-
+    with scratch_dir(args.workdir) as work:
+        rows, gen = measure_read_modes(args, sizes, args.modes.split(","), work)
     print()
     print("\n".join(fmt_rows(rows)))
     print()
     print("\n".join(verdicts(rows)))
-    write_report(Path(args.out), rows, gen, args, collection)
+    write_report(Path(args.out), rows, gen, args)
     print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--_worker":
-        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
-    else:
-        main()
+    main()
