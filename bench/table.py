@@ -5,6 +5,8 @@ rows appended to one results store, docs/results.md and the README's table regen
 
     .venv/bin/python bench/table.py --profile state-cpu --dry-run   # the plan, time estimated
     .venv/bin/python bench/table.py --profile state-cpu --jobs 2    # run (or continue) it
+    .venv/bin/python bench/table.py --profile gpu --jobs 1 --train-only  # GPU node, no pybullet
+    .venv/bin/python bench/table.py --profile gpu --runs <runs copied back>  # then, on a CPU
 
 Resumable at every level: a finished training is not restarted (an unfinished one continues
 with ``resume=true``), an evaluation whose rows (checkpoint, goal split, read-out) are already
@@ -210,8 +212,9 @@ def pretrain_command(cell: Cell, profile: Profile) -> list[str]:
             f"save_every={save_every}", "keep_last=0", "eval_episodes=0", "videos=0"]
 
 
-def run_cell(cell: Cell, profile_name: str, store: Path) -> str:
-    """Train the cell to the profile's steps, then run its pending evaluations; its log."""
+def run_cell(cell: Cell, profile_name: str, store: Path, train_only: bool = False) -> str:
+    """Train the cell to the profile's steps, then (unless ``train_only``) run its pending
+    evaluations; its log."""
     import torch
 
     torch.set_num_threads(1)
@@ -229,7 +232,7 @@ def run_cell(cell: Cell, profile_name: str, store: Path) -> str:
                 raise RuntimeError(f"{cell.name}: goalrl pretrain exited {done.returncode}; "
                                    f"see {log_path}")
         # test evaluations wait for the val ones they choose between: at most two passes
-        for _ in range(2):
+        for _ in range(0 if train_only else 2):
             for step, split, rule in pending_evals(cell, profile, store_outcomes(store)):
                 with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                     evaluate(cell, profile, step, split, rule, store)
@@ -238,14 +241,19 @@ def run_cell(cell: Cell, profile_name: str, store: Path) -> str:
 
 def evaluate(cell: Cell, profile: Profile, step: int, split: str, rule: str | None,
              store: Path) -> None:
+    import torch
+
     from goalrl.commands.evaluate import EvalConfig
     from goalrl.commands.evaluate import run as run_eval
 
     ckpt = checkpoint_dir(cell.run, step)
     out = cell.run / "eval" / f"{split}-{readout(rule)}-step{step}"
+    # GPU runs may be evaluated on a machine without one (a GPU node without pybullet trains
+    # with --train-only): the rollouts are the same, the policy runs on the CPU
+    device = profile.device if torch.cuda.is_available() else "cpu"
     print(f"eval {ckpt} goals={split} act_rule={rule} episodes={profile.episodes}", flush=True)
     summary = run_eval(EvalConfig(ckpt=str(ckpt), goals=split, episodes=profile.episodes,
-                                  out=str(out), videos=0, device=profile.device, act_rule=rule,
+                                  out=str(out), videos=0, device=device, act_rule=rule,
                                   results=str(store)))
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=str))
@@ -343,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
                         help="its table between the results markers is regenerated too")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train the cells, evaluate nothing (a machine without pybullet)")
     args = parser.parse_args(argv)
     try:
         if args.jobs < 1:
@@ -359,10 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         store = args.store.resolve()
         outcomes = store_outcomes(store)
         todo = [c for c in cells if trained_step(c.run) < PROFILES[args.profile].steps
-                or pending_evals(c, PROFILES[args.profile], outcomes)]
+                or (not args.train_only and pending_evals(c, PROFILES[args.profile], outcomes))]
         print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; running {len(todo)}")
-        failed = run_cells(todo, args.profile, store, args.jobs)
-        if todo or not args.markdown.exists():
+        failed = run_cells(todo, args.profile, store, args.jobs, args.train_only)
+        if not args.train_only and (todo or not args.markdown.exists()):
             ran = [p for p in PROFILES if p == args.profile or (p != "smoke" and (
                 args.runs / p).is_dir())]
             write_page(args.store, args.markdown, args.plots, args.readme,
@@ -374,11 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def run_cells(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> list[str]:
+def run_cells(cells: list[Cell], profile_name: str, store: Path, jobs: int,
+              train_only: bool = False) -> list[str]:
     """Run every cell, ``jobs`` at a time in separate processes; the names of failed ones."""
     failed = []
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_cell, cell, profile_name, store): cell for cell in cells}
+        futures = {pool.submit(run_cell, cell, profile_name, store, train_only): cell
+                   for cell in cells}
         for future in as_completed(futures):
             try:
                 print(f"done {futures[future].name} (log {future.result()})", flush=True)
