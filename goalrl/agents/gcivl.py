@@ -9,9 +9,11 @@ is a Polyak average of V. The value needs no action: it is learned from (s, s', 
 is why it can use the data's own (sub-optimal) transitions without an action maximisation.
 
 Actor. A Gaussian policy by advantage-weighted regression on actor goals (future states of the
-episode): weights exp(alpha * A) clipped at max_weight, A = r + gamma * mask * V(s', g) - V(s, g)
-(heads averaged). OGBench's reference drops r and gamma (A = V(s', g) - V(s, g)); with r = -1
-constant away from the goal the two rank transitions alike except near the goal.
+episode): weights exp(alpha * A) clipped at max_weight, A = V(s', g) - V(s, g) (heads averaged),
+as OGBench's reference. With the reward term (A = r + gamma * V(s', g) - V(s, g)) the constant
+r = -1 scaled every weight by exp(-alpha): a step of progress weighed about 1 and a standstill
+1e-4, where OGBench's clip gives 100 and 1, and the actor fitted the data actions three times
+worse (docs/benchmarks/ogbench_reference.md).
 
 One optimiser over V and the actor; the actor loss reads V without gradient. The asymmetric
 weight of the expectile uses each head's own error (IQL); OGBench takes its sign from the target
@@ -88,7 +90,7 @@ class GCIVLAgent(GoalValueAgent):
     def actor_loss(
         self, f: dict[str, torch.Tensor], x: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """AWR with A = r + gamma * mask * V(s', g_actor) - V(s, g_actor), V without gradient."""
+        """AWR with A = V(s', g_actor) - V(s, g_actor), V without gradient."""
         b = f["obs"].shape[0]
         proprio = x["proprio"]
         both = None if proprio is None else torch.cat([proprio, x["next_proprio"]])  # (2B, P)
@@ -96,7 +98,7 @@ class GCIVLAgent(GoalValueAgent):
             # one encoder call: s and s' against the same B goals
             v = self.value(torch.cat([f["obs"], f["next_obs"]]), f["actor_goal"], both)
         v = v.float().mean(dim=-1)  # (2B,) heads averaged
-        adv = x["actor_reward"] + self.cfg.gamma * x["actor_mask"] * v[b:] - v[:b]  # (B,)
+        adv = v[b:] - v[:b]  # (B,)
         return self.awr_actor_loss(f["obs"], f["actor_goal"], proprio, x["action"], adv)
 
     def losses(

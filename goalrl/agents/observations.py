@@ -61,13 +61,9 @@ def batch_frames(
     return frames
 
 
-def goal_reached(
-    batch: Mapping[str, Any], device: torch.device, *, actor: bool = False
-) -> torch.Tensor:
-    """(B,) bool: o_t is the goal itself (its index is the frame's); ``actor``: the actor's goal,
-    which is the value goal when the batch has no separate one (AM's sampler)."""
-    goal_key = K.ACTOR_GOAL_INDEX if actor and K.ACTOR_GOAL_INDEX in batch else K.GOAL_INDEX
-    return to_tensor(batch[K.FRAME_INDEX], device) == to_tensor(batch[goal_key], device)
+def goal_reached(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+    """(B,) bool: o_t is the value goal itself (its index is the frame's)."""
+    return to_tensor(batch[K.FRAME_INDEX], device) == to_tensor(batch[K.GOAL_INDEX], device)
 
 
 def act_frames(

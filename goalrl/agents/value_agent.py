@@ -158,15 +158,14 @@ class GoalValueAgent(AgentBase):
 
     def batch_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Everything ``losses`` reads besides frames: action (B, A), proprio and next_proprio
-        (B, P) or None, reward and mask (B,) for the value goal and for the actor's goal."""
+        (B, P) or None, reward and mask (B,) for the value goal."""
         reward, mask = self.rewards(batch)
-        actor_reward, actor_mask = self.rewards(batch, actor=True)
         uses_proprio = self.proprio_dim is not None
         return {
             "action": to_tensor(batch[K.ACTION], self.device).float(),
             "proprio": self.proprio(batch.get(K.OBS_PROPRIO)) if uses_proprio else None,
             "next_proprio": self.proprio(batch.get(K.NEXT_OBS_PROPRIO)) if uses_proprio else None,
-            "reward": reward, "mask": mask, "actor_reward": actor_reward, "actor_mask": actor_mask,
+            "reward": reward, "mask": mask,
         }
 
     def update(self, batch: Mapping[str, Any]) -> UpdateStats:
@@ -190,12 +189,9 @@ class GoalValueAgent(AgentBase):
     def proprio(self, x: Any) -> torch.Tensor | None:
         return batch_proprio(x, self.proprio_dim, self.device)
 
-    def rewards(
-        self, batch: Mapping[str, Any], *, actor: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reward (B,), mask (B,)): 0 and 0 where o_t is the value goal (``actor``: the actor's
-        goal), -1 and 1 elsewhere."""
-        at_goal = goal_reached(batch, self.device, actor=actor).float()  # (B,)
+    def rewards(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reward (B,), mask (B,)): 0 and 0 where o_t is the value goal, -1 and 1 elsewhere."""
+        at_goal = goal_reached(batch, self.device).float()  # (B,)
         return at_goal - 1.0, 1.0 - at_goal
 
     def awr_actor_loss(

@@ -1,5 +1,5 @@
 """GCIVL: its value targets (0 at the goal, -1 plus the discounted next value elsewhere), its AWR
-advantage, and learning the point task from random walks well above chance."""
+advantage (OGBench's V(s', g) - V(s, g) on the actor's goal), and learning the point task from random walks well above chance."""
 
 from __future__ import annotations
 
@@ -46,18 +46,20 @@ def test_value_target_is_zero_at_the_goal_and_bootstrapped_elsewhere() -> None:
     assert set(info) == {"value/loss", "value/v_mean", "value/v_max", "value/v_min"}
 
 
-def test_awr_advantage_uses_the_actor_goal() -> None:
+def test_awr_advantage_is_the_value_change_toward_the_actor_goal() -> None:
+    """A = V(s', g_actor) - V(s, g_actor), OGBench's form: no reward term, so a transition
+    that reaches its goal is not pushed below the others by r = -1 elsewhere."""
     agent = state_agent(gamma=0.9)
     batch = frames_batch("state", b=8)
-    batch[K.ACTOR_GOAL_STATE] = batch[K.OBS_STATE].copy()  # the actor goal is o_t itself
-    batch[K.ACTOR_GOAL_INDEX] = batch[K.FRAME_INDEX].copy()
+    batch[K.ACTOR_GOAL_STATE] = batch[K.NEXT_OBS_STATE].copy()  # unlike the value goals
     f, x = agent.frames(batch, agent.frame_names), agent.batch_inputs(batch)
-    assert torch.all(x["actor_reward"] == 0) and torch.all(x["actor_mask"] == 0)
+    assert not torch.equal(f["actor_goal"], f["goal"])
+    assert set(x) == {"action", "proprio", "next_proprio", "reward", "mask"}
     _, info = agent.actor_loss(f, x)
     with torch.no_grad():
-        v = agent.value(f["obs"], f["actor_goal"]).mean(dim=-1)
-    # r = 0 and no bootstrap at the goal: A = -V(s, g)
-    torch.testing.assert_close(info["actor/adv"], (-v).mean())
+        v = agent.value(f["obs"], f["actor_goal"], x["proprio"]).mean(dim=-1)  # (B,)
+        v_next = agent.value(f["next_obs"], f["actor_goal"], x["next_proprio"]).mean(dim=-1)
+    torch.testing.assert_close(info["actor/adv"], (v_next - v).mean())
 
 
 def test_gcivl_learns_the_point_task_from_random_walks(one_thread, tmp_path) -> None:
