@@ -5,6 +5,7 @@ training on a fixed train batch and a fixed validation batch.
     goalrl ogbench generate env=cube-single-v0 episodes=100 out=/tmp/ogbench-ref/data/csp.npz
     python bench/ogbench_reference.py --reference /tmp/ogbench-ref/impls \
         --jax-python /tmp/jaxvenv/bin/python --data /tmp/ogbench-ref/data/csp.npz
+    python bench/ogbench_reference.py ... --agents gcivl --merge   # rerun one, keep the others
     python bench/ogbench_reference.py --report-only   # rewrite the page from the JSON
 
 ``--reference`` is the ``impls`` folder of an OGBench checkout (its JAX agents are not in the
@@ -18,7 +19,9 @@ random), the correlation of V with the discounted distance of future goals, Q at
 (GCIQL) and the actor mean's squared error to the data action. goalrl's agents are set to
 OGBench's hyper-parameters where goalrl can express them (``MAPPING``; ``NOT_EXPRESSIBLE`` lists
 the rest). Writes docs/benchmarks/ogbench_reference.json and .md (atomically); hand-written
-findings in docs/benchmarks/ogbench_reference.findings.md go under the tables.
+findings in docs/benchmarks/ogbench_reference.findings.md go under the tables. ``--merge`` keeps
+the saved .json's other agents (each row names the run it came from) and refuses a saved report
+on other data or settings before training.
 """
 
 from __future__ import annotations
@@ -77,8 +80,6 @@ NOT_EXPRESSIBLE = [
     "before Q).",
     "GCIVL's expectile weight: goalrl takes its side from each head's own error; OGBench "
     "from the target network's advantage (min-of-heads target minus the heads' mean).",
-    "GCIVL's AWR advantage: goalrl r + gamma * mask * V(s', g) - V(s, g); OGBench "
-    "V(s', g) - V(s, g) (HIQL's simplification).",
     "Goal sampling: goalrl's geometric offsets follow the discount's law truncated to the "
     "episode; OGBench clips them at the last transition (the excess mass lands there). "
     "goalrl's goals may be an episode's final frame; OGBench's are observations of "
@@ -308,6 +309,30 @@ def fmt(x: Any) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
+# what must agree for two runs' agents to share a page (the same data, budget and batches)
+MERGE_KEYS = ("data", "reference", "reference_versions", "updates", "batch", "seed",
+              "eval_batch", "goalrl_alpha")
+
+
+def merge_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The ``MERGE_KEYS`` that ``new`` holds with another value than ``old``."""
+    return [k for k in MERGE_KEYS if k in new and old.get(k) != new[k]]
+
+
+def merge_reports(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with ``old``'s agents that ``new`` did not run kept, each agent stamped with the
+    run it came from (command, date, machine). Refuses runs that differ in ``MERGE_KEYS``."""
+    differ = merge_conflicts(old, new)
+    if differ:
+        raise ValueError(f"cannot merge: the saved report differs in {', '.join(differ)}")
+    merged = {**new, "agents": {}}
+    for report in (old, new):  # a rerun agent keeps its place; a new one comes last
+        run = {k: report[k] for k in ("command", "date", "machine")}
+        for kind, sides in report["agents"].items():
+            merged["agents"][kind] = {"run": run, **sides}
+    return merged
+
+
 METRICS = {"gcivl": ("value_loss", "actor_loss", "v_mean", "v_current", "v_future", "v_random",
                      "v_future_corr", "actor_mse"),
            "gciql": ("value_loss", "critic_loss", "actor_loss", "v_mean", "q_mean", "v_current",
@@ -332,6 +357,10 @@ def render(report: dict[str, Any], findings: str = "") -> str:
         f"{report['seed']}, one CPU thread per side; metrics on fixed batches of "
         f"{report['eval_batch']} (train file and validation file), drawn once and read by both.",
     ]
+    runs = {kind: sides.get("run") for kind, sides in report["agents"].items()}
+    if len({json.dumps(r, sort_keys=True) for r in runs.values()}) > 1:  # a --merge page
+        lines += [f"- {kind} from `{r['command']}` on {r['date']} ({r['machine']})"
+                  for kind, r in runs.items() if r]
     if report.get("goalrl_alpha") is not None:
         lines.append(f"- **Ablation: goalrl's alpha is {report['goalrl_alpha']} here, not "
                      "OGBench's.**")
@@ -382,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DOCS / "ogbench_reference")
     p.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json")
     p.add_argument("--no-reference", action="store_true", help="goalrl's side only")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the saved .json's other agents; rerun only --agents")
     p.add_argument("--goalrl-alpha", type=float, default=None,
                    help="ablation: goalrl's alpha instead of OGBench's (the page says so)")
     args = p.parse_args(argv)
@@ -401,6 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     for kind in agents:
         if kind not in AGENTS:
             p.error(f"--agents {kind!r}: must be among {', '.join(AGENTS)}")
+    settings = {"data": data_record(args.data), "reference": reference_record(args.reference),
+                "goalrl_alpha": args.goalrl_alpha, "updates": args.updates, "batch": args.batch,
+                "seed": args.seed, "eval_batch": args.eval_batch}
+    saved = page_file(args.out, ".json")
+    if args.merge:  # refuse now, not after the training
+        if not saved.is_file():
+            p.error(f"--merge: {saved} does not exist")
+        conflicts = merge_conflicts(json.loads(saved.read_text()), settings)
+        if conflicts:
+            p.error(f"--merge: {saved} differs in {', '.join(conflicts)}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     fixed = {"train": fixed_batch(args.data, args.eval_batch, args.seed + 1),
              "val": fixed_batch(val_path(args.data), args.eval_batch, args.seed + 2)}
@@ -421,15 +462,14 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"load average {os.getloadavg()[0]:.1f} at the end",
-        "data": data_record(args.data), "reference": reference_record(args.reference),
+        **settings, "agents": results,
         "reference_versions": (f"jax {versions['jax']}, flax {versions['flax']}" if versions
                                else "not run (--no-reference)"),
-        "goalrl_alpha": args.goalrl_alpha,
-        "updates": args.updates, "batch": args.batch, "seed": args.seed,
-        "eval_batch": args.eval_batch, "agents": results,
         "mapping": MAPPING, "not_expressible": NOT_EXPRESSIBLE,
     }
-    write_atomic(page_file(args.out, ".json"), json.dumps(report, indent=1))
+    if args.merge:
+        report = merge_reports(json.loads(saved.read_text()), report)
+    write_atomic(saved, json.dumps(report, indent=1))
     write_atomic(page_file(args.out, ".md"), render(report, findings))
     return 0
 

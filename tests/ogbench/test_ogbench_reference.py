@@ -135,6 +135,74 @@ def test_page_puts_both_sides_in_each_cell() -> None:
     assert page.rstrip().endswith("hand-written")
 
 
+def saved_report(command: str, agents: dict, **settings: object) -> dict:
+    """A report as main writes it, with only the fields the merge reads."""
+    base = {"data": {"train_file_sha256": "0" * 64}, "reference": "fork@commit",
+            "reference_versions": "jax x", "goalrl_alpha": None, "updates": 4000, "batch": 256,
+            "seed": 0, "eval_batch": 1024}
+    return {"command": command, "date": f"{command} date", "machine": "m", **base, **settings,
+            "agents": agents}
+
+
+def test_merge_keeps_the_agents_not_rerun_and_says_which_run_each_came_from() -> None:
+    old = saved_report("first", {"gcivl": {"goalrl": "old gcivl"},
+                                 "gciql": {"goalrl": "old gciql"}})
+    new = saved_report("second", {"gcivl": {"goalrl": "new gcivl"}, "crl": {"goalrl": "crl"}})
+    merged = bench.merge_reports(old, new)
+    assert list(merged["agents"]) == ["gcivl", "gciql", "crl"]  # rerun in place, new last
+    assert merged["agents"]["gcivl"]["goalrl"] == "new gcivl"
+    assert merged["agents"]["gciql"]["goalrl"] == "old gciql"
+    assert merged["agents"]["gcivl"]["run"]["command"] == "second"
+    assert merged["agents"]["gciql"]["run"] == {"command": "first", "date": "first date",
+                                                "machine": "m"}
+    assert merged["command"] == "second"  # the page's header names the latest run
+    # merging again keeps each kept agent's own run, not the saved report's header
+    again = bench.merge_reports(merged, saved_report("third", {"gcivl": {"goalrl": "3rd"}}))
+    assert again["agents"]["gciql"]["run"]["command"] == "first"
+    assert again["agents"]["gcivl"]["run"]["command"] == "third"
+
+
+@pytest.mark.parametrize("change", [{"updates": 3000}, {"seed": 1}, {"goalrl_alpha": 0.0},
+                                    {"data": {"train_file_sha256": "f" * 64}}])
+def test_merge_refuses_a_run_on_other_data_or_settings(change: dict) -> None:
+    old = saved_report("first", {"gciql": {"goalrl": "old"}})
+    new = saved_report("second", {"gcivl": {"goalrl": "new"}}, **change)
+    assert bench.merge_conflicts(old, new) == list(change)
+    with pytest.raises(ValueError, match=f"differs in {next(iter(change))}"):
+        bench.merge_reports(old, new)
+
+
+def test_merged_page_names_each_agents_run() -> None:
+    row = {"step": 0, "train": {}, "val": {}}
+    side = {"updates_per_s": 1.0, "log": [row]}
+    old = saved_report("cmd-one", {"gciql": {"goalrl": side}}, updates=0,
+                       data={"train": "a", "val": "b", "train_file_sha256": "0" * 64,
+                             "val_file_sha256": "1" * 64})
+    new = {**old, "command": "cmd-two", "date": "cmd-two date",
+           "agents": {"gcivl": {"goalrl": side}}}
+    page = bench.render(bench.merge_reports(old, new))
+    assert "- gcivl from `cmd-two` on cmd-two date (m)" in page
+    assert "- gciql from `cmd-one` on cmd-one date (m)" in page
+    assert "from `" not in bench.render(new)  # one run: the header alone
+
+
+def test_merge_refuses_before_training(generated: dict, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
+    data = Path(generated["path"])
+    args = ["--reference", str(tmp_path), "--jax-python", sys.executable, "--data", str(data),
+            "--out", str(tmp_path / "page"), "--workdir", str(tmp_path / "work"), "--merge"]
+    with pytest.raises(SystemExit):  # no saved report to merge into
+        bench.main(args)
+    assert "page.json does not exist" in capsys.readouterr().err
+    settings = {"data": bench.data_record(data), "reference": str(tmp_path),
+                "updates": 3000, "batch": 256, "seed": 0, "eval_batch": 1024}
+    (tmp_path / "page.json").write_text(json.dumps(saved_report("x", {}, **settings)))
+    with pytest.raises(SystemExit):  # saved at 3000 updates, asked for 10
+        bench.main([*args, "--updates", "10"])
+    assert "differs in updates" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # refused before any work
+
+
 @pytest.mark.skipif(not (JAX_PYTHON.is_file() and (REFERENCE / "agents").is_dir()),
                     reason="needs /tmp/jaxvenv and OGBench's impls in /tmp/ogbench-ref")
 def test_reference_side_logs_the_same_metrics(tiny: dict, tmp_path: Path) -> None:
