@@ -1,6 +1,6 @@
-"""Benchmark (issue 44, CPU): goalrl's GCIVL and GCIQL against OGBench's reference JAX agents on
-the same generated data, hyper-parameters and budget, by their losses and value estimates over
-training on a fixed train batch and a fixed validation batch.
+"""Benchmark (issue 44, CPU): goalrl's GCIVL, GCIQL, CRL, HIQL and QRL against OGBench's reference
+JAX agents on the same generated data, hyper-parameters and budget, by their losses and value
+estimates over training on a fixed train batch and a fixed validation batch.
 
     goalrl ogbench generate env=cube-single-v0 episodes=100 out=/tmp/ogbench-ref/data/csp.npz
     python bench/ogbench_reference.py --reference /tmp/ogbench-ref/impls \
@@ -16,12 +16,14 @@ every K updates both read the same fixed batches (drawn here once, by goalrl's g
 and handed to the runner as a file), so their metrics are computed on identical inputs:
 losses by each side's own definition, mean V overall and by goal source (current / future /
 random), the correlation of V with the discounted distance of future goals, Q at the data action
-(GCIQL) and the actor mean's squared error to the data action. goalrl's agents are set to
-OGBench's hyper-parameters where goalrl can express them (``MAPPING``; ``NOT_EXPRESSIBLE`` lists
-the rest). Writes docs/benchmarks/ogbench_reference.json and .md (atomically); hand-written
-findings in docs/benchmarks/ogbench_reference.findings.md go under the tables. ``--merge`` keeps
-the saved .json's other agents (each row names the run it came from) and refuses a saved report
-on other data or settings before training.
+(GCIQL) and the actor mean's squared error to the data action (CRL's, HIQL's and QRL's metrics:
+bench/ogbench_reference_agents.py). goalrl's agents are set to OGBench's hyper-parameters where
+goalrl can express them (``MAPPING``; ``NOT_EXPRESSIBLE`` lists the rest; both in
+bench/ogbench_reference_settings.py, and per agent in bench/ogbench_reference_agents.py).
+Writes docs/benchmarks/ogbench_reference.json and .md (atomically); hand-written findings in
+docs/benchmarks/ogbench_reference.findings.md go under the tables. ``--merge`` keeps the saved
+.json's other agents (each row names the run it came from) and refuses a saved report on other
+data or settings before training.
 """
 
 from __future__ import annotations
@@ -44,62 +46,30 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks"
 RUNNER = Path(__file__).with_name("ogbench_reference_runner.py")
-AGENTS = ("gcivl", "gciql")
+AGENTS_MODULE = Path(__file__).with_name("ogbench_reference_agents.py")
 SPLITS = ("train", "val")
 # one CPU thread on each side (XLA's flags for its Eigen pool and intra-op threads)
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                   "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-# OGBench setting -> the goalrl field that carries it (goalrl_config sets every one)
-MAPPING = [
-    ("lr 3e-4, Adam, one optimiser over all nets", "lr=3e-4, weight_decay=0, max_grad_norm=0"),
-    ("discount 0.99", "gamma=0.99"),
-    ("expectile 0.9", "expectile=0.9"),
-    ("tau 0.005 (target Polyak rate)", "tau=0.005"),
-    ("GCIVL alpha 10 (AWR), exp clipped at 100", "alpha=10, max_weight=100"),
-    ("GCIQL alpha 1.0 (cube-single command line), actor_loss ddpgbc",
-     "alpha=1.0, actor_loss=ddpgbc"),
-    ("const_std: actor std fixed at 1", "log_std_min=log_std_max=0 (std exp(0) = 1; beta-NLL "
-     "weight var**beta = 1, so the NLL is -log_prob with its constant)"),
-    ("value goals 0.2 current / 0.5 future (geometric) / 0.3 random",
-     "value_goals (0.2, 0.5, 0.3, geometric)"),
-    ("actor goals 1.0 future (uniform)", "actor_goals (0, 1, 0, uniform)"),
-    ("gc_negative: r = 0 at the goal else -1, mask 0 at the goal", "fixed rule (value_agent)"),
-    ("hidden widths 512", "encoder.embed_dim=512, fusion_dim=512, head_hidden_dim=512, "
-     "state_hidden=[] (see NOT_EXPRESSIBLE for the layout)"),
-    ("no acting average", "ema_tau=0 (acting only; no effect on these metrics)"),
-    ("p_aug 0 (state)", "augment=false"),
-]
-NOT_EXPRESSIBLE = [
-    "Network layout. OGBench: one MLP on [s, g] (and a), 3 x 512 GELU + LayerNorm, then a "
-    "linear output; the actor's MLP has no LayerNorm and a mean layer initialised at scale "
-    "1e-2. goalrl: a Siamese per-frame state encoder (linear, LayerNorm, tanh), a fusion MLP "
-    "on [h, z, h*z, |h-z|] (2 x 512 ReLU), then ReLU heads (value: 512; Q: action joined at "
-    "the head's first layer). PyTorch's default initialisation against flax's variance "
-    "scaling (fan_avg, uniform).",
-    "Actor mean: tanh-squashed in goalrl, unbounded in OGBench (DDPG+BC clips it to [-1, 1] "
-    "before Q).",
-    "GCIVL's expectile weight: goalrl takes its side from each head's own error; OGBench "
-    "from the target network's advantage (min-of-heads target minus the heads' mean).",
-    "Goal sampling: goalrl's geometric offsets follow the discount's law truncated to the "
-    "episode; OGBench clips them at the last transition (the excess mass lands there). "
-    "goalrl's goals may be an episode's final frame; OGBench's are observations of "
-    "transitions (the final frame is only a next observation). Uniform actor goals: goalrl "
-    "k uniform on 1..end-t; OGBench rounds a uniform point between t+1 and the last "
-    "transition (end points at half weight; the last transition's goal is itself).",
-    "Target update: goalrl moves the target toward the weights after the step; OGBench toward "
-    "those before it (one update behind).",
-]
+def load_module(path: Path) -> Any:
+    """A bench/ script as module ``bench_<stem>``, loaded once (the runner: its metric code is
+    shared, numpy only)."""
+    name = f"bench_{path.stem}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def load_runner() -> Any:
-    """bench/ogbench_reference_runner.py as a module (its metric code is shared, numpy only)."""
-    name = "bench_ogbench_reference_runner"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RUNNER)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module(RUNNER)
+
+
+SETTINGS = load_module(Path(__file__).with_name("ogbench_reference_settings.py"))
+MAPPING, NOT_EXPRESSIBLE = SETTINGS.MAPPING, SETTINGS.NOT_EXPRESSIBLE  # GCIVL's and GCIQL's
+EXTRA = load_module(AGENTS_MODULE)  # CRL, HIQL and QRL: settings mapping and metrics
+AGENTS = ("gcivl", "gciql", *EXTRA.AGENTS)
 
 
 def val_path(data: Path) -> Path:
@@ -129,7 +99,7 @@ def fixed_batch(path: Path, size: int, seed: int, gamma: float = 0.99) -> dict[s
     """A batch drawn once from the raw file ``path`` by goalrl's goal mixtures (value goals
     0.2 / 0.5 / 0.3, actor goals future uniform), in the reference's key names plus the frame
     indices goalrl reads and each value goal's source (0 current, 1 future, 2 random) and
-    offset k (future goals)."""
+    offset k (future goals), and HIQL's subgoal (``subgoals``, ``subgoal_index``)."""
     from goalrl.data import keys as K
     from goalrl.data.sampler import (
         SOURCE_CURRENT,
@@ -150,15 +120,17 @@ def fixed_batch(path: Path, size: int, seed: int, gamma: float = 0.99) -> dict[s
     source = np.where(goal == t, SOURCE_CURRENT,
                       np.where(idx[K.CHAINED], SOURCE_RANDOM, SOURCE_FUTURE)).astype(np.int64)
     at_goal = (goal == t).astype(np.float32)
-    return {"observations": obs[t], "next_observations": obs[t + 1], "actions": actions[t],
-            "value_goals": obs[goal], "actor_goals": obs[actor_goal],
-            "rewards": at_goal - 1.0, "masks": 1.0 - at_goal,
-            "frame_index": t, "goal_index": goal, "actor_goal_index": actor_goal,
-            "goal_source": source, "goal_offset": np.where(source == SOURCE_FUTURE, goal - t, 0)}
+    batch = {"observations": obs[t], "next_observations": obs[t + 1], "actions": actions[t],
+             "value_goals": obs[goal], "actor_goals": obs[actor_goal],
+             "rewards": at_goal - 1.0, "masks": 1.0 - at_goal,
+             "frame_index": t, "goal_index": goal, "actor_goal_index": actor_goal,
+             "goal_source": source, "goal_offset": np.where(source == SOURCE_FUTURE, goal - t, 0)}
+    return {**batch, **EXTRA.subgoal_fields(path, batch)}  # HIQL's subgoals (drawn last)
 
 
 def goalrl_config(kind: str, state_dim: int) -> Any:
-    """goalrl's GCIVL or GCIQL config at OGBench's cube-single settings (``MAPPING``)."""
+    """goalrl's config of ``kind`` at OGBench's cube-single settings (``MAPPING``; CRL, HIQL
+    and QRL: ``EXTRA.MAPPING``)."""
     from goalrl.agents.config import EncoderConfig
     from goalrl.agents.gciql import GCIQLConfig
     from goalrl.agents.gcivl import GCIVLConfig
@@ -170,6 +142,8 @@ def goalrl_config(kind: str, state_dim: int) -> Any:
                   tau=0.005, max_weight=100.0, ema_tau=0.0, augment=False, log_std_min=0.0,
                   log_std_max=0.0, head_hidden_dim=512, value_goals=GoalMixture(),
                   actor_goals=actor_goal_mixture(), encoder=encoder)
+    if kind in EXTRA.AGENTS:
+        return EXTRA.goalrl_config(kind, common)
     if kind == "gcivl":
         return GCIVLConfig(alpha=10.0, **common)
     if kind == "gciql":
@@ -183,14 +157,18 @@ def goalrl_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     return {K.OBS_STATE: batch["observations"], K.NEXT_OBS_STATE: batch["next_observations"],
             K.GOAL_STATE: batch["value_goals"], K.ACTOR_GOAL_STATE: batch["actor_goals"],
-            K.ACTION: batch["actions"], K.FRAME_INDEX: batch["frame_index"],
-            K.GOAL_INDEX: batch["goal_index"], K.ACTOR_GOAL_INDEX: batch["actor_goal_index"]}
+            K.SUBGOAL_STATE: batch["subgoals"], K.ACTION: batch["actions"],
+            K.FRAME_INDEX: batch["frame_index"], K.GOAL_INDEX: batch["goal_index"],
+            K.ACTOR_GOAL_INDEX: batch["actor_goal_index"],
+            K.SUBGOAL_INDEX: batch["subgoal_index"]}
 
 
 @torch.no_grad()
 def goalrl_metrics(agent: Any, kind: str, batch: dict[str, np.ndarray]) -> dict[str, float]:
     """The runner's metrics on one fixed batch, from goalrl's agent (its own loss definitions)."""
     inputs = goalrl_batch(batch)
+    if kind in EXTRA.AGENTS:
+        return EXTRA.goalrl_metrics(agent, kind, batch, inputs, load_runner().value_summary)
     f = agent.frames(inputs, agent.frame_names)
     _, info = agent.losses(f, agent.batch_inputs(inputs))
     v = agent.value(f["obs"], f["goal"]).float().mean(dim=-1).numpy()  # heads averaged
@@ -227,7 +205,8 @@ def train_goalrl(kind: str, dataset_dir: Path, fixed: dict[str, dict[str, np.nda
     agent.seed(seed)
     sampler = GoalBatchSampler(dataset, batch_size, gamma=cfg.gamma, seed=seed,
                                observation="state", value_goals=cfg.value_goals,
-                               actor_goals=cfg.actor_goals)
+                               actor_goals=cfg.actor_goals,
+                               subgoal_steps=getattr(cfg, "subgoal_steps", 0))
     log, train_seconds, timed = [], 0.0, 0
     for step in range(updates + 1):
         if step % log_every == 0 or step == updates:
@@ -336,14 +315,15 @@ def merge_reports(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 METRICS = {"gcivl": ("value_loss", "actor_loss", "v_mean", "v_current", "v_future", "v_random",
                      "v_future_corr", "actor_mse"),
            "gciql": ("value_loss", "critic_loss", "actor_loss", "v_mean", "q_mean", "v_current",
-                     "v_future", "v_random", "v_future_corr", "actor_mse")}
+                     "v_future", "v_random", "v_future_corr", "actor_mse"),
+           **EXTRA.METRICS}
 
 
 def render(report: dict[str, Any], findings: str = "") -> str:
     """The markdown page: setup, a goalrl / OGBench table per agent and split, findings."""
     d = report["data"]
     lines = [
-        "# goalrl's GCIVL and GCIQL against OGBench's reference implementation (CPU)",
+        "# goalrl's agents against OGBench's reference implementation (CPU)",
         "",
         f"Generated by `{report['command']}` on {report['date']} "
         f"({report['machine']}). Each cell is **goalrl / OGBench**.",
@@ -391,6 +371,7 @@ def render(report: dict[str, Any], findings: str = "") -> str:
     lines += [f"| {a} | {b} |" for a, b in MAPPING]
     lines += ["", "## What goalrl cannot express (or does differently)", ""]
     lines += [f"- {item}" for item in NOT_EXPRESSIBLE]
+    lines += EXTRA.render_sections([k for k in report["agents"] if k in EXTRA.AGENTS])
     if findings:
         lines += ["", findings.strip()]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
-"""Trains OGBench's reference GCIVL or GCIQL (JAX) for bench/ogbench_reference.py and logs the
-same metrics on the same fixed batches as goalrl's side. goalrl's own code, run with a Python
-that has jax, flax, optax, distrax and ml_collections (not goalrl's venv):
+"""Trains one of OGBench's reference agents (JAX; GCIVL, GCIQL, CRL, HIQL, QRL) for
+bench/ogbench_reference.py and logs the same metrics on the same fixed batches as goalrl's
+side. goalrl's own code, run with a Python that has jax, flax, optax, distrax and
+ml_collections (not goalrl's venv):
 
     /tmp/jaxvenv/bin/python bench/ogbench_reference_runner.py --reference /tmp/ogbench-ref/impls \
         --agent gcivl --data train.npz --fixed fixed.npz --updates 3000 --batch 256 \
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -28,6 +30,24 @@ import numpy as np
 # OGBench's command lines for cube-single-play (impls/hyperparameters.sh); the rest is get_config
 ALPHA = {"gcivl": 10.0, "gciql": 1.0}
 GAMMA = 0.99
+
+
+def load_agents_module():
+    """bench/ogbench_reference_agents.py (CRL, HIQL, QRL: settings and metrics; numpy only)."""
+    name = "bench_ogbench_reference_agents"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("ogbench_reference_agents.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+EXTRA = load_agents_module()
+CLASSES = {"gcivl": "GCIVLAgent", "gciql": "GCIQLAgent", **EXTRA.REFERENCE_CLASSES}
+OVERRIDES = {**{kind: {"alpha": alpha} for kind, alpha in ALPHA.items()},
+             **EXTRA.REFERENCE_OVERRIDES}
 
 
 def regular_dataset(path: Path) -> dict[str, np.ndarray]:
@@ -56,6 +76,8 @@ def fixed_batches(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def batch_metrics(agent, batch: dict[str, np.ndarray], kind: str) -> dict[str, float]:
     """Losses (the reference's own definitions) and value estimates on one fixed batch."""
+    if kind in EXTRA.AGENTS:
+        return EXTRA.reference_metrics(agent, kind, batch, value_summary)
     net = agent.network
     inputs = {k: batch[k] for k in ("observations", "next_observations", "actions",
                                     "value_goals", "actor_goals", "rewards", "masks")}
@@ -93,7 +115,7 @@ def value_summary(v: np.ndarray, batch: dict[str, np.ndarray]) -> dict[str, floa
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", required=True, help="OGBench's impls folder")
-    p.add_argument("--agent", choices=sorted(ALPHA), required=True)
+    p.add_argument("--agent", choices=sorted(CLASSES), required=True)
     p.add_argument("--data", required=True, help="training .npz (OGBench's raw layout)")
     p.add_argument("--fixed", required=True, help="fixed evaluation batches (.npz)")
     p.add_argument("--updates", type=int, default=3000)
@@ -113,16 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     module = importlib.import_module(f"agents.{args.agent}")
-    from utils.datasets import Dataset, GCDataset
+    from utils import datasets
 
     config = module.get_config()
-    config["alpha"] = ALPHA[args.agent]
+    config.update(OVERRIDES[args.agent])
     config["batch_size"] = args.batch
     np.random.seed(args.seed)  # OGBench's main.py seeds numpy (its samplers draw from it)
-    train = GCDataset(Dataset.create(**regular_dataset(Path(args.data))), config)
+    dataset_class = getattr(datasets, config["dataset_class"])  # GCDataset or HGCDataset
+    train = dataset_class(datasets.Dataset.create(**regular_dataset(Path(args.data))), config)
     fixed = fixed_batches(Path(args.fixed))
     example = train.sample(1)
-    agent_class = getattr(module, {"gcivl": "GCIVLAgent", "gciql": "GCIQLAgent"}[args.agent])
+    agent_class = getattr(module, CLASSES[args.agent])
     agent = agent_class.create(args.seed, example["observations"], example["actions"], config)
 
     log, train_seconds, timed_updates = [], 0.0, 0

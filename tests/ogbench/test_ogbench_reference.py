@@ -21,17 +21,6 @@ JAX_PYTHON = Path("/tmp/jaxvenv/bin/python")
 REFERENCE = Path("/tmp/ogbench-ref/impls")
 
 
-@pytest.fixture(scope="module")
-def tiny(generated: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The tiny generated files, goalrl's import of the training file and fixed batches."""
-    data = Path(generated["path"])
-    work = tmp_path_factory.mktemp("reference")
-    dataset_dir = bench.imported_dataset(data, work)
-    fixed = {"train": bench.fixed_batch(data, 64, seed=1),
-             "val": bench.fixed_batch(bench.val_path(data), 64, seed=2)}
-    return {"data": data, "work": work, "dataset_dir": dataset_dir, "fixed": fixed}
-
-
 def test_fixed_batch_goals_rewards_and_sources(tiny: dict) -> None:
     batch = tiny["fixed"]["train"]
     with np.load(tiny["data"]) as f:
