@@ -1,4 +1,4 @@
-"""CRL (goalrl.agents.crl): InfoNCE alone, the critic's logits, an actor that never trains the
+"""CRL (goalrl.agents.crl): binary NCE alone, the critic's logits, an actor that never trains the
 critic, learning the point task, save/load and exact resume, image batches."""
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import point_task
 import pytest
 import test_config
 import torch
+import torch.nn.functional as F
 from test_config import STATE_ENCODER_FIELDS, _differs, _encoder_cases, _leaf_fields, _set
 
 from goalrl.agents.config import AgentConfigError, EncoderConfig
-from goalrl.agents.crl import CRLAgent, CRLConfig, infonce_loss
+from goalrl.agents.crl import CRLAgent, CRLConfig, binary_nce_loss
 from goalrl.checkpoint import load_checkpoint, save_checkpoint
 from goalrl.data import keys as K
 from goalrl.data.sampler import GoalBatchSampler, GoalMixture
@@ -100,27 +101,38 @@ def tiny_image_cfg(cls: type = CRLConfig, **overrides: Any) -> Any:
 # --- the loss alone ---------------------------------------------------------------------------
 
 
-def test_infonce_is_log_b_for_uniform_logits_and_falls_as_the_diagonal_grows() -> None:
+def test_binary_nce_is_log_2_for_zero_logits_and_falls_as_the_diagonal_grows() -> None:
     b = 6
-    assert torch.isclose(infonce_loss(torch.zeros(b, b)), torch.tensor(math.log(b)))
-    losses = [infonce_loss(torch.eye(b) * d) for d in (0.0, 1.0, 3.0, 10.0)]
+    assert torch.isclose(binary_nce_loss(torch.zeros(b, b)), torch.tensor(math.log(2.0)))
+    # positives up and negatives down together drive it to 0
+    losses = [binary_nce_loss(torch.eye(b) * 2 * d - d) for d in (0.0, 1.0, 3.0, 10.0)]
     assert all(x > y for x, y in zip(losses, losses[1:], strict=False))
     assert losses[-1] < 1e-3
-    # an off-diagonal (negative) growing makes it worse
+    # a negative's logit growing makes it worse
     wrong = torch.zeros(b, b)
     wrong[0, 1] = 5.0
-    assert infonce_loss(wrong) > infonce_loss(torch.zeros(b, b))
+    assert binary_nce_loss(wrong) > binary_nce_loss(torch.zeros(b, b))
 
 
-def test_infonce_matches_the_softmax_of_each_rows_positive() -> None:
+def test_binary_nce_matches_the_sigmoid_cross_entropy_of_each_entry() -> None:
     logits = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
-    expected = -torch.log_softmax(logits, dim=1).diagonal().mean()
-    assert torch.isclose(infonce_loss(logits), expected)
+    eye = torch.eye(5, dtype=torch.bool)
+    expected = torch.where(eye, -F.logsigmoid(logits), -F.logsigmoid(-logits)).mean()
+    assert torch.isclose(binary_nce_loss(logits), expected)
 
 
-def test_infonce_gradient_raises_the_positive_and_lowers_the_negatives() -> None:
+def test_binary_nce_is_calibrated_across_rows_unlike_a_softmax() -> None:
+    """A constant added to one row changes the loss (a row's logits are not free up to a
+    constant, as under InfoNCE), so logits compare across (s, a)."""
+    logits = torch.randn(4, 4, generator=torch.Generator().manual_seed(1))
+    shifted = logits.clone()
+    shifted[0] += 3.0
+    assert not torch.isclose(binary_nce_loss(logits), binary_nce_loss(shifted))
+
+
+def test_binary_nce_gradient_raises_the_positives_and_lowers_the_negatives() -> None:
     logits = torch.zeros(4, 4, requires_grad=True)
-    infonce_loss(logits).backward()
+    binary_nce_loss(logits).backward()
     grad = logits.grad
     assert (grad.diagonal() < 0).all()  # descent raises the diagonal
     assert (grad[~torch.eye(4, dtype=torch.bool)] > 0).all()

@@ -88,9 +88,9 @@ def test_goalrl_side_logs_every_metric_on_both_batches(tiny: dict, kind: str) ->
             assert set(row[split]) == set(agents.METRICS[kind])
             assert all(math.isfinite(v) for v in row[split].values()), row[split]
     assert result["log"][0]["train"]["v_mean"] != result["log"][-1]["train"]["v_mean"]
-    if kind == "crl":  # goalrl's critic loss is InfoNCE summed over its two heads
+    if kind == "crl":  # goalrl's critic loss is binary NCE summed over its two heads
         first = result["log"][0]["train"]
-        assert first["critic_loss"] == pytest.approx(2 * first["infonce"], rel=1e-4)
+        assert first["critic_loss"] == pytest.approx(2 * first["binary_nce"], rel=1e-4)
     if kind == "qrl":  # V = -d: 0 at the goal itself
         assert result["log"][-1]["train"]["v_current"] == 0.0
 
