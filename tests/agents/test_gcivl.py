@@ -1,5 +1,6 @@
 """GCIVL: its value targets (0 at the goal, -1 plus the discounted next value elsewhere), its AWR
-advantage (OGBench's V(s', g) - V(s, g) on the actor's goal), and learning the point task from random walks well above chance."""
+advantage (OGBench's V(s', g) - V(s, g) on the actor's goal), and learning the point task from
+random walks well above chance."""
 
 from __future__ import annotations
 
