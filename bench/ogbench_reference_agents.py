@@ -83,10 +83,9 @@ MAPPING = {
 }
 NOT_EXPRESSIBLE = {
     "crl": [
-        "Critic loss: OGBench's is binary NCE (sigmoid cross-entropy of every (i, j) logit "
-        "against the identity, averaged over heads); goalrl's is InfoNCE (softmax "
-        "cross-entropy of each row, summed over the two heads). Both are reported, with the "
-        "two losses recomputed alike from each side's logits (infonce, binary_nce).",
+        "Critic loss: both binary NCE (goalrl's since ba8db9d; before it, InfoNCE), averaged "
+        "over heads in OGBench and summed over the two heads in goalrl. Both InfoNCE and "
+        "binary NCE are reported, recomputed alike from each side's logits.",
         "Critic layout: OGBench's phi(s, a) and psi(g) are separate 3 x 512 GELU + LayerNorm "
         "MLPs per head. goalrl's share one per-frame state encoder (linear, LayerNorm, tanh) "
         "for s and g, then per-head MLPs with two 512 ReLU layers and no LayerNorm.",
