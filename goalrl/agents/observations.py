@@ -61,9 +61,36 @@ def batch_frames(
     return frames
 
 
+@torch.no_grad()
+def mean_goal_embedding(
+    net: torch.nn.Module, images: Any, device: torch.device, chunk: int = 256
+) -> torch.Tensor:
+    """Mean of ``net.encode_goal`` over frames (M, H, W, 3) or states (M, S), in chunks: z (D,)
+    (a task embedding's start: goalrl.agents.task_q)."""
+    if len(images) == 0:
+        raise ValueError("no success frames to initialise the task embedding from")
+    total = None
+    for i in range(0, len(images), chunk):
+        x = to_tensor(images[i : i + chunk], device)  # (m, H, W, 3) or (m, S)
+        part = net.encode_goal(x).float().sum(dim=0)  # (D,)
+        total = part if total is None else total + part
+    return total / len(images)
+
+
 def goal_reached(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
     """(B,) bool: o_t is the value goal itself (its index is the frame's)."""
     return to_tensor(batch[K.FRAME_INDEX], device) == to_tensor(batch[K.GOAL_INDEX], device)
+
+
+def act_observations(obs: Any, kind: str, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """The observation of an ``act`` that reads no goal (a task agent): images (B, H, W, 3) as
+    ``base.batch_images``, states (B, S) float32; an unbatched one gets a batch axis."""
+    if kind == "image":
+        x, _, single = batch_images(obs, None, device)
+        return x, single
+    x = to_tensor(obs, device).float()
+    single = x.ndim == 1
+    return (x[None] if single else x), single  # (B, S)
 
 
 def act_frames(

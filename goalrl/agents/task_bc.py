@@ -5,7 +5,8 @@ fusion and Gaussian head as ``gcbc.py``) with the goal embedding swapped for one
 vector z_task (D,), as the task Q does (goalrl.agents.task_q), trained by the beta-NLL of the
 actions of the successful labeled episodes (goalrl.data.task, ``successful_only``: the
 sampler draws nothing else). No goal image is read at training or test time: the task is
-given by which episodes its reward calls successful. It acts with the Gaussian's mean.
+given by which episodes its reward calls successful. It acts with the Gaussian's mean. With a
+state encoder (``gcbc.encoder.kind=state``) o is the state vector, not the camera image.
 
 From a GCBC checkpoint (or the policy of a value agent with the same network) every weight
 carries over and z_task starts from the mean goal embedding of the successful final frames,
@@ -29,15 +30,13 @@ from goalrl.agents.base import (
     UpdateStats,
     add_exploration,
     autocast_context,
-    batch_images,
     make_adamw,
     to_tensor,
 )
 from goalrl.agents.config import config_from_dict
 from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
 from goalrl.agents.losses import gaussian_nll
-from goalrl.agents.observations import batch_frames
-from goalrl.agents.task_q import mean_goal_embedding
+from goalrl.agents.observations import act_observations, batch_frames, mean_goal_embedding
 from goalrl.data import keys as K
 
 
@@ -80,9 +79,6 @@ class TaskBCAgent(AgentBase):
         seed: int = 0,
         amp: bool = False,
     ) -> None:
-        if cfg.gcbc.encoder.kind != "image":
-            raise ValueError("task behaviour cloning reads camera images: agent.gcbc.encoder."
-                             f"kind must be 'image', got {cfg.gcbc.encoder.kind!r}")
         self.cfg, self.amp = cfg, bool(amp)
         self.bc = GCBCAgent(replace(cfg.gcbc, ema_tau=0.0), image_shape, action_dim, proprio_dim,
                             device, seed=seed, amp=amp)
@@ -101,6 +97,11 @@ class TaskBCAgent(AgentBase):
         )
         self.step = 0
 
+    @property
+    def observation(self) -> str:
+        """What the network reads: "image" (camera frames) or "state" (EncoderConfig.kind)."""
+        return self.cfg.gcbc.encoder.kind
+
     # --- initialisation ---
 
     def load_pretrained(self, agent_state: Mapping[str, Any]) -> None:
@@ -113,14 +114,15 @@ class TaskBCAgent(AgentBase):
 
     @torch.no_grad()
     def init_task_embedding(self, images: np.ndarray, chunk: int = 256) -> torch.Tensor:
-        """z_task = mean goal embedding of success frames (M, H, W, 3); returns z (D,)."""
+        """z_task = mean goal embedding of success frames (M, H, W, 3) or their states (M, S);
+        returns z (D,)."""
         self.z.copy_(mean_goal_embedding(self.policy, images, self.device, chunk))
         return self.z.detach().clone()
 
     # --- training ---
 
     def _dist(self, obs: torch.Tensor, proprio: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """mean, log_std (B, A) of pi(. | o; z_task) for obs (B, H, W, 3)."""
+        """mean, log_std (B, A) of pi(. | o; z_task) for obs (B, H, W, 3) or states (B, S)."""
         h = self.policy.encode_obs(obs, proprio)  # (B, D + Dp)
         e = self.policy.fuse(h, self.z.to(h.dtype).expand(obs.shape[0], -1))  # (B, F)
         return self.policy.dist_params(e)
@@ -128,12 +130,13 @@ class TaskBCAgent(AgentBase):
     def update(
         self, batch: Mapping[str, Any], aux_batch: Mapping[str, Any] | None = None
     ) -> UpdateStats:
-        """One NLL step on a batch of successful transitions (OBS_IMAGE (B, H, W, 3), ACTION
-        (B, A), proprio if the network reads it); ``aux_batch`` is not used (no value to
-        keep), so fine-tuning gives this agent none."""
+        """One NLL step on a batch of successful transitions (OBS_IMAGE (B, H, W, 3), or
+        OBS_STATE (B, S) with ``encoder.kind=state``; ACTION (B, A), proprio if the network
+        reads it); ``aux_batch`` is not used (no value to keep), so fine-tuning gives this
+        agent none."""
         cfg, dev = self.cfg.gcbc, self.device
-        augment = cfg.augment and cfg.pad > 0
-        obs = batch_frames(batch, "image", ("obs",), dev,
+        augment = cfg.augment and cfg.pad > 0 and self.observation == "image"
+        obs = batch_frames(batch, self.observation, ("obs",), dev,
                            generator=self.generator if augment else None, pad=cfg.pad)["obs"]
         action = to_tensor(batch[K.ACTION], dev).float()  # (B, A)
         proprio = self.bc._proprio(batch.get(K.OBS_PROPRIO)) if self.proprio_dim else None
@@ -163,9 +166,10 @@ class TaskBCAgent(AgentBase):
         *,
         explore_std: float = 0.0,
     ) -> np.ndarray:
-        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one (H, W, 3); ``goal_image``
-        is never read (the signature is the other agents')."""
-        obs, _, single = batch_images(obs_image, None, self.device)
+        """Mean action (B, A) for obs (B, H, W, 3), or (A,) for one (H, W, 3); states (B, S) or
+        (S,) with ``encoder.kind=state``; ``goal_image`` is never read (the signature is the
+        other agents')."""
+        obs, single = act_observations(obs_image, self.observation, self.device)
         with autocast_context(self.device, self.amp):
             mean, _ = self._dist(obs, self.bc._proprio(proprio))  # (B, A)
         out = add_exploration(mean, explore_std, self.generator).float().cpu().numpy()

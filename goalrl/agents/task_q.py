@@ -35,14 +35,15 @@ scene's goal image (last section below). One update:
 5. One Adam step on the network and z_task (z_task with its own learning rate), then Polyak
    averaging of the target network and of z_task's target copy.
 
-**Goal-image task input** (``task_input="goal_image"``, not the default): instead of z_task, each
-labeled episode's own goal image g (the scene's ``desired_goal_image``, re-rendered from the
-episode's seed by goalrl.data.episode_goals) goes through the pretrained goal encoder, and the
-task reward trains Q(o, a, g). On Grasp the goal image shows *this* scene's object held up,
-which the pretrained Q can already reach, whereas a single z_task has to stand for every scene
-at once. Acting then needs the scene's goal image, as goal reaching does: the task is then
-partly given by a picture, and a pretrained goal reacher solves much of it with no fine-tuning
-(docs/benchmarks/finetune.md), so it is no test of learning a new task from its reward.
+**Goal-image task input** (``task_input="goal_image"``, not the default): each labeled
+episode's own goal image g (the scene's ``desired_goal_image``, re-rendered from the episode's
+seed by goalrl.data.episode_goals) goes through the pretrained goal encoder, and the task
+reward trains Q(o, a, g). Acting then needs the scene's goal image: the task is partly given by
+a picture that a pretrained goal reacher half-solves alone (docs/benchmarks/finetune.md).
+
+**State observations** (``am.encoder.kind="state"``, from a state checkpoint or set for a
+scratch run): o is the state vector (proprio and achieved_goal, as pretraining reads them), no
+augmentation; the task is given by its reward only (goal-image input is refused).
 
 **Acting** (``act_with_target``, on by default): CEM over the Polyak-averaged target network
 (and z_task's target copy), the average of about the last 1 / tau updates; the latest
@@ -62,7 +63,6 @@ import numpy as np
 import torch
 
 from goalrl.agents.am import AMAgent, AMConfig, _masked_mean
-from goalrl.agents.augment import sample_shifts, shift_images
 from goalrl.agents.base import (
     AgentBase,
     UpdateStats,
@@ -82,6 +82,7 @@ from goalrl.agents.losses import (
     q_targets,
 )
 from goalrl.agents.networks import GoalQNetwork
+from goalrl.agents.observations import act_observations, batch_frames, mean_goal_embedding
 from goalrl.data import keys as K
 from goalrl.data.task import MC_RETURN, ONLINE
 
@@ -145,21 +146,6 @@ class TaskQConfig:
                                 removed_values=removed)
 
 
-@torch.no_grad()
-def mean_goal_embedding(
-    net: torch.nn.Module, images: np.ndarray, device: torch.device, chunk: int = 256
-) -> torch.Tensor:
-    """Mean of ``net.encode_goal`` over frames (M, H, W, 3), in chunks: z (D,)."""
-    if len(images) == 0:
-        raise ValueError("no success frames to initialise the task embedding from")
-    total = None
-    for i in range(0, len(images), chunk):
-        x = to_tensor(images[i : i + chunk], device)  # (m, H, W, 3)
-        part = net.encode_goal(x).float().sum(dim=0)  # (D,)
-        total = part if total is None else total + part
-    return total / len(images)
-
-
 class TaskQAgent(AgentBase):
     """Q(o, a; z_task): ``update(batch, aux_batch)``, ``act(obs)``, ``q_values``, state dicts."""
 
@@ -182,6 +168,13 @@ class TaskQAgent(AgentBase):
         if cfg.calibration not in CALIBRATIONS:
             raise ValueError(
                 f"agent.calibration must be one of {CALIBRATIONS}, got {cfg.calibration!r}"
+            )
+        if cfg.task_input == "goal_image" and cfg.am.encoder.kind != "image":
+            raise ValueError(
+                "agent.task_input=goal_image reads the scene's goal image, but this network "
+                f"reads states (agent.am.encoder.kind={cfg.am.encoder.kind!r}, from the init "
+                "checkpoint or the command line): use agent.task_input=embedding (the task "
+                "given by its reward)"
             )
         if cfg.calibration == "calql" and not (cfg.conservative and cfg.policy_candidates):
             raise ValueError(
@@ -244,7 +237,8 @@ class TaskQAgent(AgentBase):
 
     @torch.no_grad()
     def init_task_embedding(self, images: np.ndarray, chunk: int = 256) -> torch.Tensor:
-        """z_task = mean of encode_goal over success frames (M, H, W, 3); returns z (D,).
+        """z_task = mean of encode_goal over success frames (M, H, W, 3), or their states
+        (M, S) with ``encoder.kind=state``; returns z (D,).
 
         The mean of the goal embeddings of the frames that show the task done is the goal
         vector closest (in squared distance) to all of them: the pretrained Q already knows how
@@ -284,27 +278,30 @@ class TaskQAgent(AgentBase):
     def uses_goal_image(self) -> bool:
         return self.cfg.task_input == "goal_image"
 
+    @property
+    def observation(self) -> str:
+        """What the network reads: "image" (camera frames) or "state" (EncoderConfig.kind)."""
+        return self.cfg.am.encoder.kind
+
     def _images(
         self, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """obs, next obs (B, H, W, 3) and, with goal-image input, the goal (B, H, W, 3) or None.
+        """obs, next obs (B, H, W, 3) and, with goal-image input, the goal (B, H, W, 3) or None;
+        states (B, S) with ``encoder.kind=state`` (never a goal: the task is its reward).
 
-        One random shift per sample for all of them (as in pretraining: obs and goal keep
-        their relative geometry)."""
-        images = [to_tensor(batch[K.OBS_IMAGE], self.device)]  # (B, H, W, 3) uint8
-        images.append(to_tensor(batch[K.NEXT_OBS_IMAGE], self.device))
-        if self.uses_goal_image:
-            if K.GOAL_IMAGE not in batch:
-                raise KeyError(
-                    f"agent.task_input=goal_image needs the batch key {K.GOAL_IMAGE!r} (each "
-                    f"episode's goal image); this batch has only {sorted(batch)}"
-                )
-            images.append(to_tensor(batch[K.GOAL_IMAGE], self.device))
-        am = self.cfg.am
-        if am.augment and am.pad > 0:
-            shifts = sample_shifts(images[0].shape[0], am.pad, self.generator, self.device)
-            images = [shift_images(x, shifts, am.pad, channels_last=True) for x in images]
-        return images[0], images[1], images[2] if len(images) > 2 else None
+        One random shift per sample for all images (as in pretraining: obs and goal keep
+        their relative geometry); states are used as they are."""
+        if self.uses_goal_image and K.GOAL_IMAGE not in batch:
+            raise KeyError(
+                f"agent.task_input=goal_image needs the batch key {K.GOAL_IMAGE!r} (each "
+                f"episode's goal image); this batch has only {sorted(batch)}"
+            )
+        am, kind = self.cfg.am, self.observation
+        augment = am.augment and am.pad > 0 and kind == "image"
+        names = ("obs", "next_obs", "goal") if self.uses_goal_image else ("obs", "next_obs")
+        f = batch_frames(batch, kind, names, self.device,
+                         generator=self.generator if augment else None, pad=am.pad)
+        return f["obs"], f["next_obs"], f.get("goal")
 
     def _embed(
         self,
@@ -327,7 +324,8 @@ class TaskQAgent(AgentBase):
         """One gradient step on a reward-labeled batch (+ the auxiliary goal-reaching batch);
         returns ``task/...`` and ``aux/...`` diagnostics, read from the device on first access.
 
-        ``batch``: OBS_IMAGE, NEXT_OBS_IMAGE (B, H, W, 3), ACTION (B, A), REWARD (B,), and
+        ``batch``: OBS_IMAGE, NEXT_OBS_IMAGE (B, H, W, 3) (OBS_STATE, NEXT_OBS_STATE (B, S)
+        with ``encoder.kind=state``), ACTION (B, A), REWARD (B,), and
         MC_RETURN (B,) for ``calibration`` and ``mc_floor``; proprio keys if the network uses them;
         GOAL_IMAGE (B, H, W, 3) with ``task_input="goal_image"``.
         ``aux_batch``: a relabeled GoalBatchSampler batch, used when ``aux_weight`` > 0.
@@ -421,8 +419,10 @@ class TaskQAgent(AgentBase):
                 "this task agent was fine-tuned with agent.task_input=goal_image: acting needs "
                 "the scene's goal image (the env's desired_goal_image)"
             )
-        goal_in = goal_image if self.uses_goal_image else None
-        obs, goal, single = batch_images(obs_image, goal_in, self.device)
+        if self.uses_goal_image:
+            obs, goal, single = batch_images(obs_image, goal_image, self.device)
+        else:  # the task embedding stands in for the goal: none is read
+            (obs, single), goal = act_observations(obs_image, self.observation, self.device), None
         prop = batch_proprio(proprio, self.proprio_dim, self.device)
         net, z = self._acting_weights()
         with autocast_context(self.device, self.amp):
@@ -448,7 +448,8 @@ class TaskQAgent(AgentBase):
 
         Same signature as ``AMAgent.act`` so evaluation and command code can drive either;
         ``goal_image`` is ignored unless ``task_input="goal_image"`` (the task embedding stands
-        in for it). obs (B, H, W, 3) -> (B, A); (H, W, 3) -> (A,). The network and generator
+        in for it). obs (B, H, W, 3) -> (B, A); (H, W, 3) -> (A,); states (B, S) or (S,) with
+        ``encoder.kind=state`` (the env's ``state``). The network and generator
         are the goal agent's, so its CEM acting does the rest.
         """
         e, single = self._task_embedding(obs_image, goal_image, proprio)

@@ -43,8 +43,11 @@ def require_at_least(value: int | None, least: int, field_name: str, command: st
 
 def observation_of(meta: dict[str, Any]) -> str:
     """What a checkpoint's agent reads: "state" for agent.encoder.kind=state, else "image"
-    (also for checkpoints older than the field)."""
+    (also for checkpoints older than the field). A fine-tuned agent keeps its encoder under
+    ``am`` (task Q) or ``gcbc`` (task behaviour cloning)."""
     agent_cfg = meta.get("agent_config") or {}
+    if isinstance(agent_cfg, dict):
+        agent_cfg = agent_cfg.get("am") or agent_cfg.get("gcbc") or agent_cfg
     encoder = agent_cfg.get("encoder") if isinstance(agent_cfg, dict) else None
     return encoder.get("kind", "image") if isinstance(encoder, dict) else "image"
 

@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from goalrl.data import keys
-from goalrl.data.sampler import episode_ends, episode_of, sample_transitions, stream_rng
+from goalrl.data.sampler import (
+    episode_ends,
+    episode_of,
+    sample_transitions,
+    state_vectors,
+    stream_rng,
+)
 from goalrl.data.storage import DatasetError
 
 MC_RETURN = "mc_return"  # (B,) float32: discounted Monte-Carlo return of the logged behaviour
@@ -137,10 +143,12 @@ class LabeledSource:
     to its batches (goal-image task fine-tuning); None leaves GOAL_IMAGE out.
     ``successful_only``: transitions are drawn from the successful episodes alone
     (``successful_episodes``); a source without one has no transitions.
+    ``observation="state"``: o_t and o_{t+1} come as OBS_STATE, NEXT_OBS_STATE (B, S) float32
+    (``sampler.state_vectors``) and no image is read.
     """
 
     def __init__(self, dataset: Any, gamma: float, goal_images: np.ndarray | None = None,
-                 successful_only: bool = False) -> None:
+                 successful_only: bool = False, observation: str = "image") -> None:
         if goal_images is not None and len(goal_images) != dataset.num_episodes:
             raise ValueError(
                 f"{dataset.root}: {len(goal_images)} goal images for "
@@ -148,6 +156,8 @@ class LabeledSource:
             )
         self.dataset = dataset
         self.goal_images = goal_images
+        # (N, S) float32, read once, for state batches
+        self.states = state_vectors(dataset) if observation == "state" else None
         self.rewards = task_rewards(dataset)  # (N,)
         self.returns = mc_returns(
             self.rewards, dataset.episode_starts, dataset.episode_lengths, gamma
@@ -169,20 +179,22 @@ class LabeledSource:
     def gather(self, t: np.ndarray) -> dict[str, np.ndarray]:
         """Transition batch for frame indices t (B,): images, actions, rewards, returns."""
         ds = self.dataset
-        obs = np.empty((len(t), *ds.image_shape), dtype=np.uint8)  # (B, H, W, 3)
-        nxt = np.empty_like(obs)
-        ds.image_pairs(t, out=(obs, nxt))
         episode = ds.episode_of(t)  # (B,)
         last = ds.episode_ends[episode]  # (B,)
-        batch = {
-            keys.OBS_IMAGE: obs,
-            keys.NEXT_OBS_IMAGE: nxt,
+        if self.states is not None:
+            batch = {keys.OBS_STATE: self.states[t], keys.NEXT_OBS_STATE: self.states[t + 1]}
+        else:
+            obs = np.empty((len(t), *ds.image_shape), dtype=np.uint8)  # (B, H, W, 3)
+            nxt = np.empty_like(obs)
+            ds.image_pairs(t, out=(obs, nxt))
+            batch = {keys.OBS_IMAGE: obs, keys.NEXT_OBS_IMAGE: nxt}
+        batch.update({
             keys.ACTION: ds.actions[t],  # (B, A)
             keys.REWARD: self.rewards[t],  # (B,)
             keys.DONE: t + 1 == last,  # (B,) o_{t+1} is the last frame (time limit)
             MC_RETURN: self.returns[t],  # (B,)
             keys.FRAME_INDEX: t,  # (B,)
-        }
+        })
         if ds.proprio is not None:
             batch[keys.OBS_PROPRIO] = ds.proprio[t]  # (B, P)
             batch[keys.NEXT_OBS_PROPRIO] = ds.proprio[t + 1]  # (B, P)
@@ -198,6 +210,7 @@ class TaskBatchSampler:
     round(batch_size * online_ratio) come from the online set and the rest from the offline
     one. ``set_online(dataset)`` swaps in a re-opened online dataset after new episodes.
     ``goal_images`` (and ``set_online``'s): one per episode, for goal-image task input.
+    ``observation``: "image" or "state" (``LabeledSource``), offline and online alike.
     """
 
     def __init__(
@@ -210,6 +223,7 @@ class TaskBatchSampler:
         seed: int = 0,
         goal_images: np.ndarray | None = None,
         successful_only: bool = False,
+        observation: str = "image",
     ) -> None:
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
@@ -217,7 +231,9 @@ class TaskBatchSampler:
             raise ValueError(f"online_ratio must be in [0, 1], got {online_ratio}")
         self.gamma = float(gamma)
         self.successful_only = bool(successful_only)
-        self.offline = LabeledSource(offline, self.gamma, goal_images, self.successful_only)
+        self.observation = observation
+        self.offline = LabeledSource(offline, self.gamma, goal_images, self.successful_only,
+                                     observation)
         if self.offline.num_transitions <= 0:
             which = "successful episodes' " if self.successful_only else ""
             raise DatasetError(f"{offline.root}: no {which}transitions to fine-tune on")
@@ -229,7 +245,7 @@ class TaskBatchSampler:
 
     def set_online(self, dataset: Any | None, goal_images: np.ndarray | None = None) -> None:
         self.online = None if dataset is None else LabeledSource(
-            dataset, self.gamma, goal_images, self.successful_only
+            dataset, self.gamma, goal_images, self.successful_only, self.observation
         )
 
     def split(self) -> tuple[int, int]:

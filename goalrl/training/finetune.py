@@ -12,6 +12,10 @@
    embedding of the labeled successful final frames, no goal image anywhere; with
    ``agent.task_input=goal_image``, every episode's goal image re-rendered from its seed
    (goalrl.data.episode_goals). ``recipe=<name>`` (configs/recipe/) sets the baselines.
+   The network reads what its encoder reads (``encoder.kind``: the init checkpoint's, or
+   ``agent.am.encoder.kind`` / ``bc.gcbc.encoder.kind`` from scratch): camera images, or state
+   vectors (proprio and achieved_goal, as pretraining reads them; online and in evaluation
+   the env's ``state``), checked against the data and the scene before training.
 3. Offline phase, ``steps`` updates: reward-labeled batches, plus (method q) relabeled batches
    of the unlabeled data for the auxiliary goal-reaching loss.
 4. Online phase, ``online_steps`` updates: every ``updates_per_episode`` updates the current
@@ -48,10 +52,12 @@ from goalrl.training.checks import (
 )
 from goalrl.training.finetune_init import (  # noqa: F401  (merge_am_config: re-exported)
     Init,
+    check_aux_states,
     is_none,
     load_init_weights,
     merge_am_config,
     resolve_init,
+    resolve_observation,
 )
 from goalrl.training.loop import Phase, Run, Schedule, open_writer, run_meta, train
 from goalrl.training.online import OnlinePhase
@@ -125,6 +131,7 @@ def open_aux_data(cfg: FinetuneConfig, init: Init, dataset: Any) -> Any | None:
             "pass aux_data=<dir>, or aux_data=none to fine-tune without the auxiliary loss"
         )
     aux = EpisodeDataset(path)
+    check_aux_states(cfg, init, aux)
     check_aux_data_fits(aux, dataset)
     return aux
 
@@ -143,7 +150,8 @@ def success_frame_indices(dataset: Any) -> np.ndarray:
 
 def task_input(agent: Any, cfg: FinetuneConfig, dataset: Any, init: Init) -> tuple[Any, Any, str]:
     """(goal renderer, (E, H, W, 3) episode goal images, where z_task came from): with
-    goal-image input, the labeled episodes' goals; otherwise z_task's initial value."""
+    goal-image input, the labeled episodes' goals; otherwise z_task's initial value (from the
+    success frames' images, or their states (S, 5 + G) for a state network)."""
     from goalrl.data.episode_goals import GoalImageRenderer
 
     if agent.uses_goal_image:
@@ -157,7 +165,12 @@ def task_input(agent: Any, cfg: FinetuneConfig, dataset: Any, init: Init) -> tup
         return None, None, "init checkpoint"
     idx = success_frame_indices(dataset)
     if len(idx):
-        agent.init_task_embedding(dataset.images(idx))  # (S, H, W, 3)
+        if agent.observation == "state":
+            from goalrl.data.sampler import state_vectors
+
+            agent.init_task_embedding(state_vectors(dataset)[idx])  # (S, 5 + G)
+        else:
+            agent.init_task_embedding(dataset.images(idx))  # (S, H, W, 3)
         return None, None, "success frames"
     return None, None, "zeros (no successful labeled episode)"
 
@@ -188,20 +201,23 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     spec = check_dataset_fits(dataset, cfg.task)
     rewards = task_rewards(dataset)  # refuses a dataset without reward or success labels
     init = resolve_init(cfg, dataset, spec, device)
+    observation = resolve_observation(cfg, init, dataset, spec)  # image | state
     aux = open_aux_data(cfg, init, dataset)
     # everything is checked: from here to the end the run holds its folder (a second run on
     # it is refused), and litter of a killed save goes
     with RunFolderLock(out):
         check_out_free(out, "a fine-tuning run", resumable=False)  # again, under the lock
         remove_partial_saves(out)
-        return train_task_agent(cfg, out, device, dataset, rewards, spec, init, aux)
+        return train_task_agent(cfg, out, device, dataset, rewards, spec, init, aux,
+                                observation)
 
 
 def train_task_agent(
     cfg: FinetuneConfig, out: Path, device: torch.device, dataset: Any, rewards: np.ndarray,
-    spec: dict[str, Any], init: Init, aux: Any,
+    spec: dict[str, Any], init: Init, aux: Any, observation: str = "image",
 ) -> dict[str, Any]:
-    """The fine-tuning run proper, on checked data and init: its summary."""
+    """The fine-tuning run proper, on checked data and init: its summary. ``observation``:
+    what the agent reads, "image" or "state" (batches, online episodes, evaluation)."""
     from goalrl.data.sampler import GoalBatchSampler
     from goalrl.data.task import TaskBatchSampler
 
@@ -216,13 +232,15 @@ def train_task_agent(
     # behaviour cloning sees only the successful episodes (offline and online)
     task_sampler = TaskBatchSampler(dataset, cfg.batch_size, gamma=cfg.agent.gamma,
                                     online_ratio=cfg.online_ratio, seed=cfg.seed,
-                                    goal_images=goal_images, successful_only=cfg.method == "bc")
+                                    goal_images=goal_images, successful_only=cfg.method == "bc",
+                                    observation=observation)
     aux_batches = None
     if aux is not None:
         aux_sampler = GoalBatchSampler(
             aux, cfg.aux_batch_size or cfg.batch_size, goal_mode=cfg.goal_mode,
             gamma=init.agent_cfg.am.gamma,
             p_chain=cfg.p_chain if init.agent_cfg.am.chaining else 0.0, seed=cfg.seed,
+            observation=observation,
         )
         aux_batches = aux_sampler.prefetch(depth=cfg.prefetch)
     meta = checkpoint_meta(cfg, agent, dataset, aux, init, z_from)
@@ -248,6 +266,7 @@ def train_task_agent(
             checkpoint_meta=meta,
             env_id=cfg.task,
             image_size=dataset.image_shape[0],
+            observation=observation,
             eval_at_start=True,
             writer=writer,
         ))
@@ -282,6 +301,7 @@ def train_task_agent(
         "labeled_reward_frames": int(rewards.sum()),
         "aux_data": meta["aux_dataset"],
         "task_embedding_init": z_from,
+        "observation": observation,
         **q_only,
         "steps": cfg.steps,
         "online_steps": cfg.online_steps,

@@ -29,7 +29,7 @@ from goalrl.agents import AMConfig
 from goalrl.agents.registry import config_from_dict
 from goalrl.agents.task_q import ARCHITECTURE_FIELDS
 from goalrl.checkpoint import CheckpointError, check_state_fits
-from goalrl.training.checks import TrainingError, check_init_fits, flatten
+from goalrl.training.checks import TrainingError, check_init_fits, check_states_fit, flatten
 
 Q_KINDS = ("am", "task")  # a goal-conditioned Q network: every weight carries over to a task Q
 POLICY_KINDS = ("gcbc", "gcivl", "gciql", "crl", "hiql", "qrl")  # an acting policy's encoder
@@ -154,6 +154,47 @@ def resolve_init(cfg: Any, dataset: Any, spec: dict[str, Any], device: torch.dev
     state, meta = load_checkpoint(step_dir, map_location=str(device))
     return Init(agent_cfg, state["agent"], meta, step_dir, checkpoint_hash(step_dir), kind,
                 carried)
+
+
+def encoder_of(cfg: Any, init: Init) -> tuple[Any, str, str]:
+    """(the run's EncoderConfig, where it came from, its field path there): the init
+    checkpoint's meta.json, or the command line for a scratch run."""
+    encoder = init.agent_cfg.gcbc.encoder if cfg.method == "bc" else init.agent_cfg.am.encoder
+    if init.path is None:
+        return encoder, "finetune", "bc.gcbc.encoder" if cfg.method == "bc" else "agent.am.encoder"
+    nested = {"task": "am.", "task_bc": "gcbc."}.get(init.kind or "", "")
+    return encoder, f"init checkpoint {Path(init.path) / 'meta.json'}", \
+        f"agent_config.{nested}encoder"
+
+
+def resolve_observation(cfg: Any, init: Init, dataset: Any, spec: dict[str, Any]) -> str:
+    """What the task agent reads, "image" or "state" (its encoder's ``kind``), checked against
+    the labeled data and the task scene before any training: a state encoder needs their
+    states, both of the encoder's width (a scratch run takes the data's width); goal-image task
+    input needs images. TrainingError naming the field otherwise. The auxiliary data:
+    ``check_aux_states``."""
+    from goalrl.agents.observations import observation_kind
+
+    encoder, where, field = encoder_of(cfg, init)
+    if encoder.kind == "image":
+        return "image"
+    if cfg.method == "q" and init.agent_cfg.task_input == "goal_image":
+        raise TrainingError(
+            f"agent.task_input=goal_image reads the scene's goal image, but {where}: field "
+            f"'{field}.kind' is 'state'; a state network is fine-tuned on the task given by its "
+            "reward: agent.task_input=embedding"
+        )
+    check_states_fit(encoder, dataset, where, field, f"the labeled dataset {dataset.root}")
+    observation = observation_kind(encoder, dataset)  # a scratch run: the data's state width
+    if spec:
+        check_states_fit(encoder, spec, where, field, f"task scene {cfg.task}")
+    return observation
+
+
+def check_aux_states(cfg: Any, init: Init, aux: Any) -> None:
+    """The auxiliary (unlabeled) data has states of the encoder's width where it reads states."""
+    encoder, where, field = encoder_of(cfg, init)
+    check_states_fit(encoder, aux, where, field, f"the auxiliary data {aux.root}")
 
 
 def init_weights(agent: Any, init: Init) -> tuple[dict[str, Any], dict[str, Any]]:

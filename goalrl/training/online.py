@@ -13,14 +13,18 @@ ONLINE_SEED_OFFSET = 500_000  # online episodes use env seeds from here (eval se
 
 
 def record_episode(env: Any, agent: Any, seed: int, explore_std: float) -> Any:
-    """One episode of the current policy with exploration noise, as EpisodeData. The scene's
-    goal image is handed to an agent only if it reads one (``uses_goal_image``): a task
-    given by its reward alone is played without it."""
+    """One episode of the current policy with exploration noise, as EpisodeData. The agent
+    reads the env's ``image``, or its ``state`` when the network reads states
+    (``agent.observation``); the scene's goal image is handed to it only if it reads one
+    (``uses_goal_image``): a task given by its reward alone is played without it."""
     from goalrl.data.recording import record_rollout
+    from goalrl.evaluate import OBSERVATION_KEYS
+
+    obs_key = OBSERVATION_KEYS[getattr(agent, "observation", "image")][0]
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         goal = obs["desired_goal_image"] if agent.uses_goal_image else None
-        return agent.act(obs["image"], goal, obs["observation"], explore_std=explore_std)
+        return agent.act(obs[obs_key], goal, obs["observation"], explore_std=explore_std)
 
     episode, _ = record_rollout(env, act, seed)
     episode.info = {"policy": "finetune-online", "explore_std": explore_std, "step": agent.step}
