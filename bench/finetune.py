@@ -5,6 +5,15 @@
     python bench/finetune.py --profile gpu --dry-run          # the plan: stages and commands
     python bench/finetune.py --profile gpu                    # run (or continue) the table
     python bench/finetune.py --profile gpu --report-only      # the page from the store
+    python bench/finetune.py --profile state-cpu --dry-run    # the CPU plan, time estimated
+    python bench/finetune.py --profile state-cpu --task grasp --seeds 0   # one seed, ~3 CPU h
+
+Profiles, tasks, methods and the commands of every stage: bench/finetune_plan.py (its
+docstring has the profile table). smoke-state and state-cpu are the state variants: data
+collected at image_size=8, every network reads proprio + achieved_goal vectors
+(``encoder.kind=state``), online episodes and evaluation act on the env's ``state``; AM's
+zero-shot rollouts reach the scene's goal state. Their budgets come from measured speeds
+(bench/finetune_speed.py), so --dry-run prints each stage's CPU time.
 
 Two reward-defined tasks (``--task``): goalrl/Grasp-v0 and goalrl/RearrangeTray-v0 (any
 object into the tray, goalrl.envs.tray_task). Every step is a real ``goalrl`` command. Per task
@@ -30,8 +39,9 @@ each run's training curve (``dip_after_switch`` of its summary, also on its fina
 
 Resumable: a stage whose summary.json exists is reused, an unfinished fine-tuning folder is
 removed and rerun (fine-tuning has no resume), an evaluation whose rows are in the store is
-skipped. The page (docs/benchmarks/finetune.md) is written from the store of the cpu/gpu
-profiles; the smoke profile writes its store and page under its workdir.
+skipped. The page (docs/benchmarks/finetune.md; finetune_state.md for state-cpu) is written
+from the store's rows of that profile (each row names its ``bench_profile``); the smoke
+profiles write their store and page under their workdir.
 """
 
 from __future__ import annotations
@@ -39,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -48,104 +57,21 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from finetune_plan import (  # noqa: F401  (the plan's names, re-exported for tests)
+    METHODS,
+    PROFILES,
+    TASKS,
+    ZERO_SHOT,
+    estimate,
+    estimate_lines,
+    profile_table,
+    shell,
+    stages,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks"
-# the reward-defined tasks: scene, labeled-data policy and its waypoint noise (m)
-TASKS = {"grasp": ("goalrl/Grasp-v0", "grasp", 0.03),
-         "tray": ("goalrl/RearrangeTray-v0", "tray", 0.02)}
 TARGETS = {"vs_scratch": 0.20, "online": 0.70, "dip": 0.10, "vs_zero_shot": 0.15}
-SMALL_NET = ["encoder.conv_channels=[16,32,32]", "encoder.embed_dim=64",
-             "encoder.fusion_dim=128", "encoder.use_proprio=true"]
-TINY_NET = ["encoder.conv_channels=[8,8]", "encoder.embed_dim=16", "encoder.fusion_dim=32"]
-TINY_AM = ["head_hidden_dim=16", "act_cem_samples=32", "act_cem_elites=4", "num_negatives=4"]
-# noise: waypoint noise of the labeled data (None: the task's own; smoke's tiny labeled sets
-# need some successes); net: encoder fields of every network; am: AM fields of its
-# pretraining and of every task Q; task: TaskQConfig fields of every task Q
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": dict(device="cpu", image_size=16, play=3, labeled=4, noise=0.02, pretrain=4,
-                  batch=8, steps=2, online=2, per_episode=2, eval_every=1, eval_episodes=1,
-                  test_episodes=2, seeds=(0, 1), net=TINY_NET, am=TINY_AM,
-                  task=["num_negatives=4"]),
-    "cpu": dict(device="cpu", image_size=64, play=300, labeled=40, noise=None, pretrain=45000,
-                batch=64, steps=1500, online=1500, per_episode=20, eval_every=250,
-                eval_episodes=30, test_episodes=100, seeds=(0, 1, 2), net=SMALL_NET,
-                am=["head_hidden_dim=64"], task=[]),
-    "gpu": dict(device="cuda", image_size=64, play=1000, labeled=40, noise=None, pretrain=30000,
-                batch=256, steps=5000, online=5000, per_episode=20, eval_every=500,
-                eval_episodes=50, test_episodes=100, seeds=(0, 1, 2),
-                net=["encoder.use_proprio=true"], am=[], task=[]),
-}
-# method -> (recipe, init: am | gcbc | none, total updates offline: fine-tuning | pretrain+ft)
-METHODS: dict[str, tuple[str, str, str]] = {
-    "task_q_from_am_aux": ("pretrained", "am", "ft"),
-    "task_q_calql_from_am_aux": ("pretrained", "am", "ft"),
-    "task_q_from_scratch_aux": ("scratch_play", "none", "pretrain+ft"),
-    "task_q_from_gcbc_encoder_aux": ("gcbc_init", "gcbc", "ft"),
-    "task_bc_success_from_scratch": ("bc_success", "none", "pretrain+ft"),
-    "task_bc_success_from_gcbc": ("bc_gcbc_init", "gcbc", "ft"),
-}
-ZERO_SHOT = "am_zero_shot_goal_image"
-
-
-# ------------------------------------------------------------------------------- the plan
-
-def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
-           task: str = "grasp") -> list[dict[str, Any]]:
-    """Every stage of one task in order: {name, args (goalrl command line), out, kind}, for the
-    profile's training seeds or ``seeds``, under ``work``/<task>. Pure."""
-    p = PROFILES[profile]
-    env, policy, task_noise = TASKS[task]
-    work = work / task
-    play, labeled = work / "play", work / "labeled"
-    size = f"image_size={p['image_size']}"
-    run = [f"device={p['device']}", "threads=1" if p["device"] == "cpu" else "threads=0"]
-    out = [
-        dict(name=f"{task}/collect_play", kind="collect", out=play, args=[
-            "collect", f"env={env}", "policy=play", f"episodes={p['play']}", size, "sheet=false",
-            f"out={play}"]),
-        dict(name=f"{task}/collect_labeled", kind="collect", out=labeled, args=[
-            "collect", f"env={env}", f"policy={policy}", f"episodes={p['labeled']}", size,
-            f"waypoint_noise={p['noise'] or task_noise}", f"seed={p['play']}", "sheet=false",
-            f"out={labeled}"]),
-    ]
-    for seed in p["seeds"] if seeds is None else seeds:
-        pre = {kind: work / f"seed{seed}" / f"pretrain_{kind}" for kind in ("am", "gcbc")}
-        for kind, folder in pre.items():
-            fields = p["net"] + (p["am"] if kind == "am" else [])
-            out.append(dict(name=f"{task}/seed{seed}/pretrain_{kind}", kind="pretrain",
-                            out=folder, args=[
-                "pretrain", f"agent={kind}", f"data={play}", f"out={folder}",
-                f"steps={p['pretrain']}", f"batch_size={p['batch']}", "eval_episodes=0",
-                "videos=0", f"seed={seed}", *run, *[f"agent.{k}" for k in fields]]))
-        for method, (recipe, init, budget) in METHODS.items():
-            folder = work / f"seed{seed}" / method
-            steps = p["steps"] + (p["pretrain"] if budget == "pretrain+ft" else 0)
-            bc = recipe.startswith("bc")
-            args = ["finetune", f"recipe={recipe}", f"task={env}", f"data={labeled}",
-                    f"out={folder}", f"steps={steps}", f"online_steps={p['online']}",
-                    f"batch_size={p['batch']}", f"updates_per_episode={p['per_episode']}",
-                    f"eval_every={p['eval_every']}", f"eval_episodes={p['eval_episodes']}",
-                    "videos=0", f"seed={seed}", *run]
-            if init != "none":
-                args.append(f"init={pre[init]}")
-            if recipe == "scratch_play":
-                args.append(f"aux_data={play}")
-            if "calql" in method:
-                args.append("agent.calibration=calql")
-            # the network's shape as the pretrained runs have it (an init checkpoint's own
-            # values: finetune accepts them, refuses any other)
-            if bc:
-                args += [f"bc.gcbc.{k}" for k in p["net"]]
-            else:
-                args += [f"agent.am.{k}" for k in p["net"] + p["am"]]
-                args += [f"agent.{k}" for k in p["task"]]
-            out.append(dict(name=f"{task}/seed{seed}/{method}", kind="finetune", out=folder,
-                            args=args, method=method, seed=seed))
-    return out
-
-
-def shell(args: list[str]) -> str:
-    return "goalrl " + " ".join(shlex.quote(a) for a in args)
 
 
 # ------------------------------------------------------------------------------- running
@@ -188,8 +114,9 @@ def stored_checkpoints(store: Path) -> set[tuple[str, str]]:
 
 def evaluate(ckpt: Path, method: str, point: str, episodes: int, store: Path, logs: Path,
              extra: dict[str, Any] | None = None) -> None:
-    """``goalrl eval`` of one checkpoint on ``episodes`` test seeds; its rows go to the store
-    with ``method`` (what acts, from what), ``bench_point`` and ``extra`` fields."""
+    """``goalrl eval`` of one checkpoint on ``episodes`` test seeds (a state checkpoint acts on
+    the env's state, and AM's zero-shot goal is the scene's goal state); its rows go to the
+    store with ``method`` (what acts, from what), ``bench_point`` and ``extra`` fields."""
     from goalrl.results import append_rows, read_rows
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,12 +136,13 @@ def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] |
     p = PROFILES[profile]
     logs = work / task / "logs"
     done = stored_checkpoints(store)
+    tag = {"bench_profile": profile}  # a profile's table reads its own rows only
     for stage in stages(profile, work, seeds, task):
         run_stage(stage, logs)
         if stage["kind"] == "pretrain" and stage["name"].endswith("am"):
             ckpt = latest_step(stage["out"])
             if (ZERO_SHOT, str(ckpt.resolve())) not in done:
-                evaluate(ckpt, ZERO_SHOT, "zero_shot", p["test_episodes"], store, logs)
+                evaluate(ckpt, ZERO_SHOT, "zero_shot", p["test_episodes"], store, logs, tag)
         if stage["kind"] != "finetune":
             continue
         summary = json.loads((stage["out"] / "summary.json").read_text())
@@ -222,8 +150,8 @@ def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] |
         for point, ckpt in points.items():
             if ckpt is None or (stage["method"], str(Path(ckpt).resolve())) in done:
                 continue
-            extra = {"run_dip_after_switch": summary["dip_after_switch"]} if point == "final" \
-                else None
+            extra = {**tag, **({"run_dip_after_switch": summary["dip_after_switch"]}
+                               if point == "final" else {})}
             evaluate(Path(ckpt), stage["method"], point, p["test_episodes"], store, logs, extra)
 
 
@@ -235,12 +163,15 @@ def latest_step(run: Path) -> Path:
 
 # ------------------------------------------------------------------------------- the table
 
-def cells(rows: list[dict[str, Any]], env: str
+def cells(rows: list[dict[str, Any]], env: str, profile: str | None = None
           ) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
     """(method, bench_point) -> train_seed -> {rate, n, dip, act_rule}, from the store rows of
-    scene ``env``. Pure."""
+    scene ``env`` (and of bench ``profile`` where given: state and image runs share method
+    names). Pure."""
     grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
+        if profile is not None and row.get("bench_profile") != profile:
+            continue
         if "bench_point" in row and row["env"] == env:
             grouped[(row["method"], row["bench_point"], row["train_seed"])].append(row)
     out: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
@@ -332,6 +263,11 @@ def points(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.0f} points"
 
 
+def is_state(profile: str) -> bool:
+    """The profile's networks read state vectors (its net fields set encoder.kind=state)."""
+    return "encoder.kind=state" in PROFILES[profile]["net"]
+
+
 def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None = None) -> str:
     """The page: per task its table and targets, then the protocol and the commands."""
     from goalrl.results import read_rows
@@ -340,7 +276,7 @@ def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None 
     rows = read_rows(store) if store.is_file() else []
     sections, commands = [], []
     for task, (env, _, _) in TASKS.items():
-        c = cells(rows, env)
+        c = cells(rows, env, profile)
         commands += [shell(s["args"]).replace(f"{work}/", "<workdir>/")
                      for s in stages(profile, work, seeds, task)]
         sections += [
@@ -361,6 +297,10 @@ def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None 
         "has the same labeled data, the same unlabeled play data where it uses any, and the "
         "same total updates: see [the protocol](#protocol).",
         "",
+        *([f"Profile {profile}: every network reads state vectors (proprio and achieved_goal, "
+           f"the data collected at {p['image_size']} px), not images; the zero-shot row "
+           "reaches the scene's goal state (`desired_goal_state`).", ""]
+          if is_state(profile) else []),
         f"Store: `{where}`; training seeds {', '.join(map(str, seeds or p['seeds']))}; "
         f"{p['test_episodes']} test rollouts per seed and point (env seeds from 1,000,000 up). "
         "Each cell: the mean over seeds, then the seeds' own rates. The dip comes from the "
@@ -368,6 +308,15 @@ def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None 
         "",
         *sections,
         PROTOCOL,
+        "",
+        "## Profiles",
+        "",
+        "`--profile` (bench/finetune_plan.py). The state profiles read state vectors "
+        "(proprio and achieved_goal) in every network and write their own page "
+        "(finetune_state.md); their time comes from measured speeds "
+        "(bench/finetune_speed.py; `--dry-run` prints it per stage).",
+        "",
+        *profile_table(),
         "",
         "Commands (`<workdir>` is `--workdir`); each run's `summary.json` and the store rows "
         "hold the rest:",
@@ -437,16 +386,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="write the page from the store")
     args = ap.parse_args(argv)
     work = (args.workdir or REPO / "runs" / f"bench_finetune_{args.profile}").resolve()
-    smoke = args.profile == "smoke"
+    smoke = args.profile.startswith("smoke")
     seeds = tuple(args.seeds) if args.seeds else None
     store = (args.store or (work / "results.jsonl" if smoke
                             else REPO / "docs" / "results" / "results.jsonl")).resolve()
-    page = work / "finetune.md" if smoke else DOCS / "finetune.md"
+    # the image profiles' page is finetune.md; the state profile's its own
+    name = "finetune_state.md" if is_state(args.profile) else "finetune.md"
+    page = work / name if smoke else DOCS / name
     tasks = list(TASKS) if args.task == "all" else [args.task]
     if args.dry_run:
-        for stage in (s for task in tasks for s in stages(args.profile, work, seeds, task)):
-            state = "done" if (stage["out"] / "summary.json").is_file() else "to run"
-            print(f"[{stage['name']}] {state}: {shell(stage['args'])}")
+        for task in tasks:
+            cpu = estimate(args.profile, task, seeds, work) or {}
+            for stage in stages(args.profile, work, seeds, task):
+                state = "done" if (stage["out"] / "summary.json").is_file() else "to run"
+                est = (f", about {cpu[stage['name']] / 60:.0f} CPU min"
+                       if stage["name"] in cpu else "")
+                print(f"[{stage['name']}] {state}{est}: {shell(stage['args'])}")
+        print(*estimate_lines(args.profile, tasks, seeds), sep="\n")
         print(f"store: {store}; page: {page}")
         return 0
     for task in [] if args.report_only else tasks:

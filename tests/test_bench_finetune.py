@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_modules import load_bench
+from bench_modules import BENCH, load_bench
 
 from goalrl.results import ROW_VERSION, append_rows, read_rows
 
-bench = load_bench("finetune")
+# run as a script, bench/finetune.py imports its sibling finetune_plan by name
+with pytest.MonkeyPatch.context() as _patch:
+    _patch.syspath_prepend(str(BENCH))
+    bench = load_bench("finetune")
 GRASP = "goalrl/Grasp-v0"
 
 
@@ -56,6 +59,42 @@ def test_plan_gives_every_method_the_same_data_and_total_updates(tmp_path, task)
     assert {arg(s, "data") for s in pretrains} == {str(work / "play")}
     assert {arg(s, "steps") for s in pretrains} == {str(p["pretrain"])}
     assert [s["seed"] for s in runs][:: len(bench.METHODS)] == list(p["seeds"])
+
+
+@pytest.mark.parametrize("task", list(bench.TASKS))
+def test_state_cpu_plan_reads_states_everywhere_and_fits_about_three_cpu_hours_a_seed(
+    tmp_path, task
+) -> None:
+    """state-cpu: the data at 8 px, a state encoder in every network (pretraining, the task Q,
+    behaviour cloning), the same methods, 3 seeds, 100 test rollouts; from the measured speeds
+    one seed of one task (all its methods) costs about 3 CPU hours."""
+    p = bench.PROFILES["state-cpu"]
+    assert p["seeds"] == (0, 1, 2) and p["test_episodes"] == 100
+    plan = bench.stages("state-cpu", tmp_path, task=task)
+    assert {arg(s, "image_size") for s in plan if s["kind"] == "collect"} == {"8"}
+    field = {"pretrain": "agent.encoder.kind", "q": "agent.am.encoder.kind",
+             "bc": "bc.gcbc.encoder.kind"}
+    for stage in plan:
+        if stage["kind"] == "collect":
+            continue
+        which = stage["kind"] if stage["kind"] == "pretrain" else \
+            "bc" if stage["method"].startswith("task_bc") else "q"
+        assert arg(stage, field[which]) == "state", stage["name"]
+    assert {s["method"] for s in plan if s["kind"] == "finetune"} == set(bench.METHODS)
+    cpu = bench.estimate("state-cpu", task)
+    one_seed = sum(v for k, v in cpu.items() if "/seed0/" in k)
+    assert 2.0 * 3600 < one_seed < 3.5 * 3600
+    assert set(cpu) == {s["name"] for s in plan}
+    assert "no time estimate" in bench.estimate_lines("cpu", [task], None)[0]
+
+
+def test_a_profiles_table_reads_its_own_rows_only() -> None:
+    rows = [{**r, "bench_profile": "state-cpu"}
+            for r in rows_of("task_q_from_am_aux", "final", 0, 1.0)]
+    rows += [{**r, "bench_profile": "cpu"} for r in rows_of("task_q_from_am_aux", "final", 0, 0.0)]
+    assert bench.cells(rows, GRASP, "state-cpu")[("task_q_from_am_aux", "final")][0]["rate"] == 1
+    assert bench.cells(rows, GRASP, "cpu")[("task_q_from_am_aux", "final")][0]["rate"] == 0
+    assert bench.cells(rows, GRASP)[("task_q_from_am_aux", "final")][0]["n"] == 20
 
 
 def row(method: str, point: str, seed: int, success: bool, dip: float | None = None,
@@ -153,10 +192,12 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
 
 
 @pytest.mark.slow
-def test_smoke_profile_end_to_end(tmp_path) -> None:
+@pytest.mark.parametrize("profile", ["smoke", "smoke-state"])
+def test_smoke_profile_end_to_end(tmp_path, profile) -> None:
     """The real commands at the smoke size, one training seed, Grasp-v0: every method's rows
-    in the store, the page written; a second run adds nothing."""
-    cmd = [sys.executable, str(bench.REPO / "bench" / "finetune.py"), "--profile", "smoke",
+    in the store, the page written; a second run adds nothing. smoke-state: the same on state
+    vectors (state checkpoints, state fine-tuning, evaluation on the env's state)."""
+    cmd = [sys.executable, str(bench.REPO / "bench" / "finetune.py"), "--profile", profile,
            "--seeds", "0", "--task", "grasp", "--workdir", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, capture_output=True)
@@ -164,7 +205,8 @@ def test_smoke_profile_end_to_end(tmp_path) -> None:
     assert {r["method"] for r in rows} == {*bench.METHODS, bench.ZERO_SHOT}
     assert {r["act_rule"] for r in rows if r["method"].startswith("task_bc")} == \
         {"task_bc_policy"}
-    page = (tmp_path / "finetune.md").read_text()
+    page = (tmp_path / ("finetune_state.md" if profile == "smoke-state" else "finetune.md")
+            ).read_text()
     assert "| task_q_from_scratch_aux | cem_on_q | 1 | 2 |" in page
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     assert len(read_rows(tmp_path / "results.jsonl")) == len(rows)
