@@ -75,3 +75,19 @@ def test_state_and_config_round_trip(tmp_path) -> None:
     obs, prop = batch(2, seed=7)[K.OBS_IMAGE], np.zeros((2, P), np.float32)
     np.testing.assert_array_equal(other.act(obs, None, prop), agent.act(obs, None, prop))
     assert dict(other.update(batch(seed=3))) == dict(agent.update(batch(seed=3)))
+
+
+def test_a_state_policy_fits_state_batches_and_acts_on_one_state() -> None:
+    """gcbc.encoder.kind=state: the update reads OBS_STATE (B, S), never an image; act takes
+    the env's state (S,) -> (A,)."""
+    state = GCBCConfig(encoder=EncoderConfig(kind="state", state_dim=8, embed_dim=16,
+                                             fusion_dim=32, state_hidden=[32]))
+    agent = TaskBCAgent(TaskBCConfig(gcbc=state), (SIZE, SIZE, 3), A, P, seed=0)
+    b = {k: v for k, v in batch().items() if k != K.OBS_IMAGE}
+    b[K.OBS_STATE] = np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32)
+    first = agent.update(b)["bc/mse"]
+    for _ in range(30):
+        info = agent.update(b)
+    assert info["bc/mse"] < first
+    assert agent.act(np.zeros(8, np.float32)).shape == (A,)
+    assert agent.act(np.zeros((3, 8), np.float32)).shape == (3, A)

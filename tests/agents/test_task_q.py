@@ -283,3 +283,32 @@ def test_goal_image_input_needs_goal_images() -> None:
         agent.act(images(2, 0), None)
     with pytest.raises(ValueError, match="agent.task_input.*'goal'"):
         TaskQAgent(cfg(task_input="goal"), (SIZE, SIZE, 3), A)
+
+
+def state_batch(b: int = 8, seed: int = 0, width: int = 8) -> dict[str, np.ndarray]:
+    """A task batch on state vectors (B, S): no image key at all."""
+    batch = {k: v for k, v in task_batch(b, seed).items()
+             if k not in (K.OBS_IMAGE, K.NEXT_OBS_IMAGE)}
+    rng = np.random.default_rng(seed + 7)
+    batch[K.OBS_STATE] = rng.normal(size=(b, width)).astype(np.float32)
+    batch[K.NEXT_OBS_STATE] = rng.normal(size=(b, width)).astype(np.float32)
+    return batch
+
+
+def test_a_state_network_trains_on_state_batches_and_acts_on_one_state() -> None:
+    """encoder.kind=state: the task update reads OBS_STATE / NEXT_OBS_STATE (B, S) and the
+    auxiliary batch's GOAL_STATE, no image; act takes the env's state (S,) -> (A,)."""
+    state = {"kind": "state", "state_dim": 8, "state_hidden": [32]}  # encoder fields
+    agent = TaskQAgent(cfg(am=state), (SIZE, SIZE, 3), A, P)
+    aux = state_batch(8, 3)
+    aux[K.GOAL_STATE] = np.random.default_rng(4).normal(size=(8, 8)).astype(np.float32)
+    aux.update({k: v for k, v in goal_batch().items() if k in (K.REACHED, K.CHAINED, K.OFFSET)})
+    before = [p.detach().clone() for p in agent.q.parameters()]
+    stats = agent.update(state_batch(), aux)
+    assert np.isfinite(float(stats["task/loss"])) and np.isfinite(float(stats["aux/loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.q.parameters()))
+    assert agent.act(np.zeros(8, np.float32)).shape == (A,)
+    assert agent.act(np.zeros((3, 8), np.float32)).shape == (3, A)
+    with pytest.raises(ValueError, match=r"agent.task_input=goal_image .*agent.am.encoder."
+                                         r"kind='state'"):
+        TaskQAgent(cfg(task_input="goal_image", am=state), (SIZE, SIZE, 3), A, P)
