@@ -88,6 +88,17 @@ def test_state_cpu_plan_reads_states_everywhere_and_fits_about_three_cpu_hours_a
     assert "no time estimate" in bench.estimate_lines("cpu", [task], None)[0]
 
 
+def test_the_plan_docstring_table_matches_the_profiles() -> None:
+    """bench/finetune_plan.py's profile table (hand-written) says what PROFILES holds."""
+    doc = sys.modules["finetune_plan"].__doc__
+    for name, p in bench.PROFILES.items():
+        row = next(line.split() for line in doc.splitlines() if line.split()[:1] == [name])
+        assert f"{p['play']:,}/{p['labeled']}" in row, name
+        assert row[-3:] == [f"{p['steps']:,}+{p['online']:,}", str(p["batch"]),
+                            str(p["test_episodes"])], name
+        assert f"{p['pretrain']:,}" in row, name
+
+
 def test_a_profiles_table_reads_its_own_rows_only() -> None:
     rows = [{**r, "bench_profile": "state-cpu"}
             for r in rows_of("task_q_from_am_aux", "final", 0, 1.0)]
