@@ -266,7 +266,6 @@ def train_task_agent(
             checkpoint_meta=meta,
             env_id=cfg.task,
             image_size=dataset.image_shape[0],
-            observation=observation,
             eval_at_start=True,
             writer=writer,
         ))

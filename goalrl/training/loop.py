@@ -82,7 +82,6 @@ class Run:
     checkpoint_meta: dict[str, Any]  # every checkpoint's meta; the loop adds the phase
     env_id: str | None  # evaluation scene (None: no evaluation)
     image_size: int
-    observation: str = "image"  # what the agent reads when evaluated: image | state
     update: Callable[..., Mapping[str, Any]] | None = None  # default: agent.update
     start_step: int = 0  # updates already done (a resumed run)
     eval_at_start: bool = False  # evaluate the initial weights too (phase "init")
@@ -210,8 +209,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate the agent now: a point on the curve, TensorBoard scalars."""
     outcome = evaluate_agent(run.agent, run.env_id, run.schedule.eval_episodes, run.image_size,
-                             videos=videos, video_dir=run.out / "videos",
-                             observation=run.observation)
+                             videos=videos, video_dir=run.out / "videos")
     result.curve.append(eval_point(step, phase, outcome))
     keep_best(run, result, step, outcome)
     if run.writer is not None:
@@ -231,8 +229,7 @@ def log_eval(writer: Any, result: dict[str, Any], step: int) -> None:
 
 
 def evaluate_agent(
-    agent: Any, env_id: str, episodes: int, image_size: int, videos: int, video_dir: Path,
-    observation: str = "image",
+    agent: Any, env_id: str, episodes: int, image_size: int, videos: int, video_dir: Path
 ) -> dict[str, Any]:
     """Evaluation that leaves the agent's RNG as it found it (so resumes stay exact)."""
     # With cuda_graph the generator is registered with the captured update. Restoring its state
@@ -240,6 +237,9 @@ def evaluate_agent(
     # starts (torch's graph-safe RNG), so replays continue from the restored stream
     # (tests/agents/test_update_plumbing.py checks it on a GPU; skipped on CPU).
     rng = agent.get_rng_state()
+    # what the agent reads, image or state: a task agent says (its encoder is nested), the
+    # others' config has the encoder
+    observation = getattr(agent, "observation", None) or agent.cfg.encoder.kind
     try:
         return evaluate_policy(env_id, agent_policy(agent), episodes, image_size=image_size,
                                videos=videos, video_dir=video_dir, observation=observation)
