@@ -328,7 +328,9 @@ def write_page(store: Path, markdown: Path, plots: Path, readme: Path, note: str
         return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
     command = [sys.executable, "-m", "goalrl.cli", "compare", f"results={shown(store)}",
-               "step=val_best", "+where.phase=pretrain",  # fine-tuning rows: bench/finetune.py
+               # the benchmark's goals only: bench/finetune.py's rows (fine-tuned checkpoints,
+               # and its zero-shot rows of pretrained ones) are on env seeds
+               "step=val_best", "+where.phase=pretrain", "+where.goal_split=val|test",
                f"out={shown(plots)}", f"markdown={shown(markdown)}",
                f"readme={shown(readme)}", f"note={note!r}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

@@ -84,9 +84,11 @@ def group_rows(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> dict[tu
 
 
 def filter_rows(rows: Sequence[dict[str, Any]], where: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows whose fields equal ``where``'s values (compared as text: ``train_seed=0``)."""
+    """Rows whose fields equal ``where``'s values (compared as text: ``train_seed=0``); a value
+    ``a|b`` keeps rows equal to either (``goal_split=val|test``)."""
     check_fields(rows, list(where), "where")
-    return [r for r in rows if all(str(r.get(k)) == str(v) for k, v in where.items())]
+    allowed = {k: set(str(v).split("|")) for k, v in where.items()}
+    return [r for r in rows if all(str(r.get(k)) in ok for k, ok in allowed.items())]
 
 
 def select_step(rows: Sequence[dict[str, Any]], step: str | int) -> list[dict[str, Any]]:

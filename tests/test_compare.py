@@ -14,6 +14,7 @@ from goalrl.compare import (
     CompareError,
     cell_lines,
     cell_table,
+    filter_rows,
     iqm_and_mean,
     paired_difference,
     paired_table,
@@ -273,3 +274,13 @@ def test_compare_refuses_a_readme_without_markers_and_leaves_it_alone(tmp_path: 
     assert readme.read_text() == "# Title\n<!-- results:start -->\nno end marker\n"
     with pytest.raises(CompareError, match="readme=.*missing.md: cannot read it"):
         run(CompareConfig(results=str(store), readme=str(tmp_path / "missing.md")))
+
+
+def test_where_keeps_either_of_two_values() -> None:
+    rows = [row(goal_split="val"), row(goal_split="test"), row(goal_split="env_seed"),
+            row(goal_split="test", phase="finetune")]
+    kept = filter_rows(rows, {"goal_split": "val|test"})
+    assert [r["goal_split"] for r in kept] == ["val", "test", "test"]
+    assert filter_rows(rows, {"goal_split": "val|test", "phase": "None"}) == rows[:2]
+    with pytest.raises(CompareError, match="field 'split' is in no row"):
+        filter_rows(rows, {"split": "val|test"})

@@ -4,6 +4,7 @@ store that ``goalrl eval results=<file>`` appends to (the protocol: goalrl/compa
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,8 @@ class CompareConfig:
     # checkpoint step per seed: last (highest evaluated), a number fixed in advance, or val_best
     # (the step it did best at on goal_split=val goals; the table then shows the other splits)
     step: str = "last"
-    # keep only rows with these field values, e.g. +where.goal_split=test +where.env=goalrl/Push-v0
+    # keep only rows with these field values, e.g. +where.goal_split=test +where.env=goalrl/Push-v0;
+    # a|b keeps either value (+where.goal_split='val|test')
     where: dict[str, str] = field(default_factory=dict)
     reps: int = 5000  # bootstrap resamples per interval (the curves use a fifth of them)
     seed: int = 0  # bootstrap seed: the same store gives the same intervals
@@ -153,9 +155,9 @@ def command_line(cfg: CompareConfig) -> str:
         if f.name == "note" or value == getattr(default, f.name):
             continue
         if f.name == "where":
-            parts += [f"+where.{k}={v}" for k, v in value.items()]
+            parts += [shlex.quote(f"+where.{k}={v}") for k, v in value.items()]  # a|b: quoted
         else:
-            parts.append(f"{f.name}={value}")
+            parts.append(shlex.quote(f"{f.name}={value}"))
     if cfg.note:
         parts.append("note='<the paragraph below>'")
     return " ".join(parts)
