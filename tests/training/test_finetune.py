@@ -238,7 +238,7 @@ MARK = 7  # every pixel of the scene's goal image, made recognisable below
 
 @pytest.mark.parametrize("task_input", ["embedding", "bc", "goal_image"])
 def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
-    data, tmp_path, monkeypatch, task_input
+    data, tmp_path, monkeypatch, task_input, task_batch_keys
 ) -> None:
     """The scene's goal image is replaced by a constant picture; every image the network's
     encoder sees (fine-tuning batches, online episodes, evaluation) is checked for it. By
@@ -247,7 +247,6 @@ def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
     task_input=goal_image the same probe finds it (so it can)."""
     from goalrl.agents import networks
     from goalrl.data import keys as K
-    from goalrl.data.task import TaskBatchSampler
     from goalrl.envs.goal_env import TabletopGoalEnv
 
     observation = TabletopGoalEnv._observation
@@ -268,15 +267,7 @@ def test_reward_only_task_trains_and_is_tested_without_any_goal_image(
         return encode(self, images)
 
     monkeypatch.setattr(networks.ImageEncoder, "forward", probe)
-    batch_keys: set[str] = set()
-    sample = TaskBatchSampler.sample
-
-    def spy(self):
-        batch = sample(self)
-        batch_keys.update(batch)
-        return batch
-
-    monkeypatch.setattr(TaskBatchSampler, "sample", spy)
+    batch_keys = task_batch_keys
     reward_only = task_input in ("embedding", "bc")
     if reward_only:
         from goalrl.data import episode_goals

@@ -158,13 +158,12 @@ MARK = 7.0  # every value of the scene's goal state, made recognisable below
 
 @pytest.mark.parametrize("method", ["q", "bc"])
 def test_reward_only_state_task_never_feeds_a_goal_to_the_network(data, tmp_path, monkeypatch,
-                                                                  method) -> None:
+                                                                  method, task_batch_keys) -> None:
     """The env's goal state (``desired_goal_state``) is replaced by a constant vector; every
     state the network's encoder sees (fine-tuning batches, online episodes, evaluation) is
     checked for it, and no task batch carries a goal key. The auxiliary goal-reaching loss
     reads goals of the play data only (its own relabeled goals, never the task scene's)."""
     from goalrl.agents import networks
-    from goalrl.data.task import TaskBatchSampler
     from goalrl.envs.goal_env import TabletopGoalEnv
 
     observation = TabletopGoalEnv._observation
@@ -184,15 +183,7 @@ def test_reward_only_state_task_never_feeds_a_goal_to_the_network(data, tmp_path
         return encode(self, states)
 
     monkeypatch.setattr(networks.StateEncoder, "forward", probe)
-    batch_keys: set[str] = set()
-    sample = TaskBatchSampler.sample
-
-    def spy(self):
-        batch = sample(self)
-        batch_keys.update(batch)
-        return batch
-
-    monkeypatch.setattr(TaskBatchSampler, "sample", spy)
+    batch_keys = task_batch_keys
     init = str(data["am"] if method == "q" else data["gcbc"])
     summary = finetune(config(data, tmp_path / "ft", init=init, method=method, online_steps=2,
                               updates_per_episode=2, eval_episodes=1))
