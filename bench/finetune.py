@@ -313,8 +313,8 @@ def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None 
         "",
         "`--profile` (bench/finetune_plan.py). The state profiles read state vectors "
         "(proprio and achieved_goal) in every network and write their own page "
-        "(finetune_state.md); their time comes from measured speeds "
-        "(bench/finetune_speed.py; `--dry-run` prints it per stage).",
+        "(finetune_state.md); their time comes from the speeds bench/finetune_speed.py "
+        "measures ([finetune_speed.md](finetune_speed.md); `--dry-run` prints it per stage).",
         "",
         *profile_table(),
         "",

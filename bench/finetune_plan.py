@@ -12,13 +12,14 @@ Profiles (``PROFILES``; keep the table in docs/benchmarks/finetune.md's protocol
 
 state-cpu is the one a 2-core CPU machine can run: state variants (the data collected at
 image_size=8, read as proprio + achieved_goal vectors; datasets/README.md "state variant"), a
-state encoder in every network, the same methods and seeds. Its budgets come from
-bench/finetune_speed.py (``SPEEDS``): one seed of one task, all its methods, fits in about 3
-CPU hours; ``--dry-run`` prints the estimate per stage.
+state encoder in every network, the same methods and seeds. Its budgets come from the speeds
+bench/finetune_speed.py measures (docs/benchmarks/finetune_speed.json): one seed of one task,
+all its methods, fits in about 3 CPU hours; ``--dry-run`` prints the estimate per stage.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                 batch=64, steps=1500, online=1500, per_episode=20, eval_every=250,
                 eval_episodes=30, test_episodes=100, seeds=(0, 1, 2), net=SMALL_NET,
                 am=["head_hidden_dim=64"], task=[]),
-    # budgets from SPEEDS: one seed of one task in about 3 CPU hours (``estimate``: Grasp 2.5,
-    # RearrangeTray 3.2, its rollouts twice as long); the fair scratch Q run, 22,000 task-Q
-    # updates with its curve, is about half of it. Batch 128: more updates for the time than
-    # 256 (the task Q's update costs 0.19 s at 128, 0.40 s at 256)
+    # budgets from the measured speeds (finetune_speed.json): one seed of one task in about 3
+    # CPU hours (``estimate``: Grasp 2.4, RearrangeTray 2.9, its rollouts twice as long); the
+    # fair scratch Q run, 22,000 task-Q updates with its curve, is about half of it. Batch
+    # 128: more updates for the time than 256 (a task Q update: 0.19 s at 128, 0.40 s at 256)
     "state-cpu": dict(device="cpu", image_size=8, play=300, labeled=40, noise=None,
                       pretrain=18000, batch=128, steps=2000, online=2000, per_episode=20,
                       eval_every=500, eval_episodes=30, test_episodes=100, seeds=(0, 1, 2),
@@ -142,19 +143,29 @@ def shell(args: list[str]) -> str:
 # ------------------------------------------------------------------------------- time
 
 # CPU seconds per update (batch = the profile's), per rollout of the task scene and per
-# collected episode, one thread, from `bench/finetune_speed.py --task <task> --updates 300
-# --episodes 5` (process CPU time on the 2-core machine under the other jobs' load,
-# 2026-12-06). rollout_cem: CEM on a Q (task Q, AM zero-shot, online episodes);
-# rollout_policy: a policy's mean (GCBC, task BC)
-SPEEDS: dict[str, dict[str, dict[str, float]]] = {
-    # AM 13.9 updates/s, GCBC 130, task Q (with its auxiliary AM batch) 5.4, task BC 163
-    "state-cpu": {
-        "grasp": dict(collect_episode=0.158, pretrain_am=0.0720, pretrain_gcbc=0.00771,
-                      task_q=0.186, task_bc=0.00614, rollout_cem=0.231, rollout_policy=0.164),
-        "tray": dict(collect_episode=0.351, pretrain_am=0.0713, pretrain_gcbc=0.00787,
-                     task_q=0.202, task_bc=0.00747, rollout_cem=0.570, rollout_policy=0.416),
-    },
-}
+# collected episode, one thread: written by `bench/finetune_speed.py --task <task>` (process
+# CPU time, so a loaded machine gives what one free core would). rollout_cem: CEM on a Q (task
+# Q, AM zero-shot, online episodes); rollout_policy: a policy's mean (GCBC, task BC)
+SPEEDS_FILE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "finetune_speed.json"
+SPEED_FIELDS = ("collect_episode", "pretrain_am", "pretrain_gcbc", "task_q", "task_bc",
+                "rollout_cem", "rollout_policy")
+
+
+def load_speeds(path: Path = SPEEDS_FILE) -> dict[str, dict[str, dict[str, float]]]:
+    """{profile: {task: {field: CPU seconds}}} measured so far; {} when nothing is."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path}: not valid JSON ({err}); rerun bench/finetune_speed.py") from err
+    for profile, tasks in data.items():
+        for task, row in tasks.items():
+            missing = [f for f in SPEED_FIELDS if not isinstance(row.get(f), (int, float))]
+            if missing:
+                raise SystemExit(f"{path}: {profile}/{task} lacks {', '.join(missing)}; rerun "
+                                 f"bench/finetune_speed.py --profile {profile} --task {task}")
+    return data
 
 
 def eval_points(steps: int, online: int, every: int) -> int:
@@ -167,11 +178,12 @@ def eval_points(steps: int, online: int, every: int) -> int:
 
 
 def estimate(profile: str, task: str, seeds: tuple[int, ...] | None = None,
-             work: Path = Path("<workdir>")) -> dict[str, float] | None:
+             work: Path = Path("<workdir>"),
+             speeds: dict[str, Any] | None = None) -> dict[str, float] | None:
     """CPU seconds of every stage of ``task`` (collection, and per seed pretraining and each
     method's fine-tuning with its curve's evaluations, online episodes and test rollouts), from
-    ``SPEEDS``; None for a profile without measured speeds. Pure."""
-    speed = SPEEDS.get(profile, {}).get(task)
+    ``speeds`` (default: ``load_speeds()``); None for a profile without measured speeds."""
+    speed = (load_speeds() if speeds is None else speeds).get(profile, {}).get(task)
     if speed is None:
         return None
     p = PROFILES[profile]
@@ -203,7 +215,8 @@ def estimate_lines(profile: str, tasks: list[str], seeds: tuple[int, ...] | None
     for task in tasks:
         per_stage = estimate(profile, task, seeds)
         if per_stage is None:
-            return [f"no time estimate: profile {profile} has no measured speeds (SPEEDS)"]
+            return [f"no time estimate: {SPEEDS_FILE.name} has no speeds of {profile}/{task} "
+                    "(bench/finetune_speed.py measures them)"]
         one = sum(v for k, v in per_stage.items() if "/seed" in k) / len(
             seeds or PROFILES[profile]["seeds"])
         shared = sum(v for k, v in per_stage.items() if "/seed" not in k)

@@ -10,14 +10,19 @@ with or without an init checkpoint, and with Cal-QL's floor), task behaviour clo
 rollouts of the task scene acting on the env's state: CEM on a task Q (what AM's zero-shot
 rollouts and the online episodes of a task Q cost too) and a policy's mean (GCBC, task BC).
 Collection is timed per episode. Figures are process CPU time, so a machine shared with other
-jobs gives what one free core would; wall time is longer under load. Prints one JSON object,
-whose figures go into ``SPEEDS`` in bench/finetune_plan.py.
+jobs gives what one free core would; wall time is longer under load. The row of (profile, task)
+replaces its old one in docs/benchmarks/finetune_speed.json, which bench/finetune_plan.py reads
+to size its plan, and docs/benchmarks/finetune_speed.md is rewritten from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +30,7 @@ from typing import Any
 
 import torch
 import yaml
-from finetune_plan import PROFILES, TASKS
+from finetune_plan import PROFILES, SPEED_FIELDS, SPEEDS_FILE, TASKS, load_speeds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,20 +62,20 @@ def cpu_seconds(fn: Any, n: int) -> float:
 
 
 def collect(work: Path, task: str, size: int, play: int, labeled: int) -> tuple[Any, Any, float]:
-    """(play, labeled) datasets of ``task`` under ``work`` (made once) and CPU s per episode."""
+    """(play, labeled) datasets of ``task``, collected afresh under ``work``, and the CPU
+    seconds per collected episode."""
     from goalrl.commands.collect import CollectConfig
     from goalrl.commands.collect import collect as run_collect
     from goalrl.data.storage import EpisodeDataset
 
     env, policy, noise = TASKS[task]
-    start, episodes = time.process_time(), 0
+    shutil.rmtree(work, ignore_errors=True)  # timed afresh every run
+    start = time.process_time()
     for name, n, kw in (("play", play, {}), ("labeled", labeled,
                                              dict(policy=policy, waypoint_noise=noise))):
-        if not (work / name / "meta.json").is_file():
-            run_collect(CollectConfig(env=env, episodes=n, image_size=size, sheet=False,
-                                      out=str(work / name), seed=0 if name == "play" else n, **kw))
-            episodes += n
-    per_episode = (time.process_time() - start) / episodes if episodes else None
+        run_collect(CollectConfig(env=env, episodes=n, image_size=size, sheet=False,
+                                  out=str(work / name), seed=0 if name == "play" else n, **kw))
+    per_episode = (time.process_time() - start) / (play + labeled)
     return EpisodeDataset(work / "play"), EpisodeDataset(work / "labeled"), per_episode
 
 
@@ -101,7 +106,7 @@ def measure(profile: str, task: str, work: Path, updates: int, episodes: int) ->
     good = TaskBatchSampler(labeled, b, gamma=0.9, observation=kind, successful_only=True)
     am, gcbc = build("am", am_cfg), build("gcbc", gcbc_cfg)
     task_q, task_bc = build("task", task_cfg), build("task_bc", TaskBCConfig(gcbc=gcbc_cfg))
-    out: dict[str, Any] = {"profile": profile, "task": task, "batch": b, "updates": updates,
+    out: dict[str, Any] = {"batch": b, "updates": updates, "rollouts": episodes,
                            "threads": torch.get_num_threads(), "collect_episode": collect_s}
     timed = {"pretrain_am": lambda: am.update(goals.sample()),
              "pretrain_gcbc": lambda: gcbc.update(goals.sample()),
@@ -120,6 +125,30 @@ def measure(profile: str, task: str, work: Path, updates: int, episodes: int) ->
     return out
 
 
+def write(speeds: dict[str, Any], json_path: Path) -> Path:
+    """``speeds`` to ``json_path`` and its table to the .md beside it, each atomically."""
+    md = json_path.with_suffix(".md")
+    lines = ["# CPU time of the fine-tuning benchmark's stages", "",
+             "Written by `bench/finetune_speed.py` (its docstring says what each column times); "
+             "bench/finetune_plan.py sizes its CPU profiles from these figures. Process CPU "
+             "seconds, one torch thread; updates at the profile's batch size.", "",
+             "| profile | task | measured | " + " | ".join(SPEED_FIELDS) + " |",
+             "|---|---|---|" + "---:|" * len(SPEED_FIELDS)]
+    for profile, tasks in sorted(speeds.items()):
+        for task, row in sorted(tasks.items()):
+            cells = " | ".join(f"{row[f]:.4f}" for f in SPEED_FIELDS)
+            lines.append(f"| {profile} | {task} | {row.get('measured', '–')} | {cells} |")
+    lines += ["", "Columns: CPU seconds per collected episode, per update (pretraining AM and "
+              "GCBC, the task Q with its auxiliary batch, task behaviour cloning) and per "
+              "rollout of the task scene (CEM on a Q; a policy's mean)."]
+    for path, text in ((json_path, json.dumps(speeds, indent=2) + "\n"),
+                       (md, "\n".join(lines) + "\n")):
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="state-cpu")
@@ -127,9 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--updates", type=int, default=300, help="timed updates per stage")
     ap.add_argument("--episodes", type=int, default=5, help="timed rollouts per kind")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/goalrl_finetune_speed"))
+    ap.add_argument("--out", type=Path, default=SPEEDS_FILE, help="the speeds JSON to update")
     args = ap.parse_args(argv)
-    result = measure(args.profile, args.task, args.workdir, args.updates, args.episodes)
-    print(json.dumps(result))
+    row = measure(args.profile, args.task, args.workdir, args.updates, args.episodes)
+    row["measured"] = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}, "
+                       f"{os.cpu_count()} cores {platform.machine()}, "
+                       f"load {os.getloadavg()[0]:.1f}")
+    speeds = load_speeds(args.out)
+    speeds.setdefault(args.profile, {})[args.task] = row
+    md = write(speeds, args.out)
+    print(json.dumps(row))
+    print(f"wrote {args.out} and {md}")
     return 0
 
 

@@ -88,6 +88,22 @@ def test_state_cpu_plan_reads_states_everywhere_and_fits_about_three_cpu_hours_a
     assert "no time estimate" in bench.estimate_lines("cpu", [task], None)[0]
 
 
+def test_speeds_come_from_the_measured_file_and_a_broken_file_is_named(tmp_path) -> None:
+    plan = sys.modules["finetune_plan"]
+    assert plan.load_speeds(tmp_path / "absent.json") == {}
+    row = dict.fromkeys(plan.SPEED_FIELDS, 0.0) | {"task_q": 1.0}
+    cost = plan.estimate("state-cpu", "grasp", (0,), speeds={"state-cpu": {"grasp": row}})
+    p = plan.PROFILES["state-cpu"]
+    assert cost["grasp/seed0/task_q_from_am_aux"] == p["steps"] + p["online"]  # 1 s an update
+    broken = tmp_path / "speeds.json"
+    broken.write_text(json.dumps({"state-cpu": {"tray": {"task_q": 0.2}}}))
+    with pytest.raises(SystemExit, match=r"speeds.json: state-cpu/tray lacks collect_episode"):
+        plan.load_speeds(broken)
+    broken.write_text("{")
+    with pytest.raises(SystemExit, match="speeds.json: not valid JSON"):
+        plan.load_speeds(broken)
+
+
 def test_the_plan_docstring_table_matches_the_profiles() -> None:
     """bench/finetune_plan.py's profile table (hand-written) says what PROFILES holds."""
     doc = sys.modules["finetune_plan"].__doc__
