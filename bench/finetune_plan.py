@@ -53,9 +53,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                 eval_episodes=30, test_episodes=100, seeds=(0, 1, 2), net=SMALL_NET,
                 am=["head_hidden_dim=64"], task=[]),
     # budgets from the measured speeds (finetune_speed.json): one seed of one task in about 3
-    # CPU hours (``estimate``: Grasp 2.4, RearrangeTray 2.9, its rollouts twice as long); the
-    # fair scratch Q run, 22,000 task-Q updates with its curve, is about half of it. Batch
-    # 128: more updates for the time than 256 (a task Q update: 0.19 s at 128, 0.40 s at 256)
+    # CPU hours (``--dry-run`` prints the estimate); the fair scratch Q run, 22,000 task-Q
+    # updates with its curve, is about half of it. Batch 128: more updates for the time than
+    # 256 (a task Q update: 0.19 s at 128, 0.40 s at 256)
     "state-cpu": dict(device="cpu", image_size=8, play=300, labeled=40, noise=None,
                       pretrain=18000, batch=128, steps=2000, online=2000, per_episode=20,
                       eval_every=500, eval_episodes=30, test_episodes=100, seeds=(0, 1, 2),

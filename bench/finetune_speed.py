@@ -32,7 +32,7 @@ import torch
 import yaml
 from finetune_plan import PROFILES, SPEED_FIELDS, SPEEDS_FILE, TASKS, load_speeds
 
-REPO = Path(__file__).resolve().parents[1]
+from goalrl.data.storage.files import atomic_write
 
 
 def with_fields(cfg: Any, overrides: list[str]) -> Any:
@@ -141,11 +141,8 @@ def write(speeds: dict[str, Any], json_path: Path) -> Path:
     lines += ["", "Columns: CPU seconds per collected episode, per update (pretraining AM and "
               "GCBC, the task Q with its auxiliary batch, task behaviour cloning) and per "
               "rollout of the task scene (CEM on a Q; a policy's mean)."]
-    for path, text in ((json_path, json.dumps(speeds, indent=2) + "\n"),
-                       (md, "\n".join(lines) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    atomic_write(json_path, (json.dumps(speeds, indent=2) + "\n").encode(), durable=False)
+    atomic_write(md, ("\n".join(lines) + "\n").encode(), durable=False)
     return md
 
 
