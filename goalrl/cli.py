@@ -161,7 +161,7 @@ def run_command(name: str, overrides: list[str]) -> dict[str, Any] | None:
             result["summary"] = summary
             out = OmegaConf.select(cfg, "out", default=None)
             if out and Path(out).is_dir():  # a folder the command wrote (not a video file)
-                write_json_atomic(Path(out) / "summary.json", summary)
+                write_summary(Path(out), summary)
             print_out(json.dumps(summary, default=_json_default))
 
     saved_argv = sys.argv
@@ -265,6 +265,34 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
     os.replace(tmp, path)
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> bool:
+    """Write ``out/summary.json``. A run or dataset folder has a writer lock, which the command
+    released on return: take it again, so a run started on the folder since then never has its
+    summary replaced by this one's. When that run holds it, skip the write (False) and say so."""
+    from goalrl.data.storage import DatasetError
+    from goalrl.data.storage.files import FolderLock
+    from goalrl.data.storage.format import LOCK_FILE
+
+    if not (out / LOCK_FILE).is_file():  # an eval output folder: nobody else writes there
+        write_json_atomic(out / "summary.json", summary)
+        return True
+    lock = FolderLock(out)
+    try:
+        lock.acquire()
+    except DatasetError:
+        print(
+            f"goalrl: {out / 'summary.json'} not written: another run took {out} when this one"
+            " ended; its summary is printed below",
+            file=sys.stderr,
+        )
+        return False
+    try:
+        write_json_atomic(out / "summary.json", summary)
+    finally:
+        lock.release()
+    return True
 
 
 def _json_default(obj: Any) -> Any:

@@ -218,3 +218,22 @@ def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:
     done = subprocess.run(f"{sys.executable} -c \"{script}\" | true", shell=True,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_summary_skipped_while_another_run_holds_the_folder(tmp_path, capsys):
+    from goalrl.cli import write_summary
+    from goalrl.training.run_folder import RunFolderLock
+
+    with RunFolderLock(tmp_path):  # the run that started after ours returned
+        assert write_summary(tmp_path, {"success": 0.5}) is False
+    assert not (tmp_path / "summary.json").exists()
+    assert "another run took" in capsys.readouterr().err
+    assert write_summary(tmp_path, {"success": 0.5}) is True  # free again: written
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"success": 0.5}
+
+
+def test_summary_written_in_a_folder_without_a_lock(tmp_path):
+    from goalrl.cli import write_summary
+
+    assert write_summary(tmp_path, {"n": 1}) is True
+    assert not (tmp_path / ".writer.lock").exists()  # no lock file left in an eval folder

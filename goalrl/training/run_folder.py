@@ -96,9 +96,9 @@ class Best:
     """The checkpoint with the highest evaluation success so far.
 
     It is judged on the run's evaluation episodes (eval_episodes seeds from 1,000,000 up on
-    the evaluation scene): the goals configured for evaluation, not a separate validation split
-    (the benchmark's validation goals come with issue 40). Only evaluations at steps that have a
-    checkpoint (save_every, phase ends) are candidates."""
+    the evaluation scene): the goals configured for evaluation, not a validation split (the
+    benchmark chooses its checkpoints on validation goals itself, in bench/table.py). Only
+    evaluations at steps that have a checkpoint (save_every, phase ends) are candidates."""
 
     checkpoint: str  # step folder name, e.g. step_0000500
     step: int
