@@ -7,6 +7,7 @@ rows appended to one results store, docs/results.md and the README's table regen
     .venv/bin/python bench/table.py --profile state-cpu --jobs 2    # run (or continue) it
     .venv/bin/python bench/table.py --profile gpu --jobs 1 --train-only  # GPU node, no pybullet
     .venv/bin/python bench/table.py --profile gpu --runs <runs copied back>  # then, on a CPU
+    .venv/bin/python bench/table.py --profile state-cpu --report-only  # the page from the store
 
 Resumable at every level: a finished training is not restarted (an unfinished one continues
 with ``resume=true``), an evaluation whose rows (checkpoint, goal split, read-out) are already
@@ -355,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     parser.add_argument("--train-only", action="store_true",
                         help="train the cells, evaluate nothing (a machine without pybullet)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the page and README table from the store, run nothing "
+                             "(after stopping a run between cells)")
     args = parser.parse_args(argv)
     try:
         if args.jobs < 1:
@@ -369,12 +373,16 @@ def main(argv: list[str] | None = None) -> int:
             raise TableError(f"dataset folder {missing[0]} does not exist: make it with "
                              "`goalrl collect dataset=<name> out=<folder>` (datasets/README.md)")
         store = args.store.resolve()
+        if args.report_only and not store.is_file():
+            raise TableError(f"results store {store} does not exist: nothing to report")
         outcomes = store_outcomes(store)
-        todo = [c for c in cells if trained_step(c.run) < PROFILES[args.profile].steps
-                or (not args.train_only and pending_evals(c, PROFILES[args.profile], outcomes))]
-        print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; running {len(todo)}")
+        todo = [] if args.report_only else [
+            c for c in cells if trained_step(c.run) < PROFILES[args.profile].steps
+            or (not args.train_only and pending_evals(c, PROFILES[args.profile], outcomes))]
+        if not args.report_only:
+            print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; running {len(todo)}")
         failed = run_cells(todo, args.profile, store, args.jobs, args.train_only)
-        if not args.train_only and (todo or not args.markdown.exists()):
+        if args.report_only or (not args.train_only and (todo or not args.markdown.exists())):
             ran = [p for p in PROFILES if p == args.profile or (p != "smoke" and (
                 args.runs / p).is_dir())]
             write_page(args.store, args.markdown, args.plots, args.readme,

@@ -79,6 +79,13 @@ def test_smoke_profile_fills_the_store_and_page_then_a_rerun_does_nothing(tmp_pa
     assert {p: p.stat().st_size for p in sizes} == sizes  # no training, evaluation or row
     assert (tmp_path / "results.md").stat().st_mtime_ns == page_time
 
+    (tmp_path / "results.md").unlink()  # stopped between cells: the page is rewritten alone
+    report = run_driver(tmp_path, "--report-only")
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "cells finished" not in report.stdout
+    assert {p: p.stat().st_size for p in sizes} == sizes
+    assert "| am | cem_on_q | reach-play-state | test |" in (tmp_path / "results.md").read_text()
+
 
 def test_unknown_method_or_dataset_is_one_line_naming_it(tmp_path, capsys) -> None:
     assert table.main(["--profile", "smoke", "--methods", "am", "sac", "--dry-run"]) == 2
