@@ -368,30 +368,36 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_plan(cells, args.profile, args.store, args.jobs)
             return 0
+        store = args.store.resolve()
+        if args.report_only:  # the store alone: no dataset, run folder or cell is needed
+            if not store.is_file():
+                raise TableError(f"results store {store} does not exist: nothing to report")
+            write_page(args.store, args.markdown, args.plots, args.readme,
+                       protocol_note(profiles_run(args.profile, args.runs), args.seeds))
+            print(f"store {args.store}; page {args.markdown}")
+            return 0
         missing = sorted({str(c.data) for c in cells if not c.data.is_dir()})
         if missing:
             raise TableError(f"dataset folder {missing[0]} does not exist: make it with "
                              "`goalrl collect dataset=<name> out=<folder>` (datasets/README.md)")
-        store = args.store.resolve()
-        if args.report_only and not store.is_file():
-            raise TableError(f"results store {store} does not exist: nothing to report")
         outcomes = store_outcomes(store)
-        todo = [] if args.report_only else [
-            c for c in cells if trained_step(c.run) < PROFILES[args.profile].steps
-            or (not args.train_only and pending_evals(c, PROFILES[args.profile], outcomes))]
-        if not args.report_only:
-            print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; running {len(todo)}")
+        todo = [c for c in cells if trained_step(c.run) < PROFILES[args.profile].steps
+                or (not args.train_only and pending_evals(c, PROFILES[args.profile], outcomes))]
+        print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; running {len(todo)}")
         failed = run_cells(todo, args.profile, store, args.jobs, args.train_only)
-        if args.report_only or (not args.train_only and (todo or not args.markdown.exists())):
-            ran = [p for p in PROFILES if p == args.profile or (p != "smoke" and (
-                args.runs / p).is_dir())]
+        if not args.train_only and (todo or not args.markdown.exists()):
             write_page(args.store, args.markdown, args.plots, args.readme,
-                       protocol_note(ran, args.seeds))
+                       protocol_note(profiles_run(args.profile, args.runs), args.seeds))
     except TableError as err:
         print(f"bench/table.py: {err}", file=sys.stderr)
         return 2
     print(f"store {args.store}; page {args.markdown}; {len(failed)} cells failed")
     return 1 if failed else 0
+
+
+def profiles_run(profile: str, runs: Path) -> list[str]:
+    """The profiles whose runs fed the store: this one and any other with a runs folder."""
+    return [p for p in PROFILES if p == profile or (p != "smoke" and (runs / p).is_dir())]
 
 
 def run_cells(cells: list[Cell], profile_name: str, store: Path, jobs: int,

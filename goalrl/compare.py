@@ -111,8 +111,10 @@ def select_step(rows: Sequence[dict[str, Any]], step: str | int) -> list[dict[st
 def val_best_rows(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
     """The non-validation rows at the step each (cell, training seed) did best at on the
     validation goals (split ``val``; ties: the earlier step). Validation rows choose, they are
-    not returned; a (cell, seed) without validation rows is left out with a warning."""
-    fields = [f for f in fields if f != "goal_split"]
+    not returned; a (cell, seed) without validation rows is left out with a warning. The step
+    is chosen on all of a seed's validation goals, also when ``fields`` split rows by task:
+    a per-task table then shows the checkpoint the headline used, not one chosen per task."""
+    fields = [f for f in fields if f not in ("goal_split", "task")]
     outcomes: dict[tuple, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["goal_split"] == VAL_SPLIT:

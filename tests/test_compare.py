@@ -125,6 +125,20 @@ def test_val_best_reports_test_goals_at_the_step_best_on_validation_goals() -> N
         val_best_rows(split_rows(0, 100, "test", True), fields)
 
 
+def test_val_best_by_task_keeps_the_step_chosen_on_all_validation_goals() -> None:
+    val = {("task1", 100): True, ("task1", 200): False, ("task2", 100): False,
+           ("task2", 200): True, ("task3", 100): True, ("task3", 200): False}
+    rows = [row(seed=0, step=step, goal_split="val", task=task, success=ok)
+            for (task, step), ok in val.items()]
+    rows += [row(seed=0, step=step, goal_split="test", task=task)
+             for task in ("task1", "task2", "task3") for step in (100, 200)]
+    chosen = val_best_rows(rows, ["method", "act_rule", "dataset", "goal_split", "task"])
+    # 100 is best on all validation goals (2 of 3); task2 alone would have chosen 200
+    assert {(r["task"], r["step"]) for r in chosen} == {("task1", 100), ("task2", 100),
+                                                        ("task3", 100)}
+
+
+
 def test_cell_table_groups_and_picks_the_step() -> None:
     rows = [row(method=m, seed=s, step=st, env_seed=g, success=m == "am" or st == 100)
             for m in ("am", "gcbc") for s in (0, 1) for st in (100, 200) for g in range(4)]
