@@ -213,6 +213,10 @@ def paired_difference(rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[st
             task_bootstrap=True)
     return {
         "goals": len(shared),
+        # seeds behind each side's per-goal means: a side with fewer seeds has a noisier mean
+        # that the interval over goals does not show
+        "a_seeds": len({row["train_seed"] for row in rows_a}),
+        "b_seeds": len({row["train_seed"] for row in rows_b}),
         "a_success": float(np.mean([a[g] for g in shared])),
         "b_success": float(np.mean([b[g] for g in shared])),
         "difference": Estimate(float(points["diff"][0]), float(intervals["diff"][0, 0]),
@@ -314,8 +318,10 @@ def cell_lines(table: Sequence[dict[str, Any]], group_by: Sequence[str],
 def paired_lines(pairs: Sequence[dict[str, Any]], group_by: Sequence[str],
                  contrast: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     shared_fields = [f for f in group_by if f not in contrast]
-    header = [*shared_fields, "A", "B", "goals", "A %", "B %", "A - B, points [95% CI]"]
-    body = [[*(str(p[f]) for f in shared_fields), p["a"], p["b"], str(p["goals"]),
+    header = [*shared_fields, "A", "B", "seeds A/B", "goals", "A %", "B %",
+              "A - B, points [95% CI]"]
+    body = [[*(str(p[f]) for f in shared_fields), p["a"], p["b"],
+             f"{p['a_seeds']}/{p['b_seeds']}", str(p["goals"]),
              f"{100 * p['a_success']:.1f}", f"{100 * p['b_success']:.1f}",
              signed_percent(p["difference"])] for p in pairs]
     return header, body

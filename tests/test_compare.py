@@ -159,6 +159,7 @@ def test_paired_difference_on_shared_goals_only() -> None:
     b = [row("gcbc", env_seed=g, success=g < 2) for g in [*range(4), 9]]
     result = paired_difference(a, b, REPS, seed=0)
     assert result["goals"] == 4
+    assert (result["a_seeds"], result["b_seeds"]) == (2, 1)
     assert (result["a_success"], result["b_success"]) == (1.0, 0.5)
     diff = result["difference"]
     # per-goal differences [0, 0, 1, 1]: a resample of 4 is all 0 (or all 1) with chance

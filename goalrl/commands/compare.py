@@ -141,8 +141,10 @@ def tables_markdown(cells_text: Any, pairs_text: Any, unit: str) -> str:
     parts = [f"### Success ({measures} over seeds x {unit}s, stratified bootstrap 95% "
              "intervals)", "", markdown_table(*cells_text)]
     if pairs_text[1]:
-        parts += ["", "### Paired differences on shared goals (A - B, percentage points, "
-                  "bootstrap 95% interval over goals)", "", markdown_table(*pairs_text)]
+        parts += ["", "### Paired differences on shared goals (A - B, percentage points; per "
+                  "goal each side is averaged over its seeds; bootstrap 95% interval over "
+                  "goals, so a side with fewer seeds is less certain than it shows)", "",
+                  markdown_table(*pairs_text)]
     return "\n".join(parts)
 
 
