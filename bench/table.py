@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from collections import defaultdict
@@ -62,7 +63,7 @@ METHODS: dict[str, Method] = {
     # load, scaled to GCIVL's rows here (estimates); not in the default list (compute)
     "qrl": Method(("agent=qrl",), (None,), 15.0, 1.3, "qrl"),
 }
-DEFAULT_METHODS = ("am", "gcbc", "gcivl", "gciql", "crl", "hiql", "am_no_chaining")
+DEFAULT_METHODS = ("am", "am_prior", "gcbc", "gcivl", "gciql", "crl", "hiql", "am_no_chaining")
 DEFAULT_DATASETS = ("push-play", "push-noisy", "push-stitch")
 # seconds per evaluation rollout, for the plan: Push state, 50 steps, one thread, measured on
 # 4-update checkpoints (goals=val, 1 and 3 per task: AM by CEM 0.21 s, its actor 0.14, GCBC
@@ -84,7 +85,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "state-cpu": Profile(20_000, 256, (5_000, 10_000, 15_000, 20_000), 10, "state", "-state",
-                         "state variants, one core per cell: 4-40 min of training"),
+                         "state variants, one core per cell: 5-70 min of training"),
     # images: AM with its actor runs 1.8 updates/s at batch 256 (about 3.6 at 128), so 10,000
     # updates keep its cell near the issue's 45 minutes on one core
     "images-cpu": Profile(10_000, 128, (2_500, 5_000, 7_500, 10_000), 10, "image", "",
@@ -268,8 +269,9 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     from goalrl.benchmark.tasks import TASK_NAMES
 
     method = METHODS[cell.method]
-    per_256 = method.state_speed if profile.encoder == "state" else method.image_speed
-    speed = per_256 * 256 / profile.batch  # an update's work grows with the batch
+    speed = measured_speed(cell) or (
+        (method.state_speed if profile.encoder == "state" else method.image_speed)
+        * 256 / profile.batch)  # an update's work grows with the batch
     train = max(0, profile.steps - trained_step(cell.run)) / speed / 60
     if profile.device != "cpu":  # the agents' speeds are CPU measurements
         train = math.nan
@@ -281,6 +283,18 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     seconds = sum(rollouts * ROLLOUT_SECONDS["cem" if rule == "cem" else "other"]
                   for _, _, rule in evals)
     return train, seconds / 60, len(evals)
+
+
+def measured_speed(cell: Cell) -> float | None:
+    """Median updates/s of the method's trained cells in this profile's runs (any dataset, from
+    their summary.json), or None before the first: cells that ran two to a machine beside other
+    jobs are a truer guide to the rest than agent_speed.md's measurements."""
+    profile_runs = cell.run.parents[2]  # <runs>/<profile>/<dataset>/<method>/seed<N>
+    speeds = []
+    for summary in profile_runs.glob(f"*/{cell.method}/seed*/summary.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            speeds.append(float(json.loads(summary.read_text())["updates_per_s"]))
+    return statistics.median(speeds) if speeds else None
 
 
 def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> None:
@@ -300,7 +314,8 @@ def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> 
     what = ("CPU hours" if profile.device == "cpu"
             else "hours of evaluation (GPU training time not estimated)")
     print(f"total {total / 60:.1f} {what}; {total / 60 / jobs:.1f} hours wall with "
-          f"--jobs {jobs} (updates/s: docs/benchmarks/agent_speed.md, scaled by batch; rollouts "
+          f"--jobs {jobs} (updates/s: the median of the method's trained cells in this profile, "
+          f"else docs/benchmarks/agent_speed.md scaled by batch; rollouts "
           f"{ROLLOUT_SECONDS['cem']} s with CEM, {ROLLOUT_SECONDS['other']} s otherwise)")
 
 

@@ -119,6 +119,27 @@ def test_dry_run_plans_every_cell_with_its_time(tmp_path, capsys) -> None:
     assert "CPU hours" in out and not (tmp_path / "runs").exists()
 
 
+def test_the_plan_times_a_cell_by_its_methods_trained_cells_when_there_are_any(
+        tmp_path) -> None:
+    runs = tmp_path / "runs"
+    cell = table.plan_cells("state-cpu", ["am"], ["push-stitch"], [0], tmp_path, runs)[0]
+    planned = 20_000 / table.METHODS["am"].state_speed / 60
+    assert table.estimate_minutes(cell, table.PROFILES["state-cpu"], {})[0] == pytest.approx(
+        planned)
+    # two trained AM cells on another dataset at 4 and 6 updates/s, a GCBC one, and a summary
+    # without the field (a run stopped early): AM's median, 5, times the untrained cell
+    for dataset, method, seed, text in [("push-play", "am", 0, '{"updates_per_s": 4.0}'),
+                                        ("push-noisy", "am", 1, '{"updates_per_s": 6.0}'),
+                                        ("push-play", "gcbc", 0, '{"updates_per_s": 80.0}'),
+                                        ("push-play", "am", 2, "{}")]:
+        folder = runs / "state-cpu" / dataset / method / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(text)
+    assert table.measured_speed(cell) == 5.0
+    assert table.estimate_minutes(cell, table.PROFILES["state-cpu"], {})[0] == pytest.approx(
+        20_000 / 5.0 / 60)
+
+
 def test_gpu_profile_trains_and_evaluates_on_cuda_and_does_not_guess_its_time(
         tmp_path, capsys) -> None:
     profile = table.PROFILES["gpu"]
