@@ -10,7 +10,7 @@
 
 Profiles, tasks, methods and the commands of every stage: bench/finetune_plan.py (its
 docstring has the profile table). smoke-state and state-cpu are the state variants: data
-collected at image_size=8, every network reads proprio + achieved_goal vectors
+collected at image_size=8, every network reads state vectors (goalrl.envs.state)
 (``encoder.kind=state``), online episodes and evaluation act on the env's ``state``; AM's
 zero-shot rollouts reach the scene's goal state. Their budgets come from measured speeds
 (bench/finetune_speed.py), so --dry-run prints each stage's CPU time.
@@ -326,8 +326,9 @@ def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None 
         "has the same labeled data, the same unlabeled play data where it uses any, and the "
         "same total updates: see [the protocol](#protocol).",
         "",
-        *([f"Profile {profile}: every network reads state vectors (proprio and achieved_goal, "
-           f"the data collected at {p['image_size']} px), not images; the zero-shot row "
+        *([f"Profile {profile}: every network reads state vectors (the arm's and every "
+           f"object's coordinates and the tray's position, the data collected at "
+           f"{p['image_size']} px), not images; the zero-shot row "
            "reaches the scene's goal state (`desired_goal_state`).", ""]
           if is_state(profile) else []),
         f"Store: `{where}`; training seeds {', '.join(map(str, seeds or p['seeds']))}; "
@@ -341,7 +342,7 @@ def report(profile: str, store: Path, work: Path, seeds: tuple[int, ...] | None 
         "## Profiles",
         "",
         "`--profile` (bench/finetune_plan.py). The state profiles read state vectors "
-        "(proprio and achieved_goal) in every network and write their own page "
+        "(goalrl.envs.state) in every network and write their own page "
         "(finetune_state.md); their time comes from the speeds bench/finetune_speed.py "
         "measures ([finetune_speed.md](finetune_speed.md); `--dry-run` prints it per stage).",
         "",

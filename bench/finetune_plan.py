@@ -11,7 +11,7 @@ Profiles (``PROFILES``; keep the table in docs/benchmarks/finetune.md's protocol
     gpu          64 px images (cuda)      1,000/40        30,000  5,000+5,000       256   100
 
 state-cpu is the one a 2-core CPU machine can run: state variants (the data collected at
-image_size=8, read as proprio + achieved_goal vectors; datasets/README.md "state variant"), a
+image_size=8, read as state vectors; datasets/README.md "state variants"), a
 state encoder in every network, the same methods and seeds. Its budgets come from the speeds
 bench/finetune_speed.py measures (docs/benchmarks/finetune_speed.json): one seed of one task,
 all its methods, fits in about 3 CPU hours; ``--dry-run`` prints the estimate per stage.
@@ -31,7 +31,7 @@ SMALL_NET = ["encoder.conv_channels=[16,32,32]", "encoder.embed_dim=64",
              "encoder.fusion_dim=128", "encoder.use_proprio=true"]
 TINY_NET = ["encoder.conv_channels=[8,8]", "encoder.embed_dim=16", "encoder.fusion_dim=32"]
 TINY_AM = ["head_hidden_dim=16", "act_cem_samples=32", "act_cem_elites=4", "num_negatives=4"]
-# state variants: an MLP on proprio + achieved_goal (its width comes from the data); first
+# state variants: an MLP on the state vectors (its width comes from the data); first
 # field the kind (bench/finetune_speed.py reads it)
 STATE_NET = ["encoder.kind=state"]
 TINY_STATE_NET = ["encoder.kind=state", "encoder.embed_dim=16", "encoder.fusion_dim=32",

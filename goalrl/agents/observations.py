@@ -111,13 +111,15 @@ def act_frames(
 
 def observation_kind(encoder: Any, dataset: Any) -> str:
     """What a run's agent reads from ``dataset``: "image" or "state". For state, fills in
-    ``encoder.state_dim`` (the width of proprio and achieved_goal side by side) when None, and
+    ``encoder.state_dim`` (the width of its state vectors, goalrl.envs.state) when None, and
     refuses a given one that does not match, naming the field."""
     from goalrl.agents.config import AgentConfigError
 
     if encoder.kind != "state":
         return "image"
-    width = (dataset.proprio_dim or 0) + (dataset.goal_dim or 0)
+    from goalrl.envs.state import state_width
+
+    width = state_width(dataset)
     if width == 0:
         raise AgentConfigError(f"agent.encoder.kind=state: dataset {dataset.root} records no "
                                "state (neither proprio nor achieved_goal)")

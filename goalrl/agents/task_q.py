@@ -42,7 +42,7 @@ reward trains Q(o, a, g). Acting then needs the scene's goal image: the task is 
 a picture that a pretrained goal reacher half-solves alone (docs/benchmarks/finetune.md).
 
 **State observations** (``am.encoder.kind="state"``, from a state checkpoint or set for a
-scratch run): o is the state vector (proprio and achieved_goal, as pretraining reads them), no
+scratch run): o is the state vector (goalrl.envs.state, as pretraining reads it), no
 augmentation; the task is given by its reward only (goal-image input is refused).
 
 **Acting** (``act_with_target``, on by default): CEM over the Polyak-averaged target network

@@ -15,6 +15,8 @@ _FIELD_DOC = {
     "rewards": "task reward r(o_t, a_t); zero on each episode's last frame",
     "success": "success label of frame t (0/1)",
     "achieved_goal": "low-dim achieved goal (e.g. object positions) at frame t",
+    "state": "what state-based agents read at frame t: the arm's and objects' coordinates "
+             "and the scene layout (tray)",
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from goalrl.data.storage import DatasetWriter, EpisodeData
 from goalrl.envs.play import SkillStats
+from goalrl.envs.state import STATE_KEY
 from goalrl.errors import UserError
 
 # valid values of `policy`: play (scripted noisy sub-skills), stitch (one skill per episode,
@@ -168,6 +169,7 @@ def env_spec(env_id: str, image_size: int) -> dict[str, Any]:
             "action_high": env.action_space.high.astype(float).tolist(),
             "proprio_dim": int(space["observation"].shape[0]),
             "goal_dim": int(space["achieved_goal"].shape[0]),
+            "state_dim": int(space[STATE_KEY].shape[0]),
             "max_episode_steps": env.spec.max_episode_steps if env.spec else None,
         }
     finally:
@@ -233,6 +235,7 @@ def collect_dataset(
         action_dim=spec["action_dim"],
         proprio_dim=spec["proprio_dim"],
         goal_dim=spec["goal_dim"],
+        state_dim=spec["state_dim"],
         env_id=env,
         source=f"goalrl collect policy={policy}",
         fps=10.0,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from goalrl.data.storage import EpisodeData
+from goalrl.envs.state import STATE_KEY
 
 
 def record_rollout(
@@ -19,6 +20,7 @@ def record_rollout(
     """
     obs, info = env.reset(seed=seed)
     images, proprio, achieved = [obs["image"]], [obs["observation"]], [obs["achieved_goal"]]
+    states = [obs[STATE_KEY]]
     success, actions, rewards = [info["is_success"]], [], []
     done = False
     while not done:
@@ -29,6 +31,7 @@ def record_rollout(
         images.append(obs["image"])
         proprio.append(obs["observation"])
         achieved.append(obs["achieved_goal"])
+        states.append(obs[STATE_KEY])
         success.append(info["is_success"])
         done = terminated or truncated
     episode = EpisodeData(
@@ -38,6 +41,7 @@ def record_rollout(
         rewards=np.asarray(rewards, dtype=np.float32),  # (T,)
         success=np.asarray(success, dtype=bool),  # (T+1,)
         achieved_goal=np.stack(achieved).astype(np.float32),  # (T+1, G)
+        state=np.stack(states).astype(np.float32),  # (T+1, S)
         seed=seed,
     )
     return episode, obs

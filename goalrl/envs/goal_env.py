@@ -6,8 +6,9 @@ Observation dict:
   desired_goal       (G,) float32  the same quantities in the goal layout
   image              (H, W, 3) uint8  camera view now
   desired_goal_image (H, W, 3) uint8  camera view of the goal layout
-  state              (5+G,) float32  observation then achieved_goal (goalrl.envs.state)
-  desired_goal_state (5+G,) float32  the same for the goal layout (arm pose pictured in it)
+  state              (5+C,) float32  observation then the scene's coordinates: each object's
+                                     xyz and the tray's xy (goalrl.envs.state)
+  desired_goal_state (5+C,) float32  the same for the goal layout (arm pose pictured in it)
 
 Action (4,) or (5,) with ``yaw=True``, each in [-1, 1]: tcp displacement dx, dy, dz
 (scaled by ``max_step`` metres), gripper command (-1 open .. +1 closed), and optional
@@ -92,7 +93,7 @@ class TabletopGoalEnv(GoalEnv):
 
         img = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         goal = gym.spaces.Box(-10.0, 10.0, (task.goal_dim,), np.float32)
-        state = gym.spaces.Box(-10.0, 10.0, (state_dim(task.goal_dim),), np.float32)
+        state = gym.spaces.Box(-10.0, 10.0, (state_dim(task.scene_dim),), np.float32)
         self.observation_space = gym.spaces.Dict(
             {
                 "observation": gym.spaces.Box(-10.0, 10.0, (5,), np.float32),
@@ -109,7 +110,7 @@ class TabletopGoalEnv(GoalEnv):
         self.goal_layout: Layout | None = None
         self.goal = np.zeros(task.goal_dim, np.float32)
         self.goal_image = np.zeros((self.image_size, self.image_size, 3), np.uint8)
-        self.goal_state = np.zeros(state_dim(task.goal_dim), np.float32)
+        self.goal_state = np.zeros(state_dim(task.scene_dim), np.float32)
 
     # ---- gymnasium API ------------------------------------------------------------------
     def reset(
@@ -215,7 +216,7 @@ class TabletopGoalEnv(GoalEnv):
         self.goal_image = self.scene.render()
         self.goal = self.task.goal_vector(goal)
         self.goal_state = state_vector(
-            [*goal.tcp, goal.opening, wrap_yaw(goal.yaw)], self.goal
+            [*goal.tcp, goal.opening, wrap_yaw(goal.yaw)], self.task.scene_vector(goal)
         )
         self.goal_layout = goal
         self.scene.restore(state)
@@ -274,7 +275,7 @@ class TabletopGoalEnv(GoalEnv):
             "desired_goal": self.goal.copy(),
             "image": self.scene.render(),
             "desired_goal_image": self.goal_image.copy(),
-            STATE_KEY: state_vector(proprio, achieved),
+            STATE_KEY: state_vector(proprio, self.task.scene_vector(self.current_layout())),
             GOAL_STATE_KEY: self.goal_state.copy(),
         }
 

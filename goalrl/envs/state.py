@@ -1,12 +1,18 @@
-"""The low-dim state observation: arm and object coordinates, for state-based agents.
+"""The low-dim state observation: arm and scene coordinates, for state-based agents.
 
-A goalrl dataset stores per frame ``proprio`` (tcp xyz, gripper opening, tcp yaw) and
-``achieved_goal`` (each object's xyz; the tcp's xyz in Reach), so the state is their
-concatenation and every dataset carries its own state variant: the same episodes, read
-without images. Pure numpy: no simulator is loaded.
+The state is ``proprio`` (tcp xyz, gripper opening, tcp yaw) followed by the scene's
+coordinates (``Task.scene_vector``: each object's xyz, then the tray's xy where there is one;
+the tcp's xyz in Reach). A collected dataset records it per frame (field ``state``), so every
+dataset carries its own state variant: the same episodes, read without images. The goal
+vector is not enough: Grasp's holds only the objects' heights and no goal holds the tray,
+so a policy reading it would not see where to reach. Data recorded before the field existed
+(and imported data) stand in proprio and achieved_goal side by side, the same numbers in
+Reach and Push. Pure numpy: no simulator is loaded.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -15,23 +21,30 @@ GOAL_STATE_KEY = "desired_goal_state"  # env observation key: (S,) state of the 
 PROPRIO_DIM = 5  # tcp x, y, z, gripper opening, tcp yaw
 
 
-def state_vector(proprio: np.ndarray, achieved_goal: np.ndarray) -> np.ndarray:
-    """(..., 5 + G) float32: ``proprio`` (..., 5) then ``achieved_goal`` (..., G)."""
+def state_vector(proprio: np.ndarray, scene: np.ndarray) -> np.ndarray:
+    """(..., 5 + C) float32: ``proprio`` (..., 5) then the scene's coordinates (..., C)."""
     proprio = np.asarray(proprio, dtype=np.float32)
-    achieved_goal = np.asarray(achieved_goal, dtype=np.float32)
+    scene = np.asarray(scene, dtype=np.float32)
     if proprio.shape[-1] != PROPRIO_DIM:
         raise ValueError(
             f"proprio must end in {PROPRIO_DIM} values (tcp xyz, opening, yaw), "
             f"got shape {proprio.shape}"
         )
-    if proprio.shape[:-1] != achieved_goal.shape[:-1]:
+    if proprio.shape[:-1] != scene.shape[:-1]:
         raise ValueError(
-            f"proprio {proprio.shape} and achieved_goal {achieved_goal.shape} must share "
+            f"proprio {proprio.shape} and scene coordinates {scene.shape} must share "
             f"their leading (batch) shape"
         )
-    return np.concatenate([proprio, achieved_goal], axis=-1)
+    return np.concatenate([proprio, scene], axis=-1)
 
 
-def state_dim(goal_dim: int) -> int:
-    """Length of the state vector of a scene whose goal vector has ``goal_dim`` values."""
-    return PROPRIO_DIM + int(goal_dim)
+def state_dim(scene_dim: int) -> int:
+    """Length of the state vector of a scene with ``scene_dim`` coordinates."""
+    return PROPRIO_DIM + int(scene_dim)
+
+
+def state_width(data: Any) -> int:
+    """Width of the state vectors of a dataset (an EpisodeDataset) or a scene's spec dict: its
+    recorded ``state`` field, else proprio and achieved_goal side by side; 0 when neither."""
+    get = data.get if isinstance(data, dict) else lambda name: getattr(data, name, None)
+    return get("state_dim") or (get("proprio_dim") or 0) + (get("goal_dim") or 0)

@@ -93,6 +93,30 @@ class Task:
             return len(self.objects)
         return 3 * len(self.objects)
 
+    @property
+    def goal_shows_scene(self) -> bool:
+        """Whether the goal vector holds every scene coordinate (Reach, Push), so that data
+        recorded without a ``state`` field can stand in proprio and achieved_goal for it."""
+        return self.goal in ("tcp", "place") and not self.container
+
+    @property
+    def scene_dim(self) -> int:
+        """Length of ``scene_vector``."""
+        if self.goal == "tcp":
+            return 3
+        return 3 * len(self.objects) + (2 if self.container else 0)
+
+    def scene_vector(self, layout: Layout) -> np.ndarray:
+        """(scene_dim,) float32: what a state-based agent sees of the scene besides the arm:
+        each object's xyz, then the tray's xy (Reach: the tcp's xyz, its goal). It leaves out
+        nothing that varies between episodes, unlike the goal vector (goalrl.envs.state)."""
+        if self.goal == "tcp":
+            return layout.tcp.astype(np.float32)
+        parts = [layout.objects[s.name][:3] for s in self.objects]
+        if self.container:
+            parts.append(layout.tray[:2])
+        return np.concatenate(parts).astype(np.float32)
+
     # ---- layouts ------------------------------------------------------------------------
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         """A random start: objects apart from each other and from the tray, arm above."""

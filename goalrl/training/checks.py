@@ -232,18 +232,13 @@ def check_aux_data_fits(aux: Any, dataset: Any) -> None:
         raise TrainingError(f"auxiliary data {aux.root} and {dataset.root} differ in proprio")
 
 
-def state_width(data: Any) -> int:
-    """Width of the state vector a dataset (or a scene's spec dict) records: proprio and
-    achieved_goal side by side (goalrl.data.sampler.state_vectors); 0 when neither."""
-    get = data.get if isinstance(data, dict) else lambda name: getattr(data, name, None)
-    return (get("proprio_dim") or 0) + (get("goal_dim") or 0)
-
-
 def check_states_fit(encoder: Any, data: Any, where: str, field: str, what: str) -> None:
     """TrainingError naming ``where`` and ``field`` (the encoder config's path) when a state
     encoder (``kind=state``) cannot read ``data``, an EpisodeDataset or a scene's spec (``what``
     says which): it records no state (neither proprio nor achieved_goal), or states of another
     width than ``state_dim``. An image encoder passes."""
+    from goalrl.envs.state import state_width
+
     if encoder.kind != "state":
         return
     width = state_width(data)
@@ -255,7 +250,7 @@ def check_states_fit(encoder: Any, data: Any, where: str, field: str, what: str)
     if encoder.state_dim is not None and encoder.state_dim != width:
         raise TrainingError(
             f"{where}: field '{field}.state_dim' is {encoder.state_dim} but {what} has "
-            f"{width}-d states (proprio and achieved_goal); use data of the checkpoint's scene"
+            f"{width}-d states; use data of the checkpoint's scene"
         )
 
 

@@ -14,7 +14,7 @@
    (goalrl.data.episode_goals). ``recipe=<name>`` (configs/recipe/) sets the baselines.
    The network reads what its encoder reads (``encoder.kind``: the init checkpoint's, or
    ``agent.am.encoder.kind`` / ``bc.gcbc.encoder.kind`` from scratch): camera images, or state
-   vectors (proprio and achieved_goal, as pretraining reads them; online and in evaluation
+   vectors (goalrl.envs.state, as pretraining reads them; online and in evaluation
    the env's ``state``), checked against the data and the scene before training.
 3. Offline phase, ``steps`` updates: reward-labeled batches, plus (method q) relabeled batches
    of the unlabeled data for the auxiliary goal-reaching loss.

@@ -71,6 +71,8 @@ class OnlinePhase:
             self.open()
         seed = ONLINE_SEED_OFFSET + self.cfg.seed * 10_000 + self.episodes
         episode = record_episode(self.env, agent, seed, self.cfg.explore_std)
+        if self.dataset.state_dim is None:  # labeled data from before the field: mix alike
+            episode.state = None
         self.recorder.append(episode)
         self.episodes += 1
         self.successes += int(episode.success[-1])
@@ -92,6 +94,7 @@ class OnlinePhase:
             action_dim=spec["action_dim"],
             proprio_dim=spec["proprio_dim"],
             goal_dim=spec["goal_dim"],
+            state_dim=self.dataset.state_dim,
             env_id=self.cfg.task,
             source="goalrl finetune (online policy episodes)",
             has_rewards=True,

@@ -48,6 +48,7 @@ def copy_with(src: EpisodeDataset, dst, seeds) -> EpisodeDataset:
     """The episodes of ``src`` rewritten with other seeds (None: no seed)."""
     with DatasetWriter(dst, image_shape=src.image_shape, action_dim=src.action_dim,
                        proprio_dim=src.proprio_dim, goal_dim=src.meta["goal_dim"],
+                       state_dim=src.state_dim,
                        env_id=src.meta["env_id"]) as writer:
         for i, seed in enumerate(seeds):
             episode = src.episode(i)

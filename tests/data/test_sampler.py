@@ -468,3 +468,29 @@ def test_mixture_options_need_value_goals(dataset: EpisodeDataset) -> None:
         GoalBatchSampler(dataset, 4, actor_goals=actor_goal_mixture())
     with pytest.raises(ValueError, match="observation"):
         GoalBatchSampler(dataset, 4, observation="pixels")
+
+
+@pytest.mark.parametrize(("env_id", "recorded", "refused"), [
+    ("goalrl/Push-v0", False, False),  # Push's achieved goal is the cube's xyz: it stands in
+    ("goalrl/Grasp-v0", False, True),  # Grasp's holds only heights: refused, not read blind
+    ("goalrl/RearrangeTray-v0", False, True),  # no goal holds the tray
+    ("goalrl/Grasp-v0", True, False),  # recorded states are read as they are
+])
+def test_state_vectors_read_the_recorded_state_or_refuse_a_blind_stand_in(
+        tmp_path: Path, env_id: str, recorded: bool, refused: bool) -> None:
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "ds", image_shape=SHAPE, action_dim=2, proprio_dim=5,
+                       goal_dim=2, state_dim=11 if recorded else None, env_id=env_id,
+                       durable=False) as w:
+        w.append(EpisodeData(
+            images=np.zeros((4, *SHAPE), np.uint8), actions=np.zeros((3, 2), np.float32),
+            proprio=rng.normal(size=(4, 5)).astype(np.float32),
+            achieved_goal=rng.normal(size=(4, 2)).astype(np.float32),
+            state=rng.normal(size=(4, 11)).astype(np.float32) if recorded else None))
+    ds = EpisodeDataset(tmp_path / "ds")
+    if refused:
+        with pytest.raises(UserError, match=r"ds: no field 'state'.*leave out where"):
+            state_vectors(ds)
+        return
+    expected = ds.state if recorded else np.concatenate([ds.proprio, ds.achieved_goal], 1)
+    np.testing.assert_array_equal(state_vectors(ds), expected)

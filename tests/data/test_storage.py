@@ -23,7 +23,7 @@ SHAPE = (8, 8, 3)
 def make_episode(rng: np.random.Generator, steps: int, shape=SHAPE, action_dim: int = 3,
                  proprio_dim: int | None = None, goal_dim: int | None = None,
                  rewards: bool = False, success: bool = False, seed: int | None = None,
-                 info: dict | None = None) -> EpisodeData:
+                 info: dict | None = None, state_dim: int | None = None) -> EpisodeData:
     return EpisodeData(
         images=rng.integers(0, 256, (steps + 1, *shape), dtype=np.uint8),
         actions=rng.uniform(-1, 1, (steps, action_dim)).astype(np.float32),
@@ -32,6 +32,8 @@ def make_episode(rng: np.random.Generator, steps: int, shape=SHAPE, action_dim: 
         rewards=rng.integers(0, 2, steps).astype(np.float32) if rewards else None,
         success=rng.integers(0, 2, steps + 1).astype(bool) if success else None,
         achieved_goal=None if goal_dim is None else rng.normal(size=(steps + 1, goal_dim)).astype(
+            np.float32),
+        state=None if state_dim is None else rng.normal(size=(steps + 1, state_dim)).astype(
             np.float32),
         seed=seed,
         info=info or {},
@@ -46,7 +48,7 @@ def writer(root: Path, **kw) -> DatasetWriter:
 def assert_same_episode(a: EpisodeData, b: EpisodeData) -> None:
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.actions, b.actions)
-    for name in ("proprio", "rewards", "success", "achieved_goal"):
+    for name in ("proprio", "rewards", "success", "achieved_goal", "state"):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None), name
         if x is not None:
@@ -58,10 +60,11 @@ def assert_same_episode(a: EpisodeData, b: EpisodeData) -> None:
 @pytest.mark.parametrize("full", [False, True])
 def test_round_trip(tmp_path: Path, shape, full: bool) -> None:
     rng = np.random.default_rng(0)
-    opts = dict(proprio_dim=4, goal_dim=2, rewards=True, success=True) if full else {}
+    opts = (dict(proprio_dim=4, goal_dim=2, rewards=True, success=True, state_dim=7) if full
+            else {})
     eps = [make_episode(rng, int(rng.integers(1, 9)), shape=shape, seed=i, info={"i": i},
                         **opts) for i in range(7)]
-    dims = dict(proprio_dim=4, goal_dim=2) if full else {}
+    dims = dict(proprio_dim=4, goal_dim=2, state_dim=7) if full else {}
     with writer(tmp_path / "ds", image_shape=shape, env_id="goalrl/Push-v0", fps=5.0,
                 extra_meta={"note": "x"}, **dims) as w:
         for i, ep in enumerate(eps):
@@ -88,8 +91,10 @@ def test_round_trip(tmp_path: Path, shape, full: bool) -> None:
     if full:
         assert ds.success.dtype == bool and ds.rewards.shape == (ds.num_frames,)
         assert ds.achieved_goal.shape == (ds.num_frames, 2)
+        assert ds.state.shape == (ds.num_frames, 7) and ds.state_dim == 7
     else:
         assert ds.proprio is None and ds.rewards is None and ds.success is None
+        assert ds.state is None and ds.state_dim is None and "state_dim" not in ds.meta
     # metadata and card
     meta = ds.meta
     assert meta["format_version"] == FORMAT_VERSION and meta["env_id"] == "goalrl/Push-v0"
@@ -188,6 +193,7 @@ def test_resume_appending(tmp_path: Path) -> None:
         ({"action_dim": 4}, "action_dim"),
         ({"proprio_dim": None}, "proprio_dim"),
         ({"goal_dim": 3}, "goal_dim"),
+        ({"state_dim": 7}, "state_dim"),
         ({"action_low": -2.0}, "action_low"),
         ({"env_id": "other"}, "env_id"),
         ({"has_rewards": False}, "rewards"),
@@ -270,6 +276,8 @@ def _bad(rng: np.random.Generator, case: str) -> EpisodeData:
         ep.rewards = None
     elif case == "unexpected goal":
         ep.achieved_goal = np.zeros((5, 3), np.float32)
+    elif case == "unexpected state":
+        ep.state = np.zeros((5, 8), np.float32)
     elif case == "unexpected success":
         ep.success = np.zeros(5, bool)
     elif case == "success dtype":
@@ -297,6 +305,7 @@ _CASES = {
     "proprio nan": "'proprio'.*non-finite",
     "missing rewards": "'rewards' is missing",
     "unexpected goal": "'achieved_goal' given.*goal_dim",
+    "unexpected state": "'state' given.*state_dim",
     "unexpected success": "'success' given",
     "success dtype": "'success'",
     "seed": "'seed'",

@@ -74,7 +74,7 @@ def test_noisy_play_sends_larger_and_correlated_noise_than_play() -> None:
     assert np.abs(noisy).mean() > 2 * np.abs(play).mean()  # measured: 0.58 against 0.10
 
 
-def test_state_vector_concatenates_proprio_and_achieved_goal() -> None:
+def test_state_vector_concatenates_proprio_and_the_scene() -> None:
     proprio, achieved = np.ones((4, 2, 5)), np.zeros((4, 2, 9))
     state = state_vector(proprio, achieved)
     assert state.shape == (4, 2, 14) and state.dtype == np.float32
@@ -84,15 +84,38 @@ def test_state_vector_concatenates_proprio_and_achieved_goal() -> None:
         state_vector(np.ones((4, 5)), np.zeros((3, 3)))
 
 
-@pytest.mark.parametrize("scene", ["Reach", "Push", "Rearrange"])
+@pytest.mark.parametrize("scene", ["Reach", "Push", "Rearrange", "Grasp"])
 def test_env_observations_carry_the_state_and_the_goal_state(scene: str) -> None:
     env = gym.make(f"goalrl/{scene}-v0", image_size=8)
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(env.action_space.sample())
-    np.testing.assert_array_equal(obs[STATE_KEY],
-                                  state_vector(obs["observation"], obs["achieved_goal"]))
+    core = env.unwrapped
+    np.testing.assert_array_equal(
+        obs[STATE_KEY], state_vector(obs["observation"], core.task.scene_vector(
+            core.current_layout())))
     goal_state = obs[GOAL_STATE_KEY]
-    np.testing.assert_array_equal(goal_state[5:], obs["desired_goal"])
-    np.testing.assert_allclose(goal_state[:3], env.unwrapped.goal_layout.tcp, atol=1e-6)
+    np.testing.assert_array_equal(goal_state[5:], core.task.scene_vector(core.goal_layout))
+    if core.task.goal_shows_scene:  # the goal vectors hold the same numbers
+        np.testing.assert_array_equal(obs[STATE_KEY][5:], obs["achieved_goal"])
+        np.testing.assert_array_equal(goal_state[5:], obs["desired_goal"])
+    np.testing.assert_allclose(goal_state[:3], core.goal_layout.tcp, atol=1e-6)
     assert env.observation_space.contains(obs)
+    env.close()
+
+
+@pytest.mark.parametrize(("scene", "width"), [("Grasp", 5 + 6), ("Rearrange", 5 + 9 + 2)])
+def test_the_state_shows_where_every_object_and_the_tray_are(scene: str, width: int) -> None:
+    # Grasp's goal vector holds only heights and no goal holds the tray: a state read from
+    # them would not show where to reach (goalrl.envs.state)
+    env = gym.make(f"goalrl/{scene}-v0", image_size=8)
+    obs, _ = env.reset(seed=3)
+    core = env.unwrapped
+    state = obs[STATE_KEY]
+    assert state.shape == (width,) and not core.task.goal_shows_scene
+    for i, spec in enumerate(core.task.objects):
+        np.testing.assert_allclose(state[5 + 3 * i: 8 + 3 * i], core.scene.position(spec.name),
+                                   atol=1e-6)
+    if core.task.container:
+        np.testing.assert_allclose(state[-2:], core.scene.position("tray")[:2], atol=1e-6)
+        np.testing.assert_allclose(obs[GOAL_STATE_KEY][-2:], state[-2:], atol=1e-6)
     env.close()

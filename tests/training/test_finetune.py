@@ -220,7 +220,8 @@ def test_goal_image_input_refuses_episodes_whose_seed_does_not_replay(data, tmp_
     src = EpisodeDataset(data["grasp"])
     with DatasetWriter(tmp_path / "reseeded", image_shape=src.image_shape,
                        action_dim=src.action_dim, proprio_dim=src.proprio_dim,
-                       goal_dim=src.meta["goal_dim"], env_id=src.meta["env_id"]) as writer:
+                       goal_dim=src.meta["goal_dim"], state_dim=src.state_dim,
+                       env_id=src.meta["env_id"]) as writer:
         for i in range(src.num_episodes):
             episode = src.episode(i)
             episode.seed = int(src.seeds[i]) + 100

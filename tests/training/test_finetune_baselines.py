@@ -114,7 +114,8 @@ def test_behaviour_cloning_refuses_data_without_a_success(data, tmp_path) -> Non
     failed = [i for i in range(src.num_episodes) if i not in successful_episodes(src)]
     with DatasetWriter(tmp_path / "failed", image_shape=src.image_shape,
                        action_dim=src.action_dim, proprio_dim=src.proprio_dim,
-                       goal_dim=src.meta["goal_dim"], env_id=src.meta["env_id"]) as writer:
+                       goal_dim=src.meta["goal_dim"], state_dim=src.state_dim,
+                       env_id=src.meta["env_id"]) as writer:
         for i in failed:
             writer.append(src.episode(i))
     with pytest.raises(DatasetError, match="no successful episodes' transitions"):

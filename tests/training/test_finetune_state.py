@@ -135,7 +135,7 @@ def test_state_mismatches_are_refused_by_name(data, tmp_path) -> None:
                        has_rewards=True) as writer:
         for i in range(src.num_episodes):
             episode = src.episode(i)
-            episode.proprio = episode.achieved_goal = None
+            episode.proprio = episode.achieved_goal = episode.state = None
             writer.append(episode)
     for init in (str(data["am"]), str(data["gcbc"])):
         with pytest.raises(TrainingError, match=r"meta.json: field 'agent_config.encoder.kind' "

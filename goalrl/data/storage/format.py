@@ -13,6 +13,7 @@ On-disk layout (format ``goalrl-episodes``, version 1)::
         rewards.f32          #   (N,) float32, zero-padded  (optional)
         success.u1           #   (N,) uint8 0/1             (optional)
         achieved_goal.f32    #   (N, G) float32            (optional)
+        state.f32            #   (N, S) float32 arm and scene coordinates (optional)
       chunks/000001/ ...
       .writer.lock           # flock'ed by the one writer allowed at a time
 
@@ -88,6 +89,10 @@ class EpisodeData:
     rewards: np.ndarray | None = None  # (T,) float32 task reward of (o_t, a_t)
     success: np.ndarray | None = None  # (T+1,) bool success label of each frame
     achieved_goal: np.ndarray | None = None  # (T+1, G) float32 object positions etc.
+    # (T+1, S) float32 what a state-based agent reads: the arm's and every object's
+    # coordinates and the scene's layout (goalrl.envs.state); older data: proprio and
+    # achieved_goal side by side stand in for it
+    state: np.ndarray | None = None
     seed: int | None = None  # env seed of the episode
     info: dict = field(default_factory=dict)  # JSON-able per-episode metadata
 
@@ -107,6 +112,7 @@ KNOWN_FIELDS: dict[str, tuple[str, str, bool]] = {
     "rewards": ("rewards.f32", "<f4", True),
     "success": ("success.u1", "|u1", False),
     "achieved_goal": ("achieved_goal.f32", "<f4", False),
+    "state": ("state.f32", "<f4", False),
 }
 OPTIONAL_FLAGS = ("rewards", "success")  # optional fields without a declared size
 
@@ -165,6 +171,7 @@ def make_specs(
     proprio_dim: int | None,
     goal_dim: int | None,
     flags: dict[str, bool | None],
+    state_dim: int | None = None,
 ) -> dict[str, FieldSpec]:
     specs = {"images": FieldSpec.make("images", image_shape),
              "actions": FieldSpec.make("actions", (action_dim,))}
@@ -176,6 +183,8 @@ def make_specs(
         specs["success"] = FieldSpec.make("success", ())
     if goal_dim is not None:
         specs["achieved_goal"] = FieldSpec.make("achieved_goal", (goal_dim,))
+    if state_dim is not None:
+        specs["state"] = FieldSpec.make("state", (state_dim,))
     return specs
 
 

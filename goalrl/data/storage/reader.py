@@ -192,6 +192,7 @@ class EpisodeDataset:
         self.rewards: np.ndarray | None = gather("rewards")  # (N,) float32, 0 on last frames
         self.success: np.ndarray | None = gather("success")  # (N,) bool
         self.achieved_goal: np.ndarray | None = gather("achieved_goal")  # (N, G) float32
+        self.state: np.ndarray | None = gather("state")  # (N, S) float32
         digest = fingerprint_seed(self.meta)
         for r in kept:
             digest = chain_fingerprint(digest, episode_digest(r.frames, r.seed, r.crc32))
@@ -240,6 +241,11 @@ class EpisodeDataset:
     @property
     def goal_dim(self) -> int | None:
         return self.meta.get("goal_dim")
+
+    @property
+    def state_dim(self) -> int | None:
+        """Width of the recorded ``state`` field; None for data recorded without it."""
+        return self.meta.get("state_dim")
 
     @property
     def action_low(self) -> np.ndarray:
@@ -432,7 +438,7 @@ class EpisodeDataset:
         return EpisodeData(
             images=images, actions=sl(self.actions, True), proprio=sl(self.proprio),
             rewards=sl(self.rewards, True), success=sl(self.success),
-            achieved_goal=sl(self.achieved_goal),
+            achieved_goal=sl(self.achieved_goal), state=sl(self.state),
             seed=None if r.seed < 0 else r.seed, info=self.episode_info(i),
         )
 

@@ -59,13 +59,14 @@ def validate_episode(
         raise DatasetError(f"{where}: episode has {max(frames - 1, 0)} steps ({frames} frames);"
                            " at least 1 step (2 frames) is required")
     out = {"images": np.ascontiguousarray(images)}
-    for name in ("actions", "proprio", "rewards", "success", "achieved_goal"):
+    for name in ("actions", "proprio", "rewards", "success", "achieved_goal", "state"):
         value = getattr(ep, name)
         if name not in specs:
             if value is not None:
                 hint = "the dataset has no such field"
-                if name in ("proprio", "achieved_goal"):
-                    dim = "proprio_dim" if name == "proprio" else "goal_dim"
+                if name in ("proprio", "achieved_goal", "state"):
+                    dim = {"proprio": "proprio_dim", "achieved_goal": "goal_dim",
+                           "state": "state_dim"}[name]
                     hint += f" (create the dataset with {dim})"
                 elif name in OPTIONAL_FLAGS:
                     hint += f" (earlier episodes had none; has_{name}=False)"

@@ -82,6 +82,7 @@ class DatasetWriter:
         action_high: float | Sequence[float] = 1.0,
         proprio_dim: int | None = None,
         goal_dim: int | None = None,
+        state_dim: int | None = None,
         env_id: str | None = None,
         source: str = "collect",
         fps: float = 10.0,
@@ -103,7 +104,8 @@ class DatasetWriter:
             raise ValueError(f"image_shape must be (H, W, C) positive, got {image_shape}")
         if int(action_dim) <= 0:
             raise ValueError("action_dim must be positive")
-        for name, dim in (("proprio_dim", proprio_dim), ("goal_dim", goal_dim)):
+        for name, dim in (("proprio_dim", proprio_dim), ("goal_dim", goal_dim),
+                          ("state_dim", state_dim)):
             if dim is not None and int(dim) <= 0:
                 raise ValueError(f"{name} must be positive or None")
         if image_shape[2] not in IMAGE_CHANNELS:
@@ -119,6 +121,8 @@ class DatasetWriter:
             "goal_dim": None if goal_dim is None else int(goal_dim),
             "env_id": env_id, "source": source, "fps": float(fps),
         }
+        if state_dim is not None:  # datasets without the field keep the meta they always had
+            wanted["state_dim"] = int(state_dim)
         flags = {"rewards": has_rewards, "success": has_success}
 
         self._closed = True
@@ -151,6 +155,7 @@ class DatasetWriter:
             "image_shape": tuple(meta["image_shape"]), "action_dim": meta["action_dim"],
             "action_low": meta["action_low"], "action_high": meta["action_high"],
             "proprio_dim": meta.get("proprio_dim"), "goal_dim": meta.get("goal_dim"),
+            "state_dim": meta.get("state_dim"),
             "env_id": meta.get("env_id"), "source": meta.get("source", "collect"),
             "fps": meta.get("fps", 10.0), "chunk_frames": meta["chunk_frames"],
         }
@@ -176,7 +181,8 @@ class DatasetWriter:
 
     def _create(self, wanted: dict, flags: dict, extra_meta: dict | None) -> None:
         specs = make_specs(tuple(wanted["image_shape"]), wanted["action_dim"],
-                            wanted["proprio_dim"], wanted["goal_dim"], flags)
+                            wanted["proprio_dim"], wanted["goal_dim"], flags,
+                            wanted.get("state_dim"))
         meta = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
             "created": utc_now(), "updated": utc_now(), **wanted,
