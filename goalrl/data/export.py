@@ -1,10 +1,10 @@
 """Export a goalrl dataset as a Minari dataset (written with minari's own storage API).
 
-The Minari dataset has a Dict observation space: ``image`` (H, W, 3) uint8, plus
-``proprio`` (P,) and ``achieved_goal`` (G,) float32 when the goalrl dataset has them, and a
-Box action space with the dataset's action bounds. Episodes keep their T+1 observations and
-T actions (Minari's layout is the same), rewards (zeros when the dataset has none), seeds,
-and per-frame success as ``infos["success"]`` (T+1 entries, like a ``DataCollector`` with
+The Minari dataset has a Dict observation space: ``image`` (H, W, 3) uint8, plus ``proprio``
+(P,), ``achieved_goal`` (G,) and ``state`` (S,) float32 when the goalrl dataset has them, and a
+Box action space with the dataset's action bounds. Episodes keep their T+1 observations and T
+actions (Minari's layout is the same), rewards (zeros when the dataset has none), seeds, and
+per-frame success as ``infos["success"]`` (T+1 entries, like a ``DataCollector`` with
 ``record_infos=True``). The last step is marked ``terminated`` when its frame is a success,
 ``truncated`` otherwise. Images are stored losslessly (Minari's optional JPEG encoding is
 switched off), so import -> export -> import gives back the same frames.
@@ -132,6 +132,8 @@ def _spaces(ds: EpisodeDataset) -> tuple[Any, Any]:
         spaces["proprio"] = gym.spaces.Box(-np.inf, np.inf, (ds.proprio_dim,), np.float32)
     if ds.goal_dim:
         spaces["achieved_goal"] = gym.spaces.Box(-np.inf, np.inf, (ds.goal_dim,), np.float32)
+    if ds.state_dim:
+        spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (ds.state_dim,), np.float32)
     act = gym.spaces.Box(ds.action_low, ds.action_high, (ds.action_dim,), np.float32)
     return gym.spaces.Dict(spaces), act
 
@@ -191,6 +193,8 @@ def _buffer(ds: EpisodeDataset, i: int) -> Any:
         obs["proprio"] = ep.proprio.astype(np.float32)  # (T+1, P)
     if ep.achieved_goal is not None:
         obs["achieved_goal"] = ep.achieved_goal.astype(np.float32)  # (T+1, G)
+    if ep.state is not None:
+        obs["state"] = ep.state.astype(np.float32)  # (T+1, S)
     rewards = ep.rewards if ep.rewards is not None else np.zeros(t, np.float32)
     terminated = bool(ep.success[-1]) if ep.success is not None else False
     terminations = [False] * t

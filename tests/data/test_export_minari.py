@@ -72,3 +72,24 @@ def test_target_resolution(minari_root, tmp_path):
     assert resolve_minari_target("./name-v3")[1:] == ("name-v3", False)
     dest, ds_id, by_id = resolve_minari_target(tmp_path / "my export")
     assert (ds_id, by_id) == ("my_export-v0", False) and dest == tmp_path / "my export"
+
+
+def test_achieved_goal_and_state_survive_the_round_trip(minari_root, tmp_path):
+    from goalrl.data.storage import DatasetWriter, EpisodeData
+
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "g", image_shape=(8, 8, 3), action_dim=2, goal_dim=2,
+                       state_dim=11, env_id="goalrl/Grasp-v0", durable=False) as w:
+        for t in (3, 4):
+            w.append(EpisodeData(
+                images=rng.integers(0, 256, (t + 1, 8, 8, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (t, 2)).astype(np.float32),
+                achieved_goal=rng.normal(size=(t + 1, 2)).astype(np.float32),
+                state=rng.normal(size=(t + 1, 11)).astype(np.float32), seed=t))
+    s = export_minari(tmp_path / "g", "goalrl/grasp-v0")
+    assert s["observation_keys"] == ["achieved_goal", "image", "state"]
+    import_dataset("goalrl/grasp-v0", "minari", tmp_path / "back", image_size=8)
+    a, b = EpisodeDataset(tmp_path / "g"), EpisodeDataset(tmp_path / "back")
+    assert b.state_dim == 11 and b.goal_dim == 2
+    np.testing.assert_array_equal(a.state, b.state)
+    np.testing.assert_array_equal(a.achieved_goal, b.achieved_goal)

@@ -53,6 +53,7 @@ class ImportSource:
     proprio_key: str | None = None  # low-dim key stored as proprio
     proprio_dim: int | None = None  # P
     goal_dim: int | None = None  # G, when achieved goals are imported
+    state_dim: int | None = None  # S, when state vectors (goalrl.envs.state) are imported
     has_rewards: bool | None = None  # None: decided by the first episode
     has_success: bool | None = None  # None: decided by the first episode
     env_id: str | None = None  # gymnasium id the data came from, when known
@@ -116,7 +117,8 @@ def check_episode(ep: EpisodeData, source: ImportSource, image_size: int, where:
             f"{where}: field 'actions' has shape {ep.actions.shape}, expected (T, "
             f"{source.action_dim}) like the first episode (inconsistent shapes across episodes)"
         )
-    dims = {"proprio": source.proprio_dim, "achieved_goal": source.goal_dim}
+    dims = {"proprio": source.proprio_dim, "achieved_goal": source.goal_dim,
+            "state": source.state_dim}
     for name, dim in dims.items():
         arr = getattr(ep, name)
         if arr is not None and arr.shape != (t + 1, dim):
@@ -129,7 +131,7 @@ def check_episode(ep: EpisodeData, source: ImportSource, image_size: int, where:
         want = t if name == "rewards" else t + 1
         if arr is not None and arr.shape != (want,):
             raise DatasetError(f"{where}: field {name!r} has shape {arr.shape}, expected ({want},)")
-    for name in ("actions", "proprio", "rewards", "achieved_goal"):
+    for name in ("actions", "proprio", "rewards", "achieved_goal", "state"):
         check_finite(getattr(ep, name), where, name)
 
 
@@ -184,6 +186,7 @@ def run_import(source: ImportSource, out: str | Path, *, image_size: int = 64,
         action_high=source.action_high.tolist(),
         proprio_dim=source.proprio_dim,
         goal_dim=source.goal_dim,
+        state_dim=source.state_dim,
         env_id=source.env_id,
         source=f"import:{source.fmt}",
         fps=source.fps,

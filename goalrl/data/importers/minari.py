@@ -10,8 +10,10 @@ Reading goes through minari's own storage classes, so every data format Minari w
 Minari keeps N+1 observations and N actions per episode, the goalrl layout, so an episode
 maps one to one. Dict (also nested) observation spaces are flattened with ``/`` in key
 names; ``camera=`` picks the image key (needed when there are several), ``proprio=`` an
-optional low-dim key, and a top-level ``achieved_goal`` vector (gymnasium GoalEnv) is kept
-as the achieved goal. ``success`` comes from recorded infos (``is_success`` / ``success``).
+optional low-dim key, a top-level ``achieved_goal`` vector (gymnasium GoalEnv) is kept
+as the achieved goal and a top-level ``state`` vector (what goalrl's exporter writes) as the
+state that state encoders read. ``success`` comes from recorded infos (``is_success`` /
+``success``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from goalrl.data.storage import DatasetError, EpisodeData
 
 SUCCESS_INFO_KEYS = ("is_success", "success")  # info keys read as per-frame success
 GOAL_KEY = "achieved_goal"  # GoalEnv key kept as the achieved goal
+STATE_KEY = "state"  # kept as the state field (goalrl.envs.state)
 DEFAULT_FPS = 10.0  # Minari stores no control frequency
 PLAIN_KEY = "observation"  # the name of a non-Dict observation
 
@@ -172,6 +175,9 @@ def open_minari(
     goal_dim = None
     if GOAL_KEY in spaces and GOAL_KEY not in (cam, proprio):
         goal_dim = _vector_dim(spaces, GOAL_KEY, data_path, "achieved_goal")
+    state_dim = None
+    if STATE_KEY in spaces and STATE_KEY not in (cam, proprio):
+        state_dim = _vector_dim(spaces, STATE_KEY, data_path, "state")
     act = ds.action_space
     if not isinstance(act, gym.spaces.Box):
         raise DatasetError(f"{data_path}: action space {act} is not a Box; goalrl needs "
@@ -198,7 +204,7 @@ def open_minari(
                 ep = next(stream)
             except Exception as e:  # noqa: BLE001 - damaged HDF5 / arrow / JPEG bytes
                 raise DatasetError(f"{where}: cannot read ({type(e).__name__}: {e})") from None
-            yield _convert(ep, i, where, cam, proprio, goal_dim, image_size,
+            yield _convert(ep, i, where, cam, proprio, goal_dim, state_dim, image_size,
                            episodes_meta[i])
 
     return ImportSource(
@@ -213,6 +219,7 @@ def open_minari(
         proprio_key=proprio,
         proprio_dim=proprio_dim,
         goal_dim=goal_dim,
+        state_dim=state_dim,
         has_rewards=True,
         has_success=None,
         env_id=spec.id if spec is not None else extra.get("env_id"),
@@ -252,7 +259,8 @@ def _success(infos: Any, steps: int) -> np.ndarray | None:
 
 
 def _convert(ep: Any, index: int, where: str, cam: str, proprio: str | None,
-             goal_dim: int | None, image_size: int, ep_meta: dict) -> SourceEpisode:
+             goal_dim: int | None, state_dim: int | None, image_size: int,
+             ep_meta: dict) -> SourceEpisode:
     """A minari EpisodeData -> goalrl EpisodeData (frames resized)."""
     obs = flatten_obs(ep.observations)
     steps = len(ep.rewards)
@@ -284,6 +292,7 @@ def _convert(ep: Any, index: int, where: str, cam: str, proprio: str | None,
         rewards=np.asarray(ep.rewards, dtype=np.float32).reshape(steps),  # (T,)
         success=_success(ep.infos, steps),
         achieved_goal=vector(GOAL_KEY) if goal_dim else None,
+        state=vector(STATE_KEY) if state_dim else None,
         seed=split_seed(ep_meta.get("seed"), info),
         info=info,
     )
