@@ -30,7 +30,10 @@ on the same labeled data, the task given only by its reward:
 - task_bc_success_from_scratch (as many updates as pretraining + fine-tuning) and
   task_bc_success_from_gcbc: behaviour cloning on the labeled episodes that end in success;
 - am_zero_shot_goal_image: the pretrained AM reaching the scene's goal image, no fine-tuning
-  (the ceiling of not fine-tuning).
+  (the ceiling of not fine-tuning);
+- with ``--value-inits``, task_q_from_<agent>_encoder_aux for GCIVL, GCIQL, CRL and HIQL:
+  each agent pretrained on the same play data, its acting policy's encoder starting the same
+  fine-tuning as GCBC's does.
 
 Each run's offline-end and final checkpoints are evaluated on ``test_episodes`` env seeds from
 1,000,000 up (never used in training) into the results store (goalrl/results.py), one row per
@@ -61,6 +64,7 @@ from finetune_plan import (  # noqa: F401  (the plan's names, re-exported for te
     METHODS,
     PROFILES,
     TASKS,
+    VALUE_INIT_METHODS,
     ZERO_SHOT,
     estimate,
     estimate_lines,
@@ -131,13 +135,14 @@ def evaluate(ckpt: Path, method: str, point: str, episodes: int, store: Path, lo
 
 
 def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] | None,
-                 task: str = "grasp") -> None:
-    """Every stage of ``task`` and its evaluations into ``store`` (see the module doc)."""
+                 task: str = "grasp", value_inits: bool = False) -> None:
+    """Every stage of ``task`` (with ``value_inits`` the value agents' too) and its
+    evaluations into ``store`` (see the module doc)."""
     p = PROFILES[profile]
     logs = work / task / "logs"
     done = stored_checkpoints(store)
     tag = {"bench_profile": profile}  # a profile's table reads its own rows only
-    for stage in stages(profile, work, seeds, task):
+    for stage in stages(profile, work, seeds, task, value_inits):
         run_stage(stage, logs)
         if stage["kind"] == "pretrain" and stage["name"].endswith("am"):
             ckpt = latest_step(stage["out"])
@@ -202,7 +207,9 @@ def spread(per_seed: dict[int, dict[str, Any]], key: str = "rate") -> str:
 def table(c: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> list[str]:
     lines = ["| method | what acts | seeds | rollouts per seed | end of offline | after online "
              "| dip at the switch |", "|---|---|---:|---:|---:|---:|---:|"]
-    for method in [*METHODS, ZERO_SHOT]:
+    # the value agents' rows (--value-inits) only once they have run
+    value_rows = [m for m in VALUE_INIT_METHODS if any(m == method for method, _ in c)]
+    for method in [*METHODS, *value_rows, ZERO_SHOT]:
         off, fin = c.get((method, "offline_end"), {}), c.get((method, "final"), {})
         if method == ZERO_SHOT:
             off = c.get((method, "zero_shot"), {})
@@ -386,8 +393,10 @@ PROTOCOL = """## Protocol
   success (online, of the successful policy episodes). It uses no play data.
 - **am_zero_shot_goal_image**: the pretrained AM with the scene's goal image, no fine-tuning:
   the ceiling of not fine-tuning.
-- The value agents (GCIVL, GCIQL, CRL, HIQL, QRL) can start the task Q as GCBC does (their
-  acting policy's encoder, `init=<checkpoint>`); they are not in this table.
+- **task_q_from_<agent>_encoder_aux** (`--value-inits`: GCIVL, GCIQL, CRL, HIQL): the agent
+  pretrained on the play data, then the same fine-tuning as from GCBC's encoder (its acting
+  policy's encoder carries over); its rows appear once run. QRL can start it the same way
+  (`init=<checkpoint>`) and is not in the plan.
 - **Dip**: success at the end of the offline phase minus the lowest success over the first
   half of the online phase, on the training curve (0 if it never drops)."""
 
@@ -412,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="training seeds (default: the profile's)")
     ap.add_argument("--task", choices=[*TASKS, "all"], default="all",
                     help="which reward-defined task (default: both, one after the other)")
+    ap.add_argument("--value-inits", action="store_true",
+                    help="also fine-tune from GCIVL, GCIQL, CRL and HIQL pretraining (their "
+                         "policy's encoder; about as costly as the GCBC-encoder row each)")
     ap.add_argument("--dry-run", action="store_true", help="print the stages, run nothing")
     ap.add_argument("--report-only", action="store_true", help="write the page from the store")
     args = ap.parse_args(argv)
@@ -426,17 +438,17 @@ def main(argv: list[str] | None = None) -> int:
     tasks = list(TASKS) if args.task == "all" else [args.task]
     if args.dry_run:
         for task in tasks:
-            cpu = estimate(args.profile, task, seeds, work) or {}
-            for stage in stages(args.profile, work, seeds, task):
+            cpu = estimate(args.profile, task, seeds, work, value_inits=args.value_inits) or {}
+            for stage in stages(args.profile, work, seeds, task, args.value_inits):
                 state = "done" if (stage["out"] / "summary.json").is_file() else "to run"
                 est = (f", about {cpu[stage['name']] / 60:.0f} CPU min"
                        if stage["name"] in cpu else "")
                 print(f"[{stage['name']}] {state}{est}: {shell(stage['args'])}")
-        print(*estimate_lines(args.profile, tasks, seeds), sep="\n")
+        print(*estimate_lines(args.profile, tasks, seeds, args.value_inits), sep="\n")
         print(f"store: {store}; page: {page}")
         return 0
     for task in [] if args.report_only else tasks:
-        run_pipeline(args.profile, work, store, seeds, task)
+        run_pipeline(args.profile, work, store, seeds, task, args.value_inits)
     text = report(args.profile, store, work, seeds)
     page.parent.mkdir(parents=True, exist_ok=True)
     tmp = page.with_name(f".{page.name}.tmp{os.getpid()}")

@@ -75,14 +75,26 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "task_bc_success_from_gcbc": ("bc_gcbc_init", "gcbc", "ft"),
 }
 ZERO_SHOT = "am_zero_shot_goal_image"
+# the value agents whose acting policy's encoder starts the task Q as GCBC's does
+# (goalrl.training.finetune_init): opt-in (--value-inits), each adds a pretraining and a
+# fine-tuning per seed
+VALUE_AGENTS = ("gcivl", "gciql", "crl", "hiql")
+VALUE_INIT_METHODS: dict[str, tuple[str, str, str]] = {
+    f"task_q_from_{agent}_encoder_aux": ("gcbc_init", agent, "ft") for agent in VALUE_AGENTS}
+
+
+def plan_methods(value_inits: bool = False) -> dict[str, tuple[str, str, str]]:
+    """The fine-tuning runs of the plan: METHODS, and with ``value_inits`` the value agents'."""
+    return {**METHODS, **(VALUE_INIT_METHODS if value_inits else {})}
 
 
 # ------------------------------------------------------------------------------- the plan
 
 def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
-           task: str = "grasp") -> list[dict[str, Any]]:
+           task: str = "grasp", value_inits: bool = False) -> list[dict[str, Any]]:
     """Every stage of one task in order: {name, args (goalrl command line), out, kind}, for the
-    profile's training seeds or ``seeds``, under ``work``/<task>. Pure."""
+    profile's training seeds or ``seeds``, under ``work``/<task>; with ``value_inits`` also the
+    value agents' pretraining and fine-tuning (``plan_methods``). Pure."""
     p = PROFILES[profile]
     env, policy, task_noise = TASKS[task]
     work = work / task
@@ -98,8 +110,10 @@ def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
             f"waypoint_noise={p['noise'] or task_noise}", f"seed={p['play']}", "sheet=false",
             f"out={labeled}"]),
     ]
+    methods = plan_methods(value_inits)
+    kinds = dict.fromkeys(["am", "gcbc", *(i for _, i, _ in methods.values() if i != "none")])
     for seed in p["seeds"] if seeds is None else seeds:
-        pre = {kind: work / f"seed{seed}" / f"pretrain_{kind}" for kind in ("am", "gcbc")}
+        pre = {kind: work / f"seed{seed}" / f"pretrain_{kind}" for kind in kinds}
         for kind, folder in pre.items():
             fields = p["net"] + (p["am"] if kind == "am" else [])
             out.append(dict(name=f"{task}/seed{seed}/pretrain_{kind}", kind="pretrain",
@@ -107,7 +121,7 @@ def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
                 "pretrain", f"agent={kind}", f"data={play}", f"out={folder}",
                 f"steps={p['pretrain']}", f"batch_size={p['batch']}", "eval_episodes=0",
                 "videos=0", f"seed={seed}", *run, *[f"agent.{k}" for k in fields]]))
-        for method, (recipe, init, budget) in METHODS.items():
+        for method, (recipe, init, budget) in methods.items():
             folder = work / f"seed{seed}" / method
             steps = p["steps"] + (p["pretrain"] if budget == "pretrain+ft" else 0)
             bc = recipe.startswith("bc")
@@ -178,25 +192,29 @@ def eval_points(steps: int, online: int, every: int) -> int:
 
 
 def estimate(profile: str, task: str, seeds: tuple[int, ...] | None = None,
-             work: Path = Path("<workdir>"),
-             speeds: dict[str, Any] | None = None) -> dict[str, float] | None:
+             work: Path = Path("<workdir>"), speeds: dict[str, Any] | None = None,
+             value_inits: bool = False) -> dict[str, float] | None:
     """CPU seconds of every stage of ``task`` (collection, and per seed pretraining and each
     method's fine-tuning with its curve's evaluations, online episodes and test rollouts), from
-    ``speeds`` (default: ``load_speeds()``); None for a profile without measured speeds."""
+    ``speeds`` (default: ``load_speeds()``); None for a profile without measured speeds. A
+    pretraining whose agent has no measured speed (the value agents') is left out."""
     speed = (load_speeds() if speeds is None else speeds).get(profile, {}).get(task)
     if speed is None:
         return None
     p = PROFILES[profile]
     test = 2 * p["test_episodes"]  # rollouts at the end of the offline phase and at the end
     out: dict[str, float] = {}
-    for stage in stages(profile, work, seeds, task):
+    for stage in stages(profile, work, seeds, task, value_inits):
         name, kind = stage["name"], stage["kind"]
         if kind == "collect":
             episodes = p["play"] if name.endswith("play") else p["labeled"]
             out[name] = episodes * speed["collect_episode"]
         elif kind == "pretrain":
-            am = name.endswith("am")
-            out[name] = p["pretrain"] * speed["pretrain_am" if am else "pretrain_gcbc"]
+            agent = name.rsplit("pretrain_", 1)[1]
+            if f"pretrain_{agent}" not in speed:
+                continue
+            am = agent == "am"
+            out[name] = p["pretrain"] * speed[f"pretrain_{agent}"]
             out[name] += p["test_episodes"] * speed["rollout_cem"] if am else 0.0  # zero-shot
         else:
             steps = int(next(a for a in stage["args"] if a.startswith("steps=")).split("=")[1])
@@ -209,20 +227,25 @@ def estimate(profile: str, task: str, seeds: tuple[int, ...] | None = None,
     return out
 
 
-def estimate_lines(profile: str, tasks: list[str], seeds: tuple[int, ...] | None) -> list[str]:
+def estimate_lines(profile: str, tasks: list[str], seeds: tuple[int, ...] | None,
+                   value_inits: bool = False) -> list[str]:
     """The plan's time, for --dry-run: per task one seed's CPU hours and the whole task's."""
     lines = []
     for task in tasks:
-        per_stage = estimate(profile, task, seeds)
+        per_stage = estimate(profile, task, seeds, value_inits=value_inits)
         if per_stage is None:
             return [f"no time estimate: {SPEEDS_FILE.name} has no speeds of {profile}/{task} "
                     "(bench/finetune_speed.py measures them)"]
         one = sum(v for k, v in per_stage.items() if "/seed" in k) / len(
             seeds or PROFILES[profile]["seeds"])
         shared = sum(v for k, v in per_stage.items() if "/seed" not in k)
+        untimed = len(stages(profile, Path("<workdir>"), seeds, task, value_inits)) - len(
+            per_stage)
         lines.append(f"{task}: one seed (all methods) {one / 3600:.1f} CPU h; data "
                      f"{shared / 3600:.2f} CPU h; the task {sum(per_stage.values()) / 3600:.1f}"
-                     " CPU h (one thread per run; wall time is longer on a loaded machine)")
+                     " CPU h (one thread per run; wall time is longer on a loaded machine)"
+                     + (f"; {untimed} pretraining stages not timed (no measured speed of "
+                        "their agent)" if untimed else ""))
     return lines
 
 

@@ -137,6 +137,32 @@ def rows_of(method: str, point: str, seed: int, rate: float, n: int = 10, **kw) 
     return [row(method, point, seed, i < round(rate * n), **kw) for i in range(n)]
 
 
+def test_value_inits_add_each_agents_pretraining_and_the_gcbc_encoder_runs_settings(
+        tmp_path) -> None:
+    plain = bench.stages("state-cpu", tmp_path, seeds=(1,))
+    plan = bench.stages("state-cpu", tmp_path, seeds=(1,), value_inits=True)
+    assert len(plan) == len(plain) + 8  # four pretrainings, four fine-tunings
+    assert [s for s in plan if s in plain] == plain  # the other stages unchanged, in order
+    stage = {s["name"]: s for s in plan}
+    gcbc_pre = stage["grasp/seed1/pretrain_gcbc"]
+    gcbc_run = stage["grasp/seed1/task_q_from_gcbc_encoder_aux"]
+    for agent in ("gcivl", "gciql", "crl", "hiql"):
+        pre = stage[f"grasp/seed1/pretrain_{agent}"]
+        assert arg(pre, "agent") == agent
+        # the same data, updates, batch, seed and encoder as GCBC's pretraining
+        assert [a for a in pre["args"] if not a.startswith(("agent=", "out="))] == [
+            a for a in gcbc_pre["args"] if not a.startswith(("agent=", "out="))]
+        run = stage[f"grasp/seed1/task_q_from_{agent}_encoder_aux"]
+        assert arg(run, "init") == str(pre["out"])
+        assert [a for a in run["args"] if not a.startswith(("init=", "out="))] == [
+            a for a in gcbc_run["args"] if not a.startswith(("init=", "out="))]
+    # a row of theirs joins the table only once it has run
+    assert not any("crl" in line for line in bench.table({}))
+    cells = bench.cells(rows_of("task_q_from_crl_encoder_aux", "offline_end", 0, 0.5), GRASP)
+    assert any(line.startswith("| task_q_from_crl_encoder_aux | cem_on_q | 1 |")
+               for line in bench.table(cells))
+
+
 def test_table_and_targets_come_from_the_store_rows() -> None:
     rows = []
     for seed, (pre, scratch, final, dip) in enumerate([(0.6, 0.3, 0.8, 0.1), (0.8, 0.4, 0.7, 0.0)]):
