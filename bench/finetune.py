@@ -84,9 +84,12 @@ def goalrl(args: list[str], log: Path) -> None:
     """``python -m goalrl.cli <args>``, stdout and stderr to ``log``; SystemExit on failure."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     log.parent.mkdir(parents=True, exist_ok=True)
+    from children import die_with_parent  # bench/ (this script's folder)
+
     with open(log, "w") as f:
         proc = subprocess.run([sys.executable, "-m", "goalrl.cli", *args], stdout=f,
-                              stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                              stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                              preexec_fn=die_with_parent)
     if proc.returncode != 0:
         raise SystemExit(f"{shell(args[:1])} failed (exit {proc.returncode}); see {log}")
 

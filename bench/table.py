@@ -218,6 +218,7 @@ def run_cell(cell: Cell, profile_name: str, store: Path, train_only: bool = Fals
     """Train the cell to the profile's steps, then (unless ``train_only``) run its pending
     evaluations; its log."""
     import torch
+    from children import die_with_parent  # bench/ (this script's folder)
 
     torch.set_num_threads(1)
     profile = PROFILES[profile_name]
@@ -229,7 +230,8 @@ def run_cell(cell: Cell, profile_name: str, store: Path, train_only: bool = Fals
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                  preexec_fn=die_with_parent)
             if done.returncode != 0:
                 raise RuntimeError(f"{cell.name}: goalrl pretrain exited {done.returncode}; "
                                    f"see {log_path}")
@@ -418,8 +420,11 @@ def profiles_run(profile: str, runs: Path) -> list[str]:
 def run_cells(cells: list[Cell], profile_name: str, store: Path, jobs: int,
               train_only: bool = False) -> list[str]:
     """Run every cell, ``jobs`` at a time in separate processes; the names of failed ones."""
+    from children import die_with_parent  # bench/ (this script's folder)
+
     failed = []
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"),
+                             initializer=die_with_parent) as pool:
         futures = {pool.submit(run_cell, cell, profile_name, store, train_only): cell
                    for cell in cells}
         for future in as_completed(futures):
