@@ -55,6 +55,10 @@ COMMANDS: dict[str, Command] = {
     "compare": Command(
         "goalrl.commands.compare", "CompareConfig", "run", "tables + plot from a results store"
     ),
+    "results withdraw": Command(
+        "goalrl.commands.results", "WithdrawConfig", "withdraw",
+        "move wrong rows out of a results store, with the reason",
+    ),
     "data info": Command(
         "goalrl.commands.data", "DataInfoConfig", "info", "counts, shapes, sizes (JSON)"
     ),

@@ -25,7 +25,7 @@ import io
 import json
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
@@ -84,11 +84,17 @@ def group_rows(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> dict[tu
 
 
 def filter_rows(rows: Sequence[dict[str, Any]], where: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows whose fields equal ``where``'s values (compared as text: ``train_seed=0``); a value
-    ``a|b`` keeps rows equal to either (``goal_split=val|test``)."""
+    """Rows whose fields equal ``where``'s values (``where_predicate``); CompareError naming a
+    field that no row has."""
     check_fields(rows, list(where), "where")
+    return list(filter(where_predicate(where), rows))
+
+
+def where_predicate(where: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a row's fields equal ``where``'s values (compared as text: ``train_seed=0``); a
+    value ``a|b`` accepts either (``goal_split=val|test``)."""
     allowed = {k: set(str(v).split("|")) for k, v in where.items()}
-    return [r for r in rows if all(str(r.get(k)) in ok for k, ok in allowed.items())]
+    return lambda row: all(str(row.get(k)) in ok for k, ok in allowed.items())
 
 
 def select_step(rows: Sequence[dict[str, Any]], step: str | int) -> list[dict[str, Any]]:

@@ -13,6 +13,12 @@ evaluations at once) never lose or interleave rows. Readers take a shared lock, 
 see a write in progress. A line cut short by a writer that died mid-write is the only line
 that can be incomplete: it is dropped with a warning (by the next writer, which cuts it off,
 or by a reader, when it is the last line).
+
+Rows found wrong after the fact (a bug in what was measured) are withdrawn, not deleted:
+``withdraw_rows`` moves them to ``<name>.withdrawn.jsonl`` beside the store with the reason,
+and replaces the store by a copy without them (a temp file renamed over it, under the lock).
+A writer that was waiting for the lock then finds the name pointing at a new file and
+appends there (``lock_store``), so no row is lost to the replaced one.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import fcntl
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -147,9 +153,8 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     data = ("\n".join(lines) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: the tail check
+    fd = lock_store(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # read: the tail check
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd closes
         cut_torn_tail(fd, path)
         view = memoryview(data)
         while view:  # os.write may write less than asked (signals, full pipes): go on
@@ -158,6 +163,60 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def lock_store(path: Path, flags: int) -> int:
+    """A descriptor of the file now at ``path``, exclusively locked (released when it closes).
+    A withdrawal replaces the file while others wait for its lock: the one the name points to
+    once the lock is ours is the store, so a descriptor of a replaced file is dropped."""
+    while True:
+        fd = os.open(path, flags, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)
+
+
+def withdrawn_path(path: str | Path) -> Path:
+    """Where ``withdraw_rows`` keeps the rows it takes out of the store at ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.name.removesuffix('.jsonl')}.withdrawn.jsonl")
+
+
+def withdraw_rows(path: str | Path, select: Callable[[dict[str, Any]], bool],
+                  reason: str) -> tuple[int, int]:
+    """Move the rows ``select`` picks from the store at ``path`` to ``withdrawn_path(path)``,
+    each with ``withdrawn: {reason, time}``; returns (withdrawn, kept). The withdrawn rows are
+    synced there first, then the store is replaced by a copy without them: a crash between
+    the two leaves them in both files, never in neither."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results store {path} does not exist")
+    fd = lock_store(path, os.O_RDWR)
+    try:
+        cut_torn_tail(fd, path)
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        lines = [line for line in data.split(b"\n") if line.strip()]
+        rows = [parse_row(line, path, number) for number, line in enumerate(lines, start=1)]
+        keep = [line for line, row in zip(lines, rows, strict=True) if not select(row)]
+        if len(keep) == len(lines):
+            return 0, len(lines)
+        stamp = {"reason": reason, "time": datetime.now(timezone.utc).isoformat()}
+        append_rows(withdrawn_path(path),
+                    [{**row, "withdrawn": stamp} for row in rows if select(row)])
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as file:
+            file.write(b"".join(line + b"\n" for line in keep))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)  # while the old file's lock is held: writers retry on the new one
+    finally:
+        os.close(fd)
+    return len(lines) - len(keep), len(keep)
 
 
 def cut_torn_tail(fd: int, path: Path) -> None:

@@ -16,6 +16,8 @@ from goalrl.results import (
     method_name,
     read_rows,
     readout_name,
+    withdraw_rows,
+    withdrawn_path,
 )
 
 
@@ -191,3 +193,61 @@ def test_a_missing_store_says_how_to_make_one(tmp_path: Path) -> None:
 def test_am_with_a_behaviour_prior_is_its_own_method() -> None:
     assert method_name(fake_meta(behaviour_prior=True)) == "am_prior"
     assert method_name(fake_meta(behaviour_prior=True, chaining=False)) == "am_prior_no_chaining"
+
+
+# ---- withdrawal ---------------------------------------------------------------------------------
+def test_withdrawn_rows_move_to_their_file_with_the_reason(tmp_path: Path) -> None:
+    store = tmp_path / "results.jsonl"
+    append_rows(store, [store_row(method=m, env_seed=i) for m in ("am", "gcbc") for i in range(3)])
+    before = store.read_bytes().splitlines()
+    assert withdraw_rows(store, lambda r: r["method"] == "am", "blind states") == (3, 3)
+    # the kept rows byte for byte, the withdrawn ones beside the store with the reason
+    assert store.read_bytes().splitlines() == [line for line in before if b'"gcbc"' in line]
+    gone = read_rows(withdrawn_path(store))
+    assert [(r["method"], r["env_seed"]) for r in gone] == [("am", 0), ("am", 1), ("am", 2)]
+    assert {r["withdrawn"]["reason"] for r in gone} == {"blind states"}
+    assert withdraw_rows(store, lambda r: r["method"] == "am", "again") == (0, 3)  # no-op
+
+
+def test_a_writer_waiting_during_a_withdrawal_appends_to_the_new_store(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import threading
+
+    store = tmp_path / "results.jsonl"
+    append_rows(store, [store_row(method="am"), store_row(method="gcbc")])
+    held = os.open(store, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # stand in for a withdrawal holding the old file's lock
+    writer = threading.Thread(target=append_rows, args=(store, [store_row(method="crl")]))
+    writer.start()
+    writer.join(0.3)
+    assert writer.is_alive()  # waiting for the lock
+    replacement = tmp_path / "new.jsonl"
+    replacement.write_bytes(store.read_bytes().splitlines(keepends=True)[1])  # gcbc only
+    os.replace(replacement, store)
+    os.close(held)
+    writer.join(5)
+    assert [r["method"] for r in read_rows(store)] == ["gcbc", "crl"]
+
+
+def test_the_withdraw_command_names_what_is_missing_and_changes_nothing_then(
+        tmp_path: Path) -> None:
+    from goalrl.commands.results import WithdrawConfig, withdraw
+    from goalrl.compare import CompareError
+    from goalrl.errors import UserError
+
+    store = tmp_path / "results.jsonl"
+    append_rows(store, [store_row(method="am"), store_row(method="gcbc")])
+    before = store.read_bytes()
+    cases = [({}, "why", r"\+where"), ({"method": "am"}, " ", "reason="),
+             ({"methd": "am"}, "why", "field 'methd' is in no row"),
+             ({"method": "crl"}, "why", "no row has")]
+    for where, reason, message in cases:
+        with pytest.raises((UserError, CompareError), match=message):
+            withdraw(WithdrawConfig(results=str(store), where=where, reason=reason))
+    dry = withdraw(WithdrawConfig(results=str(store), where={"method": "am|gcbc"},
+                                  reason="why", dry_run=True))
+    assert dry["would_withdraw"] == 2 and store.read_bytes() == before
+    done = withdraw(WithdrawConfig(results=str(store), where={"method": "am"}, reason="why"))
+    assert (done["withdrawn"], done["kept"]) == (1, 1)
+    assert withdrawn_path(store).name == "results.withdrawn.jsonl"
