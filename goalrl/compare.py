@@ -299,6 +299,27 @@ def curves(rows: Sequence[dict[str, Any]], group_by: Sequence[str], contrast: Se
     return panels
 
 
+def task_lines(rows: Sequence[dict[str, Any]], group_by: Sequence[str],
+               step: str | int) -> tuple[list[str], list[list[str]]]:
+    """Each cell's success per task at its step (``select_step``): the mean over its seeds'
+    rollouts, a column per task (``random`` last) and the count of seeds; no body when the
+    rows hold one task or ``group_by`` splits them by task already. Pure."""
+    tasks = sorted({row["task"] for row in rows}, key=lambda t: (t == "random", t))
+    if "task" in group_by or len(tasks) < 2:
+        return [], []
+    header = [*group_by, "seeds", *tasks]
+    body = []
+    for key, group in group_rows(rows, group_by).items():
+        chosen = select_step(group, step)
+        if not chosen:
+            continue
+        by_task = group_rows(chosen, ["task"])
+        body.append([*map(str, key), str(len({row["train_seed"] for row in chosen})),
+                     *(f"{100 * np.mean([r['success'] for r in by_task[(t,)]]):.1f}"
+                       if (t,) in by_task else "–" for t in tasks)])
+    return header, body
+
+
 # ---- rendering ------------------------------------------------------------------------------
 def percent(est: dict[str, float]) -> str:
     return f"{100 * est['point']:.1f} [{100 * est['low']:.1f}, {100 * est['high']:.1f}]"

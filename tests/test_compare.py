@@ -20,6 +20,7 @@ from goalrl.compare import (
     paired_table,
     score_matrix,
     select_step,
+    task_lines,
     val_best_rows,
 )
 from goalrl.results import append_rows
@@ -150,6 +151,19 @@ def test_cell_table_groups_and_picks_the_step() -> None:
     assert [line["mean"]["point"] for line in early] == [1.0, 1.0]
     with pytest.raises(CompareError, match="group_by: field 'algo' is in no row"):
         cell_table(rows, ["algo"], "goal", "last", REPS, 0)
+
+
+def test_task_lines_give_each_cells_success_per_task_at_its_step() -> None:
+    rows = [row(m, seed=s, step=st, task=t, env_seed=g,
+                success=(m == "am" and t == "task5" and g < s + 1) or st == 100)
+            for m in ("am", "gcbc") for s in (0, 1) for st in (100, 200)
+            for t in ("random", "task1", "task5") for g in range(4)]
+    header, body = task_lines(rows, ["method"], "last")
+    assert header == ["method", "seeds", "task1", "task5", "random"]  # random last
+    # at step 200 only AM's task5 succeeds: seed 0 on 1 of 4 goals, seed 1 on 2 of 4
+    assert body == [["am", "2", "0.0", "37.5", "0.0"], ["gcbc", "2", "0.0", "0.0", "0.0"]]
+    assert task_lines(rows, ["method", "task"], "last") == ([], [])  # split by task already
+    assert task_lines([r for r in rows if r["task"] == "task1"], ["method"], "last") == ([], [])
 
 
 # ---- paired differences -----------------------------------------------------------------------

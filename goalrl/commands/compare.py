@@ -113,13 +113,14 @@ def compare_store(cfg: CompareConfig) -> tuple[dict[str, Any], str]:
     pairs = compare.paired_table(reported, group_by, contrast, step, cfg.reps, cfg.seed)
     cells_text = compare.cell_lines(table, group_by, cfg.unit)
     pairs_text = compare.paired_lines(pairs, group_by, contrast)
+    tasks_text = compare.task_lines(reported, group_by, step)
     print(compare.text_table(*cells_text))
     if pairs:
         print("\npaired differences on shared goals")
         print(compare.text_table(*pairs_text))
     summary: dict[str, Any] = {"results": cfg.results, "rows": len(rows), "table": table,
                                "paired": pairs, "plot": None, "tables": None, "markdown": None}
-    body = tables_markdown(cells_text, pairs_text, cfg.unit)
+    body = tables_markdown(cells_text, pairs_text, cfg.unit, tasks_text)
     summary["success_table"] = compare.markdown_table(*cells_text)
     if cfg.out:
         out = Path(cfg.out)
@@ -134,12 +135,16 @@ def plot_metric(cfg: CompareConfig) -> str:
     return "mean" if cfg.unit == "goal" else cfg.plot_metric
 
 
-def tables_markdown(cells_text: Any, pairs_text: Any, unit: str) -> str:
+def tables_markdown(cells_text: Any, pairs_text: Any, unit: str,
+                    tasks_text: Any = ([], [])) -> str:
     from goalrl.compare import markdown_table
 
     measures = "mean" if unit == "goal" else "IQM and mean"  # the IQM of 0/1 scores: no
     parts = [f"### Success ({measures} over seeds x {unit}s, stratified bootstrap 95% "
              "intervals)", "", markdown_table(*cells_text)]
+    if tasks_text[1]:
+        parts += ["", "### Success per task (% of the rollouts over the seeds, at the same "
+                  "steps; intervals: `group_by` with `task`)", "", markdown_table(*tasks_text)]
     if pairs_text[1]:
         parts += ["", "### Paired differences on shared goals (A - B, percentage points; per "
                   "goal each side is averaged over its seeds; bootstrap 95% interval over "
