@@ -271,9 +271,8 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     from goalrl.benchmark.tasks import TASK_NAMES
 
     method = METHODS[cell.method]
-    speed = measured_speed(cell) or (
-        (method.state_speed if profile.encoder == "state" else method.image_speed)
-        * 256 / profile.batch)  # an update's work grows with the batch
+    speed = measured_speed(cell, cell.method) or planned_speed(cell.method, profile) * (
+        machine_factor(cell, profile) or 1.0)
     train = max(0, profile.steps - trained_step(cell.run)) / speed / 60
     if profile.device != "cpu":  # the agents' speeds are CPU measurements
         train = math.nan
@@ -287,13 +286,29 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     return train, seconds / 60, len(evals)
 
 
-def measured_speed(cell: Cell) -> float | None:
-    """Median updates/s of the method's trained cells in this profile's runs (any dataset, from
-    their summary.json), or None before the first: cells that ran two to a machine beside other
-    jobs are a truer guide to the rest than agent_speed.md's measurements."""
+def planned_speed(method: str, profile: Profile) -> float:
+    """Updates/s of ``method`` at the profile's batch by agent_speed.md (METHODS)."""
+    m = METHODS[method]
+    # an update's work grows with the batch
+    return (m.state_speed if profile.encoder == "state" else m.image_speed) * 256 / profile.batch
+
+
+def machine_factor(cell: Cell, profile: Profile) -> float | None:
+    """Median over the methods with trained cells in this profile of measured / planned
+    updates/s: how fast this machine runs cells against agent_speed.md (for a method with no
+    trained cell yet); None before any cell."""
+    ratios = [speed / planned_speed(m, profile) for m in METHODS
+              if (speed := measured_speed(cell, m)) is not None]
+    return statistics.median(ratios) if ratios else None
+
+
+def measured_speed(cell: Cell, method: str) -> float | None:
+    """Median updates/s of ``method``'s trained cells in the profile's runs of ``cell`` (any
+    dataset, from their summary.json), or None before the first: cells that ran two to a
+    machine beside other jobs are a truer guide to the rest than agent_speed.md's figures."""
     profile_runs = cell.run.parents[2]  # <runs>/<profile>/<dataset>/<method>/seed<N>
     speeds = []
-    for summary in profile_runs.glob(f"*/{cell.method}/seed*/summary.json"):
+    for summary in profile_runs.glob(f"*/{method}/seed*/summary.json"):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             speeds.append(float(json.loads(summary.read_text())["updates_per_s"]))
     return statistics.median(speeds) if speeds else None
@@ -317,7 +332,8 @@ def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> 
             else "hours of evaluation (GPU training time not estimated)")
     print(f"total {total / 60:.1f} {what}; {total / 60 / jobs:.1f} hours wall with "
           f"--jobs {jobs} (updates/s: the median of the method's trained cells in this profile, "
-          f"else docs/benchmarks/agent_speed.md scaled by batch; rollouts "
+          f"else docs/benchmarks/agent_speed.md's scaled by batch and by how the trained cells "
+          f"ran against theirs; rollouts "
           f"{ROLLOUT_SECONDS['cem']} s with CEM, {ROLLOUT_SECONDS['other']} s otherwise)")
 
 

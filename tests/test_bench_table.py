@@ -135,9 +135,15 @@ def test_the_plan_times_a_cell_by_its_methods_trained_cells_when_there_are_any(
         folder = runs / "state-cpu" / dataset / method / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "summary.json").write_text(text)
-    assert table.measured_speed(cell) == 5.0
+    assert table.measured_speed(cell, "am") == 5.0
     assert table.estimate_minutes(cell, table.PROFILES["state-cpu"], {})[0] == pytest.approx(
         20_000 / 5.0 / 60)
+    # a method with no trained cell: its planned speed times how the machine ran the others
+    # (AM at 5 of its planned speed, GCBC at 80 of its)
+    hiql = table.plan_cells("state-cpu", ["hiql"], ["push-stitch"], [0], tmp_path, runs)[0]
+    factor = (5.0 / table.METHODS["am"].state_speed + 80.0 / table.METHODS["gcbc"].state_speed) / 2
+    assert table.estimate_minutes(hiql, table.PROFILES["state-cpu"], {})[0] == pytest.approx(
+        20_000 / (table.METHODS["hiql"].state_speed * factor) / 60)
 
 
 def test_gpu_profile_trains_and_evaluates_on_cuda_and_does_not_guess_its_time(
