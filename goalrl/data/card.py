@@ -58,6 +58,7 @@ def render_card(meta: dict, root: Path) -> str:
         f"| action bounds | low {_fmt(meta['action_low'])}, high {_fmt(meta['action_high'])} |",
         f"| proprio dim | {_fmt(meta.get('proprio_dim'))} |",
         f"| goal dim | {_fmt(meta.get('goal_dim'))} |",
+        f"| state dim | {_fmt(meta.get('state_dim'))} |",
         f"| fps | {_fmt(meta.get('fps'))} |",
         f"| chunks | {len(meta['chunks'])} (up to {meta['chunk_frames']} frames each) |",
         f"| size on disk | {size / 2**20:.1f} MiB |",

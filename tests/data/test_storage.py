@@ -107,6 +107,7 @@ def test_round_trip(tmp_path: Path, shape, full: bool) -> None:
     np.testing.assert_allclose(meta["action_stats"]["max"], acts.max(0))
     card = (tmp_path / "ds" / "README.md").read_text()
     assert "goalrl/Push-v0" in card and "| episodes | 7 |" in card
+    assert f"| state dim | {7 if full else '-'} |" in card
 
 
 def test_gather_modes_and_pickle(tmp_path: Path) -> None:
