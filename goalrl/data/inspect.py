@@ -58,6 +58,7 @@ def dataset_info(path: str | Path) -> dict:
             "action_dim": ds.action_dim,  # A
             "proprio_dim": ds.proprio_dim,  # P, or None without proprio
             "goal_dim": ds.goal_dim,  # G, or None without achieved goals
+            "state_dim": ds.state_dim,  # S, or None without the state field
             "fields": list(ds.fields),  # stored per-frame fields
             "action_low": meta["action_low"],  # (A,) action box
             "action_high": meta["action_high"],  # (A,)

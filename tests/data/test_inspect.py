@@ -31,6 +31,7 @@ def test_info_is_json_with_counts_and_sizes(ds_path):
     assert info["action_stats"]["count"] == 25 and len(info["action_stats"]["mean"]) == 3
     assert set(info["fields"]) >= {"images", "actions", "proprio", "rewards", "success"}
     assert info["env_id"] == "goalrl/Push-v0" and info["fps"] == 12.0
+    assert info["state_dim"] is None  # written without the state field
     assert info["final_success_rate"] == 0.6  # episodes 0, 2, 4 end in success
 
 
