@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from goalrl.data import keys
+from goalrl.envs.state import state_vectors  # noqa: F401  (re-exported: the sampler reads states)
 from goalrl.errors import UserError
 
 GOAL_MODES = ("uniform", "geometric")
@@ -303,32 +304,6 @@ def sample_mixture_index_batch(
         out[keys.SUBGOAL_INDEX] = subgoal_indices(t, toward, episode_starts, episode_lengths,
                                                   subgoal_steps)  # (B,) int64
     return out
-
-
-def state_vectors(dataset: Any) -> np.ndarray:
-    """Low-dim state of every frame (N, S) float32: the recorded ``state`` field, or for data
-    recorded without it proprio and achieved_goal side by side (goalrl.envs.state). UserError
-    for a goalrl scene whose goal vector leaves coordinates out (Grasp, Rearrange)."""
-    if dataset.state is not None:
-        return dataset.state
-    from goalrl.envs.registration import scene_task
-
-    task = scene_task(dataset.meta.get("env_id"))
-    if task is not None and not task.goal_shows_scene:
-        raise UserError(
-            f"{dataset.root}: no field 'state' (recorded before goalrl kept it), and its "
-            f"proprio and achieved_goal leave out where {task.name}'s objects"
-            f"{' and tray' if task.container else ''} are, so a state-based agent would act "
-            "blind; collect the data again with `goalrl collect` or train on images "
-            "(agent.encoder.kind=image)"
-        )
-    parts = [a for a in (dataset.proprio, dataset.achieved_goal) if a is not None]
-    if not parts:
-        raise UserError(
-            f"{dataset.root}: no state vectors (neither proprio nor achieved_goal recorded); "
-            "train on images (agent.encoder.kind=image)"
-        )
-    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)  # (N, S)
 
 
 def stream_rng(seed: int, rank: int = 0) -> np.random.Generator:

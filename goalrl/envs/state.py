@@ -7,7 +7,7 @@ dataset carries its own state variant: the same episodes, read without images. T
 vector is not enough: Grasp's holds only the objects' heights and no goal holds the tray,
 so a policy reading it would not see where to reach. Data recorded before the field existed
 (and imported data) stand in proprio and achieved_goal side by side, the same numbers in
-Reach and Push. Pure numpy: no simulator is loaded.
+Reach and Push. No simulator is loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from goalrl.errors import UserError
 
 STATE_KEY = "state"  # env observation key: (S,) state now
 GOAL_STATE_KEY = "desired_goal_state"  # env observation key: (S,) state of the goal layout
@@ -48,3 +50,29 @@ def state_width(data: Any) -> int:
     recorded ``state`` field, else proprio and achieved_goal side by side; 0 when neither."""
     get = data.get if isinstance(data, dict) else lambda name: getattr(data, name, None)
     return get("state_dim") or (get("proprio_dim") or 0) + (get("goal_dim") or 0)
+
+
+def state_vectors(dataset: Any) -> np.ndarray:
+    """Low-dim state of every frame (N, S) float32: the recorded ``state`` field, or for data
+    recorded without it proprio and achieved_goal side by side (module doc). UserError
+    for a goalrl scene whose goal vector leaves coordinates out (Grasp, Rearrange)."""
+    if dataset.state is not None:
+        return dataset.state
+    from goalrl.envs.registration import scene_task
+
+    task = scene_task(dataset.meta.get("env_id"))
+    if task is not None and not task.goal_shows_scene:
+        raise UserError(
+            f"{dataset.root}: no field 'state' (recorded before goalrl kept it), and its "
+            f"proprio and achieved_goal leave out where {task.name}'s objects"
+            f"{' and tray' if task.container else ''} are, so a state-based agent would act "
+            "blind; collect the data again with `goalrl collect` or train on images "
+            "(agent.encoder.kind=image)"
+        )
+    parts = [a for a in (dataset.proprio, dataset.achieved_goal) if a is not None]
+    if not parts:
+        raise UserError(
+            f"{dataset.root}: no state vectors (neither proprio nor achieved_goal recorded); "
+            "train on images (agent.encoder.kind=image)"
+        )
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)  # (N, S)

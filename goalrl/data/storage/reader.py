@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -99,7 +100,6 @@ class EpisodeDataset:
         self._open_images(avail)
 
     # -- opening
-
     def _chunk_rows(self, records: list[EpisodeRecord], problems: dict[int, str],
                     strict: bool) -> list[int]:
         """Rows readable in every file of each chunk; flags episodes that run past the end."""
@@ -225,7 +225,6 @@ class EpisodeDataset:
         self._fd_array = np.array(self._fds, dtype=np.int64)
 
     # -- properties
-
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.meta["image_shape"])  # type: ignore[return-value]
@@ -243,8 +242,7 @@ class EpisodeDataset:
         return self.meta.get("goal_dim")
 
     @property
-    def state_dim(self) -> int | None:
-        """Width of the recorded ``state`` field; None for data recorded without it."""
+    def state_dim(self) -> int | None:  # None: recorded without the state field
         return self.meta.get("state_dim")
 
     @property
@@ -284,7 +282,6 @@ class EpisodeDataset:
                 f"fields={list(self.fields)})")
 
     # -- frame reads
-
     def _locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global frame indices -> (chunk, row in chunk); checks episodes read the first time."""
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_frames):
@@ -468,7 +465,6 @@ class EpisodeDataset:
         return problems
 
     # -- lifetime
-
     def close(self) -> None:
         self._mm_arrays = []
         for mm in self._mmaps:
@@ -488,10 +484,8 @@ class EpisodeDataset:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never raise from a finaliser
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
 
     def __getstate__(self) -> dict:
         # file descriptors and mappings do not cross processes: re-open on unpickle
