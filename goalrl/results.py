@@ -205,15 +205,13 @@ def withdraw_rows(path: str | Path, select: Callable[[dict[str, Any]], bool],
         keep = [line for line, row in zip(lines, rows, strict=True) if not select(row)]
         if len(keep) == len(lines):
             return 0, len(lines)
+        from goalrl.data.storage.files import atomic_write
+
         stamp = {"reason": reason, "time": datetime.now(timezone.utc).isoformat()}
         append_rows(withdrawn_path(path),
                     [{**row, "withdrawn": stamp} for row in rows if select(row)])
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as file:
-            file.write(b"".join(line + b"\n" for line in keep))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)  # while the old file's lock is held: writers retry on the new one
+        # replaced while the old file's lock is held: waiting writers retry on the new one
+        atomic_write(path, b"".join(line + b"\n" for line in keep), durable=True)
     finally:
         os.close(fd)
     return len(lines) - len(keep), len(keep)
