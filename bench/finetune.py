@@ -40,11 +40,11 @@ Each run's offline-end and final checkpoints are evaluated on ``test_episodes`` 
 rollout, ``method`` naming what acts and from what. The dip at the switch to online comes from
 each run's training curve (``dip_after_switch`` of its summary, also on its final rows).
 
-Resumable: a stage whose summary.json exists is reused, an unfinished fine-tuning folder is
-removed and rerun (fine-tuning has no resume), an evaluation whose rows are in the store is
-skipped. The page (docs/benchmarks/finetune.md; finetune_state.md for state-cpu) is written
-from the store's rows of that profile (each row names its ``bench_profile``); the smoke
-profiles write their store and page under their workdir.
+Resumable: a stage whose summary.json exists is reused, an unfinished pretraining or
+fine-tuning run resumes from its latest checkpoint (``resume=true``), an evaluation whose rows
+are in the store is skipped. The page (docs/benchmarks/finetune.md; finetune_state.md for
+state-cpu) is written from the store's rows of that profile (each row names its
+``bench_profile``); the smoke profiles write their store and page under their workdir.
 """
 
 from __future__ import annotations
@@ -101,10 +101,10 @@ def run_stage(stage: dict[str, Any], logs: Path) -> None:
         print(f"[{stage['name']}] done, reusing {out}", flush=True)
         return
     args = list(stage["args"])
-    if out.exists() and stage["kind"] == "pretrain":
-        args.append("resume=true")  # pretraining continues from its latest checkpoint
+    if out.exists() and stage["kind"] in ("pretrain", "finetune"):
+        args.append("resume=true")  # training continues from its latest checkpoint
     elif out.exists():
-        shutil.rmtree(out)  # a killed collection or fine-tuning: start it again
+        shutil.rmtree(out)  # a killed collection: start it again
     print(f"[{stage['name']}] {shell(args)}", flush=True)
     goalrl(args, logs / f"{stage['name'].replace('/', '_')}.log")
 

@@ -251,12 +251,11 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
     calls.clear()
     bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
     assert calls == [] and len(read_rows(store)) == len(rows)
-    # an unfinished fine-tuning (no summary.json) is removed and run again; nothing else
+    # an unfinished fine-tuning (no summary.json) is resumed; nothing else runs
     unfinished = tmp_path / "tray" / "seed0" / "task_bc_success_from_gcbc"
     (unfinished / "summary.json").unlink()
-    (unfinished / "stale").write_text("x")
     bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
-    assert [c[0] for c in calls] == ["finetune"] and not (unfinished / "stale").exists()
+    assert [(c[0], c[-1]) for c in calls] == [("finetune", "resume=true")]
 
 
 @pytest.mark.slow
@@ -278,3 +277,17 @@ def test_smoke_profile_end_to_end(tmp_path, profile) -> None:
     assert "| task_q_from_scratch_aux | cem_on_q | 1 | 2 |" in page
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     assert len(read_rows(tmp_path / "results.jsonl")) == len(rows)
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune", "collect"])
+def test_an_unfinished_stage_resumes_training_and_recollects_data(tmp_path, monkeypatch,
+                                                                  kind) -> None:
+    out = tmp_path / "stage"
+    (out / "checkpoints").mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(bench, "goalrl", lambda args, log: calls.append(list(args)))
+    bench.run_stage(dict(name="grasp/x", kind=kind, out=out, args=[kind, f"out={out}"]),
+                    tmp_path)
+    resumed = calls[0][-1] == "resume=true"
+    assert resumed == (kind != "collect")
+    assert out.exists() == resumed  # a half-collected dataset is removed and collected again

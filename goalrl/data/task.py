@@ -255,6 +255,13 @@ class TaskBatchSampler:
         n_on = int(round(self.batch_size * self.online_ratio))
         return self.batch_size - n_on, n_on
 
+    def state_dict(self) -> dict:
+        """Position of the batch stream (a resumed fine-tuning run draws the same batches)."""
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]
+
     def sample(self) -> dict[str, np.ndarray]:
         n_off, n_on = self.split()
         parts = []

@@ -111,6 +111,11 @@ class FinetuneConfig:
     max_loss: float = 1e4  # a loss above this (or NaN/inf) stops the run
     # seconds between progress lines on stderr when it is not a terminal (a terminal gets a bar)
     progress_every: float = 30.0
+    # continue the run in ``out`` from its latest checkpoint (weights, optimisers, batch
+    # streams, online episodes up to it, learning curve); with no checkpoint there yet it
+    # starts fresh. The settings must be the stopped run's: method, data, init and task are
+    # checked
+    resume: bool = False
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -191,7 +196,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.steps + cfg.online_steps == 0:
         raise TrainingError(f"steps={cfg.steps}, online_steps={cfg.online_steps}: nothing to do")
     out = Path(cfg.out)
-    check_out_free(out, "a fine-tuning run", resumable=False)
+    if not cfg.resume:
+        check_out_free(out, "a fine-tuning run")
     device = resolve_device(cfg.device, DistInfo())
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -206,7 +212,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     # everything is checked: from here to the end the run holds its folder (a second run on
     # it is refused), and litter of a killed save goes
     with RunFolderLock(out):
-        check_out_free(out, "a fine-tuning run", resumable=False)  # again, under the lock
+        if not cfg.resume:
+            check_out_free(out, "a fine-tuning run")  # again, under the lock
         remove_partial_saves(out)
         return train_task_agent(cfg, out, device, dataset, rewards, spec, init, aux,
                                 observation)
@@ -234,7 +241,7 @@ def train_task_agent(
                                     online_ratio=cfg.online_ratio, seed=cfg.seed,
                                     goal_images=goal_images, successful_only=cfg.method == "bc",
                                     observation=observation)
-    aux_batches = None
+    aux_sampler = aux_batches = None
     if aux is not None:
         aux_sampler = GoalBatchSampler(
             aux, cfg.aux_batch_size or cfg.batch_size, goal_mode=cfg.goal_mode,
@@ -242,10 +249,14 @@ def train_task_agent(
             p_chain=cfg.p_chain if init.agent_cfg.am.chaining else 0.0, seed=cfg.seed,
             observation=observation,
         )
-        aux_batches = aux_sampler.prefetch(depth=cfg.prefetch)
     meta = checkpoint_meta(cfg, agent, dataset, aux, init, z_from)
-    writer = open_writer(out, DistInfo())
-    online = OnlinePhase(cfg, dataset, spec, task_sampler, goals, writer)
+    online = OnlinePhase(cfg, dataset, spec, task_sampler, goals)
+    start_step = 0
+    if cfg.resume and (out / "checkpoints" / "latest").is_file():
+        start_step = resume(out, meta, agent, task_sampler, aux_sampler, online)
+    if aux_sampler is not None:
+        aux_batches = aux_sampler.prefetch(depth=cfg.prefetch)
+    writer = online.writer = open_writer(out, DistInfo())
 
     def next_batch(step: int) -> tuple[Any, Any]:
         online.before_update(agent, step)
@@ -262,10 +273,16 @@ def train_task_agent(
             phases=phases,
             schedule=Schedule.of(cfg),
             next_batch=next_batch,
-            checkpoint_state=lambda: {"agent": agent.state_dict()},
+            checkpoint_state=lambda: {
+                "agent": agent.state_dict(),
+                "task_sampler": task_sampler.state_dict(),
+                "aux_sampler": aux_batches.state_dict() if aux_batches is not None else None,
+                "online_episodes": online.episodes,
+            },
             checkpoint_meta=meta,
             env_id=cfg.task,
             image_size=dataset.image_shape[0],
+            start_step=start_step,
             eval_at_start=True,
             writer=writer,
         ))
@@ -322,6 +339,36 @@ def train_task_agent(
     if result.final_eval is not None:
         summary["eval"] = result.final_eval
     return summary
+
+
+# what a resumed run must share with the stopped one, or it would be another experiment
+RESUME_KEYS = ("method", "task", "dataset_fingerprint", "aux_dataset", "parent")
+
+
+def resume(out: Path, meta: dict[str, Any], agent: Any, task_sampler: Any, aux_sampler: Any,
+           online: OnlinePhase) -> int:
+    """Load the run's latest checkpoint into the agent, the batch streams and the online
+    phase; its step."""
+    from goalrl.agents.registry import load_agent_state
+    from goalrl.checkpoint import load_checkpoint
+
+    state, saved = load_checkpoint(out, map_location=str(agent.device))
+    for key in RESUME_KEYS:
+        if saved.get(key) != meta[key]:
+            raise TrainingError(
+                f"cannot resume {saved['path']}: its {key} is {saved.get(key)!r}, these "
+                f"settings give {meta[key]!r}; resume with the run's own settings, or start a "
+                "new run (another out=)"
+            )
+    if "task_sampler" not in state:
+        raise TrainingError(f"cannot resume {saved['path']}: it was saved by a goalrl that did "
+                            "not resume fine-tuning (no batch-stream state); start a new run")
+    load_agent_state(agent, state["agent"], saved["path"])
+    task_sampler.load_state_dict(state["task_sampler"])
+    if aux_sampler is not None:
+        aux_sampler.load_state_dict(state["aux_sampler"])
+    online.restore(int(state["online_episodes"]))
+    return int(saved["step"])
 
 
 def switch_dip(curve: list[dict[str, Any]], steps: int, online_steps: int) -> float | None:

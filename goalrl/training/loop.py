@@ -34,7 +34,7 @@ from goalrl.evaluate import evaluate_policy
 from goalrl.loss_watch import LOSS_KEYS, LossWatch
 from goalrl.training.checks import TrainingError
 from goalrl.training.progress import Progress
-from goalrl.training.run_folder import Best, prune_checkpoints
+from goalrl.training.run_folder import Best, prune_checkpoints, read_curve, write_curve
 
 # an evaluation's figures written to TensorBoard (eval/<key>), and kept on the learning curve
 SCALAR_KEYS = ("success_rate", "success_any_step_rate", "mean_final_distance",
@@ -107,14 +107,20 @@ def train(run: Run) -> LoopResult:
     evaluates = bool(info.is_main and run.env_id and sched.eval_episodes > 0)
     result = LoopResult(step=run.start_step)
     if info.is_main and run.start_step > 0:
-        result.best = Best.read(run.out)
+        restore_result(run, result)
     watch = LossWatch()
     progress = Progress(run.label, total, run.start_step, enabled=info.is_main,
                         every_s=sched.progress_every)
     t0 = time.perf_counter()
-    if evaluates and run.eval_at_start:
+    if evaluates and run.eval_at_start and run.start_step == 0:
         evaluate(run, result, 0, "init")
     step = run.start_step
+    # a run stopped between saving a checkpoint and evaluating it: evaluate it now (evaluation
+    # leaves the agent's RNG alone, so the resumed updates are the same either way)
+    if evaluates and step > 0 and not any(p["step"] == step for p in result.curve):
+        phase = eval_due(run, step)
+        if phase is not None:
+            evaluate(run, result, step, phase)
     try:
         while step < total:
             phase = next(p for p in run.phases if step < p.end)
@@ -131,10 +137,7 @@ def train(run: Run) -> LoopResult:
             progress.update(step, loss)
             if save_now:
                 save(run, result, step, phase.name)
-            # the last update's evaluation is the final one below (with videos), not run twice
-            if evaluates and step < total and (
-                step == phase.end or (sched.eval_every and step % sched.eval_every == 0)
-            ):
+            if evaluates and eval_due(run, step) is not None:
                 evaluate(run, result, step, phase.name)
     finally:
         progress.close()
@@ -145,6 +148,29 @@ def train(run: Run) -> LoopResult:
         result.final_eval = evaluate(run, result, step, run.phases[-1].name, sched.videos)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def eval_due(run: Run, step: int) -> str | None:
+    """The phase whose evaluation falls after update ``step``, or None: every ``eval_every``
+    updates and at each phase's end, except the last update, whose evaluation is the final one
+    (with videos), not run twice."""
+    total = run.phases[-1].end
+    phase = next((p for p in run.phases if step <= p.end), None)
+    if phase is None or step >= total:
+        return None
+    every = run.schedule.eval_every
+    return phase.name if step == phase.end or (every and step % every == 0) else None
+
+
+def restore_result(run: Run, result: LoopResult) -> None:
+    """What a resumed run keeps of the stopped one: its best checkpoint, its curve up to the
+    resumed step and the checkpoints that ended its finished phases (so they are not pruned)."""
+    result.best = Best.read(run.out)
+    result.curve = read_curve(run.out, run.start_step)
+    for phase in run.phases:
+        path = run.out / "checkpoints" / step_name(phase.end)
+        if phase.end <= run.start_step and path.is_dir():
+            result.checkpoints[phase.name] = str(path)
 
 
 def check_loss(watch: LossWatch, step: int, max_loss: float, out: Path) -> None:
@@ -211,6 +237,7 @@ def evaluate(
     outcome = evaluate_agent(run.agent, run.env_id, run.schedule.eval_episodes, run.image_size,
                              videos=videos, video_dir=run.out / "videos")
     result.curve.append(eval_point(step, phase, outcome))
+    write_curve(run.out, result.curve)
     keep_best(run, result, step, outcome)
     if run.writer is not None:
         log_eval(run.writer, outcome, step)

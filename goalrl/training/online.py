@@ -4,6 +4,7 @@ batches from then on."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,30 @@ class OnlinePhase:
             has_success=True,
             durable=False,
         )
+
+    def restore(self, episodes: int) -> None:
+        """Resuming: keep the first ``episodes`` online episodes (those the resumed checkpoint
+        had trained on) and drop any recorded after it, so the run goes on as if never stopped."""
+        from goalrl.data.storage import META_FILE, EpisodeDataset
+        from goalrl.data.storage.repair import keep_first_episodes
+        from goalrl.training.checks import TrainingError
+
+        if episodes == 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        on_disk = EpisodeDataset(self.root).num_episodes if (self.root / META_FILE).is_file() else 0
+        if on_disk < episodes:
+            raise TrainingError(
+                f"{self.root}: the checkpoint being resumed had played {episodes} online "
+                f"episodes, the folder holds {on_disk}; start a new run (another out=)"
+            )
+        keep_first_episodes(self.root, episodes, "recorded after the checkpoint a resumed "
+                            "run started from", durable=False)
+        self.online = EpisodeDataset(self.root)
+        self.episodes = episodes
+        self.successes = int(self.online.success[self.online.episode_ends].sum())
+        self.sampler.set_online(self.online,
+                                self.goals.goal_images(self.online) if self.goals else None)
 
     @property
     def success_rate(self) -> float | None:

@@ -175,7 +175,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             "device": device_name(device),  # which GPU, for the benchmark's GPU profile
             "checkpoint": result.checkpoints.get("pretrain"),
             "tensorboard": str(out / "tb"),
-            "eval_curve": result.curve,  # success at each eval_every step of this process
+            "eval_curve": result.curve,  # success at each eval_every step, before a resume too
         }
         if result.best is not None:
             summary["best"] = asdict(result.best)

@@ -7,6 +7,8 @@
 - ``prune_checkpoints``: the last ``keep_last`` step checkpoints, plus the best by evaluation,
   the end of each phase and ``latest``.
 - ``Best``: the best evaluated checkpoint so far (``checkpoints/best.json``), kept across resumes.
+- ``write_curve`` / ``read_curve``: the evaluations so far (``checkpoints/curve.json``), so a
+  resumed run's summary holds the whole learning curve.
 """
 
 from __future__ import annotations
@@ -116,3 +118,27 @@ class Best:
 
     def write(self, out: Path) -> None:
         write_atomic(Path(out) / "checkpoints" / BEST_FILE, json.dumps(asdict(self)) + "\n")
+
+
+CURVE_FILE = "curve.json"
+
+
+def write_curve(out: Path, curve: list[dict[str, Any]]) -> None:
+    """The run's learning curve so far (``checkpoints/curve.json``), so a resumed run reports
+    the evaluations made before it was stopped."""
+    root = Path(out) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)  # the step-0 evaluation comes before any save
+    write_atomic(root / CURVE_FILE, json.dumps(curve) + "\n")
+
+
+def read_curve(out: Path, upto: int) -> list[dict[str, Any]]:
+    """The saved curve's points at steps up to ``upto`` (the resumed checkpoint's step: later
+    points were measured on weights the resumed run does not have)."""
+    path = Path(out) / "checkpoints" / CURVE_FILE
+    if not path.is_file():
+        return []
+    try:
+        points = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise TrainingError(f"{path} is damaged ({err}); delete it to start over") from err
+    return [p for p in points if p["step"] <= upto]

@@ -106,6 +106,68 @@ def test_a_state_gcbc_checkpoint_starts_the_task_q_and_behaviour_cloning(data, t
     assert summary["init_weights"] == ("encoder" if method == "q" else "all weights")
 
 
+# --- resume: a stopped run goes on as if it had never stopped ---
+
+def agent_tensors(out: Path) -> dict:
+    from goalrl.checkpoint import load_checkpoint
+
+    state, _ = load_checkpoint(out)
+    flat: dict = {}
+
+    def walk(tree, prefix):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif hasattr(value, "dtype"):
+                flat[prefix + key] = value
+
+    walk(state["agent"], "")
+    return flat
+
+
+def test_a_stopped_fine_tuning_run_resumes_bit_exactly(data, tmp_path) -> None:
+    """A run stopped in its online phase, after checkpoint 4 but before evaluating it, with an
+    online episode recorded that the checkpoint never trained on: resumed, it drops that
+    episode, evaluates step 4 again, and ends with the weights, online episodes and learning
+    curve of a run that was never stopped."""
+    kw = dict(online_steps=6, updates_per_episode=2, eval_episodes=1, eval_every=2,
+              save_every=2, keep_last=0)
+    ref = finetune(config(data, tmp_path / "ref", **kw))
+    out = tmp_path / "run"
+    finetune(config(data, out, **kw))
+    # undo what came after checkpoint 4: later checkpoints, the curve from step 4 on
+    for step in (6, 8):
+        shutil.rmtree(out / "checkpoints" / f"step_{step:07d}")
+    (out / "checkpoints" / "latest").write_text("step_0000004\n")
+    curve = json.loads((out / "checkpoints" / "curve.json").read_text())
+    (out / "checkpoints" / "curve.json").write_text(json.dumps(
+        [p for p in curve if p["step"] < 4]))
+    assert EpisodeDataset(out / "online").num_episodes == 3  # played before updates 3, 5, 7
+    with pytest.raises(TrainingError, match="pass resume=true to continue it"):
+        finetune(config(data, out, **kw))
+    resumed = finetune(config(data, out, resume=True, **kw))
+    for key in ("curve", "online_episodes", "success_offline", "success_final",
+                "dip_after_switch", "online_episode_success_rate"):
+        assert resumed[key] == ref[key], key
+    ours, theirs = agent_tensors(out), agent_tensors(tmp_path / "ref")
+    assert ours.keys() == theirs.keys()
+    assert all(bool((ours[k] == theirs[k]).all()) for k in ours)
+    online = EpisodeDataset(out / "online")
+    assert online.num_episodes == 3
+    assert "after the checkpoint" in str(online.meta["repairs"][-1]["dropped"])
+    assert resumed["offline_checkpoint"] == str(out / "checkpoints" / "step_0000002")
+
+
+def test_resume_refuses_other_settings_and_starts_fresh_without_a_checkpoint(data,
+                                                                            tmp_path) -> None:
+    out = tmp_path / "ft"
+    fresh = finetune(config(data, out, resume=True))  # nothing there yet: a fresh run
+    assert fresh["method"] == "task_q_from_am_aux"
+    with pytest.raises(TrainingError, match=r"its method is 'task_q_from_am_aux', these "
+                                            r"settings give 'task_q_from_scratch_aux'"):
+        finetune(config(data, out, resume=True, init="none", aux_data=str(data["play"])))
+
+
 # --- refusals, before anything is trained or written ---
 
 def edited_meta(src: Path, dst: Path, edit) -> Path:

@@ -1,4 +1,5 @@
-"""Repairing a damaged dataset: drop the episodes whose bytes are missing or corrupt."""
+"""Repairing a damaged dataset: drop the episodes whose bytes are missing or corrupt; and
+dropping the episodes after the first n (``keep_first_episodes``)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,27 @@ def repair_dataset(root: str | Path, *, check_images: bool = False,
     finally:
         lock.release()
     return dropped
+
+
+def keep_first_episodes(root: str | Path, n: int, why: str, *, durable: bool = True) -> int:
+    """Drop every committed episode after the first ``n`` (a resumed fine-tuning run drops the
+    online episodes its checkpoint never saw); ``why`` is recorded with the dropped ones in
+    meta.json. Returns how many were dropped."""
+    root = Path(root)
+    lock = FolderLock(root)
+    lock.acquire()
+    try:
+        with EpisodeDataset(root) as ds:
+            if ds.num_episodes < n:
+                raise ValueError(f"{root}: has {ds.num_episodes} episodes, fewer than the {n} "
+                                 "to keep")
+            extra = ds._records[n:]
+            if extra:
+                dropped = [f"episode {r.index} (seed {r.seed}): {why}" for r in extra]
+                _rewrite_index(root, ds, ds._records[:n], dropped, durable)
+    finally:
+        lock.release()
+    return len(extra)
 
 
 def _rewrite_index(root: Path, ds: EpisodeDataset, kept: list[EpisodeRecord], dropped: list[str],
