@@ -3,7 +3,7 @@ checkpoints, beside what their own policies reach.
 
     .venv/bin/python bench/value_probe.py                  # both probes, then the page
     .venv/bin/python bench/value_probe.py --paths-only     # the path probe alone (minutes)
-    .venv/bin/python bench/value_probe.py --report-only    # the page from the store
+    .venv/bin/python bench/value_probe.py --report-only    # the page (paths re-probed)
 
 For every table cell (runs/table/state-cpu/<dataset>/<method>/seed<k>) with a checkpoint at
 ``--step`` (fixed in advance: the profile's last), goalrl.benchmark.value_probe:

@@ -31,9 +31,9 @@ def path_values(agent: Any, kind: str, states: np.ndarray, goal: np.ndarray,
     (T, P) and the actions taken at those states (T, A)."""
     from goalrl.agents.observations import act_frames
 
-    obs, g, _ = act_frames(states, goal, "state", agent.device)  # (T, S) each
     if kind == "am":
         return agent.q_values(states, goal, actions, proprio, reduce="min")
+    obs, g, _ = act_frames(states, goal, "state", agent.device)  # (T, S) each
     prop = agent.proprio(proprio) if agent.proprio_dim is not None else None
     if kind == "crl":
         a = torch.as_tensor(actions, device=agent.device).float()

@@ -113,14 +113,14 @@ class OnlinePhase:
         if episodes == 0:
             shutil.rmtree(self.root, ignore_errors=True)
             return
-        on_disk = EpisodeDataset(self.root).num_episodes if (self.root / META_FILE).is_file() else 0
-        if on_disk < episodes:
-            raise TrainingError(
-                f"{self.root}: the checkpoint being resumed had played {episodes} online "
-                f"episodes, the folder holds {on_disk}; start a new run (another out=)"
-            )
-        keep_first_episodes(self.root, episodes, "recorded after the checkpoint a resumed "
-                            "run started from", durable=False)
+        try:
+            if not (self.root / META_FILE).is_file():
+                raise ValueError(f"{self.root}: holds no online episodes")
+            keep_first_episodes(self.root, episodes, "recorded after the checkpoint a resumed "
+                                "run started from", durable=False)
+        except ValueError as err:  # fewer episodes than the checkpoint had trained on
+            raise TrainingError(f"{err}; the checkpoint being resumed had played {episodes} "
+                                "online episodes: start a new run (another out=)") from None
         self.online = EpisodeDataset(self.root)
         self.episodes = episodes
         self.successes = int(self.online.success[self.online.episode_ends].sum())

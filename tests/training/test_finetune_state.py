@@ -158,6 +158,16 @@ def test_a_stopped_fine_tuning_run_resumes_bit_exactly(data, tmp_path) -> None:
     assert resumed["offline_checkpoint"] == str(out / "checkpoints" / "step_0000002")
 
 
+def test_resume_refuses_a_run_whose_online_episodes_are_gone(data, tmp_path) -> None:
+    out = tmp_path / "ft"
+    kw = dict(online_steps=4, updates_per_episode=2)
+    finetune(config(data, out, **kw))
+    shutil.rmtree(out / "online")
+    with pytest.raises(TrainingError, match=r"online: holds no online episodes; the checkpoint "
+                                            r"being resumed had played 2 online episodes"):
+        finetune(config(data, out, resume=True, **kw))
+
+
 def test_resume_refuses_other_settings_and_starts_fresh_without_a_checkpoint(data,
                                                                             tmp_path) -> None:
     out = tmp_path / "ft"
