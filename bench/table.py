@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "configs" / "dataset"  # dataset names are `goalrl collect dataset=` presets
@@ -44,6 +45,10 @@ class Method:
     store_method: str  # the `method` its rows carry (goalrl.results.method_name)
 
 
+# The read-out of the agents with a state value V(s, g): one-step lookahead through a dynamics
+# model trained on the cell's dataset (`goalrl dynamics`, in the cell's folder; state profiles)
+LOOKAHEAD = "model_lookahead"
+
 # One table of methods. AM is trained once with its actor and read out twice (CEM on Q, the
 # actor); am_prior adds the behaviour prior's mean (its rows carry method "am_prior").
 # Speeds: docs/benchmarks/agent_speed.md (median, 2 shared cores at load about 3); AM without
@@ -55,20 +60,21 @@ METHODS: dict[str, Method] = {
     "am_no_chaining": Method(("agent=am", "agent.chaining=false"), ("cem",), 10.1, 2.6,
                              "am_no_chaining"),
     "gcbc": Method(("agent=gcbc",), (None,), 82.0, 4.2, "gcbc"),
-    "gcivl": Method(("agent=gcivl",), (None,), 24.9, 1.6, "gcivl"),
-    "gciql": Method(("agent=gciql",), (None,), 17.3, 1.2, "gciql"),
+    "gcivl": Method(("agent=gcivl",), (None, LOOKAHEAD), 24.9, 1.6, "gcivl"),
+    "gciql": Method(("agent=gciql",), (None, LOOKAHEAD), 17.3, 1.2, "gciql"),
     "crl": Method(("agent=crl",), (None,), 26.0, 2.0, "crl"),
-    "hiql": Method(("agent=hiql",), (None,), 11.3, 1.2, "hiql"),
+    "hiql": Method(("agent=hiql",), (None, LOOKAHEAD), 11.3, 1.2, "hiql"),
     # QRL's speeds: 0.54-0.65 (state) and 0.8 (image) of GCIVL's measured beside it under
     # load, scaled to GCIVL's rows here (estimates); not in the default list (compute)
-    "qrl": Method(("agent=qrl",), (None,), 15.0, 1.3, "qrl"),
+    "qrl": Method(("agent=qrl",), (None, LOOKAHEAD), 15.0, 1.3, "qrl"),
 }
 DEFAULT_METHODS = ("am", "am_prior", "gcbc", "gcivl", "gciql", "crl", "hiql", "am_no_chaining")
 DEFAULT_DATASETS = ("push-play", "push-noisy", "push-stitch")
 # seconds per evaluation rollout, for the plan: Push state, 50 steps, one thread, measured on
 # 4-update checkpoints (goals=val, 1 and 3 per task: AM by CEM 0.21 s, its actor 0.14, GCBC
-# 0.12; rounded up), on a 2-core machine shared with other jobs
-ROLLOUT_SECONDS = {"cem": 0.25, "other": 0.15}
+# 0.12; rounded up), on a 2-core machine shared with other jobs; the model lookahead: 30 Push
+# val rollouts of 100 steps by a 20k GCIVL in 24 s (one core shared)
+ROLLOUT_SECONDS = {"cem": 0.25, "model_lookahead": 0.8, "other": 0.15}
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class Profile:
     data_suffix: str  # dataset folder: <data-root>/<name><suffix>
     budget: str  # what it is for, printed by --dry-run
     device: str = "cpu"  # training and evaluation; cuda: training time is not estimated
+    dynamics_steps: int = 3000  # `goalrl dynamics` updates of a state cell's lookahead model
 
 
 PROFILES: dict[str, Profile] = {
@@ -95,7 +102,8 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile(100_000, 256, (25_000, 50_000, 75_000, 100_000), 10, "image", "",
                    "64 px images on one GPU: AM about 22 min of training per cell on an H200",
                    device="cuda"),
-    "smoke": Profile(4, 8, (2, 4), 1, "state", "-state", "tests: seconds per cell"),
+    "smoke": Profile(4, 8, (2, 4), 1, "state", "-state", "tests: seconds per cell",
+                     dynamics_steps=20),
 }
 
 
@@ -163,15 +171,16 @@ def readout(act_rule: str | None) -> str:
 
 def store_outcomes(store: Path) -> dict[tuple[str, str, str], list[bool]]:
     """(resolved checkpoint, goal split, read-out) -> successes of its rows in the store."""
-    from goalrl.results import read_rows
+    from goalrl.results import READOUT_BY_KIND, read_rows
 
     outcomes: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
     if store.is_file():
         for row in read_rows(store):
             if row.get("checkpoint"):
                 path = str(Path(row["checkpoint"]).resolve())
-                for read in (row["act_rule"], ANY_READOUT):
-                    outcomes[(path, row["goal_split"], read)].append(row["success"])
+                outcomes[(path, row["goal_split"], row["act_rule"])].append(row["success"])
+                if row["act_rule"] in READOUT_BY_KIND.values():  # the agent's own policy
+                    outcomes[(path, row["goal_split"], ANY_READOUT)].append(row["success"])
     return outcomes
 
 
@@ -188,10 +197,16 @@ def val_best_step(cell: Cell, profile: Profile, read: str,
     return -max(scores)[1]
 
 
+def act_rules(method: str, profile: Profile) -> tuple[str | None, ...]:
+    """The method's read-outs that apply in the profile (the lookahead reads state vectors)."""
+    return tuple(rule for rule in METHODS[method].act_rules
+                 if rule != LOOKAHEAD or profile.encoder == "state")
+
+
 def pending_evals(cell: Cell, profile: Profile, outcomes: dict) -> list[tuple]:
     """(step, goal split, act rule) evaluations still to run; test ones only once val is done."""
     todo = []
-    for rule in METHODS[cell.method].act_rules:
+    for rule in act_rules(cell.method, profile):
         read = readout(rule)
         for step in profile.checkpoints:
             if (str(checkpoint_dir(cell.run, step)), "val", read) not in outcomes:
@@ -238,9 +253,25 @@ def run_cell(cell: Cell, profile_name: str, store: Path, train_only: bool = Fals
         # test evaluations wait for the val ones they choose between: at most two passes
         for _ in range(0 if train_only else 2):
             for step, split, rule in pending_evals(cell, profile, store_outcomes(store)):
+                if rule == LOOKAHEAD and not (cell.run / "dynamics" / "meta.json").is_file():
+                    train_dynamics_model(cell, profile, log)
                 with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                     evaluate(cell, profile, step, split, rule, store)
     return str(log_path)
+
+
+def train_dynamics_model(cell: Cell, profile: Profile, log: Any) -> None:
+    """The cell's model for the lookahead read-out: `goalrl dynamics` on its dataset, seeded
+    by the cell's seed, in its folder."""
+    from goalrl.commands.dynamics import DynamicsCommandConfig
+    from goalrl.commands.dynamics import run as run_dynamics
+
+    print(f"dynamics {cell.data} -> {cell.run / 'dynamics'}", file=log, flush=True)
+    report = run_dynamics(DynamicsCommandConfig(
+        data=str(cell.data), out=str(cell.run / "dynamics"), seed=cell.seed,
+        steps=profile.dynamics_steps,
+        holdout=2000 if profile.dynamics_steps >= 1000 else 0))  # smoke data is too small
+    print(f"  {report}", file=log, flush=True)
 
 
 def evaluate(cell: Cell, profile: Profile, step: int, split: str, rule: str | None,
@@ -258,7 +289,9 @@ def evaluate(cell: Cell, profile: Profile, step: int, split: str, rule: str | No
     print(f"eval {ckpt} goals={split} act_rule={rule} episodes={profile.episodes}", flush=True)
     summary = run_eval(EvalConfig(ckpt=str(ckpt), goals=split, episodes=profile.episodes,
                                   out=str(out), videos=0, device=device, act_rule=rule,
-                                  results=str(store)))
+                                  results=str(store),
+                                  dynamics=str(cell.run / "dynamics") if rule == LOOKAHEAD
+                                  else None))
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=str))
     tmp.replace(out / "summary.json")
@@ -270,7 +303,6 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     """(training minutes, evaluation minutes, evaluations) left for the cell."""
     from goalrl.benchmark.tasks import TASK_NAMES
 
-    method = METHODS[cell.method]
     speed = measured_speed(cell, cell.method) or planned_speed(cell.method, profile) * (
         machine_factor(cell, profile) or 1.0)
     train = max(0, profile.steps - trained_step(cell.run)) / speed / 60
@@ -278,10 +310,10 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
         train = math.nan
     evals = pending_evals(cell, profile, outcomes)
     # until val is done the val-best step is unknown: count one more test evaluation for it
-    evals += [(0, "test", rule) for rule in method.act_rules
+    evals += [(0, "test", rule) for rule in act_rules(cell.method, profile)
               if val_best_step(cell, profile, readout(rule), outcomes) is None]
     rollouts = profile.episodes * (len(TASK_NAMES) + 1)
-    seconds = sum(rollouts * ROLLOUT_SECONDS["cem" if rule == "cem" else "other"]
+    seconds = sum(rollouts * ROLLOUT_SECONDS.get(rule or "other", ROLLOUT_SECONDS["other"])
                   for _, _, rule in evals)
     return train, seconds / 60, len(evals)
 
@@ -334,7 +366,8 @@ def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> 
           f"--jobs {jobs} (updates/s: the median of the method's trained cells in this profile, "
           f"else docs/benchmarks/agent_speed.md's scaled by batch and by how the trained cells "
           f"ran against theirs; rollouts "
-          f"{ROLLOUT_SECONDS['cem']} s with CEM, {ROLLOUT_SECONDS['other']} s otherwise)")
+          f"{ROLLOUT_SECONDS['cem']} s with CEM, {ROLLOUT_SECONDS[LOOKAHEAD]} s by model "
+          f"lookahead, {ROLLOUT_SECONDS['other']} s otherwise)")
 
 
 def protocol_note(profile_names: list[str], seeds: list[int]) -> str:

@@ -52,6 +52,10 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "goalrl.commands.serve", "ServeConfig", "run", "local web page to command the arm"
     ),
+    "dynamics": Command(
+        "goalrl.commands.dynamics", "DynamicsCommandConfig", "run",
+        "one-step state model for act_rule=model_lookahead",
+    ),
     "compare": Command(
         "goalrl.commands.compare", "CompareConfig", "run", "tables + plot from a results store"
     ),

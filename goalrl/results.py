@@ -37,7 +37,8 @@ from goalrl.errors import UserError
 ROW_VERSION = 1  # the ``v`` of every row; bump when a field changes meaning
 
 # what produced the action, by the agent's act rule (AMConfig.act_rule)
-READOUT_BY_RULE = {"cem": "cem_on_q", "prior_mean": "prior_mean", "actor": "actor"}
+READOUT_BY_RULE = {"cem": "cem_on_q", "prior_mean": "prior_mean", "actor": "actor",
+                   "model_lookahead": "model_lookahead_on_v"}
 # the read-out of agents with no act rule: their policy head
 READOUT_BY_KIND = {"gcbc": "policy_mean", "gcivl": "actor", "gciql": "actor", "crl": "actor",
                    "hiql": "hierarchical_actor", "qrl": "actor"}
@@ -98,10 +99,12 @@ def eval_rows(
     env_kwargs: dict[str, Any] | None = None,
     goal_split: str | None = None,
     task: str | None = None,
+    readout: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One store row per rollout of an evaluation ``summary`` (evaluate.summarize_rollouts)
     of the checkpoint described by ``meta``. A rollout row's own ``goal_split``/``task``
-    (benchmark goals) win over the arguments, which win over ``env_seed``/``random``."""
+    (benchmark goals) win over the arguments, which win over ``env_seed``/``random``.
+    ``readout``: what else the act rule acted with (a lookahead's model and candidates)."""
     train_config = meta.get("train_config") or {}
     dataset_path = meta.get("dataset") or ""
     common = {
@@ -119,6 +122,7 @@ def eval_rows(
         "train_seed": int(train_config.get("seed", 0)),
         "env": summary["env"],
         "env_kwargs": dict(env_kwargs or {}),
+        **({"readout": readout} if readout else {}),
     }
     rows = []
     for rollout in summary["rollouts"]:

@@ -187,3 +187,21 @@ def test_a_single_readout_method_matches_rows_whatever_act_rule_they_carry(tmp_p
     outcomes = table.store_outcomes(tmp_path / "s.jsonl")
     pending = table.pending_evals(cell, table.PROFILES["smoke"], outcomes)
     assert (2, "val", None) not in pending and (4, "val", None) in pending
+
+
+def test_lookahead_rows_are_their_own_readout_and_only_on_state_profiles(tmp_path) -> None:
+    from goalrl.results import append_rows
+
+    cell = table.Cell("reach-play", "gcivl", 0, tmp_path, tmp_path / "run")
+    ckpt = str(table.checkpoint_dir(cell.run, 2))
+    row = {"v": 1, "method": "gcivl", "act_rule": "model_lookahead_on_v", "dataset": "d",
+           "train_seed": 0, "step": 2, "env": "goalrl/Reach-v0", "goal_split": "val",
+           "task": "task1", "env_seed": 2_100_000, "success": True, "checkpoint": ckpt}
+    append_rows(tmp_path / "s.jsonl", [row])
+    outcomes = table.store_outcomes(tmp_path / "s.jsonl")
+    pending = table.pending_evals(cell, table.PROFILES["smoke"], outcomes)
+    # the lookahead's rows do not stand in for the actor's
+    assert (2, "val", table.LOOKAHEAD) not in pending and (2, "val", None) in pending
+    assert table.act_rules("gcivl", table.PROFILES["state-cpu"]) == (None, table.LOOKAHEAD)
+    assert table.act_rules("gcivl", table.PROFILES["images-cpu"]) == (None,)
+    assert table.act_rules("crl", table.PROFILES["state-cpu"]) == (None,)

@@ -110,6 +110,7 @@ class StateDistance:
     actor (its own action is zero: stand still)."""
 
     device = torch.device("cpu")
+    kind = "state"
     proprio_dim = None
 
     def __init__(self, action_dim: int) -> None:
@@ -137,17 +138,24 @@ def successor(env: Any, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         env.remove_state(snapshot)
 
 
+def simulated_successors(env: Any, actions: np.ndarray) -> np.ndarray:
+    """(1, N, S) the simulator's next state for each of the actions (N, A) from the env's
+    current state (a perfect one-step model: privileged)."""
+    return np.stack([successor(env, a)[0] for a in actions])[None]
+
+
 def lookahead_rollouts(agent: Any, kind: str, env_id: str, goals: str = "test",
                        per_task: int = 5, candidates: int = 16, seed: int = 0
                        ) -> list[dict[str, Any]]:
-    """Act by one-step lookahead on a state value V(s, g): at every step, the actor's action
-    and ``candidates`` uniform ones are each simulated one step ahead, and the one whose next
-    state V rates highest is taken. Privileged (the simulator is the model): not a policy to
-    deploy, but what the value is worth to act on if extraction were perfect and one step
-    deep. One rollout per benchmark goal (``evaluate``'s fields: seed, goal split, task,
-    success at the last step, final distance), for the results store."""
+    """Act by one-step lookahead on a state value V(s, g) with the simulator as the model:
+    the read-out of goalrl.agents.lookahead (the agent's action and ``candidates`` uniform
+    ones, the one whose next state V rates highest is taken) with the true next states in
+    place of a learned model's. Privileged: not a policy to deploy, but what the value is
+    worth to act on if the model were perfect. One rollout per benchmark goal (``evaluate``'s
+    fields: seed, goal split, task, success at the last step, final distance)."""
     import gymnasium as gym
 
+    from goalrl.agents.lookahead import ModelLookahead, best_candidate
     from goalrl.benchmark.goals import eval_goals, eval_steps
     from goalrl.envs.registration import register_envs
 
@@ -156,19 +164,16 @@ def lookahead_rollouts(agent: Any, kind: str, env_id: str, goals: str = "test",
     register_envs()
     steps = eval_steps(env_id)
     env = gym.make(env_id, image_size=8, max_episode_steps=steps)
-    rng = np.random.default_rng(seed)
+    chooser = ModelLookahead(agent, None, candidates, seed)  # its candidates, not its model
     rows = []
     try:
         for goal in eval_goals(env_id, goals, per_task):
             obs, info = env.reset(seed=goal.seed, options=goal.reset_options())
             g = obs["desired_goal_state"]
             for _ in range(steps):
-                own = agent.act(obs["state"], g, obs["observation"])  # (A,)
-                actions = np.concatenate([own[None], rng.uniform(-1, 1, (candidates, own.size))])
-                nexts = [successor(env.unwrapped, a) for a in actions]
-                v = path_values(agent, kind, np.stack([s for s, _ in nexts]), g,
-                                np.stack([p for _, p in nexts]), actions)  # (N + 1,)
-                obs, _, terminated, truncated, info = env.step(actions[int(np.argmax(v))])
+                actions = chooser.candidate_actions(agent.act(obs["state"], g, obs["observation"]))
+                best, _ = best_candidate(agent, g, simulated_successors(env.unwrapped, actions))
+                obs, _, terminated, truncated, info = env.step(actions[best])
                 if terminated or truncated:
                     break
             rows.append({"seed": goal.seed, "goal_split": goal.split, "task": goal.task,

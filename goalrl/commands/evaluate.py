@@ -21,6 +21,11 @@ class EvalConfig:
     # AM and fine-tuned checkpoints: act by CEM on Q ("cem") or with the behaviour prior's mean
     # ("prior_mean", for a checkpoint trained with agent.behaviour_prior). Default: as trained
     act_rule: str | None = None
+    # act_rule=model_lookahead (state agents with a value V(s, g): GCIVL, GCIQL, HIQL, QRL):
+    # the dynamics model (`goalrl dynamics` output folder) that carries the agent's action and
+    # `lookahead_candidates` uniform ones one step ahead; the one V rates best is taken
+    dynamics: str | None = None
+    lookahead_candidates: int = 16  # uniform random actions tried beside the agent's own
     # scene options for gym.make, e.g. +env_kwargs.max_episode_steps=100
     # +env_kwargs.skills_per_goal=2 (goals two scripted skills away from the start)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +57,33 @@ def observation_of(meta: dict[str, Any]) -> str:
     return encoder.get("kind", "image") if isinstance(encoder, dict) else "image"
 
 
+LOOKAHEAD_RULE = "model_lookahead"
+
+
+def lookahead_policy(cfg: EvalConfig, agent: Any, meta: dict[str, Any]) -> Any:
+    """The model_lookahead read-out of ``agent`` (goalrl.agents.lookahead), its model loaded
+    from ``cfg.dynamics``; refused, naming the field, when the model or the agent cannot."""
+    from goalrl.agents.dynamics import load_dynamics
+    from goalrl.agents.lookahead import ModelLookahead, has_state_value
+    from goalrl.errors import UserError
+
+    if not cfg.dynamics:
+        raise UserError("act_rule=model_lookahead needs dynamics=<folder>, a model trained by "
+                        "`goalrl dynamics data=<dataset> out=<folder>`")
+    require_at_least(cfg.lookahead_candidates, 0, "lookahead_candidates", "eval")
+    if not has_state_value(agent):
+        raise UserError(f"act_rule=model_lookahead: checkpoint {cfg.ckpt} ({meta['agent']}, "
+                        f"{observation_of(meta)} observations) has no state value V(s, g); "
+                        "it needs a state GCIVL, GCIQL, HIQL or QRL checkpoint")
+    model, model_meta = load_dynamics(cfg.dynamics)
+    state_dim = meta["agent_config"]["encoder"].get("state_dim")
+    if (model.state_dim, model.action_dim) != (state_dim, agent.action_dim):
+        raise UserError(f"dynamics={cfg.dynamics}: the model maps {model.state_dim} state "
+                        f"values and {model.action_dim} action values; checkpoint {cfg.ckpt} "
+                        f"reads {state_dim} and {agent.action_dim}")
+    return ModelLookahead(agent, model, cfg.lookahead_candidates, seed=cfg.seed)
+
+
 def run(cfg: EvalConfig) -> dict[str, Any]:
     from pathlib import Path
 
@@ -68,7 +100,10 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     acting = getattr(agent, "goal_agent", agent).cfg  # the AM config a Q agent acts by
     # the rule asked for, else the one the checkpoint was trained with (None for GCBC)
     rule = cfg.act_rule or getattr(acting, "act_rule", None)
-    if cfg.act_rule is not None:
+    policy = agent_policy(agent)
+    if rule == LOOKAHEAD_RULE:
+        policy = lookahead_policy(cfg, agent, meta)
+    elif cfg.act_rule is not None:
         override_act_rule(agent, rule)
     if str(cfg.env or meta.get("env_id") or "").startswith("ogbench:"):  # OGBench's 5 tasks
         from goalrl.ogbench.evaluate import run_ogbench_eval
@@ -88,7 +123,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     result = evaluate_policy(
         env_id,
-        agent_policy(agent),
+        policy,
         cfg.episodes,
         image_size=meta["image_shape"][0],
         seed_start=cfg.seed,
@@ -101,8 +136,12 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.results:  # method, training seed and dataset come from the checkpoint's meta
         from goalrl.results import append_eval_rows
 
+        readout = None
+        if rule == LOOKAHEAD_RULE:
+            readout = {"dynamics": str(Path(cfg.dynamics).resolve()),
+                       "candidates": cfg.lookahead_candidates}
         rows = append_eval_rows(cfg.results, result, meta, act_rule=rule,
-                                env_kwargs=env_kwargs)
+                                env_kwargs=env_kwargs, readout=readout)
         result["results"] = {"path": cfg.results, "rows": rows}
     return {
         "checkpoint": meta["path"], "step": meta["step"],

@@ -1,0 +1,71 @@
+"""Acting by one-step lookahead on a state value V(s, g) through a model of the next state.
+
+The read-out `model_lookahead_on_v`: at every step the agent's own action and ``candidates``
+uniform random actions are carried one step ahead by a learned DynamicsEnsemble, every
+member's predicted next state is scored by the agent's V against the goal, and the action
+whose predictions score highest on average is taken. It asks the value, not the actor, which
+action moves toward the goal: on the benchmark the values know the way where the actors fail
+to follow them (docs/benchmarks/value_probe.md). For state observations only (the model
+predicts state vectors), and for agents with a V(s, g): GCIVL, GCIQL, HIQL, QRL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+READOUT = "model_lookahead_on_v"  # the results store's act_rule of its rows
+
+
+def has_state_value(agent: Any) -> bool:
+    return callable(getattr(agent, "value", None)) and getattr(agent, "kind", None) == "state"
+
+
+@torch.no_grad()
+def state_values(agent: Any, states: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """(N,) the agent's V(s, g) of states (N, S) toward one goal state (S,), heads averaged;
+    the arm's proprio is the state vector's first values, as goalrl's scenes record it."""
+    from goalrl.agents.observations import act_frames
+
+    obs, g, _ = act_frames(states, goal, "state", agent.device)  # (N, S) each
+    proprio = agent.proprio(states[:, :agent.proprio_dim]) if agent.proprio_dim else None
+    return agent.value(obs, g, proprio).float().mean(dim=-1).cpu().numpy()
+
+
+def best_candidate(agent: Any, goal: np.ndarray, nexts: np.ndarray) -> tuple[int, float]:
+    """(index, score) of the candidate whose predicted next states (E, N, S), E predictions
+    of each of N candidates, the agent's V rates highest on average over the E."""
+    values = state_values(agent, nexts.reshape(-1, nexts.shape[-1]), goal)  # (E * N,)
+    score = values.reshape(nexts.shape[0], -1).mean(axis=0)  # (N,)
+    best = int(np.argmax(score))
+    return best, float(score[best])
+
+
+class ModelLookahead:
+    """evaluate.Policy: (state (S,), goal state (S,), proprio) -> (action (A,), the chosen
+    action's lookahead value)."""
+
+    def __init__(self, agent: Any, model: Any, candidates: int = 16, seed: int = 0) -> None:
+        if not has_state_value(agent):
+            raise ValueError(f"act_rule=model_lookahead needs a state agent with a value "
+                             f"V(s, g) (GCIVL, GCIQL, HIQL, QRL); a {type(agent).__name__} "
+                             f"reading {getattr(agent, 'kind', 'images')} has none")
+        if candidates < 0:
+            raise ValueError(f"lookahead candidates must be >= 0, got {candidates}")
+        self.agent, self.model, self.candidates = agent, model, candidates
+        self.rng = np.random.default_rng(seed)
+
+    def candidate_actions(self, own: np.ndarray) -> np.ndarray:
+        """(N + 1, A): the agent's own action (A,) and N uniform ones in [-1, 1]."""
+        uniform = self.rng.uniform(-1, 1, (self.candidates, own.size)).astype(np.float32)
+        return np.concatenate([own[None].astype(np.float32), uniform])
+
+    def __call__(self, state: np.ndarray, goal: np.ndarray, proprio: Any
+                 ) -> tuple[np.ndarray, float]:
+        actions = self.candidate_actions(self.agent.act(state, goal, proprio))  # (N + 1, A)
+        s = torch.as_tensor(state, dtype=torch.float32).expand(len(actions), -1)
+        nexts = self.model.predict(s, torch.as_tensor(actions)).numpy()  # (E, N + 1, S)
+        best, score = best_candidate(self.agent, goal, nexts)
+        return actions[best], score
