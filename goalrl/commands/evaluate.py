@@ -75,7 +75,7 @@ def lookahead_policy(cfg: EvalConfig, agent: Any, meta: dict[str, Any]) -> Any:
         raise UserError(f"act_rule=model_lookahead: checkpoint {cfg.ckpt} ({meta['agent']}, "
                         f"{observation_of(meta)} observations) has no state value V(s, g); "
                         "it needs a state GCIVL, GCIQL, HIQL or QRL checkpoint")
-    model, model_meta = load_dynamics(cfg.dynamics)
+    model, _ = load_dynamics(cfg.dynamics)
     state_dim = meta["agent_config"]["encoder"].get("state_dim")
     if (model.state_dim, model.action_dim) != (state_dim, agent.action_dim):
         raise UserError(f"dynamics={cfg.dynamics}: the model maps {model.state_dim} state "
@@ -89,6 +89,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     from goalrl.agents.registry import agent_policy, override_act_rule
     from goalrl.distributed import DistInfo, resolve_device
+    from goalrl.errors import UserError
     from goalrl.evaluate import evaluate_policy
     from goalrl.reacher import load_checkpoint_agent, scene_for
 
@@ -100,12 +101,16 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     acting = getattr(agent, "goal_agent", agent).cfg  # the AM config a Q agent acts by
     # the rule asked for, else the one the checkpoint was trained with (None for GCBC)
     rule = cfg.act_rule or getattr(acting, "act_rule", None)
+    ogbench = str(cfg.env or meta.get("env_id") or "").startswith("ogbench:")
     policy = agent_policy(agent)
     if rule == LOOKAHEAD_RULE:
+        if ogbench:
+            raise UserError("act_rule=model_lookahead acts in goalrl's scenes (their state "
+                            f"vectors); env={cfg.env or meta.get('env_id')} is OGBench's")
         policy = lookahead_policy(cfg, agent, meta)
     elif cfg.act_rule is not None:
         override_act_rule(agent, rule)
-    if str(cfg.env or meta.get("env_id") or "").startswith("ogbench:"):  # OGBench's 5 tasks
+    if ogbench:  # OGBench's 5 tasks
         from goalrl.ogbench.evaluate import run_ogbench_eval
 
         return run_ogbench_eval(cfg, agent, meta, rule)

@@ -63,26 +63,29 @@ def test_eval_acts_by_lookahead_and_its_rows_name_the_readout_and_model(tiny, tm
     assert {r["readout"]["candidates"] for r in rows} == {16}
 
 
-@pytest.mark.parametrize("case", ["no_model", "missing_model", "gcbc", "mismatch"])
+@pytest.mark.parametrize("case", ["no_model", "missing_model", "gcbc", "mismatch", "ogbench"])
 def test_what_cannot_act_by_lookahead_is_refused_naming_the_field(tiny, tmp_path, case) -> None:
     from goalrl.agents.dynamics import DynamicsConfig, DynamicsEnsemble, save_dynamics
     from goalrl.commands.evaluate import EvalConfig, run
 
     _, gcivl, gcbc, dyn, _ = tiny
-    ckpt, model, match = gcivl, str(dyn), ""
+    ckpt, model, match, env = gcivl, str(dyn), "", None
     if case == "no_model":
         model, match = None, "needs dynamics=<folder>"
     elif case == "missing_model":
         model, match = str(tmp_path / "nowhere"), "no dynamics model there"
     elif case == "gcbc":
         ckpt, match = gcbc, "has no state value V"
+    elif case == "ogbench":
+        env, match = "ogbench:cube-single-play-v0", "env=ogbench:cube-single-play-v0 is OGBench"
     else:  # a model of another scene's state width
         other = save_dynamics(DynamicsEnsemble(5, 4, DynamicsConfig(members=1, hidden=4)),
                               tmp_path / "other", {})
         model, match = str(other), "the model maps 5 state values"
     with pytest.raises(UserError, match=match):
         run(EvalConfig(ckpt=str(ckpt), act_rule="model_lookahead", dynamics=model, episodes=1,
-                       videos=0, out=str(tmp_path / "e"), device="cpu"))
+                       videos=0, out=str(tmp_path / "e"), device="cpu", env=env))
+    assert not (tmp_path / "e").exists()  # refused before anything was written
 
 
 def test_dynamics_refuses_a_dataset_too_small_for_its_holdout(tiny, tmp_path) -> None:
