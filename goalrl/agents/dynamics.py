@@ -6,7 +6,7 @@ one-step model reaches far more goals than its actor. This model stands in for t
 so that the same lookahead is a policy a user can deploy. It is trained on the same dataset's
 transitions (no goals, no rewards) and predicts the state change in units of the data's
 standard deviation. An ensemble, because which action is best is decided by small differences
-in the predicted cube position, and members that disagree mark where the model is guessing.
+in the predicted cube position: the lookahead averages the members' values.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def transitions(dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def train_dynamics(states: np.ndarray, actions: np.ndarray, next_states: np.ndarray,
                    cfg: DynamicsConfig = DynamicsConfig(), steps: int = 3000, batch: int = 256,
-                   seed: int = 0, log_every: int = 0) -> DynamicsEnsemble:
+                   seed: int = 0) -> DynamicsEnsemble:
     """Fit the ensemble on transitions (N, S), (N, A), (N, S); each member draws its own
     minibatches (the ensemble's diversity comes from them and from its initialisation)."""
     torch.manual_seed(seed)
@@ -120,14 +120,12 @@ def train_dynamics(states: np.ndarray, actions: np.ndarray, next_states: np.ndar
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     s_all, a_all, n_all = (torch.as_tensor(x, dtype=torch.float32)
                            for x in (states, actions, next_states))
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.as_tensor(rng.integers(0, len(states), (cfg.members, batch)))  # (E, B)
-        loss, info = dynamics_loss(model, s_all[idx], a_all[idx], n_all[idx])
+        loss, _ = dynamics_loss(model, s_all[idx], a_all[idx], n_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if log_every and (step + 1) % log_every == 0:
-            print(f"dynamics step {step + 1}: {info}", flush=True)
     return model.eval()
 
 
