@@ -399,7 +399,7 @@ def write_page(store: Path, markdown: Path, plots: Path, readme: Path, note: str
                # and its zero-shot rows of pretrained ones) are on env seeds
                "step=val_best", "+where.phase=pretrain", "+where.goal_split=val|test",
                f"out={shown(plots)}", f"markdown={shown(markdown)}",
-               f"readme={shown(readme)}", f"note={note!r}"]
+               f"readme={shown(readme)}", "readme_columns=dataset", f"note={note!r}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise TableError(f"goalrl compare failed ({done.returncode}): {done.stderr.strip()}")

@@ -342,6 +342,32 @@ def cell_lines(table: Sequence[dict[str, Any]], group_by: Sequence[str],
     return header, body
 
 
+def wide_lines(table: Sequence[dict[str, Any]], group_by: Sequence[str], column: str,
+               unit: str) -> tuple[list[str], list[list[str]], dict[str, str]]:
+    """The cell table with ``column``'s values as columns (a compact table for a README): a
+    line per value of the other group_by fields, each cell ``IQM [CI] · mean`` (the mean only
+    for unit=goal) and its seed count where it has fewer than the table's most. Fields with
+    one value in every cell are left out of the lines and returned as {field: value}. Pure."""
+    if column not in group_by:
+        raise CompareError(f"readme_columns={column}: not one of group_by="
+                           f"{','.join(group_by)}")
+    constant = {f: str(table[0][f]) for f in group_by
+                if f != column and len({str(line[f]) for line in table}) == 1} if table else {}
+    keys = [f for f in group_by if f != column and f not in constant]
+    columns = sorted({str(line[column]) for line in table})
+    most = max((line["seeds"] for line in table), default=0)
+    cells: dict[tuple, dict[str, str]] = {}
+    for line in table:
+        text = (f"{100 * line['iqm']['point']:.1f} [{100 * line['iqm']['low']:.0f}, "
+                f"{100 * line['iqm']['high']:.0f}] · {100 * line['mean']['point']:.1f}"
+                if unit != "goal" else percent(line["mean"]))
+        if line["seeds"] < most:
+            text += f" ({line['seeds']} seed{'s' if line['seeds'] > 1 else ''})"
+        cells.setdefault(tuple(str(line[f]) for f in keys), {})[str(line[column])] = text
+    body = [[*key, *(row.get(c, "–") for c in columns)] for key, row in cells.items()]
+    return [*keys, *columns], body, constant
+
+
 def paired_lines(pairs: Sequence[dict[str, Any]], group_by: Sequence[str],
                  contrast: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     shared_fields = [f for f in group_by if f not in contrast]

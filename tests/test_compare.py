@@ -22,6 +22,7 @@ from goalrl.compare import (
     select_step,
     task_lines,
     val_best_rows,
+    wide_lines,
 )
 from goalrl.results import append_rows
 
@@ -151,6 +152,25 @@ def test_cell_table_groups_and_picks_the_step() -> None:
     assert [line["mean"]["point"] for line in early] == [1.0, 1.0]
     with pytest.raises(CompareError, match="group_by: field 'algo' is in no row"):
         cell_table(rows, ["algo"], "goal", "last", REPS, 0)
+
+
+def test_wide_lines_put_one_field_in_columns_and_name_the_constant_ones() -> None:
+    # am reaches every play goal and none of the noisy ones; gcbc has one seed on noisy
+    rows = [row(method=m, seed=s, env_seed=g, dataset=d, task=t,
+                success=m == "am" and d == "play")
+            for m in ("am", "gcbc") for d in ("play", "noisy") for s in (0, 1, 2)
+            for g in range(2) for t in ("task1", "task2") if not (m == "gcbc" and d == "noisy"
+                                                                 and s > 0)]
+    fields = ["method", "act_rule", "dataset", "goal_split"]
+    table = cell_table(rows, fields, "task", "last", REPS, 0)
+    header, body, constant = wide_lines(table, fields, "dataset", "task")
+    assert header == ["method", "act_rule", "noisy", "play"]
+    assert constant == {"goal_split": "test"}
+    assert body == [["am", "cem_on_q", "0.0 [0, 0] · 0.0", "100.0 [100, 100] · 100.0"],
+                    ["gcbc", "policy_mean", "0.0 [0, 0] · 0.0 (1 seed)",
+                     "0.0 [0, 0] · 0.0"]]
+    with pytest.raises(CompareError, match="readme_columns=env: not one of group_by"):
+        wide_lines(table, fields, "env", "task")
 
 
 def test_task_lines_give_each_cells_success_per_task_at_its_step() -> None:
@@ -291,6 +311,12 @@ def test_compare_puts_its_success_table_between_the_readme_markers_only(tmp_path
     assert "| am | cem_on_q |" in text and "| gcbc |" in text
     run(CompareConfig(results=str(store), unit="goal", reps=200, readme=str(readme)))
     assert readme.read_text() == text  # regenerating replaces, never stacks
+    run(CompareConfig(results=str(store), unit="goal", reps=200, readme=str(readme),
+                      readme_columns="dataset"))
+    wide = readme.read_text()
+    assert "mean % [95% CI]; act_rule" not in wide  # act_rule differs between the lines
+    assert "| method | act_rule | play |" in wide
+    assert "| am | cem_on_q | 100.0 [100.0, 100.0] |" in wide
 
 
 def test_compare_refuses_a_readme_without_markers_and_leaves_it_alone(tmp_path: Path) -> None:

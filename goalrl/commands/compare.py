@@ -46,6 +46,9 @@ class CompareConfig:
     # also put the success table into this file (e.g. README.md), replacing the lines between
     # its `<!-- results:start -->` and `<!-- results:end -->` markers
     readme: str | None = None
+    # a group_by field whose values become the README table's columns (e.g. dataset), for a
+    # table that fits a page; none: the README gets the full success table
+    readme_columns: str | None = None
 
 
 def run(cfg: CompareConfig) -> dict[str, Any]:
@@ -122,6 +125,13 @@ def compare_store(cfg: CompareConfig) -> tuple[dict[str, Any], str]:
                                "paired": pairs, "plot": None, "tables": None, "markdown": None}
     body = tables_markdown(cells_text, pairs_text, cfg.unit, tasks_text)
     summary["success_table"] = compare.markdown_table(*cells_text)
+    if cfg.readme_columns:
+        header, lines, constant = compare.wide_lines(table, group_by, cfg.readme_columns,
+                                                     cfg.unit)
+        measure = "IQM [95% CI] · mean, %" if cfg.unit != "goal" else "mean % [95% CI]"
+        named = ", ".join(f"{k} {v}" for k, v in constant.items())
+        summary["success_table"] = (f"{measure}{'; ' + named if named else ''}.\n\n"
+                                    + compare.markdown_table(header, lines))
     if cfg.out:
         out = Path(cfg.out)
         panels = compare.curves(rows, group_by, contrast, cfg.unit, max(200, cfg.reps // 5),
