@@ -23,9 +23,9 @@ class EvalConfig:
     act_rule: str | None = None
     # act_rule=model_lookahead (state agents with a value V(s, g): GCIVL, GCIQL, HIQL, QRL):
     # the dynamics model (`goalrl dynamics` output folder) that carries the agent's action and
-    # `lookahead_candidates` uniform ones one step ahead; the one V rates best is taken
+    # `lookahead_candidates` perturbations of it one step ahead; the one V rates best is taken
     dynamics: str | None = None
-    lookahead_candidates: int = 16  # uniform random actions tried beside the agent's own
+    lookahead_candidates: int = 16  # perturbations of the agent's action tried beside it
     # scene options for gym.make, e.g. +env_kwargs.max_episode_steps=100
     # +env_kwargs.skills_per_goal=2 (goals two scripted skills away from the start)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -143,8 +143,10 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
         readout = None
         if rule == LOOKAHEAD_RULE:
+            from goalrl.agents.lookahead import SPREAD
+
             readout = {"dynamics": str(Path(cfg.dynamics).resolve()),
-                       "candidates": cfg.lookahead_candidates}
+                       "candidates": cfg.lookahead_candidates, "spread": SPREAD}
         rows = append_eval_rows(cfg.results, result, meta, act_rule=rule,
                                 env_kwargs=env_kwargs, readout=readout)
         result["results"] = {"path": cfg.results, "rows": rows}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents.lookahead import ModelLookahead, best_candidate
+from goalrl.agents.lookahead import SPREAD, ModelLookahead, best_candidate
 
 
 class DistanceValue:
@@ -39,11 +39,24 @@ def test_the_candidate_nearest_the_goal_after_one_step_is_taken() -> None:
     policy = ModelLookahead(DistanceValue(), Moves(), candidates=64, seed=0)
     state, goal = np.zeros(2, np.float32), np.array([1.0, -1.0], np.float32)
     action, score = policy(state, goal, None)
-    actions = policy.candidate_actions(np.zeros(2, np.float32))  # the same kind of draw
-    assert action @ (goal - state) > 1.0  # toward the goal, not standing still
+    assert action @ (goal - state) > 0.5  # toward the goal, not standing still
     assert score == pytest.approx(-np.linalg.norm(state + 0.1 * action - goal), abs=1e-6)
-    assert actions[0].tolist() == [0.0, 0.0] and actions.shape == (65, 2)
-    assert np.abs(actions).max() <= 1.0
+    # the best of the same draw: nothing in it is nearer the goal after one step
+    policy.rng = np.random.default_rng(0)
+    actions = policy.candidate_actions(np.zeros(2, np.float32))
+    assert np.linalg.norm(0.1 * actions - goal, axis=1).min() == pytest.approx(-score, abs=1e-6)
+
+
+def test_candidates_are_the_agents_action_and_perturbations_of_it_inside_the_box() -> None:
+    policy = ModelLookahead(DistanceValue(), Moves(), candidates=4000, seed=0)
+    own = np.array([0.2, 0.95], np.float32)
+    actions = policy.candidate_actions(own)  # (4001, 2)
+    assert actions.shape == (4001, 2) and actions[0].tolist() == own.tolist()
+    assert np.abs(actions).max() <= 1.0  # clipped to the action box
+    free = actions[1:, 0]  # far from the box's edge: unclipped Gaussian around own[0]
+    assert free.mean() == pytest.approx(0.2, abs=0.02) and free.std() == pytest.approx(
+        SPREAD, abs=0.02)
+    assert (actions[1:, 1] == 1.0).mean() > 0.3  # near the edge, many are clipped to it
 
 
 def test_the_score_averages_the_members() -> None:

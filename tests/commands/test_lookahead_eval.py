@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from goalrl import cli
+from goalrl.agents.lookahead import SPREAD
 from goalrl.errors import UserError
 
 TINY = ["agent.encoder.kind=state", "agent.encoder.state_hidden=[16]", "agent.encoder.embed_dim=8",
@@ -61,6 +62,7 @@ def test_eval_acts_by_lookahead_and_its_rows_name_the_readout_and_model(tiny, tm
     assert {r["act_rule"] for r in rows} == {"model_lookahead_on_v"}
     assert {r["readout"]["dynamics"] for r in rows} == {str(dyn.resolve())}
     assert {r["readout"]["candidates"] for r in rows} == {16}
+    assert {r["readout"]["spread"] for r in rows} == {SPREAD}
 
 
 @pytest.mark.parametrize("case", ["no_model", "missing_model", "gcbc", "mismatch", "ogbench"])
