@@ -67,7 +67,7 @@ def test_smoke_profile_fills_the_store_and_page_then_a_rerun_does_nothing(tmp_pa
     assert "step=val_best" in page and "cem_on_q" in page
     assert "bench/table.py --profile smoke" in page
     readme = (tmp_path / "README.md").read_text()
-    assert "| am | cem_on_q | reach-play-state | test |" in readme
+    assert "| method | act_rule | reach-play-state |" in readme and "| am | cem_on_q | " in readme
     logs = sorted((tmp_path / "runs").rglob("table.log"))
     assert len(logs) == 2 and all(p.read_text().count("goalrl.cli pretrain") == 1 for p in logs)
 
