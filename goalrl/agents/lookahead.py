@@ -51,7 +51,8 @@ class ModelLookahead:
     """evaluate.Policy: (state (S,), goal state (S,), proprio) -> (action (A,), the chosen
     action's lookahead value)."""
 
-    def __init__(self, agent: Any, model: Any, candidates: int = 16, seed: int = 0) -> None:
+    def __init__(self, agent: Any, model: Any, candidates: int = 16, seed: int = 0,
+                 spread: float | None = SPREAD) -> None:
         if not has_state_value(agent):
             raise ValueError(f"act_rule=model_lookahead needs a state agent with a value "
                              f"V(s, g) (GCIVL, GCIQL, HIQL, QRL); a {type(agent).__name__} "
@@ -59,14 +60,16 @@ class ModelLookahead:
         if candidates < 0:
             raise ValueError(f"lookahead candidates must be >= 0, got {candidates}")
         self.agent, self.model, self.candidates = agent, model, candidates
+        self.spread = spread  # None: uniform over the box (the value probe's recorded rule)
         self.rng = np.random.default_rng(seed)
 
     def candidate_actions(self, own: np.ndarray) -> np.ndarray:
         """(N + 1, A): the agent's own action (A,) and N Gaussian perturbations of it (standard
-        deviation SPREAD), clipped to the action box [-1, 1]."""
-        noise = self.rng.normal(0.0, SPREAD, (self.candidates, own.size))
-        nearby = np.clip(own[None] + noise, -1.0, 1.0)
-        return np.concatenate([own[None], nearby]).astype(np.float32)
+        deviation ``spread``) clipped to the action box [-1, 1], or N uniform in the box."""
+        shape = (self.candidates, own.size)
+        others = (self.rng.uniform(-1.0, 1.0, shape) if self.spread is None else
+                  np.clip(own[None] + self.rng.normal(0.0, self.spread, shape), -1.0, 1.0))
+        return np.concatenate([own[None], others]).astype(np.float32)
 
     def __call__(self, state: np.ndarray, goal: np.ndarray, proprio: Any
                  ) -> tuple[np.ndarray, float]:

@@ -148,11 +148,12 @@ def lookahead_rollouts(agent: Any, kind: str, env_id: str, goals: str = "test",
                        per_task: int = 5, candidates: int = 16, seed: int = 0
                        ) -> list[dict[str, Any]]:
     """Act by one-step lookahead on a state value V(s, g) with the simulator as the model:
-    the read-out of goalrl.agents.lookahead (the agent's action and ``candidates`` uniform
-    ones, the one whose next state V rates highest is taken) with the true next states in
-    place of a learned model's. Privileged: not a policy to deploy, but what the value is
-    worth to act on if the model were perfect. One rollout per benchmark goal (``evaluate``'s
-    fields: seed, goal split, task, success at the last step, final distance)."""
+    goalrl.agents.lookahead's chooser (the agent's action and ``candidates`` uniform ones, not
+    the read-out's perturbations of it; the one whose next state V rates highest is taken)
+    with the true next states in place of a learned model's. Privileged: not a policy to
+    deploy, but what the value is worth to act on if the model were perfect. One rollout per
+    benchmark goal (``evaluate``'s fields: seed, goal split, task, success at the last step,
+    final distance)."""
     import gymnasium as gym
 
     from goalrl.agents.lookahead import ModelLookahead, best_candidate
@@ -164,7 +165,8 @@ def lookahead_rollouts(agent: Any, kind: str, env_id: str, goals: str = "test",
     register_envs()
     steps = eval_steps(env_id)
     env = gym.make(env_id, image_size=8, max_episode_steps=steps)
-    chooser = ModelLookahead(agent, None, candidates, seed)  # its candidates, not its model
+    # its candidates, not its model; uniform, as when docs/benchmarks/value_probe.md was made
+    chooser = ModelLookahead(agent, None, candidates, seed, spread=None)
     rows = []
     try:
         for goal in eval_goals(env_id, goals, per_task):

@@ -57,6 +57,10 @@ def test_candidates_are_the_agents_action_and_perturbations_of_it_inside_the_box
     assert free.mean() == pytest.approx(0.2, abs=0.02) and free.std() == pytest.approx(
         SPREAD, abs=0.02)
     assert (actions[1:, 1] == 1.0).mean() > 0.3  # near the edge, many are clipped to it
+    # spread=None (the value probe's rule): uniform over the box, whatever the agent's action
+    uniform = ModelLookahead(DistanceValue(), Moves(), candidates=4000, spread=None
+                             ).candidate_actions(own)[1:]
+    assert uniform.min() < -0.95 and uniform.mean(0) == pytest.approx([0.0, 0.0], abs=0.05)
 
 
 def test_the_score_averages_the_members() -> None:
