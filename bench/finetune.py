@@ -68,6 +68,7 @@ from finetune_plan import (  # noqa: F401  (the plan's names, re-exported for te
     ZERO_SHOT,
     estimate,
     estimate_lines,
+    plan_methods,
     profile_table,
     shell,
     stages,
@@ -138,16 +139,18 @@ def evaluate(ckpt: Path, method: str, point: str, episodes: int, store: Path, lo
 
 
 def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] | None,
-                 task: str = "grasp", value_inits: bool = False) -> None:
-    """Every stage of ``task`` (with ``value_inits`` the value agents' too) and its
-    evaluations into ``store`` (see the module doc)."""
+                 task: str = "grasp", value_inits: bool = False,
+                 only: frozenset[str] | None = None) -> None:
+    """Every stage of ``task`` (with ``value_inits`` the value agents' too; with ``only`` just
+    those methods) and its evaluations into ``store`` (see the module doc)."""
     p = PROFILES[profile]
     logs = work / task / "logs"
     done = stored_checkpoints(store)
     tag = {"bench_profile": profile}  # a profile's table reads its own rows only
-    for stage in stages(profile, work, seeds, task, value_inits):
+    zero_shot = only is None or ZERO_SHOT in only
+    for stage in stages(profile, work, seeds, task, value_inits, only):
         run_stage(stage, logs)
-        if stage["kind"] == "pretrain" and stage["name"].endswith("am"):
+        if zero_shot and stage["kind"] == "pretrain" and stage["name"].endswith("am"):
             ckpt = latest_step(stage["out"])
             if (ZERO_SHOT, str(ckpt.resolve())) not in done:
                 evaluate(ckpt, ZERO_SHOT, "zero_shot", p["test_episodes"], store, logs, tag)
@@ -427,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-inits", action="store_true",
                     help="also fine-tune from GCIVL, GCIQL, CRL and HIQL pretraining (their "
                          "policy's encoder; about as costly as the GCBC-encoder row each)")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="only these rows (and the pretraining they start from), e.g. to "
+                         f"complete a seed's table; {ZERO_SHOT} is AM's pretraining's")
     ap.add_argument("--dry-run", action="store_true", help="print the stages, run nothing")
     ap.add_argument("--report-only", action="store_true", help="write the page from the store")
     args = ap.parse_args(argv)
@@ -439,19 +445,25 @@ def main(argv: list[str] | None = None) -> int:
     name = "finetune_state.md" if is_state(args.profile) else "finetune.md"
     page = work / name if smoke else DOCS / name
     tasks = list(TASKS) if args.task == "all" else [args.task]
+    only = frozenset(args.methods) if args.methods else None
+    try:
+        plan_methods(args.value_inits, only)
+    except ValueError as e:
+        ap.error(str(e))
     if args.dry_run:
         for task in tasks:
-            cpu = estimate(args.profile, task, seeds, work, value_inits=args.value_inits) or {}
-            for stage in stages(args.profile, work, seeds, task, args.value_inits):
+            cpu = estimate(args.profile, task, seeds, work, value_inits=args.value_inits,
+                           only=only) or {}
+            for stage in stages(args.profile, work, seeds, task, args.value_inits, only):
                 state = "done" if (stage["out"] / "summary.json").is_file() else "to run"
                 est = (f", about {cpu[stage['name']] / 60:.0f} CPU min"
                        if stage["name"] in cpu else "")
                 print(f"[{stage['name']}] {state}{est}: {shell(stage['args'])}")
-        print(*estimate_lines(args.profile, tasks, seeds, args.value_inits), sep="\n")
+        print(*estimate_lines(args.profile, tasks, seeds, args.value_inits, only), sep="\n")
         print(f"store: {store}; page: {page}")
         return 0
     for task in [] if args.report_only else tasks:
-        run_pipeline(args.profile, work, store, seeds, task, args.value_inits)
+        run_pipeline(args.profile, work, store, seeds, task, args.value_inits, only)
     text = report(args.profile, store, work, seeds)
     page.parent.mkdir(parents=True, exist_ok=True)
     tmp = page.with_name(f".{page.name}.tmp{os.getpid()}")

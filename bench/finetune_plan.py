@@ -83,18 +83,31 @@ VALUE_INIT_METHODS: dict[str, tuple[str, str, str]] = {
     f"task_q_from_{agent}_encoder_aux": ("gcbc_init", agent, "ft") for agent in VALUE_AGENTS}
 
 
-def plan_methods(value_inits: bool = False) -> dict[str, tuple[str, str, str]]:
-    """The fine-tuning runs of the plan: METHODS, and with ``value_inits`` the value agents'."""
-    return {**METHODS, **(VALUE_INIT_METHODS if value_inits else {})}
+def plan_methods(value_inits: bool = False, only: frozenset[str] | None = None
+                 ) -> dict[str, tuple[str, str, str]]:
+    """The fine-tuning runs of the plan: METHODS, and with ``value_inits`` the value agents';
+    with ``only``, just those of them (ZERO_SHOT may be named too). ValueError on a name that
+    is not in the plan."""
+    methods = {**METHODS, **(VALUE_INIT_METHODS if value_inits else {})}
+    if only is None:
+        return methods
+    unknown = sorted(set(only) - set(methods) - {ZERO_SHOT})
+    if unknown:
+        raise ValueError(f"--methods: {', '.join(unknown)} not in the plan; choose from "
+                         f"{', '.join([*methods, ZERO_SHOT])}"
+                         + ("" if value_inits else " (the value agents' need --value-inits)"))
+    return {m: v for m, v in methods.items() if m in only}
 
 
 # ------------------------------------------------------------------------------- the plan
 
 def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
-           task: str = "grasp", value_inits: bool = False) -> list[dict[str, Any]]:
+           task: str = "grasp", value_inits: bool = False, only: frozenset[str] | None = None
+           ) -> list[dict[str, Any]]:
     """Every stage of one task in order: {name, args (goalrl command line), out, kind}, for the
     profile's training seeds or ``seeds``, under ``work``/<task>; with ``value_inits`` also the
-    value agents' pretraining and fine-tuning (``plan_methods``). Pure."""
+    value agents' pretraining and fine-tuning; with ``only`` just those methods and the
+    pretraining they start from (``plan_methods``; AM's for ZERO_SHOT). Pure."""
     p = PROFILES[profile]
     env, policy, task_noise = TASKS[task]
     work = work / task
@@ -110,8 +123,9 @@ def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
             f"waypoint_noise={p['noise'] or task_noise}", f"seed={p['play']}", "sheet=false",
             f"out={labeled}"]),
     ]
-    methods = plan_methods(value_inits)
-    kinds = dict.fromkeys(["am", "gcbc", *(i for _, i, _ in methods.values() if i != "none")])
+    methods = plan_methods(value_inits, only)
+    base = ["am", "gcbc"] if only is None else ["am"] if ZERO_SHOT in only else []
+    kinds = dict.fromkeys([*base, *(i for _, i, _ in methods.values() if i != "none")])
     for seed in p["seeds"] if seeds is None else seeds:
         pre = {kind: work / f"seed{seed}" / f"pretrain_{kind}" for kind in kinds}
         for kind, folder in pre.items():
@@ -193,7 +207,8 @@ def eval_points(steps: int, online: int, every: int) -> int:
 
 def estimate(profile: str, task: str, seeds: tuple[int, ...] | None = None,
              work: Path = Path("<workdir>"), speeds: dict[str, Any] | None = None,
-             value_inits: bool = False) -> dict[str, float] | None:
+             value_inits: bool = False, only: frozenset[str] | None = None
+             ) -> dict[str, float] | None:
     """CPU seconds of every stage of ``task`` (collection, and per seed pretraining and each
     method's fine-tuning with its curve's evaluations, online episodes and test rollouts), from
     ``speeds`` (default: ``load_speeds()``); None for a profile without measured speeds. A
@@ -204,7 +219,7 @@ def estimate(profile: str, task: str, seeds: tuple[int, ...] | None = None,
     p = PROFILES[profile]
     test = 2 * p["test_episodes"]  # rollouts at the end of the offline phase and at the end
     out: dict[str, float] = {}
-    for stage in stages(profile, work, seeds, task, value_inits):
+    for stage in stages(profile, work, seeds, task, value_inits, only):
         name, kind = stage["name"], stage["kind"]
         if kind == "collect":
             episodes = p["play"] if name.endswith("play") else p["labeled"]
@@ -228,20 +243,21 @@ def estimate(profile: str, task: str, seeds: tuple[int, ...] | None = None,
 
 
 def estimate_lines(profile: str, tasks: list[str], seeds: tuple[int, ...] | None,
-                   value_inits: bool = False) -> list[str]:
+                   value_inits: bool = False, only: frozenset[str] | None = None) -> list[str]:
     """The plan's time, for --dry-run: per task one seed's CPU hours and the whole task's."""
     lines = []
     for task in tasks:
-        per_stage = estimate(profile, task, seeds, value_inits=value_inits)
+        per_stage = estimate(profile, task, seeds, value_inits=value_inits, only=only)
         if per_stage is None:
             return [f"no time estimate: {SPEEDS_FILE.name} has no speeds of {profile}/{task} "
                     "(bench/finetune_speed.py measures them)"]
         one = sum(v for k, v in per_stage.items() if "/seed" in k) / len(
             seeds or PROFILES[profile]["seeds"])
         shared = sum(v for k, v in per_stage.items() if "/seed" not in k)
-        untimed = len(stages(profile, Path("<workdir>"), seeds, task, value_inits)) - len(
+        untimed = len(stages(profile, Path("<workdir>"), seeds, task, value_inits, only)) - len(
             per_stage)
-        lines.append(f"{task}: one seed (all methods) {one / 3600:.1f} CPU h; data "
+        which = "all methods" if only is None else "these methods"
+        lines.append(f"{task}: one seed ({which}) {one / 3600:.1f} CPU h; data "
                      f"{shared / 3600:.2f} CPU h; the task {sum(per_stage.values()) / 3600:.1f}"
                      " CPU h (one thread per run; wall time is longer on a loaded machine)"
                      + (f"; {untimed} pretraining stages not timed (no measured speed of "

@@ -258,6 +258,31 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
     assert [(c[0], c[-1]) for c in calls] == [("finetune", "resume=true")]
 
 
+def test_methods_run_only_those_rows_and_the_pretraining_they_start_from(
+    tmp_path, monkeypatch
+) -> None:
+    only = frozenset({"task_bc_success_from_gcbc", "task_bc_success_from_scratch"})
+    plan = bench.stages("state-cpu", tmp_path, seeds=(0,), only=only)
+    assert [s["name"].split("/", 1)[1] for s in plan] == [
+        "collect_play", "collect_labeled", "seed0/pretrain_gcbc",
+        "seed0/task_bc_success_from_scratch", "seed0/task_bc_success_from_gcbc"]
+    # the rows keep the full plan's command lines (the same runs as a full plan's)
+    full = {s["name"]: s["args"] for s in bench.stages("state-cpu", tmp_path, seeds=(0,))}
+    assert all(s["args"] == full[s["name"]] for s in plan)
+    # the zero-shot row alone needs AM's pretraining and no fine-tuning
+    zero = bench.stages("state-cpu", tmp_path, seeds=(0,), only=frozenset({bench.ZERO_SHOT}))
+    assert [s["name"] for s in zero][2:] == ["grasp/seed0/pretrain_am"]
+    with pytest.raises(ValueError, match="task_q_from_crl_encoder_aux.*--value-inits"):
+        bench.stages("state-cpu", tmp_path, only=frozenset({"task_q_from_crl_encoder_aux"}))
+    # a run evaluates those rows only: AM's pretraining is not run, so no zero-shot row
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "goalrl", fake_goalrl(calls))
+    store = tmp_path / "store.jsonl"
+    bench.run_pipeline("smoke", tmp_path, store, (0,), "grasp", only=only)
+    assert {r["method"] for r in read_rows(store)} == only
+    assert not any("agent=am" in c for c in calls)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["smoke", "smoke-state"])
 def test_smoke_profile_end_to_end(tmp_path, profile) -> None:
