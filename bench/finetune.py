@@ -7,6 +7,8 @@
     python bench/finetune.py --profile gpu --report-only      # the page from the store
     python bench/finetune.py --profile state-cpu --dry-run    # the CPU plan, time estimated
     python bench/finetune.py --profile state-cpu --task grasp --seeds 0   # one seed, ~3 CPU h
+    python bench/finetune.py --profile state-cpu --task grasp --seeds 0 --methods \
+        task_bc_success_from_scratch     # only these rows (and the pretraining they need)
 
 Profiles, tasks, methods and the commands of every stage: bench/finetune_plan.py (its
 docstring has the profile table). smoke-state and state-cpu are the state variants: data
