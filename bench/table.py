@@ -45,16 +45,18 @@ class Method:
     store_method: str  # the `method` its rows carry (goalrl.results.method_name)
 
 
-# The read-out of the agents with a state value V(s, g): one-step lookahead through a dynamics
-# model trained on the cell's dataset (`goalrl dynamics`, in the cell's folder; state profiles)
+# The read-out of the agents with a state value V(s, g) (AM: its Q at its actor's action): one-
+# step lookahead through a dynamics model trained on the cell's dataset (`goalrl dynamics`, in
+# the cell's folder; state profiles)
 LOOKAHEAD = "model_lookahead"
 
-# One table of methods. AM is trained once with its actor and read out twice (CEM on Q, the
-# actor); am_prior adds the behaviour prior's mean (its rows carry method "am_prior").
+# One table of methods. AM is trained once with its actor and read out three times (CEM on Q,
+# the actor, and on state profiles the lookahead scored by Q at the actor's action);
+# am_prior adds the behaviour prior's mean (its rows carry method "am_prior").
 # Speeds: docs/benchmarks/agent_speed.md (median, 2 shared cores at load about 3); AM without
 # chaining and with the prior take the rows of AM without and with its actor.
 METHODS: dict[str, Method] = {
-    "am": Method(("agent=am", "agent.actor=true"), ("cem", "actor"), 8.9, 1.8, "am"),
+    "am": Method(("agent=am", "agent.actor=true"), ("cem", "actor", LOOKAHEAD), 8.9, 1.8, "am"),
     "am_prior": Method(("agent=am_prior", "agent.actor=true"), ("cem", "prior_mean", "actor"),
                        8.9, 1.8, "am_prior"),
     "am_no_chaining": Method(("agent=am", "agent.chaining=false"), ("cem",), 10.1, 2.6,
@@ -161,12 +163,18 @@ def checkpoint_dir(run: Path, step: int) -> Path:
 ANY_READOUT = "policy"  # a method with one read-out: its rows match whatever act_rule they carry
 
 
-def readout(act_rule: str | None) -> str:
-    """The store's act_rule of rows evaluated with ``act_rule``; ANY_READOUT for None (the
-    agent's own, which each agent names: HIQL's rows say "actor")."""
+def agent_of(method: str) -> str:
+    """The agent kind a method trains (its ``agent=``; AM's presets build AM)."""
+    name = next(o.split("=", 1)[1] for o in METHODS[method].overrides if o.startswith("agent="))
+    return "am" if name.startswith("am") else name
+
+
+def readout(act_rule: str | None, method: str) -> str:
+    """The store's act_rule of ``method``'s rows evaluated with ``act_rule``; ANY_READOUT for
+    None (the agent's own, which each agent names: HIQL's rows say "actor")."""
     from goalrl.results import readout_name
 
-    return ANY_READOUT if act_rule is None else readout_name("am", act_rule)
+    return ANY_READOUT if act_rule is None else readout_name(agent_of(method), act_rule)
 
 
 def store_outcomes(store: Path) -> dict[tuple[str, str, str], list[bool]]:
@@ -207,7 +215,7 @@ def pending_evals(cell: Cell, profile: Profile, outcomes: dict) -> list[tuple]:
     """(step, goal split, act rule) evaluations still to run; test ones only once val is done."""
     todo = []
     for rule in act_rules(cell.method, profile):
-        read = readout(rule)
+        read = readout(rule, cell.method)
         for step in profile.checkpoints:
             if (str(checkpoint_dir(cell.run, step)), "val", read) not in outcomes:
                 todo.append((step, "val", rule))
@@ -282,7 +290,7 @@ def evaluate(cell: Cell, profile: Profile, step: int, split: str, rule: str | No
     from goalrl.commands.evaluate import run as run_eval
 
     ckpt = checkpoint_dir(cell.run, step)
-    out = cell.run / "eval" / f"{split}-{readout(rule)}-step{step}"
+    out = cell.run / "eval" / f"{split}-{readout(rule, cell.method)}-step{step}"
     # GPU runs may be evaluated on a machine without one (a GPU node without pybullet trains
     # with --train-only): the rollouts are the same, the policy runs on the CPU
     device = profile.device if torch.cuda.is_available() else "cpu"
@@ -311,7 +319,7 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
     evals = pending_evals(cell, profile, outcomes)
     # until val is done the val-best step is unknown: count one more test evaluation for it
     evals += [(0, "test", rule) for rule in act_rules(cell.method, profile)
-              if val_best_step(cell, profile, readout(rule), outcomes) is None]
+              if val_best_step(cell, profile, readout(rule, cell.method), outcomes) is None]
     rollouts = profile.episodes * (len(TASK_NAMES) + 1)
     seconds = sum(rollouts * ROLLOUT_SECONDS.get(rule or "other", ROLLOUT_SECONDS["other"])
                   for _, _, rule in evals)

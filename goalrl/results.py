@@ -84,6 +84,8 @@ def method_name(meta: dict[str, Any]) -> str:
 
 def readout_name(kind: str, act_rule: str | None) -> str:
     """What produced the action: the act rule's read-out, or the agent kind's policy head."""
+    if kind == "am" and act_rule == "model_lookahead":  # scored by Q, AM has no V
+        return "model_lookahead_on_q"
     if kind in READOUT_BY_KIND and act_rule in (None, "actor"):  # one policy: name it by kind
         return READOUT_BY_KIND[kind]
     if act_rule is not None:

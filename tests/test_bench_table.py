@@ -48,9 +48,10 @@ def test_smoke_profile_fills_the_store_and_page_then_a_rerun_does_nothing(tmp_pa
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     rows = read_rows(tmp_path / "store.jsonl")
     cells = {(r["method"], r["act_rule"], r["goal_split"]) for r in rows}
-    assert cells == {(m, a, s) for m, a in [("am", "cem_on_q"), ("am", "actor"),
-                                            ("gcbc", "policy_mean")] for s in ("val", "test")}
-    for method, readout in [("am", "cem_on_q"), ("am", "actor"), ("gcbc", "policy_mean")]:
+    readouts = [("am", "cem_on_q"), ("am", "actor"), ("am", "model_lookahead_on_q"),
+                ("gcbc", "policy_mean")]
+    assert cells == {(m, a, s) for m, a in readouts for s in ("val", "test")}
+    for method, readout in readouts:
         mine = [r for r in rows if (r["method"], r["act_rule"]) == (method, readout)]
         # every fixed checkpoint on val; the last step (and the val-best one) on test
         assert {r["step"] for r in mine if r["goal_split"] == "val"} == {2, 4}
@@ -113,9 +114,9 @@ def test_dry_run_plans_every_cell_with_its_time(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith("push-")]
     assert len(lines) == 8  # 2 datasets x 2 methods x 2 seeds
-    # AM: 20,000 updates at its state speed; two read-outs x (4 val + last + val-best) evals
+    # AM: 20,000 updates at its state speed; three read-outs x (4 val + last + val-best) evals
     am = next(ln for ln in lines if ln.startswith("push-play/am/seed0")).split()
-    assert am[1:4] == ["0", f"{20_000 / table.METHODS['am'].state_speed / 60:.1f}", "12"]
+    assert am[1:4] == ["0", f"{20_000 / table.METHODS['am'].state_speed / 60:.1f}", "18"]
     assert "CPU hours" in out and not (tmp_path / "runs").exists()
 
 
@@ -205,3 +206,8 @@ def test_lookahead_rows_are_their_own_readout_and_only_on_state_profiles(tmp_pat
     assert table.act_rules("gcivl", table.PROFILES["state-cpu"]) == (None, table.LOOKAHEAD)
     assert table.act_rules("gcivl", table.PROFILES["images-cpu"]) == (None,)
     assert table.act_rules("crl", table.PROFILES["state-cpu"]) == (None,)
+    # AM looks ahead on its Q at its actor's action: its rows are named so
+    assert table.act_rules("am", table.PROFILES["state-cpu"])[-1] == table.LOOKAHEAD
+    assert table.readout(table.LOOKAHEAD, "am") == "model_lookahead_on_q"
+    assert table.readout(table.LOOKAHEAD, "gcivl") == "model_lookahead_on_v"
+    assert table.readout("cem", "am_prior") == "cem_on_q"

@@ -6,7 +6,8 @@ member's predicted next state is scored by the agent's V against the goal, and t
 whose predictions score highest on average is taken. It asks the value, not the actor, which
 action moves toward the goal: on the benchmark the values know the way where the actors fail
 to follow them (docs/benchmarks/value_probe.md). For state observations only (the model
-predicts state vectors), and for agents with a V(s, g): GCIVL, GCIQL, HIQL, QRL.
+predicts state vectors), and for agents with a V(s, g): GCIVL, GCIQL, HIQL, QRL; AM, which
+learns no V, through ActorQValue (its rows: `model_lookahead_on_q`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,35 @@ def state_values(agent: Any, states: np.ndarray, goal: np.ndarray) -> np.ndarray
     obs, g, _ = act_frames(states, goal, "state", agent.device)  # (N, S) each
     proprio = agent.proprio(states[:, :agent.proprio_dim]) if agent.proprio_dim else None
     return agent.value(obs, g, proprio).float().mean(dim=-1).cpu().numpy()
+
+
+class ActorQValue:
+    """AM's Q read as a state value for the lookahead: V(s, g) = Q(s, pi(s, g), g) at its
+    actor pi's action, per Q head (AM learns no V, and a CEM search per predicted state would
+    cost a search per candidate and member). The lookahead's centre action is the actor's."""
+
+    def __init__(self, am: Any) -> None:
+        if getattr(am, "actor", None) is None:
+            raise ValueError("model lookahead on AM's Q reads it at its actor's action: the "
+                             "checkpoint needs agent.actor=true")
+        am.set_act_rule("actor")
+        self.am, self.kind = am, am.cfg.encoder.kind
+        self.device, self.proprio_dim, self.action_dim = am.device, am.proprio_dim, am.action_dim
+
+    def proprio(self, x: Any) -> torch.Tensor | None:
+        from goalrl.agents.base import batch_proprio
+
+        return batch_proprio(x, self.proprio_dim, self.device)
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor, goal: torch.Tensor, proprio: Any) -> torch.Tensor:
+        """(N, K) Q in [0, 1] per head of states obs (N, S) toward goals (N, S)."""
+        net = self.am.acting_q
+        e = net.encode(obs, goal, proprio)  # (N, F)
+        return torch.sigmoid(net.head(e, self.am.actor.act(e)[:, None]).float())[:, 0]
+
+    def act(self, state: Any, goal: Any, proprio: Any) -> np.ndarray:
+        return self.am.act(state, goal, proprio)
 
 
 def best_candidate(agent: Any, goal: np.ndarray, nexts: np.ndarray) -> tuple[int, float]:

@@ -64,17 +64,23 @@ def lookahead_policy(cfg: EvalConfig, agent: Any, meta: dict[str, Any]) -> Any:
     """The model_lookahead read-out of ``agent`` (goalrl.agents.lookahead), its model loaded
     from ``cfg.dynamics``; refused, naming the field, when the model or the agent cannot."""
     from goalrl.agents.dynamics import load_dynamics
-    from goalrl.agents.lookahead import ModelLookahead, has_state_value
+    from goalrl.agents.lookahead import ActorQValue, ModelLookahead, has_state_value
     from goalrl.errors import UserError
 
     if not cfg.dynamics:
         raise UserError("act_rule=model_lookahead needs dynamics=<folder>, a model trained by "
                         "`goalrl dynamics data=<dataset> out=<folder>`")
     require_at_least(cfg.lookahead_candidates, 0, "lookahead_candidates", "eval")
+    if meta["agent"] == "am" and agent.cfg.encoder.kind == "state":
+        try:  # AM's value: its Q at its actor's action
+            agent = ActorQValue(agent)
+        except ValueError as err:
+            raise UserError(f"act_rule=model_lookahead: checkpoint {cfg.ckpt}: {err}") from err
     if not has_state_value(agent):
         raise UserError(f"act_rule=model_lookahead: checkpoint {cfg.ckpt} ({meta['agent']}, "
                         f"{observation_of(meta)} observations) has no state value V(s, g); "
-                        "it needs a state GCIVL, GCIQL, HIQL or QRL checkpoint")
+                        "it needs a state GCIVL, GCIQL, HIQL or QRL checkpoint, or a state AM "
+                        "trained with agent.actor=true")
     model, _ = load_dynamics(cfg.dynamics)
     state_dim = meta["agent_config"]["encoder"].get("state_dim")
     if (model.state_dim, model.action_dim) != (state_dim, agent.action_dim):

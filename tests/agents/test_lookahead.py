@@ -83,3 +83,45 @@ def test_agents_without_a_state_value_are_refused() -> None:
             ModelLookahead(agent, Moves())
     with pytest.raises(ValueError, match="candidates must be >= 0"):
         ModelLookahead(DistanceValue(), Moves(), candidates=-1)
+
+
+def tiny_state_am(actor: bool):
+    from point_task import S, tiny_encoder
+
+    from goalrl.agents.am import AMAgent, AMConfig
+
+    cfg = AMConfig(encoder=tiny_encoder("state"), head_hidden_dim=16, num_q_heads=2, actor=actor,
+                   act_rule="cem")
+    return AMAgent(cfg, (8, 8, 3), 4, seed=0), S
+
+
+def test_ams_value_is_its_q_at_its_actors_action_per_head() -> None:
+    from goalrl.agents.lookahead import ActorQValue, state_values
+
+    am, s_dim = tiny_state_am(actor=True)
+    value = ActorQValue(am)
+    assert am.cfg.act_rule == "actor"  # the lookahead's centre is the actor's action
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(6, s_dim)).astype(np.float32)
+    goal = rng.normal(size=s_dim).astype(np.float32)
+    own = am.act(states, goal)  # (6, 4): the actor's actions
+    q = am.q_values(states, goal, own, reduce="none")  # (6, 2): Q of them per head
+    heads = value.value(torch.as_tensor(states), torch.as_tensor(goal).expand(6, -1), None)
+    assert heads.shape == (6, 2) and np.allclose(heads.numpy(), q, atol=1e-6)
+    assert np.allclose(state_values(value, states, goal), q.mean(1), atol=1e-6)
+    # another action scores differently: the value is read at the actor's action, not any
+    assert not np.allclose(am.q_values(states, goal, -own, reduce="none"), q)
+    class Pushes:  # the arm's four dims of the state move by 0.1 a
+        def predict(self, s, a):
+            return (s + 0.1 * torch.nn.functional.pad(a, (0, s_dim - 4)))[None]  # (1, N, S)
+
+    policy = ModelLookahead(value, Pushes(), candidates=4, seed=0)
+    action, score = policy(states[0], goal, None)
+    assert action.shape == (4,) and 0.0 <= score <= 1.0
+
+
+def test_am_without_an_actor_has_no_value_to_look_ahead_on() -> None:
+    from goalrl.agents.lookahead import ActorQValue
+
+    with pytest.raises(ValueError, match="agent.actor=true"):
+        ActorQValue(tiny_state_am(actor=False)[0])

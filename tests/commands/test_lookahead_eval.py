@@ -65,6 +65,20 @@ def test_eval_acts_by_lookahead_and_its_rows_name_the_readout_and_model(tiny, tm
     assert {r["readout"]["spread"] for r in rows} == {SPREAD}
 
 
+def test_am_looks_ahead_on_its_q_at_its_actors_action_and_its_rows_say_so(tiny, tmp_path
+                                                                          ) -> None:
+    data, _, _, dyn, _ = tiny
+    run_dir = tmp_path / "am"
+    cli.run_command("pretrain", ["agent=am", f"data={data}", f"out={run_dir}", *TINY,
+                                 "agent.head_hidden_dim=16", "agent.actor=true"])
+    store = tmp_path / "store.jsonl"
+    cli.run_command("eval", [f"ckpt={run_dir}", "act_rule=model_lookahead", f"dynamics={dyn}",
+                             "goals=val", "episodes=1", "videos=0", f"out={tmp_path / 'e'}",
+                             f"results={store}", "+env_kwargs.max_episode_steps=3"])
+    rows = [json.loads(line) for line in store.read_text().splitlines()]
+    assert len(rows) == 6 and {r["act_rule"] for r in rows} == {"model_lookahead_on_q"}
+
+
 @pytest.mark.parametrize("case", ["no_model", "missing_model", "gcbc", "mismatch", "ogbench"])
 def test_what_cannot_act_by_lookahead_is_refused_naming_the_field(tiny, tmp_path, case) -> None:
     from goalrl.agents.dynamics import DynamicsConfig, DynamicsEnsemble, save_dynamics
