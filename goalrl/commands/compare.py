@@ -213,6 +213,7 @@ def results_page(cfg: CompareConfig, n_rows: int, body: str, plot: Path,
         "results=<store>`; `act_rule` names what produced the action (`cem_on_q`: CEM on the "
         "Q-function; `prior_mean`: the behaviour prior's mean; `actor`: an actor trained on Q; "
         "`model_lookahead_on_v`: one-step lookahead on V through a learned model; "
+        "`model_lookahead_on_q`: the same lookahead scored by AM's Q at its actor's action; "
         "`policy_mean`: GCBC's policy).",
         f"- A line is one cell of training seeds x {cfg.unit}s at each seed's "
         f"{STEP_WORDS.get(cfg.step, f'step {cfg.step}')}; "
