@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-READOUT = "model_lookahead_on_v"  # the results store's act_rule of its rows
 # standard deviation of the candidates around the agent's action. Candidates near it stay
 # where the data (and so the model) has been; uniform ones over the whole action box did worse
 # on validation goals (play 36% against 65%, stitch 13% against 23%; docs/lab-notes.md)

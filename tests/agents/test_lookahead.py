@@ -111,6 +111,7 @@ def test_ams_value_is_its_q_at_its_actors_action_per_head() -> None:
     assert np.allclose(state_values(value, states, goal), q.mean(1), atol=1e-6)
     # another action scores differently: the value is read at the actor's action, not any
     assert not np.allclose(am.q_values(states, goal, -own, reduce="none"), q)
+
     class Pushes:  # the arm's four dims of the state move by 0.1 a
         def predict(self, s, a):
             return (s + 0.1 * torch.nn.functional.pad(a, (0, s_dim - 4)))[None]  # (1, N, S)
