@@ -18,7 +18,7 @@ from typing import Any
 class DynamicsCommandConfig:
     data: str = "???"  # dataset folder recorded with the `state` field
     out: str = "???"  # model folder to write (replaced whole when it exists)
-    steps: int = 3000  # updates; 20,000 did worse on stitch validation goals (docs/lab-notes.md)
+    steps: int = 3000  # updates; 10,000 or 20,000 did no better on stitch validation goals
     batch_size: int = 256  # transitions per member per update
     members: int = 5  # ensemble members (the lookahead averages their predictions' values)
     hidden: int = 256  # width of each member's two hidden layers
