@@ -45,9 +45,9 @@ class Method:
     store_method: str  # the `method` its rows carry (goalrl.results.method_name)
 
 
-# The read-out of the agents with a state value V(s, g) (AM: its Q at its actor's action): one-
-# step lookahead through a dynamics model trained on the cell's dataset (`goalrl dynamics`, in
-# the cell's folder; state profiles)
+# The read-out of the agents with a value V(s, g) (AM: its Q at its actor's action): one-step
+# lookahead through a dynamics model trained on the cell's dataset (`goalrl dynamics`, in the
+# cell's folder): of the state on state profiles, of each checkpoint's own embedding on images
 LOOKAHEAD = "model_lookahead"
 
 # One table of methods. AM is trained once with its actor and read out three times (CEM on Q,
@@ -205,16 +205,15 @@ def val_best_step(cell: Cell, profile: Profile, read: str,
     return -max(scores)[1]
 
 
-def act_rules(method: str, profile: Profile) -> tuple[str | None, ...]:
-    """The method's read-outs that apply in the profile (the lookahead reads state vectors)."""
-    return tuple(rule for rule in METHODS[method].act_rules
-                 if rule != LOOKAHEAD or profile.encoder == "state")
+def lookahead_model(cell: Cell, profile: Profile, step: int) -> Path:
+    """The lookahead's model: one state model per state cell, one per image checkpoint."""
+    return cell.run / ("dynamics" if profile.encoder == "state" else f"dynamics-step{step}")
 
 
 def pending_evals(cell: Cell, profile: Profile, outcomes: dict) -> list[tuple]:
     """(step, goal split, act rule) evaluations still to run; test ones only once val is done."""
     todo = []
-    for rule in act_rules(cell.method, profile):
+    for rule in METHODS[cell.method].act_rules:
         read = readout(rule, cell.method)
         for step in profile.checkpoints:
             if (str(checkpoint_dir(cell.run, step)), "val", read) not in outcomes:
@@ -261,22 +260,25 @@ def run_cell(cell: Cell, profile_name: str, store: Path, train_only: bool = Fals
         # test evaluations wait for the val ones they choose between: at most two passes
         for _ in range(0 if train_only else 2):
             for step, split, rule in pending_evals(cell, profile, store_outcomes(store)):
-                if rule == LOOKAHEAD and not (cell.run / "dynamics" / "meta.json").is_file():
-                    train_dynamics_model(cell, profile, log)
+                if rule == LOOKAHEAD and not (lookahead_model(cell, profile, step)
+                                              / "meta.json").is_file():
+                    train_dynamics_model(cell, profile, step, log)
                 with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                     evaluate(cell, profile, step, split, rule, store)
     return str(log_path)
 
 
-def train_dynamics_model(cell: Cell, profile: Profile, log: Any) -> None:
-    """The cell's model for the lookahead read-out: `goalrl dynamics` on its dataset, seeded
-    by the cell's seed, in its folder."""
+def train_dynamics_model(cell: Cell, profile: Profile, step: int, log: Any) -> None:
+    """The model for the lookahead read-out of the cell's checkpoint ``step``: `goalrl
+    dynamics` on its dataset (with ckpt= on images), seeded by the cell's seed."""
     from goalrl.commands.dynamics import DynamicsCommandConfig
     from goalrl.commands.dynamics import run as run_dynamics
 
-    print(f"dynamics {cell.data} -> {cell.run / 'dynamics'}", file=log, flush=True)
+    out = lookahead_model(cell, profile, step)
+    ckpt = None if profile.encoder == "state" else str(checkpoint_dir(cell.run, step))
+    print(f"dynamics {cell.data} ckpt={ckpt} -> {out}", file=log, flush=True)
     report = run_dynamics(DynamicsCommandConfig(
-        data=str(cell.data), out=str(cell.run / "dynamics"), seed=cell.seed,
+        data=str(cell.data), out=str(out), seed=cell.seed, ckpt=ckpt,
         steps=profile.dynamics_steps,
         holdout=2000 if profile.dynamics_steps >= 1000 else 0))  # smoke data is too small
     print(f"  {report}", file=log, flush=True)
@@ -298,8 +300,8 @@ def evaluate(cell: Cell, profile: Profile, step: int, split: str, rule: str | No
     summary = run_eval(EvalConfig(ckpt=str(ckpt), goals=split, episodes=profile.episodes,
                                   out=str(out), videos=0, device=device, act_rule=rule,
                                   results=str(store),
-                                  dynamics=str(cell.run / "dynamics") if rule == LOOKAHEAD
-                                  else None))
+                                  dynamics=str(lookahead_model(cell, profile, step))
+                                  if rule == LOOKAHEAD else None))
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=str))
     tmp.replace(out / "summary.json")
@@ -318,7 +320,7 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
         train = math.nan
     evals = pending_evals(cell, profile, outcomes)
     # until val is done the val-best step is unknown: count one more test evaluation for it
-    evals += [(0, "test", rule) for rule in act_rules(cell.method, profile)
+    evals += [(0, "test", rule) for rule in METHODS[cell.method].act_rules
               if val_best_step(cell, profile, readout(rule, cell.method), outcomes) is None]
     rollouts = profile.episodes * (len(TASK_NAMES) + 1)
     seconds = sum(rollouts * ROLLOUT_SECONDS.get(rule or "other", ROLLOUT_SECONDS["other"])

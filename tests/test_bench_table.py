@@ -190,7 +190,7 @@ def test_a_single_readout_method_matches_rows_whatever_act_rule_they_carry(tmp_p
     assert (2, "val", None) not in pending and (4, "val", None) in pending
 
 
-def test_lookahead_rows_are_their_own_readout_and_only_on_state_profiles(tmp_path) -> None:
+def test_lookahead_rows_are_their_own_readout_with_a_model_per_profile_kind(tmp_path) -> None:
     from goalrl.results import append_rows
 
     cell = table.Cell("reach-play", "gcivl", 0, tmp_path, tmp_path / "run")
@@ -203,11 +203,14 @@ def test_lookahead_rows_are_their_own_readout_and_only_on_state_profiles(tmp_pat
     pending = table.pending_evals(cell, table.PROFILES["smoke"], outcomes)
     # the lookahead's rows do not stand in for the actor's
     assert (2, "val", table.LOOKAHEAD) not in pending and (2, "val", None) in pending
-    assert table.act_rules("gcivl", table.PROFILES["state-cpu"]) == (None, table.LOOKAHEAD)
-    assert table.act_rules("gcivl", table.PROFILES["images-cpu"]) == (None,)
-    assert table.act_rules("crl", table.PROFILES["state-cpu"]) == (None,)
+    assert table.METHODS["gcivl"].act_rules == (None, table.LOOKAHEAD)
+    assert table.METHODS["crl"].act_rules == (None,)
+    # one state model per state cell; on images one latent model per checkpoint
+    assert table.lookahead_model(cell, table.PROFILES["state-cpu"], 2) == cell.run / "dynamics"
+    assert table.lookahead_model(cell, table.PROFILES["images-cpu"], 2) != table.lookahead_model(
+        cell, table.PROFILES["images-cpu"], 4)
     # AM looks ahead on its Q at its actor's action: its rows are named so
-    assert table.act_rules("am", table.PROFILES["state-cpu"])[-1] == table.LOOKAHEAD
+    assert table.METHODS["am"].act_rules[-1] == table.LOOKAHEAD
     assert table.readout(table.LOOKAHEAD, "am") == "model_lookahead_on_q"
     assert table.readout(table.LOOKAHEAD, "gcivl") == "model_lookahead_on_v"
     assert table.readout("cem", "am_prior") == "cem_on_q"

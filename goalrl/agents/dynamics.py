@@ -1,4 +1,5 @@
-"""A learned one-step model of state observations: s' = s + f(s, a), an ensemble of MLPs.
+"""A learned one-step model: x' = x + f(x, a), an ensemble of MLPs, where x is the scene's state
+vector or an agent's frame embedding (goalrl.agents.lookahead's two spaces).
 
 Why: the value functions of the benchmark's agents are learned well where their actors fail
 to follow them (docs/benchmarks/value_probe.md): acting on GCIVL's V with the simulator as a
@@ -106,6 +107,29 @@ def transitions(dataset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                          "reads state vectors (collect the dataset again)")
     idx = np.flatnonzero(dataset.has_next)  # (T,)
     return dataset.state[idx], dataset.actions[idx], dataset.state[idx + 1]
+
+
+def embedded_transitions(space: Any, dataset: Any, chunk: int = 1024
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(h, actions, next h) of every transition of an EpisodeDataset, h (N, H) being the
+    frames' embedding by ``space`` (lookahead.LatentSpace): its images or, for a state
+    agent, its state vectors, with the proprio. Frames are embedded once, ``chunk`` at a
+    time (a 100k-frame image dataset is not held in memory)."""
+    frames = np.arange(dataset.num_frames)
+    if space.kind == "state" and dataset.state is None:
+        raise ValueError(f"{dataset.root}: recorded without the `state` field, which a state "
+                         "agent's embedding reads")
+    if space.agent.proprio_dim and dataset.proprio is None:
+        raise ValueError(f"{dataset.root}: no proprio field, which the agent reads")
+    parts = []
+    for lo in range(0, len(frames), chunk):
+        idx = frames[lo:lo + chunk]
+        obs = dataset.state[idx] if space.kind == "state" else dataset.images(idx)
+        parts.append(space.embed(obs, None if dataset.proprio is None else dataset.proprio[idx]
+                                 ).numpy())
+    h = np.concatenate(parts)  # (N, H)
+    idx = np.flatnonzero(dataset.has_next)  # (T,)
+    return h[idx], dataset.actions[idx], h[idx + 1]
 
 
 def train_dynamics(states: np.ndarray, actions: np.ndarray, next_states: np.ndarray,

@@ -62,32 +62,41 @@ LOOKAHEAD_RULE = "model_lookahead"
 
 def lookahead_policy(cfg: EvalConfig, agent: Any, meta: dict[str, Any]) -> Any:
     """The model_lookahead read-out of ``agent`` (goalrl.agents.lookahead), its model loaded
-    from ``cfg.dynamics``; refused, naming the field, when the model or the agent cannot."""
+    from ``cfg.dynamics``: a state model for a state agent, or a latent model trained on this
+    checkpoint's own embedding; refused, naming the field, when the model or the agent cannot."""
     from goalrl.agents.dynamics import load_dynamics
-    from goalrl.agents.lookahead import ActorQValue, ModelLookahead, has_state_value
+    from goalrl.agents.lookahead import ActorQValue, LatentSpace, ModelLookahead, StateSpace
     from goalrl.errors import UserError
 
     if not cfg.dynamics:
         raise UserError("act_rule=model_lookahead needs dynamics=<folder>, a model trained by "
-                        "`goalrl dynamics data=<dataset> out=<folder>`")
+                        "`goalrl dynamics data=<dataset> out=<folder>` (add ckpt=<this "
+                        "checkpoint> for one on its own embedding, e.g. for images)")
     require_at_least(cfg.lookahead_candidates, 0, "lookahead_candidates", "eval")
-    if meta["agent"] == "am" and agent.cfg.encoder.kind == "state":
+    model, model_meta = load_dynamics(cfg.dynamics)
+    latent = model_meta.get("space", "state") == "latent"
+    if meta["agent"] == "am" and (latent or agent.cfg.encoder.kind == "state"):
         try:  # AM's value: its Q at its actor's action
             agent = ActorQValue(agent)
         except ValueError as err:
             raise UserError(f"act_rule=model_lookahead: checkpoint {cfg.ckpt}: {err}") from err
-    if not has_state_value(agent):
+    try:
+        space = LatentSpace(agent) if latent else StateSpace(agent)
+    except ValueError as err:
         raise UserError(f"act_rule=model_lookahead: checkpoint {cfg.ckpt} ({meta['agent']}, "
-                        f"{observation_of(meta)} observations) has no state value V(s, g); "
-                        "it needs a state GCIVL, GCIQL, HIQL or QRL checkpoint, or a state AM "
-                        "trained with agent.actor=true")
-    model, _ = load_dynamics(cfg.dynamics)
-    state_dim = meta["agent_config"]["encoder"].get("state_dim")
-    if (model.state_dim, model.action_dim) != (state_dim, agent.action_dim):
+                        f"{observation_of(meta)} observations): {err}") from err
+    if latent and space.digest() != model_meta.get("embedding_digest"):
+        raise UserError(f"dynamics={cfg.dynamics}: a latent model of checkpoint "
+                        f"{model_meta.get('checkpoint')}'s embedding, not of ckpt={cfg.ckpt}; "
+                        f"`goalrl dynamics data=<its dataset> ckpt={cfg.ckpt} out=<folder>` "
+                        "trains one for it")
+    width = (model.state_dim if latent else
+             meta["agent_config"]["encoder"].get("state_dim"))
+    if (model.state_dim, model.action_dim) != (width, agent.action_dim):
         raise UserError(f"dynamics={cfg.dynamics}: the model maps {model.state_dim} state "
                         f"values and {model.action_dim} action values; checkpoint {cfg.ckpt} "
-                        f"reads {state_dim} and {agent.action_dim}")
-    return ModelLookahead(agent, model, cfg.lookahead_candidates, seed=cfg.seed)
+                        f"reads {width} and {agent.action_dim}")
+    return ModelLookahead(agent, model, cfg.lookahead_candidates, seed=cfg.seed, space=space)
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
@@ -152,7 +161,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
             from goalrl.agents.lookahead import SPREAD
 
             readout = {"dynamics": str(Path(cfg.dynamics).resolve()),
-                       "candidates": cfg.lookahead_candidates, "spread": SPREAD}
+                       "candidates": cfg.lookahead_candidates, "spread": SPREAD,
+                       "space": policy.space.name}
         rows = append_eval_rows(cfg.results, result, meta, act_rule=rule,
                                 env_kwargs=env_kwargs, readout=readout)
         result["results"] = {"path": cfg.results, "rows": rows}

@@ -126,3 +126,94 @@ def test_am_without_an_actor_has_no_value_to_look_ahead_on() -> None:
 
     with pytest.raises(ValueError, match="agent.actor=true"):
         ActorQValue(tiny_state_am(actor=False)[0])
+
+
+def tiny_image_gcivl(seed: int = 0):
+    from point_task import SIZE, A, P, tiny_encoder
+
+    from goalrl.agents.gcivl import GCIVLAgent, GCIVLConfig
+
+    cfg = GCIVLConfig(encoder=tiny_encoder("image"), head_hidden_dim=16)
+    return GCIVLAgent(cfg, (SIZE, SIZE, 3), A, proprio_dim=P, seed=seed), SIZE, P
+
+
+def test_a_latent_space_scores_an_embedding_as_v_scores_the_frame_it_embeds() -> None:
+    from goalrl.agents.lookahead import LatentSpace
+
+    agent, size, p = tiny_image_gcivl()
+    space = LatentSpace(agent)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    proprio = rng.normal(size=(3, p)).astype(np.float32)
+    goal = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    h = space.embed(frames, proprio)  # (3, H): image and proprio embedding
+    assert h.shape == (3, agent.value.encoder.obs_dim)
+    # two members that predict the same embeddings: the scores are V of those frames
+    scores = space.scores(torch.stack([h, h]), goal)  # (3,)
+    with torch.no_grad():
+        v = agent.value(torch.as_tensor(frames), torch.as_tensor(goal)[None].expand(3, -1, -1, -1),
+                        torch.as_tensor(proprio)).mean(-1).numpy()
+    np.testing.assert_allclose(scores, v, rtol=1e-5, atol=1e-5)
+    # one frame's embedding, the members averaged: the mean of the two frames' values
+    mixed = space.scores(torch.stack([h[:1], h[1:2]]), goal)
+    assert mixed == pytest.approx([(v[0] + v[1]) / 2], abs=1e-5)
+
+
+def test_the_latent_digest_names_the_weights_not_the_object() -> None:
+    from goalrl.agents.lookahead import LatentSpace
+
+    a, b = LatentSpace(tiny_image_gcivl(0)[0]), LatentSpace(tiny_image_gcivl(0)[0])
+    assert a.digest() == b.digest() and len(a.digest()) == 16
+    assert LatentSpace(tiny_image_gcivl(1)[0]).digest() != a.digest()
+
+
+def test_a_latent_lookahead_takes_the_action_whose_embedding_v_rates_best() -> None:
+    from goalrl.agents.lookahead import LatentSpace
+
+    agent, size, p = tiny_image_gcivl()
+    space = LatentSpace(agent)
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    proprio = np.zeros((2, p), np.float32)
+    goal = frames[1]
+    h = space.embed(frames, proprio)  # (2, H)
+    rated = space.scores(h[None], goal)  # (2,): one member, the two frames as candidates
+    near, far = (h[1], h[0]) if rated[1] > rated[0] else (h[0], h[1])
+
+    class ToNearWhenRight:  # the action's first value > 0 leads to the better-rated frame
+        def predict(self, x, actions):
+            return torch.where(actions[:, :1] > 0, near, far)[None]  # (1, N, H)
+
+    policy = ModelLookahead(agent, ToNearWhenRight(), candidates=32, seed=0, space=space)
+    action, score = policy(frames[0], goal, proprio[0])
+    assert action[0] > 0
+    assert score == pytest.approx(float(space.scores(near[None, None], goal)[0]), abs=1e-5)
+
+
+def test_agents_without_a_value_network_have_no_latent_space() -> None:
+    from point_task import SIZE, A, tiny_encoder
+
+    from goalrl.agents.gcbc import GCBCAgent, GCBCConfig
+    from goalrl.agents.lookahead import LatentSpace
+
+    gcbc = GCBCAgent(GCBCConfig(encoder=tiny_encoder("image")), (SIZE, SIZE, 3), A)
+    with pytest.raises(ValueError, match="reads a value network with a frame embedding"):
+        LatentSpace(gcbc)
+
+
+def test_ams_latent_value_is_its_q_at_its_actors_action() -> None:
+    from point_task import SIZE, tiny_encoder
+
+    from goalrl.agents.am import AMAgent, AMConfig
+    from goalrl.agents.lookahead import ActorQValue, LatentSpace
+
+    cfg = AMConfig(encoder=tiny_encoder("image"), head_hidden_dim=16, num_q_heads=2, actor=True,
+                   act_rule="cem")
+    am = AMAgent(cfg, (SIZE, SIZE, 3), 4, seed=0)
+    space = LatentSpace(ActorQValue(am))
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    goal = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    scores = space.scores(space.embed(frames, None)[None], goal)  # (3,)
+    q = am.q_values(frames, goal, am.act(frames, goal), reduce="none").mean(1)  # (3,)
+    np.testing.assert_allclose(scores, q, atol=1e-5)

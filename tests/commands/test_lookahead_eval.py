@@ -91,7 +91,7 @@ def test_what_cannot_act_by_lookahead_is_refused_naming_the_field(tiny, tmp_path
     elif case == "missing_model":
         model, match = str(tmp_path / "nowhere"), "no dynamics model there"
     elif case == "gcbc":
-        ckpt, match = gcbc, "has no state value V"
+        ckpt, match = gcbc, "needs a state agent with a value V"
     elif case == "ogbench":
         env, match = "ogbench:cube-single-play-v0", "env=ogbench:cube-single-play-v0 is OGBench"
     else:  # a model of another scene's state width
