@@ -79,15 +79,6 @@ class ActorQValue:
         return self.am.act(state, goal, proprio)
 
 
-def best_candidate(agent: Any, goal: np.ndarray, nexts: np.ndarray) -> tuple[int, float]:
-    """(index, score) of the candidate whose predicted next states (E, N, S), E predictions
-    of each of N candidates, the agent's V rates highest on average over the E."""
-    values = state_values(agent, nexts.reshape(-1, nexts.shape[-1]), goal)  # (E * N,)
-    score = values.reshape(nexts.shape[0], -1).mean(axis=0)  # (N,)
-    best = int(np.argmax(score))
-    return best, float(score[best])
-
-
 class StateSpace:
     """The model predicts the scene's next state vector; V reads it as it reads any state."""
 

@@ -156,7 +156,7 @@ def lookahead_rollouts(agent: Any, kind: str, env_id: str, goals: str = "test",
     final distance)."""
     import gymnasium as gym
 
-    from goalrl.agents.lookahead import ModelLookahead, best_candidate
+    from goalrl.agents.lookahead import ModelLookahead
     from goalrl.benchmark.goals import eval_goals, eval_steps
     from goalrl.envs.registration import register_envs
 
@@ -174,7 +174,8 @@ def lookahead_rollouts(agent: Any, kind: str, env_id: str, goals: str = "test",
             g = obs["desired_goal_state"]
             for _ in range(steps):
                 actions = chooser.candidate_actions(agent.act(obs["state"], g, obs["observation"]))
-                best, _ = best_candidate(agent, g, simulated_successors(env.unwrapped, actions))
+                nexts = torch.as_tensor(simulated_successors(env.unwrapped, actions))
+                best = int(np.argmax(chooser.space.scores(nexts, g)))  # (1, N, S) -> (N,)
                 obs, _, terminated, truncated, info = env.step(actions[best])
                 if terminated or truncated:
                     break

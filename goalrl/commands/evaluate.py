@@ -90,8 +90,9 @@ def lookahead_policy(cfg: EvalConfig, agent: Any, meta: dict[str, Any]) -> Any:
                         f"{model_meta.get('checkpoint')}'s embedding, not of ckpt={cfg.ckpt}; "
                         f"`goalrl dynamics data=<its dataset> ckpt={cfg.ckpt} out=<folder>` "
                         "trains one for it")
-    width = (model.state_dim if latent else
-             meta["agent_config"]["encoder"].get("state_dim"))
+    # a latent model's width is its checkpoint's (the digest matched); a state model's must
+    # be the checkpoint's state width
+    width = model.state_dim if latent else meta["agent_config"]["encoder"].get("state_dim")
     if (model.state_dim, model.action_dim) != (width, agent.action_dim):
         raise UserError(f"dynamics={cfg.dynamics}: the model maps {model.state_dim} state "
                         f"values and {model.action_dim} action values; checkpoint {cfg.ckpt} "

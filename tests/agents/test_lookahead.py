@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from goalrl.agents.lookahead import SPREAD, ModelLookahead, best_candidate
+from goalrl.agents.lookahead import SPREAD, ModelLookahead, StateSpace
 
 
 class DistanceValue:
@@ -67,8 +67,8 @@ def test_the_score_averages_the_members() -> None:
     goal = np.zeros(2, np.float32)
     nexts = np.array([[[1.0, 0.0], [0.5, 0.0]],  # member 1: the second candidate is nearer
                       [[1.0, 0.0], [3.0, 0.0]]], np.float32)  # member 2: much farther
-    best, score = best_candidate(DistanceValue(), goal, nexts)
-    assert best == 0 and score == pytest.approx(-1.0)
+    scores = StateSpace(DistanceValue()).scores(torch.as_tensor(nexts), goal)
+    assert scores == pytest.approx([-1.0, -1.75])  # the first is best on average
 
 
 def test_agents_without_a_state_value_are_refused() -> None:
