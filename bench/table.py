@@ -11,8 +11,11 @@ rows appended to one results store, docs/results.md and the README's table regen
 
 Resumable at every level: a finished training is not restarted (an unfinished one continues
 with ``resume=true``), an evaluation whose rows (checkpoint, goal split, read-out) are already
-in the store is skipped, so a killed driver run again continues where it stopped. One log per
-cell: runs/table/<profile>/<dataset>/<method>/seed<k>/table.log.
+in the store is skipped, so a killed driver run again continues where it stopped. The store is
+the record: a cell whose evaluations are all in it is done, even in a fresh clone without its
+run folder (rows match cells by <profile>/<dataset>/<method>/seed<k>/checkpoints/step_<n>).
+One log per cell: runs/table/<profile>/<dataset>/<method>/seed<k>/table.log. The methods,
+profiles and cells: bench/table_plan.py.
 """
 
 from __future__ import annotations
@@ -27,124 +30,27 @@ import subprocess
 import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from table_plan import (  # noqa: F401  (the plan's names, re-exported for tests)
+    DEFAULT_DATASETS,
+    DEFAULT_METHODS,
+    LOOKAHEAD,
+    METHODS,
+    PROFILES,
+    ROLLOUT_SECONDS,
+    Cell,
+    Method,
+    Profile,
+    TableError,
+    check_choices,
+    plan_cells,
+    protocol_note,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "configs" / "dataset"  # dataset names are `goalrl collect dataset=` presets
-
-
-@dataclass(frozen=True)
-class Method:
-    overrides: tuple[str, ...]  # `goalrl pretrain` agent overrides
-    act_rules: tuple[str | None, ...]  # read-outs, one table row each (None: the policy head)
-    state_speed: float  # updates/s at batch 256, one thread, state vectors (for the plan)
-    image_speed: float  # the same on 64 px images
-    store_method: str  # the `method` its rows carry (goalrl.results.method_name)
-
-
-# The read-out of the agents with a value V(s, g) (AM: its Q at its actor's action): one-step
-# lookahead through a dynamics model trained on the cell's dataset (`goalrl dynamics`, in the
-# cell's folder): of the state on state profiles, of each checkpoint's own embedding on images
-LOOKAHEAD = "model_lookahead"
-
-# One table of methods. AM is trained once with its actor and read out three times (CEM on Q,
-# the actor, and on state profiles the lookahead scored by Q at the actor's action);
-# am_prior adds the behaviour prior's mean (its rows carry method "am_prior").
-# Speeds: docs/benchmarks/agent_speed.md (median, 2 shared cores at load about 3); AM without
-# chaining and with the prior take the rows of AM without and with its actor.
-METHODS: dict[str, Method] = {
-    "am": Method(("agent=am", "agent.actor=true"), ("cem", "actor", LOOKAHEAD), 8.9, 1.8, "am"),
-    "am_prior": Method(("agent=am_prior", "agent.actor=true"), ("cem", "prior_mean", "actor"),
-                       8.9, 1.8, "am_prior"),
-    "am_no_chaining": Method(("agent=am", "agent.chaining=false"), ("cem",), 10.1, 2.6,
-                             "am_no_chaining"),
-    "gcbc": Method(("agent=gcbc",), (None,), 82.0, 4.2, "gcbc"),
-    "gcivl": Method(("agent=gcivl",), (None, LOOKAHEAD), 24.9, 1.6, "gcivl"),
-    "gciql": Method(("agent=gciql",), (None, LOOKAHEAD), 17.3, 1.2, "gciql"),
-    "crl": Method(("agent=crl",), (None,), 26.0, 2.0, "crl"),
-    "hiql": Method(("agent=hiql",), (None, LOOKAHEAD), 11.3, 1.2, "hiql"),
-    # QRL's speeds: 0.54-0.65 (state) and 0.8 (image) of GCIVL's measured beside it under
-    # load, scaled to GCIVL's rows here (estimates); not in the default list (compute)
-    "qrl": Method(("agent=qrl",), (None, LOOKAHEAD), 15.0, 1.3, "qrl"),
-}
-DEFAULT_METHODS = ("am", "am_prior", "gcbc", "gcivl", "gciql", "crl", "hiql", "am_no_chaining")
-DEFAULT_DATASETS = ("push-play", "push-noisy", "push-stitch")
-# seconds per evaluation rollout, for the plan: Push state, 50 steps, one thread, measured on
-# 4-update checkpoints (goals=val, 1 and 3 per task: AM by CEM 0.21 s, its actor 0.14, GCBC
-# 0.12; rounded up), on a 2-core machine shared with other jobs; the model lookahead: 30 Push
-# val rollouts of 100 steps by a 20k GCIVL in 24 s (one core shared)
-ROLLOUT_SECONDS = {"cem": 0.25, "model_lookahead": 0.8, "other": 0.15}
-
-
-@dataclass(frozen=True)
-class Profile:
-    steps: int
-    batch: int
-    checkpoints: tuple[int, ...]  # fixed in advance: each is evaluated on the val goals
-    episodes: int  # evaluation rollouts per task (5 named tasks + random goals per split)
-    encoder: str  # agent.encoder.kind
-    data_suffix: str  # dataset folder: <data-root>/<name><suffix>
-    budget: str  # what it is for, printed by --dry-run
-    device: str = "cpu"  # training and evaluation; cuda: training time is not estimated
-    dynamics_steps: int = 3000  # `goalrl dynamics` updates of a state cell's lookahead model
-
-
-PROFILES: dict[str, Profile] = {
-    "state-cpu": Profile(20_000, 256, (5_000, 10_000, 15_000, 20_000), 10, "state", "-state",
-                         "state variants, one core per cell: 5-70 min of training"),
-    # images: AM with its actor runs 1.8 updates/s at batch 256 (about 3.6 at 128), so 10,000
-    # updates keep its cell near the issue's 45 minutes on one core
-    "images-cpu": Profile(10_000, 128, (2_500, 5_000, 7_500, 10_000), 10, "image", "",
-                          "64 px images, one core per cell: 20-70 min of training"),
-    # full runs on one GPU (AM: 77 updates/s at batch 256 on an H200, pretrain.md); each run's
-    # summary.json records the GPU's name
-    "gpu": Profile(100_000, 256, (25_000, 50_000, 75_000, 100_000), 10, "image", "",
-                   "64 px images on one GPU: AM about 22 min of training per cell on an H200",
-                   device="cuda"),
-    "smoke": Profile(4, 8, (2, 4), 1, "state", "-state", "tests: seconds per cell",
-                     dynamics_steps=20),
-}
-
-
-@dataclass(frozen=True)
-class Cell:
-    dataset: str
-    method: str
-    seed: int
-    data: Path
-    run: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset}/{self.method}/seed{self.seed}"
-
-
-class TableError(Exception):
-    """Bad arguments or missing inputs: one line naming the value."""
-
-
-def check_choices(kind: str, given: list[str], known: list[str]) -> None:
-    unknown = [name for name in given if name not in known]
-    if unknown:
-        raise TableError(f"unknown {kind} {', '.join(unknown)}; known: {', '.join(known)}")
-
-
-def plan_cells(profile_name: str, methods: list[str], datasets: list[str], seeds: list[int],
-               data_root: Path, runs_root: Path) -> list[Cell]:
-    check_choices("method", methods, list(METHODS))
-    check_choices("dataset", datasets, sorted(p.stem for p in PRESETS.glob("*.yaml")))
-    clash = [n for n in set(methods) if [METHODS[m].store_method for m in methods].count(
-        METHODS[n].store_method) > 1]
-    if clash:
-        raise TableError(f"methods {', '.join(sorted(clash))} write rows under the same store "
-                         "method name; run them into different stores")
-    profile = PROFILES[profile_name]
-    return [Cell(d, m, s, data_root / f"{d}{profile.data_suffix}",
-                 runs_root / profile_name / d / m / f"seed{s}")
-            for d in datasets for m in methods for s in seeds]
 
 
 # ---- the state of a cell: its checkpoints and the store -------------------------------------
@@ -158,6 +64,12 @@ def trained_step(run: Path) -> int:
 
 def checkpoint_dir(run: Path, step: int) -> Path:
     return (run / "checkpoints" / f"step_{step:07d}").resolve()  # checkpoint.step_name
+
+
+def cell_key(checkpoint: str | Path) -> str:
+    """A checkpoint's place in its table, <profile>/<dataset>/<method>/seed<N>/checkpoints/
+    step_<k>: the store's rows match their cell wherever the runs folder now lives."""
+    return "/".join(Path(checkpoint).parts[-6:])
 
 
 ANY_READOUT = "policy"  # a method with one read-out: its rows match whatever act_rule they carry
@@ -178,14 +90,14 @@ def readout(act_rule: str | None, method: str) -> str:
 
 
 def store_outcomes(store: Path) -> dict[tuple[str, str, str], list[bool]]:
-    """(resolved checkpoint, goal split, read-out) -> successes of its rows in the store."""
+    """(cell_key of the checkpoint, goal split, read-out) -> successes of its rows."""
     from goalrl.results import READOUT_BY_KIND, read_rows
 
     outcomes: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
     if store.is_file():
         for row in read_rows(store):
             if row.get("checkpoint"):
-                path = str(Path(row["checkpoint"]).resolve())
+                path = cell_key(row["checkpoint"])
                 outcomes[(path, row["goal_split"], row["act_rule"])].append(row["success"])
                 if row["act_rule"] in READOUT_BY_KIND.values():  # the agent's own policy
                     outcomes[(path, row["goal_split"], ANY_READOUT)].append(row["success"])
@@ -198,7 +110,7 @@ def val_best_step(cell: Cell, profile: Profile, read: str,
     goalrl.compare.val_best_rows); None until every one is evaluated on val."""
     scores = []
     for step in profile.checkpoints:
-        rows = outcomes.get((str(checkpoint_dir(cell.run, step)), "val", read))
+        rows = outcomes.get((cell_key(checkpoint_dir(cell.run, step)), "val", read))
         if not rows:
             return None
         scores.append((sum(rows) / len(rows), -step))
@@ -210,18 +122,26 @@ def lookahead_model(cell: Cell, profile: Profile, step: int) -> Path:
     return cell.run / ("dynamics" if profile.encoder == "state" else f"dynamics-step{step}")
 
 
+def unfinished(cell: Cell, profile: Profile, outcomes: dict, train_only: bool) -> bool:
+    """Training only: not trained to the profile's steps. Otherwise: evaluations pending (a
+    cell whose rows are all in the store is done even where its run folder is gone)."""
+    if train_only:
+        return trained_step(cell.run) < profile.steps
+    return bool(pending_evals(cell, profile, outcomes))
+
+
 def pending_evals(cell: Cell, profile: Profile, outcomes: dict) -> list[tuple]:
     """(step, goal split, act rule) evaluations still to run; test ones only once val is done."""
     todo = []
     for rule in METHODS[cell.method].act_rules:
         read = readout(rule, cell.method)
         for step in profile.checkpoints:
-            if (str(checkpoint_dir(cell.run, step)), "val", read) not in outcomes:
+            if (cell_key(checkpoint_dir(cell.run, step)), "val", read) not in outcomes:
                 todo.append((step, "val", rule))
         best = val_best_step(cell, profile, read, outcomes)
         test_steps = sorted({best, profile.steps}) if best is not None else [profile.steps]
         for step in test_steps:
-            if (str(checkpoint_dir(cell.run, step)), "test", read) not in outcomes:
+            if (cell_key(checkpoint_dir(cell.run, step)), "test", read) not in outcomes:
                 todo.append((step, "test", rule))
     return todo
 
@@ -315,10 +235,10 @@ def estimate_minutes(cell: Cell, profile: Profile, outcomes: dict) -> tuple[floa
 
     speed = measured_speed(cell, cell.method) or planned_speed(cell.method, profile) * (
         machine_factor(cell, profile) or 1.0)
-    train = max(0, profile.steps - trained_step(cell.run)) / speed / 60
+    evals = pending_evals(cell, profile, outcomes)
+    train = max(0, profile.steps - trained_step(cell.run)) / speed / 60 if evals else 0.0
     if profile.device != "cpu":  # the agents' speeds are CPU measurements
         train = math.nan
-    evals = pending_evals(cell, profile, outcomes)
     # until val is done the val-best step is unknown: count one more test evaluation for it
     evals += [(0, "test", rule) for rule in METHODS[cell.method].act_rules
               if val_best_step(cell, profile, readout(rule, cell.method), outcomes) is None]
@@ -380,25 +300,6 @@ def print_plan(cells: list[Cell], profile_name: str, store: Path, jobs: int) -> 
           f"lookahead, {ROLLOUT_SECONDS['other']} s otherwise)")
 
 
-def protocol_note(profile_names: list[str], seeds: list[int]) -> str:
-    """The page's paragraph: every profile whose runs fed the store (a page may hold several)."""
-    parts = []
-    for name in profile_names:
-        profile = PROFILES[name]
-        parts.append(
-            f"`bench/table.py --profile {name}`: {profile.steps} updates at batch "
-            f"{profile.batch} ({profile.encoder} observations"
-            f"{', one GPU' if profile.device != 'cpu' else ''}, datasets "
-            f"`<preset>{profile.data_suffix}`), checkpoints at steps "
-            f"{', '.join(map(str, profile.checkpoints))} fixed in advance and evaluated on the "
-            f"validation goals, {profile.episodes} rollouts of each named task and of random "
-            f"goals per evaluation")
-    return (f"Made by {'; '.join(parts)}. Training seeds {', '.join(map(str, seeds))}. Each "
-            f"seed and read-out is reported on the test goals at the step it did best at on "
-            f"validation (test rows of the last step are also in the store). AM is read out by "
-            f"CEM on Q (cem_on_q) and by its DDPG+BC actor (actor) as separate rows.")
-
-
 def write_page(store: Path, markdown: Path, plots: Path, readme: Path, note: str) -> None:
     def shown(path: Path) -> str:  # the page names paths inside the repository relative
         path = path.resolve()
@@ -449,21 +350,21 @@ def main(argv: list[str] | None = None) -> int:
             if not store.is_file():
                 raise TableError(f"results store {store} does not exist: nothing to report")
             write_page(args.store, args.markdown, args.plots, args.readme,
-                       protocol_note(profiles_run(args.profile, args.runs), args.seeds))
+                       protocol_note(profiles_in_store(args.profile, store), args.seeds))
             print(f"store {args.store}; page {args.markdown}")
             return 0
-        missing = sorted({str(c.data) for c in cells if not c.data.is_dir()})
-        if missing:
+        outcomes = store_outcomes(store)
+        todo = [c for c in cells if unfinished(c, PROFILES[args.profile], outcomes,
+                                                 args.train_only)]
+        missing = sorted({str(c.data) for c in todo if not c.data.is_dir()})
+        if missing:  # only the cells still to run need their data
             raise TableError(f"dataset folder {missing[0]} does not exist: make it with "
                              "`goalrl collect dataset=<name> out=<folder>` (datasets/README.md)")
-        outcomes = store_outcomes(store)
-        todo = [c for c in cells if trained_step(c.run) < PROFILES[args.profile].steps
-                or (not args.train_only and pending_evals(c, PROFILES[args.profile], outcomes))]
         print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; running {len(todo)}")
-        failed = run_cells(todo, args.profile, store, args.jobs, args.train_only)
+        failed = run_cells(todo, args.profile, store, args.jobs, args.train_only) if todo else []
         if not args.train_only and (todo or not args.markdown.exists()):
             write_page(args.store, args.markdown, args.plots, args.readme,
-                       protocol_note(profiles_run(args.profile, args.runs), args.seeds))
+                       protocol_note(profiles_in_store(args.profile, store), args.seeds))
     except TableError as err:
         print(f"bench/table.py: {err}", file=sys.stderr)
         return 2
@@ -471,9 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def profiles_run(profile: str, runs: Path) -> list[str]:
-    """The profiles whose runs fed the store: this one and any other with a runs folder."""
-    return [p for p in PROFILES if p == profile or (p != "smoke" and (runs / p).is_dir())]
+def profiles_in_store(profile: str, store: Path) -> list[str]:
+    """This profile and those whose cells wrote rows (checkpoint <runs>/<profile>/<dataset>/...):
+    a fresh clone has the store but no run folders."""
+    from goalrl.results import read_rows
+    named = {cell_key(row["checkpoint"]).split("/")[0]
+             for row in (read_rows(store) if store.is_file() else []) if row.get("checkpoint")}
+    return [p for p in PROFILES if p == profile or (p != "smoke" and p in named)]
 
 
 def run_cells(cells: list[Cell], profile_name: str, store: Path, jobs: int,

@@ -18,5 +18,10 @@ def load_bench(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    # run as scripts, bench/'s modules import their siblings by name, from sys.path[0]
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
     return module

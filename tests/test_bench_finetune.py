@@ -11,14 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_modules import BENCH, load_bench
+from bench_modules import load_bench
 
 from goalrl.results import ROW_VERSION, append_rows, read_rows
 
-# run as a script, bench/finetune.py imports its sibling finetune_plan by name
-with pytest.MonkeyPatch.context() as _patch:
-    _patch.syspath_prepend(str(BENCH))
-    bench = load_bench("finetune")
+bench = load_bench("finetune")
 GRASP = "goalrl/Grasp-v0"
 
 

@@ -7,15 +7,12 @@ import argparse
 import sys
 
 import pytest
-from bench_modules import BENCH, load_bench
+from bench_modules import load_bench
 
 
 @pytest.fixture(scope="module")
 def sampler():
-    # run as scripts, bench/'s modules import their siblings by name, as from sys.path[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH))
-        yield load_bench("sampler")
+    return load_bench("sampler")
 
 
 def test_a_worker_process_samples_a_written_dataset(sampler, tmp_path) -> None:

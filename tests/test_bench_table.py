@@ -168,7 +168,7 @@ def test_gpu_profile_trains_and_evaluates_on_cuda_and_does_not_guess_its_time(
 def test_val_best_step(tmp_path, val, best) -> None:
     cell = table.Cell("reach-play", "gcbc", 0, tmp_path, tmp_path / "run")
     profile = table.PROFILES["smoke"]
-    outcomes = {(str(table.checkpoint_dir(cell.run, step)), "val", "policy"):
+    outcomes = {(table.cell_key(table.checkpoint_dir(cell.run, step)), "val", "policy"):
                 [bool(x) for x in wins] for step, wins in val.items()}
     assert table.val_best_step(cell, profile, "policy", outcomes) == best
     pending = table.pending_evals(cell, profile, outcomes)
@@ -214,3 +214,38 @@ def test_lookahead_rows_are_their_own_readout_with_a_model_per_profile_kind(tmp_
     assert table.readout(table.LOOKAHEAD, "am") == "model_lookahead_on_q"
     assert table.readout(table.LOOKAHEAD, "gcivl") == "model_lookahead_on_v"
     assert table.readout("cem", "am_prior") == "cem_on_q"
+
+
+def store_row(checkpoint: str, split: str, step: int, success: bool) -> dict:
+    return {"v": 1, "method": "gcbc", "act_rule": "policy_mean", "dataset": "reach-play-state",
+            "train_seed": 0, "step": step, "env": "goalrl/Reach-v0", "goal_split": split,
+            "task": "task1", "env_seed": 2_100_000, "success": success, "phase": "pretrain",
+            "checkpoint": checkpoint}
+
+
+def test_a_fresh_clone_finds_finished_cells_in_the_store_alone(tmp_path, capsys) -> None:
+    """Rows written under another runs folder (another machine, an earlier clone) finish
+    their cell: nothing is retrained and its dataset is not asked for; the page's protocol
+    names every profile the rows came from."""
+    from goalrl.results import append_rows
+
+    elsewhere = "/elsewhere/runs/smoke/reach-play/gcbc/seed0/checkpoints/step_000000{}"
+    store = tmp_path / "store.jsonl"  # driver_args' store
+    append_rows(store, [store_row(elsewhere.format(2), "val", 2, False),
+                        store_row(elsewhere.format(4), "val", 4, True),
+                        store_row(elsewhere.format(4), "test", 4, True)])
+    (tmp_path / "results.md").write_text("")  # an existing page: a no-op run leaves it alone
+    args = driver_args(tmp_path)
+    args[args.index("--methods") + 1: args.index("--datasets")] = ["gcbc"]
+    assert table.main(args) == 0  # no dataset folder exists under tmp_path/data
+    assert "1 of 1 cells finished; running 0" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+    # a cell with a row missing still runs and so still needs its data
+    args[args.index("--seeds") + 1] = "1"
+    assert table.main(args) == 2
+    assert "reach-play-state does not exist" in capsys.readouterr().err
+
+    image_ckpt = "/a/runs/images-cpu/push-stitch/gcbc/seed0/checkpoints/step_0002500"
+    append_rows(store, [store_row(image_ckpt, "val", 2500, False)])
+    assert table.profiles_in_store("state-cpu", store) == ["state-cpu", "images-cpu"]
+    assert table.profiles_in_store("gpu", store) == ["images-cpu", "gpu"]  # smoke: never added
