@@ -44,9 +44,12 @@ each run's training curve (``dip_after_switch`` of its summary, also on its fina
 
 Resumable: a stage whose summary.json exists is reused, an unfinished pretraining or
 fine-tuning run resumes from its latest checkpoint (``resume=true``), an evaluation whose rows
-are in the store is skipped. The page (docs/benchmarks/finetune.md; finetune_state.md for
-state-cpu) is written from the store's rows of that profile (each row names its
-``bench_profile``); the smoke profiles write their store and page under their workdir.
+are in the store is skipped, and a stage whose rows are all in the store is not run at all
+(``unstored``: a fresh clone without the workdir redoes only what the store lacks).
+
+The page (docs/benchmarks/finetune.md; finetune_state.md for state-cpu) is written from the
+store's rows of that profile (each row names its ``bench_profile``); the smoke profiles write
+their store and page under their workdir.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from finetune_plan import (  # noqa: F401  (the plan's names, re-exported for te
     profile_table,
     shell,
     stages,
+    unstored,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +126,15 @@ def stored_checkpoints(store: Path) -> set[tuple[str, str]]:
             if r.get("checkpoint")}
 
 
+def stored_points(store: Path, profile: str, env: str) -> set[tuple[str, int, str]]:
+    """(method, train seed, bench point) of the profile's rows of scene ``env`` in the store."""
+    from goalrl.results import read_rows
+
+    return {(r["method"], r["train_seed"], r["bench_point"])
+            for r in (read_rows(store) if store.is_file() else [])
+            if r.get("bench_profile") == profile and r.get("env") == env and "bench_point" in r}
+
+
 def evaluate(ckpt: Path, method: str, point: str, episodes: int, store: Path, logs: Path,
              extra: dict[str, Any] | None = None) -> None:
     """``goalrl eval`` of one checkpoint on ``episodes`` test seeds (a state checkpoint acts on
@@ -150,7 +163,8 @@ def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] |
     done = stored_checkpoints(store)
     tag = {"bench_profile": profile}  # a profile's table reads its own rows only
     zero_shot = only is None or ZERO_SHOT in only
-    for stage in stages(profile, work, seeds, task, value_inits, only):
+    plan = stages(profile, work, seeds, task, value_inits, only)
+    for stage in unstored(plan, stored_points(store, profile, TASKS[task][0]), zero_shot):
         run_stage(stage, logs)
         if zero_shot and stage["kind"] == "pretrain" and stage["name"].endswith("am"):
             ckpt = latest_step(stage["out"])
@@ -456,8 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             cpu = estimate(args.profile, task, seeds, work, value_inits=args.value_inits,
                            only=only) or {}
-            for stage in stages(args.profile, work, seeds, task, args.value_inits, only):
-                state = "done" if (stage["out"] / "summary.json").is_file() else "to run"
+            plan = stages(args.profile, work, seeds, task, args.value_inits, only)
+            needed = {id(s) for s in unstored(plan, stored_points(
+                store, args.profile, TASKS[task][0]), only is None or ZERO_SHOT in only)}
+            for stage in plan:
+                state = ("rows in the store" if id(stage) not in needed else "done"
+                         if (stage["out"] / "summary.json").is_file() else "to run")
                 est = (f", about {cpu[stage['name']] / 60:.0f} CPU min"
                        if stage["name"] in cpu else "")
                 print(f"[{stage['name']}] {state}{est}: {shell(stage['args'])}")

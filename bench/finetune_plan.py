@@ -131,7 +131,7 @@ def stages(profile: str, work: Path, seeds: tuple[int, ...] | None = None,
         for kind, folder in pre.items():
             fields = p["net"] + (p["am"] if kind == "am" else [])
             out.append(dict(name=f"{task}/seed{seed}/pretrain_{kind}", kind="pretrain",
-                            out=folder, args=[
+                            out=folder, agent=kind, seed=seed, args=[
                 "pretrain", f"agent={kind}", f"data={play}", f"out={folder}",
                 f"steps={p['pretrain']}", f"batch_size={p['batch']}", "eval_episodes=0",
                 "videos=0", f"seed={seed}", *run, *[f"agent.{k}" for k in fields]]))
@@ -280,3 +280,18 @@ def profile_table() -> list[str]:
                      f"{p['pretrain']:,} | {p['steps']:,} + {p['online']:,} | {p['batch']} | "
                      f"{len(p['seeds'])} | {p['test_episodes']} | {when} |")
     return lines
+
+
+def unstored(plan: list[dict[str, Any]], points: set[tuple[str, int, str]],
+             zero_shot: bool) -> list[dict[str, Any]]:
+    """The stages still needed: the store is the record, so a clone without the workdir reruns
+    nothing whose rows are in it. A fine-tuning is done when both its points are stored; a
+    pretraining runs for the fine-tunings that start from it (AM's also for a missing
+    zero-shot row); the data is collected when anything trains. Pure."""
+    tunes = [s for s in plan if s["kind"] == "finetune" and not all(
+        (s["method"], s["seed"], point) in points for point in ("offline_end", "final"))]
+    inits = {a.removeprefix("init=") for s in tunes for a in s["args"] if a.startswith("init=")}
+    pres = [s for s in plan if s["kind"] == "pretrain" and (str(s["out"]) in inits or (
+        zero_shot and s["agent"] == "am" and (ZERO_SHOT, s["seed"], "zero_shot") not in points))]
+    needed = {id(s) for s in tunes + pres}
+    return [s for s in plan if id(s) in needed or (s["kind"] == "collect" and needed)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,9 @@ def fake_goalrl(calls: list[list[str]]):
             rows_file = next(a.split("=", 1)[1] for a in args if a.startswith("results="))
             base = row("task", "x", 0, True)
             del base["bench_point"]
+            # the checkpoint's scene: its run sits under <work>/<task>/
+            base["env"] = next(bench.TASKS[part][0] for part in Path(ckpt).parts
+                               if part in bench.TASKS)
             append_rows(rows_file, [{**base, "checkpoint": ckpt, "method": "task"}] * 2)
             return
         out.mkdir(parents=True, exist_ok=True)
@@ -248,11 +252,24 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
     calls.clear()
     bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
     assert calls == [] and len(read_rows(store)) == len(rows)
-    # an unfinished fine-tuning (no summary.json) is resumed; nothing else runs
+    # an unfinished fine-tuning (no summary.json, no rows) is resumed; nothing else runs
     unfinished = tmp_path / "tray" / "seed0" / "task_bc_success_from_gcbc"
     (unfinished / "summary.json").unlink()
+    kept = [r for r in rows if r["method"] != "task_bc_success_from_gcbc"]
+    store.unlink()
+    append_rows(store, kept)
     bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
-    assert [(c[0], c[-1]) for c in calls] == [("finetune", "resume=true")]
+    assert [(c[0], c[-1]) for c in calls if c[0] != "eval"] == [("finetune", "resume=true")]
+    assert len(read_rows(store)) == len(rows)
+    # a clone with the store and no workdir reruns only what has no rows: the data, the
+    # pretraining that row starts from, the row's fine-tuning and its evaluations
+    shutil.rmtree(tmp_path / "tray")
+    store.unlink()
+    append_rows(store, kept)
+    calls.clear()
+    bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
+    assert [c[0] for c in calls] == ["collect", "collect", "pretrain", "finetune", "eval", "eval"]
+    assert "agent=gcbc" in calls[2] and "recipe=bc_gcbc_init" in calls[3]
 
 
 def test_methods_run_only_those_rows_and_the_pretraining_they_start_from(
