@@ -116,16 +116,6 @@ def run_stage(stage: dict[str, Any], logs: Path) -> None:
     goalrl(args, logs / f"{stage['name'].replace('/', '_')}.log")
 
 
-def stored_checkpoints(store: Path) -> set[tuple[str, str]]:
-    """(method, checkpoint) pairs that already have rows in the store."""
-    if not store.is_file():
-        return set()
-    from goalrl.results import read_rows
-
-    return {(r["method"], str(Path(r["checkpoint"]).resolve())) for r in read_rows(store)
-            if r.get("checkpoint")}
-
-
 def stored_points(store: Path, profile: str, env: str) -> set[tuple[str, int, str]]:
     """(method, train seed, bench point) of the profile's rows of scene ``env`` in the store."""
     from goalrl.results import read_rows
@@ -160,22 +150,21 @@ def run_pipeline(profile: str, work: Path, store: Path, seeds: tuple[int, ...] |
     those methods) and its evaluations into ``store`` (see the module doc)."""
     p = PROFILES[profile]
     logs = work / task / "logs"
-    done = stored_checkpoints(store)
+    done = stored_points(store, profile, TASKS[task][0])
     tag = {"bench_profile": profile}  # a profile's table reads its own rows only
     zero_shot = only is None or ZERO_SHOT in only
-    plan = stages(profile, work, seeds, task, value_inits, only)
-    for stage in unstored(plan, stored_points(store, profile, TASKS[task][0]), zero_shot):
+    for stage in unstored(stages(profile, work, seeds, task, value_inits, only), done, zero_shot):
         run_stage(stage, logs)
-        if zero_shot and stage["kind"] == "pretrain" and stage["name"].endswith("am"):
+        if zero_shot and stage["kind"] == "pretrain" and stage["agent"] == "am":
             ckpt = latest_step(stage["out"])
-            if (ZERO_SHOT, str(ckpt.resolve())) not in done:
+            if (ZERO_SHOT, stage["seed"], "zero_shot") not in done:
                 evaluate(ckpt, ZERO_SHOT, "zero_shot", p["test_episodes"], store, logs, tag)
         if stage["kind"] != "finetune":
             continue
         summary = json.loads((stage["out"] / "summary.json").read_text())
         points = {"offline_end": summary["offline_checkpoint"], "final": summary["checkpoint"]}
         for point, ckpt in points.items():
-            if ckpt is None or (stage["method"], str(Path(ckpt).resolve())) in done:
+            if ckpt is None or (stage["method"], stage["seed"], point) in done:
                 continue
             extra = {**tag, **({"run_dip_after_switch": summary["dip_after_switch"]}
                                if point == "final" else {})}
@@ -471,10 +460,10 @@ def main(argv: list[str] | None = None) -> int:
             cpu = estimate(args.profile, task, seeds, work, value_inits=args.value_inits,
                            only=only) or {}
             plan = stages(args.profile, work, seeds, task, args.value_inits, only)
-            needed = {id(s) for s in unstored(plan, stored_points(
+            needed = {s["name"] for s in unstored(plan, stored_points(
                 store, args.profile, TASKS[task][0]), only is None or ZERO_SHOT in only)}
             for stage in plan:
-                state = ("rows in the store" if id(stage) not in needed else "done"
+                state = ("rows in the store" if stage["name"] not in needed else "done"
                          if (stage["out"] / "summary.json").is_file() else "to run")
                 est = (f", about {cpu[stage['name']] / 60:.0f} CPU min"
                        if stage["name"] in cpu else "")

@@ -293,5 +293,5 @@ def unstored(plan: list[dict[str, Any]], points: set[tuple[str, int, str]],
     inits = {a.removeprefix("init=") for s in tunes for a in s["args"] if a.startswith("init=")}
     pres = [s for s in plan if s["kind"] == "pretrain" and (str(s["out"]) in inits or (
         zero_shot and s["agent"] == "am" and (ZERO_SHOT, s["seed"], "zero_shot") not in points))]
-    needed = {id(s) for s in tunes + pres}
-    return [s for s in plan if id(s) in needed or (s["kind"] == "collect" and needed)]
+    needed = {s["name"] for s in tunes + pres}
+    return [s for s in plan if s["name"] in needed or (s["kind"] == "collect" and needed)]

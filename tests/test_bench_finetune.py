@@ -270,6 +270,15 @@ def test_a_run_fills_the_store_with_named_rows_and_a_second_run_does_nothing(
     bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
     assert [c[0] for c in calls] == ["collect", "collect", "pretrain", "finetune", "eval", "eval"]
     assert "agent=gcbc" in calls[2] and "recipe=bc_gcbc_init" in calls[3]
+    # AM's pretraining rerun for a row that starts from it: its zero-shot row is stored, so
+    # only the fine-tuning's two points are evaluated
+    shutil.rmtree(tmp_path / "tray")
+    store.unlink()
+    append_rows(store, [r for r in rows if r["method"] != "task_q_from_am_aux"])
+    calls.clear()
+    bench.run_pipeline("smoke", tmp_path, store, (0,), "tray")
+    assert [c[0] for c in calls] == ["collect", "collect", "pretrain", "finetune", "eval", "eval"]
+    assert "agent=am" in calls[2] and len(read_rows(store)) == len(rows)
 
 
 def test_methods_run_only_those_rows_and_the_pretraining_they_start_from(
